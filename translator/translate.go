@@ -1,0 +1,57 @@
+// Package translator turns UpstreamClusters (and the Secrets they reference)
+// into the xDS resources Envoy serves and the policy table the request
+// service enforces. It is a pure function: no I/O, no clocks, no globals, so
+// its output can be golden-tested and the same inputs always produce the same
+// version.
+package translator
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+// Options are the gateway-wide settings that are not part of any CRD.
+type Options struct {
+	// ListenerAddress and ListenerPort are where Envoy serves clients.
+	ListenerAddress string
+	ListenerPort    uint32
+}
+
+// Inputs is everything one translation reads.
+type Inputs struct {
+	Options          Options
+	UpstreamClusters []*v1alpha1.UpstreamCluster
+	// Secrets are the Secrets UpstreamClusters may reference (others are ignored).
+	Secrets []*corev1.Secret
+}
+
+// Status is the translator's verdict on one UpstreamCluster.
+type Status struct {
+	// Name is the UpstreamCluster's name.
+	Name string
+	// ObservedGeneration is the generation the conditions describe.
+	ObservedGeneration int64
+	// Conditions are Accepted and ResolvedRefs; xds/ adds Programmed.
+	Conditions []metav1.Condition
+	// ServerCount is how many enabled servers were translated.
+	ServerCount int32
+}
+
+// Output is one complete, consistent configuration.
+type Output struct {
+	// Version identifies the content: equal inputs give equal versions.
+	Version string
+	// Resources holds the xDS resources by type URL
+	// (github.com/envoyproxy/go-control-plane/pkg/resource/v3 constants),
+	// each list sorted by resource name.
+	Resources map[string][]types.Resource
+	// Policy is the request service's table for the same version.
+	Policy *policy.Table
+	// Statuses has one entry per input UpstreamCluster, sorted by name.
+	Statuses []Status
+}
