@@ -55,3 +55,44 @@ type Output struct {
 	// Statuses has one entry per input UpstreamCluster, sorted by name.
 	Statuses []Status
 }
+
+// Translate builds the complete configuration for in. It never fails as a
+// whole: an UpstreamCluster that cannot be translated gets a False
+// condition in Statuses and is left out, and the others keep serving.
+//
+// The pipeline has two stages, as in Envoy Gateway: buildIR validates the
+// CRDs and resolves Secrets into a plain IR (with the statuses), then each
+// IR cluster becomes xDS protos that are validated before anything leaves.
+func Translate(in Inputs) *Output {
+	ir, statuses := buildIR(in)
+
+	byName := map[string]*statusBuilder{}
+	for _, st := range statuses {
+		if !st.rejected() {
+			byName[st.uc.Name] = st // accepted names are unique
+		}
+	}
+	var built []*clusterResources
+	for _, c := range ir.Clusters {
+		cr, err := buildClusterResources(c)
+		if err != nil {
+			byName[c.Name].reject(ReasonInvalidConfig, err.Error())
+			continue
+		}
+		built = append(built, cr)
+	}
+
+	out, err := assemble(ir.Listener, built)
+	if err != nil {
+		// Only the shared listener can fail here (each chain passed on its
+		// own); nothing can be served without it.
+		for _, cr := range built {
+			byName[cr.ir.Name].reject(ReasonInvalidConfig, err.Error())
+		}
+		out, _ = assemble(ir.Listener, nil)
+	}
+	for _, st := range statuses {
+		out.Statuses = append(out.Statuses, st.status())
+	}
+	return out
+}

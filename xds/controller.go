@@ -144,7 +144,6 @@ func allTrue(conds []metav1.Condition) (bool, metav1.Condition) {
 	return true, metav1.Condition{}
 }
 
-
 // CountFileError records a config file that failed to parse.
 func (c *Controller) CountFileError(path string) {
 	c.metrics.configErrors.WithLabelValues("File", path).Inc()

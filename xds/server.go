@@ -6,8 +6,8 @@
 package xds
 
 import (
-	"fmt"
 	"context"
+	"fmt"
 	"log/slog"
 	"sync/atomic"
 
@@ -62,7 +62,15 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 // cacheLogger adapts slog to go-control-plane's logger interface.
 type cacheLogger struct{ l *slog.Logger }
 
-func (c cacheLogger) Debugf(format string, args ...any) { c.l.Debug("xds cache", "msg", fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Infof(format string, args ...any)  { c.l.Debug("xds cache", "msg", fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Warnf(format string, args ...any)  { c.l.Warn("xds cache", "msg", fmt.Sprintf(format, args...)) }
-func (c cacheLogger) Errorf(format string, args ...any) { c.l.Error("xds cache", "msg", fmt.Sprintf(format, args...)) }
+func (c cacheLogger) Debugf(format string, args ...any) {
+	c.l.Debug("xds cache", "msg", fmt.Sprintf(format, args...))
+}
+func (c cacheLogger) Infof(format string, args ...any) {
+	c.l.Debug("xds cache", "msg", fmt.Sprintf(format, args...))
+}
+func (c cacheLogger) Warnf(format string, args ...any) {
+	c.l.Warn("xds cache", "msg", fmt.Sprintf(format, args...))
+}
+func (c cacheLogger) Errorf(format string, args ...any) {
+	c.l.Error("xds cache", "msg", fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,173 @@
+package envoy
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultNodeCluster is the node cluster every Frontdoor Envoy reports.
+const DefaultNodeCluster = "frontdoor"
+
+// BootstrapOptions are what an Envoy needs to find its control plane.
+type BootstrapOptions struct {
+	// NodeID identifies this Envoy to the control plane (e.g. the pod name).
+	NodeID string
+	// NodeCluster groups Envoys that get the same config; defaults to
+	// DefaultNodeCluster.
+	NodeCluster string
+	// XDSAddress is host:port of the frontdoor gRPC server (ADS and
+	// ext_authz, plaintext HTTP/2 on loopback or within the pod).
+	XDSAddress string
+	// AdminAddress is host:port of Envoy's admin interface. Keep it on
+	// loopback: the admin API can change Envoy's state.
+	AdminAddress string
+}
+
+// controlPlaneConnectTimeout is short: the control plane is on loopback or
+// in the same pod, and Envoy retries the ADS stream on its own.
+const controlPlaneConnectTimeout = time.Second
+
+// Bootstrap builds the static config Envoy starts with: who it is, its
+// admin listener, and the one static cluster pointing at the control plane.
+// Everything else (listeners, routes, clusters, endpoints, secrets) comes
+// over one ADS stream, so Envoy applies it in a consistent order.
+func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
+	if opts.NodeID == "" {
+		return nil, fmt.Errorf("bootstrap: node ID is required")
+	}
+	if opts.NodeCluster == "" {
+		opts.NodeCluster = DefaultNodeCluster
+	}
+	xdsHost, xdsPort, err := splitHostPort("xDS address", opts.XDSAddress)
+	if err != nil {
+		return nil, err
+	}
+	adminHost, adminPort, err := splitHostPort("admin address", opts.AdminAddress)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := netip.ParseAddr(adminHost); err != nil {
+		return nil, fmt.Errorf("bootstrap: admin address %q: host must be an IP address", opts.AdminAddress)
+	}
+
+	cp, err := controlPlaneCluster(xdsHost, xdsPort)
+	if err != nil {
+		return nil, err
+	}
+	ads := &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+	b := &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: opts.NodeID, Cluster: opts.NodeCluster},
+		Admin: &bootstrapv3.Admin{
+			Address: socketAddress(adminHost, adminPort),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
+			Clusters: []*clusterv3.Cluster{cp},
+		},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{
+				ApiType:             corev3.ApiConfigSource_GRPC,
+				TransportApiVersion: corev3.ApiVersion_V3,
+				GrpcServices: []*corev3.GrpcService{{
+					TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+						ClusterName: ControlPlaneCluster,
+					}},
+				}},
+				// The node does not change within a stream; sending it once
+				// keeps every later DiscoveryRequest small.
+				SetNodeOnFirstMessageOnly: true,
+			},
+			LdsConfig: ads,
+			CdsConfig: ads,
+		},
+	}
+	if err := b.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return b, nil
+}
+
+// controlPlaneCluster reaches the frontdoor gRPC server over plaintext
+// HTTP/2 (gRPC). An IP address makes a STATIC cluster; a DNS name a
+// LOGICAL_DNS one, which re-resolves and keeps one connection (what a gRPC
+// stream to one server needs).
+func controlPlaneCluster(host string, port uint32) (*clusterv3.Cluster, error) {
+	h2, err := anypb.New(&httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+				Http2ProtocolOptions: &corev3.Http2ProtocolOptions{},
+			},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	typ := clusterv3.Cluster_STATIC
+	if _, err := netip.ParseAddr(host); err != nil {
+		typ = clusterv3.Cluster_LOGICAL_DNS
+	}
+	return &clusterv3.Cluster{
+		Name:                 ControlPlaneCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
+		ConnectTimeout:       durationpb.New(controlPlaneConnectTimeout),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
+		},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: ControlPlaneCluster,
+			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
+				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+					Address: socketAddress(host, port),
+				}},
+			}}}},
+		},
+	}, nil
+}
+
+// BootstrapYAML renders a bootstrap as YAML, the format Envoy's -c flag
+// reads, with proto field names as in Envoy's documentation.
+func BootstrapYAML(b *bootstrapv3.Bootstrap) ([]byte, error) {
+	j, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	y, err := yaml.JSONToYAML(j)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return y, nil
+}
+
+func splitHostPort(what, addr string) (string, uint32, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("bootstrap: %s %q: %w", what, addr, err)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if host == "" || err != nil || n == 0 {
+		return "", 0, fmt.Errorf("bootstrap: %s %q: want host:port with a port 1-65535", what, addr)
+	}
+	return host, uint32(n), nil
+}
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

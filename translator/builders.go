@@ -1,0 +1,60 @@
+package translator
+
+import (
+	"fmt"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Small proto builders shared by the xDS files. They keep the per-concept
+// files readable: a listener reads as a listener, not as Any plumbing.
+
+// Names of the xDS resources of one UpstreamCluster. Every reference between
+// resources goes through these, so LDS → RDS → CDS → EDS → SDS stay linked.
+func routeName(uc string) string                { return uc }
+func defaultClusterName(uc string) string       { return uc + "/default" }
+func ruleClusterName(uc, rule string) string    { return uc + "/" + rule }
+func servingSecretName(uc string) string        { return uc + "/serving" }
+func clientCASecretName(uc string) string       { return uc + "/client-ca" }
+func upstreamClientSecretName(uc string) string { return uc + "/upstream-client" }
+func upstreamCASecretName(uc string) string     { return uc + "/upstream-ca" }
+
+// ListenerName is the one listener serving every cluster.
+const ListenerName = "frontdoor"
+
+// adsConfigSource points a dynamic resource (RDS, EDS, SDS) back at the
+// same ADS stream, so one connection carries everything in order.
+func adsConfigSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
+
+// mustAny packs m. Packing a generated message cannot fail; a failure is a
+// programming error, surfaced as a panic that Translate turns into a status.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(fmt.Sprintf("translator: packing %T: %v", m, err))
+	}
+	return a
+}
+
+// typedExtension is a named extension with its typed config.
+func typedExtension(name string, m proto.Message) *corev3.TypedExtensionConfig {
+	return &corev3.TypedExtensionConfig{Name: name, TypedConfig: mustAny(m)}
+}
+
+func duration(d time.Duration) *durationpb.Duration { return durationpb.New(d) }
+
+func socketAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       host,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}

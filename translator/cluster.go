@@ -1,0 +1,150 @@
+package translator
+
+import (
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+const (
+	// upstreamConnectTimeout bounds the TCP+TLS handshake to one server.
+	upstreamConnectTimeout = 5 * time.Second
+	// upstreamMaxStreams matches kube-apiserver's default per-connection
+	// HTTP/2 stream limit (Go's server default, 250, unless
+	// --http2-max-streams-per-connection changes it), so Envoy opens another
+	// connection rather than queueing streams the server would refuse.
+	upstreamMaxStreams = 250
+	// unlimited is a circuit-breaker threshold Envoy never reaches: the
+	// apiserver's own max-inflight limits (and our flow control) decide
+	// when to shed, not Envoy's defaults of 1024.
+	unlimited = 1 << 20
+
+	httpProtocolOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+	tlsTransportSocket     = "envoy.transport_sockets.tls"
+)
+
+var lbPolicies = map[LoadBalancingIR]clusterv3.Cluster_LbPolicy{
+	LBRoundRobin:   clusterv3.Cluster_ROUND_ROBIN,
+	LBRandom:       clusterv3.Cluster_RANDOM,
+	LBLeastRequest: clusterv3.Cluster_LEAST_REQUEST,
+}
+
+// cluster is the default upstream cluster of c: every server, over HTTP/2
+// and mutual TLS, health-checked, never sending to an unhealthy server.
+//
+// Servers named by IP come by EDS, so a server change updates endpoints
+// without touching the cluster. Servers named by DNS make the cluster
+// STRICT_DNS with its endpoints inline, because Envoy resolves names only in
+// DNS clusters (an EDS endpoint must be an IP address).
+func cluster(c *ClusterIR) *clusterv3.Cluster {
+	name := defaultClusterName(c.Name)
+	out := &clusterv3.Cluster{
+		Name:           name,
+		ConnectTimeout: duration(upstreamConnectTimeout),
+		LbPolicy:       lbPolicies[c.LoadBalancing],
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{
+			httpProtocolOptionsKey: mustAny(upstreamHTTP2Options()),
+		},
+		TransportSocket: &corev3.TransportSocket{
+			Name:       tlsTransportSocket,
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(c))},
+		},
+		HealthChecks: []*corev3.HealthCheck{healthCheck(c)},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+			Priority:           corev3.RoutingPriority_DEFAULT,
+			MaxConnections:     wrapperspb.UInt32(unlimited),
+			MaxPendingRequests: wrapperspb.UInt32(unlimited),
+			MaxRequests:        wrapperspb.UInt32(unlimited),
+			MaxRetries:         wrapperspb.UInt32(unlimited),
+		}}},
+		// Panic mode would spread load over unhealthy servers when too few
+		// are healthy; a failing apiserver answers errors, so never do it.
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
+		// A removed server stops receiving requests at once, even if its
+		// health check still passes.
+		IgnoreHealthOnHostRemoval: true,
+	}
+	if c.ResolveDNS {
+		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
+		out.LoadAssignment = loadAssignment(c)
+	} else {
+		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
+		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name}
+	}
+	return out
+}
+
+// upstreamHTTP2Options makes every upstream connection HTTP/2 with
+// keepalive pings, so a dead server is noticed even on idle watch streams.
+func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
+	return &httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+				MaxConcurrentStreams: wrapperspb.UInt32(upstreamMaxStreams),
+				ConnectionKeepalive: &corev3.KeepaliveSettings{
+					Interval: duration(30 * time.Second),
+					Timeout:  duration(10 * time.Second),
+				},
+			}},
+		}},
+	}
+}
+
+// upstreamTLS presents the gateway's client certificate and verifies the
+// servers against the cluster's CA.
+func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
+	return &tlsv3.UpstreamTlsContext{
+		Sni: c.SNI,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:                  []string{"h2"},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(upstreamClientSecretName(c.Name))},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+				ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
+			},
+		},
+	}
+}
+
+// healthCheck is an HTTP/2 GET of the health path with the gateway's client
+// identity. no_traffic_interval equals interval: a cluster nobody uses yet
+// must still know its healthy servers before the first request arrives.
+func healthCheck(c *ClusterIR) *corev3.HealthCheck {
+	host := c.SNI
+	if host == "" {
+		host = c.Name // a valid DNS name; Envoy's default, the cluster name, has a "/"
+	}
+	hc := c.HealthCheck
+	return &corev3.HealthCheck{
+		Timeout:            duration(hc.Timeout),
+		Interval:           duration(hc.Interval),
+		NoTrafficInterval:  duration(hc.Interval),
+		UnhealthyThreshold: wrapperspb.UInt32(hc.UnhealthyThreshold),
+		HealthyThreshold:   wrapperspb.UInt32(hc.HealthyThreshold),
+		HealthChecker: &corev3.HealthCheck_HttpHealthCheck_{HttpHealthCheck: &corev3.HealthCheck_HttpHealthCheck{
+			Host:            host,
+			Path:            hc.Path,
+			CodecClientType: typev3.CodecClientType_HTTP2,
+		}},
+	}
+}
+
+// loadAssignment is one locality holding every enabled server.
+func loadAssignment(c *ClusterIR) *endpointv3.ClusterLoadAssignment {
+	eps := make([]*endpointv3.LbEndpoint, 0, len(c.Servers))
+	for _, s := range c.Servers {
+		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: socketAddress(s.Host, s.Port),
+		}}})
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: defaultClusterName(c.Name),
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
+	}
+}

@@ -1,0 +1,59 @@
+package translator
+
+import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// The ext_authz filter sends every request to the frontdoor request service,
+// which authenticates the client, picks the dispatch rule and answers with
+// the impersonation headers. Its configuration lives here, in one place:
+// the HCM filter (extAuthzFilter) and the per-virtual-host settings
+// (extAuthzPerRoute) that tell the service which cluster a request is for.
+
+const (
+	extAuthzFilterName = "envoy.filters.http.ext_authz"
+	// extAuthzTimeout bounds one Check. It covers a cold TokenReview or
+	// SubjectAccessReview against the apiserver; cached answers take
+	// microseconds.
+	extAuthzTimeout = 2 * time.Second
+)
+
+// extAuthzFilter fails closed: if the request service is unreachable or
+// slow, the request is answered 503 and never forwarded unauthenticated.
+func extAuthzFilter() *hcmv3.HttpFilter {
+	cfg := &extauthzv3.ExtAuthz{
+		Services: &extauthzv3.ExtAuthz_GrpcService{GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
+				ClusterName: envoy.ControlPlaneCluster,
+			}},
+			Timeout: duration(extAuthzTimeout),
+		}},
+		TransportApiVersion: corev3.ApiVersion_V3,
+		FailureModeAllow:    false,
+		// The service authenticates x509 clients itself (the listener
+		// accepts untrusted chains), so it needs the certificate.
+		IncludePeerCertificate: true,
+		// The service's x-frontdoor-rule header selects the route, so the
+		// route must be chosen again after the check.
+		ClearRouteCache: true,
+		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		// allowed_headers is left unset on purpose: the service needs all
+		// headers (Authorization, Impersonate-*, WebSocket subprotocols).
+	}
+	return &hcmv3.HttpFilter{Name: extAuthzFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
+}
+
+// extAuthzPerRoute names the UpstreamCluster in the Check request, so one
+// request service can serve every cluster behind one listener.
+func extAuthzPerRoute(uc string) *extauthzv3.ExtAuthzPerRoute {
+	return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{
+		ContextExtensions: map[string]string{envoy.ContextKeyCluster: uc},
+	}}}
+}

@@ -1,0 +1,62 @@
+package translator
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+)
+
+// FuzzTranslate feeds arbitrary UpstreamCluster specs (as YAML) next to a
+// valid one and the test Secrets. Whatever the spec, Translate must not
+// panic, and its output must stay valid and consistent: one bad object can
+// never take the gateway down.
+func FuzzTranslate(f *testing.F) {
+	base := loadInputs(f, filepath.Join(inDir, "sni-clusters.yaml"))
+	paths, _ := filepath.Glob(filepath.Join(inDir, "*.yaml"))
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		for _, doc := range splitYAML(data) {
+			var uc v1alpha1.UpstreamCluster
+			if yaml.Unmarshal(doc, &uc) != nil || uc.Kind != "UpstreamCluster" {
+				continue
+			}
+			spec, err := yaml.Marshal(uc.Spec)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(spec)
+		}
+	}
+	f.Fuzz(func(t *testing.T, spec []byte) {
+		uc := &v1alpha1.UpstreamCluster{}
+		uc.Name = "fuzzed"
+		if err := yaml.Unmarshal(spec, &uc.Spec); err != nil {
+			return
+		}
+		in := base
+		in.UpstreamClusters = append([]*v1alpha1.UpstreamCluster{uc}, base.UpstreamClusters...)
+		out := Translate(in)
+		if len(out.Statuses) != len(in.UpstreamClusters) {
+			t.Fatalf("%d statuses for %d inputs", len(out.Statuses), len(in.UpstreamClusters))
+		}
+		snap, err := cachev3.NewSnapshot(out.Version, out.Resources)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := snap.Consistent(); err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Resources[resourcev3.ListenerType]) != 1 {
+			t.Fatal("the valid clusters lost their listener")
+		}
+	})
+}

@@ -1,0 +1,309 @@
+package translator
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/encoding/protojson"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+)
+
+var update = flag.Bool("update", false, "rewrite translator/testdata/out from the current output")
+
+const (
+	inDir  = "testdata/in"
+	outDir = "testdata/out"
+	// filePrefix in a Secret's stringData value is replaced by the contents
+	// of that file (relative to testdata/in), so test PEMs live in one place.
+	filePrefix = "file:"
+)
+
+// testOptions is the test-only "kind: Options" document of an input file.
+type testOptions struct {
+	Kind            string `json:"kind"`
+	ListenerAddress string `json:"listenerAddress"`
+	ListenerPort    uint32 `json:"listenerPort"`
+}
+
+// loadInputs reads one multi-document YAML input: UpstreamClusters,
+// Secrets and at most one Options document.
+func loadInputs(t testing.TB, path string) Inputs {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := parseInputs(data, func(name string) ([]byte, error) {
+		return os.ReadFile(filepath.Join(inDir, filepath.FromSlash(name)))
+	})
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return in
+}
+
+func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, error) {
+	var in Inputs
+	for i, doc := range splitYAML(data) {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
+			return in, fmt.Errorf("document %d: %w", i, err)
+		}
+		switch meta.Kind {
+		case "":
+			continue // comments only
+		case "Options":
+			var o testOptions
+			if err := yaml.UnmarshalStrict(doc, &o); err != nil {
+				return in, fmt.Errorf("document %d: %w", i, err)
+			}
+			in.Options = Options{ListenerAddress: o.ListenerAddress, ListenerPort: o.ListenerPort}
+		case "UpstreamCluster":
+			uc := &v1alpha1.UpstreamCluster{}
+			if err := yaml.UnmarshalStrict(doc, uc); err != nil {
+				return in, fmt.Errorf("document %d: %w", i, err)
+			}
+			in.UpstreamClusters = append(in.UpstreamClusters, uc)
+		case "Secret":
+			s := &corev1.Secret{}
+			if err := yaml.UnmarshalStrict(doc, s); err != nil {
+				return in, fmt.Errorf("document %d: %w", i, err)
+			}
+			for k, v := range s.StringData {
+				if name, ok := strings.CutPrefix(v, filePrefix); ok {
+					b, err := readFile(name)
+					if err != nil {
+						return in, fmt.Errorf("document %d: %w", i, err)
+					}
+					s.StringData[k] = string(b)
+				}
+			}
+			in.Secrets = append(in.Secrets, s)
+		default:
+			return in, fmt.Errorf("document %d: unknown kind %q", i, meta.Kind)
+		}
+	}
+	return in, nil
+}
+
+func splitYAML(data []byte) [][]byte {
+	var docs [][]byte
+	for _, d := range bytes.Split(append([]byte("\n"), data...), []byte("\n---")) {
+		if len(bytes.TrimSpace(d)) > 0 {
+			docs = append(docs, d)
+		}
+	}
+	return docs
+}
+
+// goldenFiles renders an Output as the golden files, by name.
+func goldenFiles(t testing.TB, out *Output) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	for file, typeURL := range map[string]string{
+		"listeners.yaml": resourcev3.ListenerType,
+		"routes.yaml":    resourcev3.RouteType,
+		"clusters.yaml":  resourcev3.ClusterType,
+		"endpoints.yaml": resourcev3.EndpointType,
+		"secrets.yaml":   resourcev3.SecretType,
+	} {
+		files[file] = resourcesYAML(t, out.Resources[typeURL])
+	}
+
+	type clusterView struct {
+		Name        string `json:"name"`
+		X509        bool   `json:"x509"`
+		ClientCAPEM string `json:"clientCAPEM,omitempty"`
+		DefaultRule string `json:"defaultRule"`
+	}
+	pv := struct {
+		Version  string        `json:"version"`
+		Clusters []clusterView `json:"clusters"`
+	}{Version: out.Policy.Version, Clusters: []clusterView{}}
+	for _, c := range out.Policy.Clusters {
+		v := clusterView{Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule}
+		if c.ClientCAPEM != nil {
+			v.ClientCAPEM = digest(c.ClientCAPEM)
+		}
+		pv.Clusters = append(pv.Clusters, v)
+	}
+	slices.SortFunc(pv.Clusters, func(a, b clusterView) int { return strings.Compare(a.Name, b.Name) })
+	files["policy.yaml"] = mustYAML(t, pv)
+	files["statuses.yaml"] = mustYAML(t, statusesView(out.Statuses))
+	return files
+}
+
+// resourcesYAML renders resources as a YAML list via protojson, with every
+// inline_bytes replaced by its digest so golden secrets stay readable.
+func resourcesYAML(t testing.TB, rs []types.Resource) []byte {
+	t.Helper()
+	list := []any{}
+	for _, r := range rs {
+		b, err := protojson.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			t.Fatal(err)
+		}
+		list = append(list, redactInlineBytes(v))
+	}
+	return mustYAML(t, list)
+}
+
+func redactInlineBytes(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if s, ok := e.(string); ok && k == "inlineBytes" {
+				b, err := base64.StdEncoding.DecodeString(s)
+				if err == nil {
+					v[k] = digest(b)
+				}
+				continue
+			}
+			v[k] = redactInlineBytes(e)
+		}
+	case []any:
+		for i := range v {
+			v[i] = redactInlineBytes(v[i])
+		}
+	}
+	return v
+}
+
+func digest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func mustYAML(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func inputCases(t testing.TB) []string {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join(inDir, "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(paths) == 0 {
+		t.Fatal("no golden inputs")
+	}
+	var cases []string
+	for _, p := range paths {
+		cases = append(cases, strings.TrimSuffix(filepath.Base(p), ".yaml"))
+	}
+	return cases
+}
+
+// TestGolden translates every testdata/in/<case>.yaml and compares the
+// output with testdata/out/<case>/. With -update it rewrites the outputs
+// and removes those whose input is gone.
+func TestGolden(t *testing.T) {
+	cases := inputCases(t)
+	for _, name := range cases {
+		t.Run(name, func(t *testing.T) {
+			out := Translate(loadInputs(t, filepath.Join(inDir, name+".yaml")))
+			dir := filepath.Join(outDir, name)
+			files := goldenFiles(t, out)
+			if *update {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				for f, b := range files {
+					if err := os.WriteFile(filepath.Join(dir, f), b, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+				return
+			}
+			for f, want := range files {
+				got, err := os.ReadFile(filepath.Join(dir, f))
+				if err != nil {
+					t.Fatalf("%v (run go test ./translator -update)", err)
+				}
+				if diff := cmp.Diff(string(got), string(want)); diff != "" {
+					t.Errorf("%s/%s differs from the translator output (-golden +got); run go test ./translator -update if intended:\n%s", dir, f, diff)
+				}
+			}
+			extra, _ := os.ReadDir(dir)
+			for _, e := range extra {
+				if _, ok := files[e.Name()]; !ok {
+					t.Errorf("%s/%s is not produced by the translator; run -update", dir, e.Name())
+				}
+			}
+		})
+	}
+
+	// Orphans: output directories without an input.
+	dirs, _ := os.ReadDir(outDir)
+	for _, d := range dirs {
+		if slices.Contains(cases, d.Name()) {
+			continue
+		}
+		if *update {
+			if err := os.RemoveAll(filepath.Join(outDir, d.Name())); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		t.Errorf("%s/%s has no input %s/%s.yaml; run -update to delete it", outDir, d.Name(), inDir, d.Name())
+	}
+}
+
+// statusesView renders statuses with API field names and without
+// lastTransitionTime, which the translator leaves for xds/ to set.
+func statusesView(sts []Status) any {
+	type conditionView struct {
+		Type               string `json:"type"`
+		Status             string `json:"status"`
+		Reason             string `json:"reason"`
+		Message            string `json:"message"`
+		ObservedGeneration int64  `json:"observedGeneration"`
+	}
+	type statusView struct {
+		Name               string          `json:"name"`
+		ObservedGeneration int64           `json:"observedGeneration"`
+		ServerCount        int32           `json:"serverCount"`
+		Conditions         []conditionView `json:"conditions"`
+	}
+	out := []statusView{}
+	for _, st := range sts {
+		v := statusView{Name: st.Name, ObservedGeneration: st.ObservedGeneration, ServerCount: st.ServerCount}
+		for _, c := range st.Conditions {
+			v.Conditions = append(v.Conditions, conditionView{
+				Type: c.Type, Status: string(c.Status), Reason: c.Reason, Message: c.Message, ObservedGeneration: c.ObservedGeneration,
+			})
+		}
+		out = append(out, v)
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package translator
+
+import "time"
+
+// The IR (intermediate representation) sits between the CRDs and the xDS
+// protos, as in Envoy Gateway. It holds only validated, resolved, defaulted
+// plain data: every Secret is already read and its PEM checked, every server
+// already parsed to host and port. The xDS stage can therefore build protos
+// without error paths of its own, and a test can compare IR values directly.
+
+// IR is one translation's validated view of all accepted UpstreamClusters.
+type IR struct {
+	// Listener is where Envoy serves clients.
+	Listener ListenerIR
+	// Clusters are the accepted UpstreamClusters, sorted by name, with
+	// unique names and non-conflicting server names.
+	Clusters []*ClusterIR
+}
+
+// ListenerIR is the one listener every cluster shares.
+type ListenerIR struct {
+	Address string
+	Port    uint32
+}
+
+// ClusterIR is one accepted UpstreamCluster.
+type ClusterIR struct {
+	// Name is the UpstreamCluster's name; every xDS name derives from it.
+	Name string
+	// ServerNames are the SNI names selecting this cluster, sorted and
+	// deduplicated. Empty means this cluster owns the default filter chain.
+	ServerNames []string
+	// Servers are the enabled servers, in spec order.
+	Servers []ServerIR
+	// SNI is sent to the servers when they all share one DNS name; empty
+	// otherwise (IP addresses or mixed names).
+	SNI string
+	// ResolveDNS is true when a server is addressed by a DNS name: Envoy only
+	// resolves names in DNS clusters, never in EDS endpoints.
+	ResolveDNS bool
+
+	// Serving is the certificate Envoy presents to clients.
+	Serving CertKeyIR
+	// ClientCA is the PEM bundle client certificates are checked against;
+	// nil when secureServing.clientCASecretRef is unset.
+	ClientCA []byte
+	// UpstreamClient is the gateway's own client certificate.
+	UpstreamClient CertKeyIR
+	// UpstreamCA is the PEM bundle the servers' certificates must chain to.
+	UpstreamCA []byte
+
+	HealthCheck   HealthCheckIR
+	LoadBalancing LoadBalancingIR
+	// X509 enables client-certificate authentication in the request service.
+	X509 bool
+}
+
+// ServerIR is one enabled server, parsed from https://host:port.
+type ServerIR struct {
+	// Host is an IP address (without brackets) or a DNS name.
+	Host string
+	Port uint32
+	// IsIP is true when Host is an IP address.
+	IsIP bool
+}
+
+// CertKeyIR is a validated certificate chain and its matching private key.
+type CertKeyIR struct {
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// HealthCheckIR is a defaulted active HTTP health check.
+type HealthCheckIR struct {
+	Path               string
+	Interval           time.Duration
+	Timeout            time.Duration
+	UnhealthyThreshold uint32
+	HealthyThreshold   uint32
+}
+
+// LoadBalancingIR is the defaulted per-request balancing policy.
+type LoadBalancingIR string
+
+// IR load-balancing policies; they map one to one onto Envoy's lb_policy.
+const (
+	LBRoundRobin   LoadBalancingIR = "RoundRobin"
+	LBRandom       LoadBalancingIR = "Random"
+	LBLeastRequest LoadBalancingIR = "LeastRequest"
+)

@@ -1,0 +1,139 @@
+package translator
+
+import (
+	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	headermutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+const (
+	tlsInspectorName   = "envoy.filters.listener.tls_inspector"
+	hcmName            = "envoy.filters.network.http_connection_manager"
+	routerName         = "envoy.filters.http.router"
+	headerMutationName = "envoy.http.early_header_mutation.header_mutation"
+
+	// remoteHeaderPrefix is kube-apiserver's requestheader (front-proxy)
+	// prefix, X-Remote-User / -Group / -Extra-. A client must never reach the
+	// apiserver with one, even though the gateway authenticates upstream by
+	// certificate, in case the apiserver also trusts a front proxy.
+	remoteHeaderPrefix = "x-remote-"
+
+	// downstreamMaxStreams lets one client connection (a controller
+	// manager with hundreds of informers) multiplex many watches.
+	downstreamMaxStreams = 1000
+)
+
+// listener is the one listener serving every cluster: TLS is terminated
+// here and the filter chain is picked by SNI, so one port fronts any number
+// of clusters. The tls_inspector reads the SNI before the chain is chosen.
+func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listener {
+	return &listenerv3.Listener{
+		Name:    ListenerName,
+		Address: socketAddress(l.Address, l.Port),
+		ListenerFilters: []*listenerv3.ListenerFilter{{
+			Name:       tlsInspectorName,
+			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+		}},
+		FilterChains: chains,
+	}
+}
+
+// filterChain serves one cluster. With no server names it matches any SNI
+// no other chain claims, including none at all (kubectl to an IP address).
+func filterChain(c *ClusterIR) *listenerv3.FilterChain {
+	fc := &listenerv3.FilterChain{
+		Name: c.Name,
+		TransportSocket: &corev3.TransportSocket{
+			Name:       tlsTransportSocket,
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(c))},
+		},
+		Filters: []*listenerv3.Filter{{
+			Name:       hcmName,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(c))},
+		}},
+	}
+	if len(c.ServerNames) > 0 {
+		fc.FilterChainMatch = &listenerv3.FilterChainMatch{ServerNames: c.ServerNames}
+	}
+	return fc
+}
+
+// downstreamTLS serves the cluster's certificate and asks for (but does not
+// require) a client certificate. Like kube-apiserver, the handshake
+// succeeds with an unverifiable client certificate (ACCEPT_UNTRUSTED): the
+// request service verifies the chain and answers 401, which is what clients
+// expect from an apiserver, instead of a TLS alert.
+func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
+	common := &tlsv3.CommonTlsContext{
+		AlpnProtocols:                  []string{"h2", "http/1.1"},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(servingSecretName(c.Name))},
+	}
+	if c.ClientCA != nil {
+		// The SDS secret only carries the CA; the policy on how to apply it
+		// comes from the default context merged with it.
+		common.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext: &tlsv3.CertificateValidationContext{
+					TrustChainVerification: tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED,
+				},
+				ValidationContextSdsSecretConfig: sdsSecret(clientCASecretName(c.Name)),
+			},
+		}
+	}
+	return &tlsv3.DownstreamTlsContext{
+		RequireClientCertificate: wrapperspb.Bool(false),
+		CommonTlsContext:         common,
+	}
+}
+
+// httpConnectionManager strips internal headers first, then asks the request
+// service (ext_authz), then routes.
+//
+// stream_idle_timeout keeps Envoy's default (5m) for now: a quiet watch is
+// cut after 5 minutes without events and clients re-watch. The watch
+// issue will revisit it together with HTTP/2 keepalives.
+func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
+	return &hcmv3.HttpConnectionManager{
+		StatPrefix: c.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: routeName(c.Name),
+			ConfigSource:    adsConfigSource(),
+		}},
+		UseRemoteAddress: wrapperspb.Bool(true),
+		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
+			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
+		},
+		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{
+			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{
+				removeHeadersWithPrefix(envoy.HeaderPrefix),
+				removeHeadersWithPrefix(remoteHeaderPrefix),
+			}}),
+		},
+		HttpFilters: []*hcmv3.HttpFilter{
+			extAuthzFilter(),
+			{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		},
+	}
+}
+
+// removeHeadersWithPrefix drops every request header starting with prefix.
+// It runs as an early header mutation, before any filter or route sees the
+// request, so no client can smuggle an internal header past ext_authz.
+func removeHeadersWithPrefix(prefix string) *mutationrulesv3.HeaderMutation {
+	return &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_RemoveOnMatch_{
+		RemoveOnMatch: &mutationrulesv3.HeaderMutation_RemoveOnMatch{KeyMatcher: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix},
+			IgnoreCase:   true,
+		}},
+	}}
+}

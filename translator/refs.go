@@ -1,0 +1,134 @@
+package translator
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+)
+
+// Keys read from kubernetes.io/tls Secrets.
+const (
+	keyTLSCert = corev1.TLSCertKey       // tls.crt
+	keyTLSKey  = corev1.TLSPrivateKeyKey // tls.key
+	keyCACert  = corev1.ServiceAccountRootCAKey
+)
+
+// Reasons of a False ResolvedRefs condition.
+const (
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonInvalidSecret  = "InvalidSecret"
+)
+
+// refError is a reference that could not be resolved; reason becomes the
+// ResolvedRefs condition's reason.
+type refError struct {
+	reason string
+	msg    string
+}
+
+func (e *refError) Error() string { return e.msg }
+
+// secretIndex finds Secrets by namespace/name. The first of two Secrets with
+// the same key wins, so the result does not depend on map order.
+type secretIndex map[string]*corev1.Secret
+
+func newSecretIndex(secrets []*corev1.Secret) secretIndex {
+	idx := secretIndex{}
+	for _, s := range secrets {
+		if s == nil {
+			continue
+		}
+		k := s.Namespace + "/" + s.Name
+		if _, dup := idx[k]; !dup {
+			idx[k] = s
+		}
+	}
+	return idx
+}
+
+// value returns one key of the referenced Secret. stringData is honoured too:
+// the apiserver folds it into data, but file mode reads manifests as written.
+func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, error) {
+	s, ok := idx[ref.Namespace+"/"+ref.Name]
+	if !ok {
+		return nil, &refError{ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)}
+	}
+	if v, ok := s.Data[key]; ok && len(v) > 0 {
+		return v, nil
+	}
+	if v, ok := s.StringData[key]; ok && v != "" {
+		return []byte(v), nil
+	}
+	return nil, &refError{ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}
+}
+
+// certKey reads and checks tls.crt and tls.key: every certificate must
+// parse and the key must match the leaf, so Envoy never receives a pair it
+// would reject (which would NACK the whole SDS update).
+func (idx secretIndex) certKey(ref v1alpha1.SecretReference) (CertKeyIR, error) {
+	crt, err := idx.value(ref, keyTLSCert)
+	if err != nil {
+		return CertKeyIR{}, err
+	}
+	key, err := idx.value(ref, keyTLSKey)
+	if err != nil {
+		return CertKeyIR{}, err
+	}
+	if err := checkCertificates(crt); err != nil {
+		return CertKeyIR{}, invalidSecret(ref, keyTLSCert, err)
+	}
+	if _, err := tls.X509KeyPair(crt, key); err != nil {
+		return CertKeyIR{}, invalidSecret(ref, keyTLSKey, err)
+	}
+	return CertKeyIR{CertPEM: crt, KeyPEM: key}, nil
+}
+
+// caBundle reads and checks ca.crt.
+func (idx secretIndex) caBundle(ref v1alpha1.SecretReference) ([]byte, error) {
+	ca, err := idx.value(ref, keyCACert)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCertificates(ca); err != nil {
+		return nil, invalidSecret(ref, keyCACert, err)
+	}
+	return ca, nil
+}
+
+func invalidSecret(ref v1alpha1.SecretReference, key string, err error) error {
+	return &refError{ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s key %q: %v", ref.Namespace, ref.Name, key, err)}
+}
+
+// checkCertificates requires data to be one or more PEM CERTIFICATE blocks,
+// each a parseable X.509 certificate, and nothing else but whitespace.
+func checkCertificates(data []byte) error {
+	n := 0
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return fmt.Errorf("PEM block %d is %q, want CERTIFICATE", n+1, block.Type)
+		}
+		if _, err := x509.ParseCertificate(block.Bytes); err != nil {
+			return fmt.Errorf("certificate %d: %w", n+1, err)
+		}
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no PEM certificate found")
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return fmt.Errorf("trailing data after certificate %d", n)
+	}
+	return nil
+}

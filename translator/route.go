@@ -1,0 +1,90 @@
+package translator
+
+import (
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+const (
+	// retryOn lists the failures where the request certainly never reached
+	// an apiserver, so retrying cannot apply a mutation twice.
+	retryOn         = "connect-failure,refused-stream,reset-before-request"
+	numRetries      = 2
+	previousHosts   = "envoy.retry_host_predicates.previous_hosts"
+	hostSelectRetry = 3
+)
+
+// routeConfiguration is the RDS resource of one cluster: one virtual host
+// matching every authority (the filter chain already chose the cluster by
+// SNI), tagged with the cluster name for the request service.
+//
+// Routes are an exact match on the rule header the request service sets,
+// then the catch-all default route. Dispatch policies will add rule routes
+// before the default; today every request takes the default route.
+func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
+	return &routev3.RouteConfiguration{
+		Name: routeName(c.Name),
+		VirtualHosts: []*routev3.VirtualHost{{
+			Name:    c.Name,
+			Domains: []string{"*"},
+			TypedPerFilterConfig: map[string]*anypb.Any{
+				extAuthzFilterName: mustAny(extAuthzPerRoute(c.Name)),
+			},
+			Routes: []*routev3.Route{defaultRoute(c)},
+		}},
+	}
+}
+
+// ruleRoute sends requests the request service tagged with rule to that
+// rule's cluster. Unused until dispatch policies land.
+func ruleRoute(c *ClusterIR, rule string) *routev3.Route {
+	r := defaultRoute(c)
+	r.Name = rule
+	r.Match = &routev3.RouteMatch{
+		PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
+		Headers: []*routev3.HeaderMatcher{{
+			Name: envoy.HeaderRule,
+			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: rule},
+			}},
+		}},
+	}
+	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: ruleClusterName(c.Name, rule)}
+	return r
+}
+
+// defaultRoute is the catch-all route to the cluster's default upstream.
+func defaultRoute(c *ClusterIR) *routev3.Route {
+	return &routev3.Route{
+		Name:  envoy.DefaultRule,
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: defaultClusterName(c.Name)},
+			// Watches, logs -f and exec streams live for minutes to hours;
+			// kube-apiserver enforces its own request timeouts, so Envoy
+			// must not cut requests (0 disables both timeouts).
+			Timeout:     duration(0),
+			IdleTimeout: duration(0),
+			RetryPolicy: retryPolicy(),
+		}},
+	}
+}
+
+// retryPolicy retries only requests that never reached a server, each time
+// on a different server when there is one.
+func retryPolicy() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:    retryOn,
+		NumRetries: wrapperspb.UInt32(numRetries),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       previousHosts,
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: hostSelectRetry,
+	}
+}

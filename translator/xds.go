@@ -1,0 +1,179 @@
+package translator
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// resourceTypes is the order resources are hashed in: the order Envoy
+// applies them over ADS, so it reads like the config's dependency chain.
+var resourceTypes = []string{
+	resourcev3.ClusterType,
+	resourcev3.EndpointType,
+	resourcev3.ListenerType,
+	resourcev3.RouteType,
+	resourcev3.SecretType,
+}
+
+// clusterResources are the xDS resources owned by one cluster. The shared
+// listener is assembled from each cluster's filter chain.
+type clusterResources struct {
+	ir          *ClusterIR
+	resources   map[string][]types.Resource
+	filterChain *listenerv3.FilterChain
+}
+
+// validator is the ValidateAll method every generated Envoy message has.
+type validator interface{ ValidateAll() error }
+
+// buildClusterResources turns one ClusterIR into protos and validates each.
+// Any error (including a panic from a builder, which would be a bug) is
+// returned so the caller can reject just this cluster.
+func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			out, err = nil, fmt.Errorf("internal error building Envoy config: %v", r)
+		}
+	}()
+	out = &clusterResources{ir: c, resources: map[string][]types.Resource{}}
+	add := func(typeURL string, r types.Resource) { out.resources[typeURL] = append(out.resources[typeURL], r) }
+
+	cl := cluster(c)
+	add(resourcev3.ClusterType, cl)
+	if cl.GetEdsClusterConfig() != nil {
+		add(resourcev3.EndpointType, loadAssignment(c))
+	}
+	add(resourcev3.RouteType, routeConfiguration(c))
+	for _, s := range secrets(c) {
+		add(resourcev3.SecretType, s)
+	}
+	out.filterChain = filterChain(c)
+
+	for _, typeURL := range resourceTypes {
+		for _, r := range out.resources[typeURL] {
+			if err := r.(validator).ValidateAll(); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", shortType(typeURL), resourceName(r), err)
+			}
+		}
+	}
+	if err := out.filterChain.ValidateAll(); err != nil {
+		return nil, fmt.Errorf("filter chain %q: %w", c.Name, err)
+	}
+	// The chain is validated inside a listener too, so listener-level
+	// rules (addresses, filter order) are checked per cluster as well.
+	if err := listener(ListenerIR{Address: DefaultListenerAddress, Port: DefaultListenerPort},
+		[]*listenerv3.FilterChain{out.filterChain}).ValidateAll(); err != nil {
+		return nil, fmt.Errorf("listener with filter chain %q: %w", c.Name, err)
+	}
+	return out, nil
+}
+
+// assemble merges the clusters' resources, adds the shared listener (only
+// when a cluster is left to serve), sorts every list by name, and computes
+// the version over resources and policy.
+func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
+	out := &Output{
+		Resources: map[string][]types.Resource{},
+		Policy:    &policy.Table{Clusters: map[string]*policy.Cluster{}},
+	}
+	var chains []*listenerv3.FilterChain
+	for _, cr := range clusters {
+		for typeURL, rs := range cr.resources {
+			out.Resources[typeURL] = append(out.Resources[typeURL], rs...)
+		}
+		chains = append(chains, cr.filterChain)
+		out.Policy.Clusters[cr.ir.Name] = &policy.Cluster{
+			Name:        cr.ir.Name,
+			X509:        cr.ir.X509,
+			ClientCAPEM: cr.ir.ClientCA,
+			DefaultRule: envoy.DefaultRule,
+		}
+	}
+	if len(chains) > 0 {
+		if _, err := netip.ParseAddr(l.Address); err != nil {
+			return nil, fmt.Errorf("listener address %q is not an IP address", l.Address)
+		}
+		ln := listener(l, chains)
+		if err := ln.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("listener %q: %w", ln.Name, err)
+		}
+		out.Resources[resourcev3.ListenerType] = []types.Resource{ln}
+	}
+	for _, rs := range out.Resources {
+		slices.SortFunc(rs, func(a, b types.Resource) int { return strings.Compare(resourceName(a), resourceName(b)) })
+	}
+	out.Version = version(out.Resources, out.Policy)
+	out.Policy.Version = out.Version
+	return out, nil
+}
+
+// version hashes every resource (deterministic marshal, in type and name
+// order) and the policy table, so a change of either changes the version,
+// and equal inputs give equal versions across processes.
+func version(resources map[string][]types.Resource, pt *policy.Table) string {
+	h := sha256.New()
+	marshal := proto.MarshalOptions{Deterministic: true}
+	for _, typeURL := range resourceTypes {
+		for _, r := range resources[typeURL] {
+			b, err := marshal.Marshal(r)
+			if err != nil {
+				// Every resource was validated; marshal cannot fail. Hash
+				// the error so the version still changes with the input.
+				b = []byte(err.Error())
+			}
+			writeField(h, []byte(typeURL))
+			writeField(h, []byte(resourceName(r)))
+			writeField(h, b)
+		}
+	}
+	names := make([]string, 0, len(pt.Clusters))
+	for n := range pt.Clusters {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		c := pt.Clusters[n]
+		writeField(h, []byte("policy"))
+		writeField(h, []byte(c.Name))
+		writeField(h, []byte(fmt.Sprint(c.X509)))
+		writeField(h, c.ClientCAPEM)
+		writeField(h, []byte(c.DefaultRule))
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// writeField writes a length-prefixed field, so ("ab","c") and ("a","bc")
+// hash differently.
+func writeField(h hash.Hash, b []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+	h.Write(n[:])
+	h.Write(b)
+}
+
+func resourceName(r types.Resource) string {
+	if n, ok := r.(interface{ GetName() string }); ok {
+		return n.GetName()
+	}
+	if n, ok := r.(interface{ GetClusterName() string }); ok {
+		return n.GetClusterName()
+	}
+	return ""
+}
+
+func shortType(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
