@@ -80,7 +80,10 @@ func runServe(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	pipeline := authz.NewPipeline(authz.Options{Registry: reg, Logger: log, LogRequests: f.logRequests})
+	pipeline, err := authz.NewPipeline(authz.Options{Registry: reg, Logger: log, LogRequests: f.logRequests})
+	if err != nil {
+		return err
+	}
 	ctrl := xds.NewController(xds.ControllerOptions{
 		Translator: translator.Options{ListenerAddress: f.listenAddr, ListenerPort: uint32(f.listenPort)},
 		Sink:       pipeline,

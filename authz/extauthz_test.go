@@ -1,0 +1,144 @@
+package authz
+
+import (
+	"context"
+	"net"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/google/go-cmp/cmp"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// startExtAuthz serves NewExtAuthzServer(p) on 127.0.0.1:0 and returns a
+// client connected to it, as Envoy would be.
+func startExtAuthz(t *testing.T, p *Pipeline) authv3.AuthorizationClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, NewExtAuthzServer(p))
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return authv3.NewAuthorizationClient(conn)
+}
+
+// checkRequest is what Envoy's ext_authz filter sends for one request.
+func checkRequest(cluster, method, path, cert string, headers map[string]string) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Certificate: cert},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: method, Path: path, Headers: headers, Host: "cluster-a.example.com", Protocol: "HTTP/2",
+		}},
+		ContextExtensions: map[string]string{envoy.ContextKeyCluster: cluster},
+	}}
+}
+
+func hvo(key, value string, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, Value: value}, AppendAction: action}
+}
+
+func TestExtAuthzCheck(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	der, cert := ca.issue(t, clientCert{cn: "jane", orgs: []string{"dev", "ops"}})
+	client := startExtAuthz(t, tp.Pipeline)
+
+	const (
+		overwrite = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		appendAdd = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
+	)
+	denied := func(grpcCode codes.Code, httpCode typev3.StatusCode, body []byte) *authv3.CheckResponse {
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(grpcCode)},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status: &typev3.HttpStatus{Code: httpCode},
+				Headers: []*corev3.HeaderValueOption{
+					hvo("content-type", "application/json", overwrite),
+					hvo("cache-control", "no-cache, private", overwrite),
+				},
+				Body: string(body),
+			}},
+		}
+	}
+	tests := []struct {
+		name string
+		req  *authv3.CheckRequest
+		want *authv3.CheckResponse
+	}{
+		{
+			name: "allow x509",
+			req: checkRequest("a", "GET", "/api/v1/namespaces/default/pods?watch=true", cert, map[string]string{
+				":path": "/api/v1/namespaces/default/pods?watch=true", "impersonate-user": "admin", "impersonate-extra-foo": "bar",
+			}),
+			want: &authv3.CheckResponse{
+				Status: &rpcstatus.Status{Code: int32(codes.OK)},
+				HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+					Headers: []*corev3.HeaderValueOption{
+						hvo("Impersonate-User", "jane", overwrite),
+						hvo("Impersonate-Group", "dev", overwrite),
+						hvo("Impersonate-Group", "ops", appendAdd),
+						hvo("Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der), overwrite),
+						hvo("x-frontdoor-rule", "default", overwrite),
+					},
+					HeadersToRemove: []string{"authorization", "impersonate-extra-foo"},
+				}},
+			},
+		},
+		{
+			name: "deny unauthenticated",
+			req:  checkRequest("a", "GET", "/api/v1/pods", "", map[string]string{"authorization": "Bearer abc"}),
+			want: denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized,
+				[]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}`+"\n")),
+		},
+		{
+			name: "deny unknown cluster",
+			req:  checkRequest("nope", "GET", "/api/v1/pods", cert, nil),
+			want: denied(codes.PermissionDenied, typev3.StatusCode_ServiceUnavailable, notReadyBody),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := client.Check(context.Background(), tt.req)
+			if err != nil {
+				t.Fatalf("Check: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, got, protocmp.Transform()); diff != "" {
+				t.Errorf("CheckResponse (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestCheckRequestRawHeaders(t *testing.T) {
+	// encode_raw_headers: headers arrive as a list, repeated keys unjoined.
+	in := checkRequest("a", "GET", "/api", "", nil)
+	in.Attributes.Request.Http.HeaderMap = &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: "impersonate-group", RawValue: []byte("a")},
+		{Key: "Impersonate-Group", RawValue: []byte("b")},
+		{Key: "authorization", RawValue: []byte("Bearer x")},
+	}}
+	got := checkRequestToRequest(in)
+	want := Request{
+		Cluster: "a", Method: "GET", Path: "/api",
+		Headers: map[string]string{"impersonate-group": "a,b", "authorization": "Bearer x"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}

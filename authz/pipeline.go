@@ -1,0 +1,378 @@
+// Package authz is the request service's transport-independent pipeline:
+// for each request Envoy asks about, it finds the cluster's policy, parses
+// Kubernetes request info, authenticates the client and answers either the
+// headers Envoy must set and strip before forwarding (impersonation), or a
+// Kubernetes Status to send back instead.
+//
+// The pipeline knows nothing about ext_authz or ext_proc: adapters (see
+// NewExtAuthzServer) convert their protos to a Request and a Decision back,
+// so every transport shares one set of semantics, caches and metrics.
+package authz
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+// Request is what the pipeline needs to know about one HTTP request. Adapters
+// fill it from their transport; nothing in it is trusted beyond what Envoy
+// guarantees (it stripped client x-frontdoor-* and x-remote-* headers).
+type Request struct {
+	// Cluster names the UpstreamCluster the request arrived for; Envoy sets
+	// it per virtual host, the client cannot choose it.
+	Cluster string
+	// Method is the HTTP method (GET, POST, ...).
+	Method string
+	// Path is the request target as received: path plus optional "?query",
+	// still percent-encoded.
+	Path string
+	// Headers are the request headers keyed by lowercase name (Envoy
+	// lowercases them; the pipeline tolerates other cases). Multiple values
+	// of one header arrive comma-joined.
+	Headers map[string]string
+	// PeerCertificate is the client's TLS certificate as Envoy reports it:
+	// URL-encoded PEM, leaf first. Empty when the client sent none.
+	PeerCertificate string
+}
+
+// Outcome classifies a Decision; its string is the "decision" metric label.
+type Outcome string
+
+// The outcomes of a Check.
+const (
+	// Allowed forwards the request with the Decision's header plan.
+	Allowed Outcome = "allowed"
+	// Unauthenticated denies with 401: no credential authenticated.
+	Unauthenticated Outcome = "unauthenticated"
+	// Unavailable denies with 503: no policy for the cluster (yet).
+	Unavailable Outcome = "unavailable"
+	// Invalid denies with 400: the request target cannot be parsed, as
+	// kube-apiserver's HTTP server would also refuse it.
+	Invalid Outcome = "invalid"
+)
+
+// Header is one header mutation.
+type Header struct {
+	Name  string
+	Value string
+	// Append adds the value as another field of the same name; false
+	// replaces every existing field of that name (or adds it).
+	Append bool
+}
+
+// Decision is the pipeline's answer for one Request. Its slices may be
+// shared with the pipeline's caches: treat them as read-only.
+type Decision struct {
+	Outcome Outcome
+
+	// SetHeaders are the request headers to set before forwarding (allow).
+	SetHeaders []Header
+	// RemoveHeaders are lowercase request header names to strip (allow).
+	RemoveHeaders []string
+	// Rule is the dispatch rule the request was matched to (allow).
+	Rule string
+	// User is the authenticated user name (allow), for access logs.
+	User string
+
+	// Code is the HTTP status to answer with (deny).
+	Code int
+	// Body is the JSON-encoded Kubernetes Status to answer with (deny).
+	Body []byte
+	// ResponseHeaders are the headers of the denial response (deny).
+	ResponseHeaders []Header
+
+	// Info is the Kubernetes request info, when the target could be parsed.
+	Info *request.RequestInfo
+}
+
+// Allowed reports whether the request may be forwarded.
+func (d *Decision) Allowed() bool { return d.Outcome == Allowed }
+
+// Options configure a Pipeline. The zero value is usable.
+type Options struct {
+	// Registry receives the pipeline's metrics; nil registers nowhere.
+	Registry prometheus.Registerer
+	// Logger receives one line per decision (Debug, or Info with
+	// LogRequests) and configuration problems; nil discards.
+	Logger *slog.Logger
+	// LogRequests logs every decision at Info instead of Debug.
+	LogRequests bool
+	// Now replaces the clock for certificate validity and cache expiry
+	// (tests); nil uses time.Now.
+	Now func() time.Time
+
+	// AuthnCacheSize bounds the verified-identity cache (default 4096).
+	AuthnCacheSize int
+	// AuthnCacheTTL caps how long a verified identity is reused without
+	// re-verification (default 5m); certificate expiry shortens it.
+	AuthnCacheTTL time.Duration
+	// AuthnNegativeCacheTTL is how long a failed authentication is
+	// remembered (default 10s); 0 uses the default, negative disables.
+	AuthnNegativeCacheTTL time.Duration
+}
+
+const (
+	defaultAuthnCacheSize        = 4096
+	defaultAuthnCacheTTL         = 5 * time.Minute
+	defaultAuthnNegativeCacheTTL = 10 * time.Second
+)
+
+// Pipeline decides requests against the current policy. It is safe for
+// concurrent use; SetPolicy swaps the policy atomically, so a request sees
+// either the old or the new configuration, never a mix.
+type Pipeline struct {
+	log         *slog.Logger
+	logLevel    slog.Level
+	now         func() time.Time
+	injectedNow bool
+	metrics     *metrics
+	cache       *authnCache
+
+	table atomic.Pointer[compiledTable]
+	// mu serializes SetPolicy, which reads the previous table to keep
+	// unchanged authenticators (and their warm cache entries).
+	mu  sync.Mutex
+	gen atomic.Uint64
+}
+
+// compiledTable is a policy.Table with everything derivable computed once.
+type compiledTable struct {
+	version  string
+	clusters map[string]*compiledCluster
+}
+
+// compiledCluster is one cluster's policy, ready for the hot path.
+type compiledCluster struct {
+	name        string
+	defaultRule string
+	// authenticators run in order; the first to authenticate wins, as in
+	// kube-apiserver's union authenticator. Token and anonymous
+	// authenticators slot in here.
+	authenticators []authenticator
+
+	// Kept to decide whether a new policy may reuse x509 (and its cache).
+	x509Enabled bool
+	clientCA    []byte
+	x509        *x509Authenticator
+}
+
+// authenticator turns a request's credentials into an identity. ok=false
+// with a nil error means "no credential of my kind": the next one tries.
+type authenticator interface {
+	authenticate(ctx context.Context, req *Request) (id *identity, ok bool, err error)
+}
+
+// NewPipeline builds a pipeline with no policy: every request is answered
+// 503 until the first SetPolicy. It fails only if metrics cannot be
+// registered (e.g. twice in one registry).
+func NewPipeline(opts Options) (*Pipeline, error) {
+	m, err := newMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{
+		log:      opts.Logger,
+		logLevel: slog.LevelDebug,
+		now:      opts.Now,
+		metrics:  m,
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if opts.LogRequests {
+		p.logLevel = slog.LevelInfo
+	}
+	if p.now == nil {
+		p.now = time.Now
+	} else {
+		p.injectedNow = true
+	}
+	size, ttl, negTTL := opts.AuthnCacheSize, opts.AuthnCacheTTL, opts.AuthnNegativeCacheTTL
+	if size <= 0 {
+		size = defaultAuthnCacheSize
+	}
+	if ttl <= 0 {
+		ttl = defaultAuthnCacheTTL
+	}
+	if negTTL == 0 {
+		negTTL = defaultAuthnNegativeCacheTTL
+	}
+	p.cache = newAuthnCache(size, ttl, negTTL, p.now, m)
+	return p, nil
+}
+
+// SetPolicy replaces the policy. Derived state (CA pools, authenticators)
+// is compiled here, once per config version, never per request. A cluster
+// whose x509 settings did not change keeps its authenticator, so its cached
+// identities stay valid; a changed CA gets a new generation, which makes
+// every identity verified against the old CA unreachable in the cache.
+func (p *Pipeline) SetPolicy(t *policy.Table) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prev := p.table.Load()
+	next := &compiledTable{clusters: map[string]*compiledCluster{}}
+	if t != nil {
+		next.version = t.Version
+		for name, c := range t.Clusters {
+			if c == nil {
+				continue
+			}
+			var old *compiledCluster
+			if prev != nil {
+				old = prev.clusters[name]
+			}
+			next.clusters[name] = p.compileCluster(name, c, old)
+		}
+	}
+	p.table.Store(next)
+	p.log.Info("request policy applied", "version", next.version, "clusters", len(next.clusters))
+}
+
+func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledCluster) *compiledCluster {
+	cc := &compiledCluster{
+		name:        name,
+		defaultRule: c.DefaultRule,
+		x509Enabled: c.X509,
+		clientCA:    bytes.Clone(c.ClientCAPEM),
+	}
+	if !c.X509 {
+		return cc
+	}
+	if old != nil && old.x509Enabled && old.x509 != nil && bytes.Equal(old.clientCA, c.ClientCAPEM) {
+		cc.x509 = old.x509
+	} else {
+		a, err := p.newX509Authenticator(c.ClientCAPEM)
+		if err != nil {
+			// Fail closed: without a usable CA no certificate authenticates.
+			p.log.Error("cluster client CA unusable, x509 authentication disabled",
+				"cluster", name, "error", err)
+		}
+		cc.x509 = a
+	}
+	if cc.x509 != nil {
+		cc.authenticators = append(cc.authenticators, cc.x509)
+	}
+	return cc
+}
+
+// Check decides one request.
+func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
+	start := time.Now()
+	d := p.decide(ctx, req)
+	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
+	p.logDecision(ctx, req, &d)
+	return d
+}
+
+func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
+	var cc *compiledCluster
+	if t := p.table.Load(); t != nil {
+		cc = t.clusters[req.Cluster]
+	}
+	if cc == nil {
+		return denied(Unavailable, nil)
+	}
+
+	info, err := parseRequestInfo(req.Method, req.Path)
+	if info == nil {
+		p.log.Debug("unparsable request target", "cluster", req.Cluster, "error", err)
+		return denied(Invalid, nil)
+	}
+	// A RequestInfo error (e.g. "/api/v1/watch") still yields partial info;
+	// kube-apiserver answers such requests itself, so forward them.
+
+	id, err := p.authenticate(ctx, cc, req)
+	if id == nil {
+		if err != nil {
+			p.log.Debug("authentication failed", "cluster", req.Cluster, "error", err)
+		}
+		return denied(Unauthenticated, info)
+	}
+
+	rule := cc.defaultRule
+	set, remove := planHeaders(id, rule, req.Headers)
+	return Decision{
+		Outcome:       Allowed,
+		SetHeaders:    set,
+		RemoveHeaders: remove,
+		Rule:          rule,
+		User:          id.user.GetName(),
+		Info:          info,
+	}
+}
+
+// authenticate runs the cluster's authenticators in order, as kube-apiserver's
+// union authenticator does: errors from one do not stop the next, and only
+// if none authenticates is the request unauthenticated.
+func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *Request) (*identity, error) {
+	var errs []error
+	for _, a := range cc.authenticators {
+		id, ok, err := a.authenticate(ctx, req)
+		if ok {
+			return id, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return nil, errors.Join(errs...)
+}
+
+// denied builds a denial whose body is pre-encoded for its outcome.
+func denied(o Outcome, info *request.RequestInfo) Decision {
+	d := Decision{Outcome: o, Info: info, ResponseHeaders: statusResponseHeaders}
+	switch o {
+	case Unauthenticated:
+		d.Code, d.Body = http.StatusUnauthorized, unauthorizedBody
+	case Unavailable:
+		d.Code, d.Body = http.StatusServiceUnavailable, notReadyBody
+	default:
+		d.Code, d.Body = http.StatusBadRequest, badRequestBody
+	}
+	return d
+}
+
+// logDecision writes one line per decision. It never logs credentials: only
+// request coordinates, the user name and the outcome.
+func (p *Pipeline) logDecision(ctx context.Context, req *Request, d *Decision) {
+	if !p.log.Enabled(ctx, p.logLevel) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs, slog.String("cluster", req.Cluster))
+	if i := d.Info; i != nil {
+		attrs = append(attrs,
+			slog.String("verb", i.Verb),
+			slog.String("apiGroup", i.APIGroup),
+			slog.String("resource", i.Resource),
+			slog.String("subresource", i.Subresource),
+			slog.String("namespace", i.Namespace),
+			slog.String("name", i.Name),
+		)
+		if !i.IsResourceRequest {
+			attrs = append(attrs, slog.String("path", i.Path))
+		}
+	}
+	code := d.Code
+	if d.Allowed() {
+		code = http.StatusOK
+		attrs = append(attrs, slog.String("rule", d.Rule))
+	}
+	attrs = append(attrs,
+		slog.String("user", d.User),
+		slog.String("decision", string(d.Outcome)),
+		slog.Int("code", code),
+	)
+	p.log.LogAttrs(ctx, p.logLevel, "request decision", attrs...)
+}

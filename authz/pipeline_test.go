@@ -1,0 +1,311 @@
+package authz
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+func TestPipelineDenials(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	tests := []struct {
+		name     string
+		table    *policy.Table
+		req      Request
+		want     Outcome
+		wantCode int
+	}{
+		{"no policy yet", nil, Request{Cluster: "a", Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
+		{"unknown cluster", testTable(ca.pem), Request{Cluster: "b", Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
+		{"no cluster named", testTable(ca.pem), Request{Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
+		{"bearer token only", testTable(ca.pem), Request{
+			Cluster: "a", Method: "GET", Path: "/api/v1/pods",
+			Headers: map[string]string{"authorization": "Bearer abc.def"},
+		}, Unauthenticated, 401},
+		{"client impersonation only", testTable(ca.pem), Request{
+			Cluster: "a", Method: "GET", Path: "/api/v1/pods",
+			Headers: map[string]string{"impersonate-user": "system:admin"},
+		}, Unauthenticated, 401},
+		{"malformed target", testTable(ca.pem), Request{Cluster: "a", Method: "GET", Path: "/api/%zz", PeerCertificate: cert}, Invalid, 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tp := newTestPipeline(t, nil)
+			if tt.table != nil {
+				tp.SetPolicy(tt.table)
+			}
+			d := tp.Check(context.Background(), &tt.req)
+			if d.Outcome != tt.want || d.Code != tt.wantCode || d.Allowed() {
+				t.Fatalf("decision = %s %d, want %s %d", d.Outcome, d.Code, tt.want, tt.wantCode)
+			}
+			if !bytes.Contains(d.Body, []byte(`"kind":"Status"`)) || len(d.SetHeaders) != 0 {
+				t.Errorf("denial body %q / set headers %v", d.Body, d.SetHeaders)
+			}
+			if diff := cmp.Diff(statusResponseHeaders, d.ResponseHeaders); diff != "" {
+				t.Errorf("response headers (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestPipelineStripsClientIdentity(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	_, cert := ca.issue(t, clientCert{cn: "jane", orgs: []string{"dev"}})
+	d := tp.Check(context.Background(), &Request{
+		Cluster: "a", Method: "GET", Path: "/api/v1/pods", PeerCertificate: cert,
+		Headers: map[string]string{
+			"authorization":            "Bearer abc",
+			"impersonate-user":         "admin",
+			"impersonate-group":        "system:masters",
+			"impersonate-uid":          "0", // x509 identity has no uid: removed, not overwritten
+			"impersonate-extra-scopes": "all",
+		},
+	})
+	if !d.Allowed() {
+		t.Fatalf("decision = %s", d.Outcome)
+	}
+	if diff := cmp.Diff([]string{"authorization", "impersonate-extra-scopes", "impersonate-uid"}, d.RemoveHeaders); diff != "" {
+		t.Errorf("remove (-want +got):\n%s", diff)
+	}
+	if d.SetHeaders[0] != (Header{Name: "Impersonate-User", Value: "jane"}) ||
+		d.SetHeaders[1] != (Header{Name: "Impersonate-Group", Value: "dev"}) {
+		t.Errorf("set = %v", d.SetHeaders)
+	}
+}
+
+func TestPipelineMetrics(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	ctx := context.Background()
+	tp.Check(ctx, &Request{Cluster: "a", Method: "GET", Path: "/api", PeerCertificate: cert})
+	tp.Check(ctx, &Request{Cluster: "a", Method: "GET", Path: "/api", PeerCertificate: cert})
+	tp.Check(ctx, &Request{Cluster: "a", Method: "GET", Path: "/api"})
+	tp.Check(ctx, &Request{Cluster: "zz", Method: "GET", Path: "/api"})
+
+	const want = `
+# HELP frontdoor_authn_cache_total Authentication cache lookups, by result (hit, miss).
+# TYPE frontdoor_authn_cache_total counter
+frontdoor_authn_cache_total{result="hit"} 1
+frontdoor_authn_cache_total{result="miss"} 1
+# HELP frontdoor_authz_requests_total Requests decided by the request service, by cluster and decision (allowed, unauthenticated, unavailable, invalid).
+# TYPE frontdoor_authz_requests_total counter
+frontdoor_authz_requests_total{cluster="a",decision="allowed"} 2
+frontdoor_authz_requests_total{cluster="a",decision="unauthenticated"} 1
+frontdoor_authz_requests_total{cluster="zz",decision="unavailable"} 1
+`
+	if err := testutil.GatherAndCompare(tp.reg, strings.NewReader(want),
+		"frontdoor_authz_requests_total", "frontdoor_authn_cache_total"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(tp.metrics.duration); n != 1 {
+		t.Errorf("duration histogram series = %d, want 1", n)
+	}
+	if got := histogramCount(t, tp.reg, "frontdoor_authz_check_duration_seconds"); got != 4 {
+		t.Errorf("duration observations = %d, want 4", got)
+	}
+}
+
+func histogramCount(t *testing.T, g prometheus.Gatherer, name string) uint64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("metric %s not gathered", name)
+	return 0
+}
+
+func TestNewPipelineDuplicateRegistry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewPipeline(Options{Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewPipeline(Options{Registry: reg}); err == nil {
+		t.Error("second pipeline on one registry: want an error")
+	}
+}
+
+func TestPipelineLogging(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	for _, tt := range []struct {
+		name        string
+		logRequests bool
+		level       slog.Level
+		wantLines   int
+	}{
+		{"debug handler sees decisions", false, slog.LevelDebug, 2},
+		{"info handler hides them by default", false, slog.LevelInfo, 0},
+		{"LogRequests logs at info", true, slog.LevelInfo, 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: tt.level}))
+			p, err := NewPipeline(Options{Logger: log, LogRequests: tt.logRequests, Now: (&fakeClock{now: testNow}).Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.SetPolicy(testTable(ca.pem))
+			buf.Reset()
+			headers := map[string]string{"authorization": "Bearer sekrit-token"}
+			p.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/ns/pods/web-0/log", Headers: headers, PeerCertificate: cert})
+			p.Check(context.Background(), &Request{Cluster: "a", Method: "DELETE", Path: "/apis/apps/v1/namespaces/ns/deployments", Headers: headers})
+
+			out := buf.String()
+			if got := strings.Count(out, `msg="request decision"`); got != tt.wantLines {
+				t.Fatalf("decision lines = %d, want %d:\n%s", got, tt.wantLines, out)
+			}
+			if strings.Contains(out, "sekrit") || strings.Contains(out, "BEGIN") || strings.Contains(out, cert[:30]) {
+				t.Errorf("log leaks a credential:\n%s", out)
+			}
+			if tt.wantLines > 0 {
+				for _, want := range []string{
+					"cluster=a verb=get apiGroup=\"\" resource=pods subresource=log namespace=ns name=web-0 rule=default user=jane decision=allowed code=200",
+					"cluster=a verb=deletecollection apiGroup=apps resource=deployments subresource=\"\" namespace=ns name=\"\" user=\"\" decision=unauthenticated code=401",
+				} {
+					if !strings.Contains(out, want) {
+						t.Errorf("log lacks %q:\n%s", want, out)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSetPolicyKeepsUnchangedAuthenticator(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	before := tp.table.Load().clusters["a"].x509
+	tab := testTable(ca.pem)
+	tab.Clusters["a"].DefaultRule = "other"
+	tp.SetPolicy(tab)
+	after := tp.table.Load().clusters["a"]
+	if after.x509 != before || after.defaultRule != "other" {
+		t.Errorf("unchanged CA: authenticator replaced (%p -> %p) or rule not updated (%q)", before, after.x509, after.defaultRule)
+	}
+	tab = testTable(newTestCA(t, "new").pem)
+	tp.SetPolicy(tab)
+	if got := tp.table.Load().clusters["a"].x509; got == before || got.gen == before.gen {
+		t.Error("changed CA: authenticator (and generation) kept")
+	}
+}
+
+func TestPipelineConcurrentSetPolicy(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 200 {
+				if d := checkCert(tp, cert); !d.Allowed() {
+					t.Errorf("decision = %s", d.Outcome)
+					return
+				}
+			}
+		})
+	}
+	for i := range 50 {
+		tab := testTable(ca.pem)
+		tab.Version = strconv.Itoa(i)
+		tp.SetPolicy(tab)
+	}
+	wg.Wait()
+}
+
+// FuzzPipeline feeds arbitrary targets, headers and certificates through the
+// whole pipeline: whatever arrives, it must answer without panicking, and
+// every denial must carry a Status body.
+func FuzzPipeline(f *testing.F) {
+	ca := newTestCA(f, "client-ca")
+	_, cert := ca.issue(f, clientCert{cn: "jane", orgs: []string{"dev"}})
+	for _, s := range []struct{ method, path, hk, hv, cert string }{
+		{"GET", "/api/v1/namespaces/default/pods/web-0", "authorization", "Bearer x", cert},
+		{"GET", "/api/v1/pods?watch=true&fieldSelector=metadata.name%3Dx", "impersonate-user", "admin", cert},
+		{"POST", "/api/v1/namespaces/default/pods/web-0/exec?command=sh", "Impersonate-Extra-Foo%2Fbar", "v", cert},
+		{"DELETE", "/apis/apps/v1/namespaces/x/deployments", "x-remote-user", "root", ""},
+		{"GET", "/api/v1/watch", "", "", cert[:len(cert)/2]},
+		{"PATCH", "*", "impersonate-", "", "%zz"},
+		{"GET", "/%", "IMPERSONATE-GROUP", "a\r\nb", envoyURLEncode("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n")},
+		{"", "", "", "", "-----BEGIN CERTIFICATE-----"},
+	} {
+		f.Add(s.method, s.path, s.hk, s.hv, s.cert)
+	}
+	p, err := NewPipeline(Options{Now: (&fakeClock{now: testNow}).Now})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p.SetPolicy(testTable(ca.pem))
+	f.Fuzz(func(t *testing.T, method, path, hk, hv, cert string) {
+		d := p.Check(context.Background(), &Request{
+			Cluster: "a", Method: method, Path: path,
+			Headers:         map[string]string{hk: hv},
+			PeerCertificate: cert,
+		})
+		switch {
+		case d.Allowed():
+			if d.User == "" || len(d.SetHeaders) < 2 || !slices.Contains(d.RemoveHeaders, "authorization") {
+				t.Fatalf("allow without identity or stripping: %+v", d)
+			}
+		case d.Code < 400 || !bytes.HasPrefix(d.Body, []byte(`{"kind":"Status"`)):
+			t.Fatalf("denial without status: %+v", d)
+		}
+	})
+}
+
+// BenchmarkPipelineX509Cached measures the hot path: a repeated request
+// whose certificate identity is cached.
+func BenchmarkPipelineX509Cached(b *testing.B) {
+	for _, bc := range []struct{ name, path string }{
+		{"get", "/api/v1/namespaces/default/pods/web-0"},
+		{"list", "/api/v1/namespaces/default/pods?limit=500&resourceVersion=0"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			ca := newTestCA(b, "client-ca")
+			_, cert := ca.issue(b, clientCert{cn: "system:kube-controller-manager", orgs: []string{"system:masters", "ops"}})
+			p, err := NewPipeline(Options{Registry: prometheus.NewRegistry(), Now: (&fakeClock{now: testNow}).Now})
+			if err != nil {
+				b.Fatal(err)
+			}
+			p.SetPolicy(testTable(ca.pem))
+			req := &Request{
+				Cluster: "a", Method: "GET", Path: bc.path, PeerCertificate: cert,
+				Headers: map[string]string{
+					":authority": "cluster-a.example.com", ":method": "GET", ":path": bc.path,
+					"accept": "application/json", "user-agent": "kube-controller-manager/v1.37.2",
+					"x-forwarded-proto": "https", "x-request-id": "0f1e2d3c",
+				},
+			}
+			ctx := context.Background()
+			if d := p.Check(ctx, req); !d.Allowed() {
+				b.Fatalf("decision = %s", d.Outcome)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if d := p.Check(ctx, req); !d.Allowed() {
+					b.Fatal("denied")
+				}
+			}
+		})
+	}
+}

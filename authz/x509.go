@@ -1,0 +1,239 @@
+package authz
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/cache"
+	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	certutil "k8s.io/client-go/util/cert"
+)
+
+// maxCertificateLen bounds the URL-encoded PEM we are willing to parse; a
+// real client chain is a few KB, Envoy's own header limits are far lower.
+const maxCertificateLen = 64 << 10
+
+// x509Authenticator authenticates the client certificate Envoy verified
+// the TLS handshake with, re-verifying it against the cluster's client CA
+// with kube-apiserver's own x509 authenticator (so user, groups, uid and
+// credential-id are exactly what the apiserver would derive). Results are
+// cached per (CA generation, certificate).
+type x509Authenticator struct {
+	// gen is unique per compiled CA: a new CA never sees old cache entries.
+	gen   uint64
+	auth  *x509request.Authenticator
+	cache *authnCache
+	now   func() time.Time
+	// rootsNotAfter is the earliest expiry among the CA bundle: no cached
+	// identity outlives the roots it was verified against.
+	rootsNotAfter time.Time
+}
+
+func (p *Pipeline) newX509Authenticator(caPEM []byte) (*x509Authenticator, error) {
+	roots, err := certutil.ParseCertsPEM(caPEM)
+	if err != nil {
+		return nil, fmt.Errorf("parsing client CA bundle: %w", err)
+	}
+	opts := x509request.DefaultVerifyOptions()
+	opts.Roots = x509.NewCertPool()
+	var rootsNotAfter time.Time
+	for _, r := range roots {
+		opts.Roots.AddCert(r)
+		if rootsNotAfter.IsZero() || r.NotAfter.Before(rootsNotAfter) {
+			rootsNotAfter = r.NotAfter
+		}
+	}
+	verifyOpts := x509request.StaticVerifierFn(opts)
+	if p.injectedNow {
+		verifyOpts = func() (x509.VerifyOptions, bool) {
+			o := opts
+			o.CurrentTime = p.now()
+			return o, true
+		}
+	}
+	return &x509Authenticator{
+		gen:           p.gen.Add(1),
+		auth:          x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion),
+		cache:         p.cache,
+		now:           p.now,
+		rootsNotAfter: rootsNotAfter,
+	}, nil
+}
+
+func (a *x509Authenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
+	if req.PeerCertificate == "" {
+		return nil, false, nil
+	}
+	key := authnCacheKey{gen: a.gen, sum: hashString(req.PeerCertificate)}
+	if r, ok := a.cache.get(key); ok {
+		return r.id, r.id != nil, r.err
+	}
+	id, notAfter, err := a.verify(ctx, req.PeerCertificate)
+	if id == nil {
+		if err == nil {
+			// What the apiserver's authenticator says for, e.g., no CN.
+			err = errors.New("x509: certificate did not authenticate a user")
+		}
+		a.cache.addNegative(key, err)
+		return nil, false, err
+	}
+	if a.rootsNotAfter.Before(notAfter) {
+		notAfter = a.rootsNotAfter
+	}
+	a.cache.add(key, id, notAfter.Sub(a.now()))
+	return id, true, nil
+}
+
+// verify parses Envoy's URL-encoded PEM chain and runs the apiserver's x509
+// authenticator on it. It returns the identity and the earliest NotAfter of
+// the presented chain.
+func (a *x509Authenticator) verify(ctx context.Context, encoded string) (*identity, time.Time, error) {
+	chain, err := parseCertificateChain(encoded)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	hr := (&http.Request{TLS: &tls.ConnectionState{PeerCertificates: chain}}).WithContext(ctx)
+	resp, ok, err := a.auth.AuthenticateRequest(hr)
+	if err != nil || !ok {
+		return nil, time.Time{}, err
+	}
+	id, err := newIdentity(resp.User)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	notAfter := chain[0].NotAfter
+	for _, c := range chain[1:] {
+		if c.NotAfter.Before(notAfter) {
+			notAfter = c.NotAfter
+		}
+	}
+	return id, notAfter, nil
+}
+
+// parseCertificateChain decodes Envoy's attributes.source.certificate: the
+// peer certificate, PEM, percent-encoded. PathUnescape (not QueryUnescape)
+// keeps a literal '+' of base64 intact. Every PEM block must be a
+// certificate; the first is the leaf, the rest are offered as
+// intermediates, as the apiserver does with a TLS peer chain.
+func parseCertificateChain(encoded string) ([]*x509.Certificate, error) {
+	if len(encoded) > maxCertificateLen {
+		return nil, errors.New("x509: peer certificate too large")
+	}
+	raw, err := url.PathUnescape(encoded)
+	if err != nil {
+		return nil, fmt.Errorf("x509: peer certificate is not URL-encoded: %w", err)
+	}
+	rest := []byte(raw)
+	var chain []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("x509: unexpected PEM block %q in peer certificate", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("x509: parsing peer certificate: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	if len(chain) == 0 {
+		return nil, errors.New("x509: peer certificate holds no PEM certificate")
+	}
+	return chain, nil
+}
+
+// authnCacheKey identifies one credential under one authenticator
+// generation. The credential is hashed so the cache holds no secrets and
+// keys stay small.
+type authnCacheKey struct {
+	gen uint64
+	sum [sha256.Size]byte
+}
+
+// hashString is sha256 of s without copying s into one large []byte on
+// every request (the certificate is a couple of KB, hashed per request).
+func hashString(s string) (sum [sha256.Size]byte) {
+	h := sha256.New()
+	var buf [512]byte
+	for s != "" {
+		n := copy(buf[:], s)
+		_, _ = h.Write(buf[:n]) // hash.Hash.Write never fails
+		s = s[n:]
+	}
+	h.Sum(sum[:0])
+	return sum
+}
+
+// authnResult is a cached authentication outcome: an identity, or the
+// error that refused the credential.
+type authnResult struct {
+	id  *identity
+	err error
+}
+
+// authnCache remembers authentication outcomes. Positive and negative
+// results live in separate LRUs so a flood of bad credentials cannot evict
+// the identities of well-behaved clients.
+type authnCache struct {
+	pos, neg       *cache.LRUExpireCache
+	maxTTL, negTTL time.Duration
+	metrics        *metrics
+}
+
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time { return f() }
+
+func newAuthnCache(size int, maxTTL, negTTL time.Duration, now func() time.Time, m *metrics) *authnCache {
+	negSize := max(size/4, 16)
+	return &authnCache{
+		pos:     cache.NewLRUExpireCacheWithClock(size, clockFunc(now)),
+		neg:     cache.NewLRUExpireCacheWithClock(negSize, clockFunc(now)),
+		maxTTL:  maxTTL,
+		negTTL:  negTTL,
+		metrics: m,
+	}
+}
+
+func (c *authnCache) get(k authnCacheKey) (authnResult, bool) {
+	if v, ok := c.pos.Get(k); ok {
+		c.metrics.cacheHit.Inc()
+		return authnResult{id: v.(*identity)}, true
+	}
+	if c.negTTL > 0 {
+		if v, ok := c.neg.Get(k); ok {
+			c.metrics.cacheHit.Inc()
+			return authnResult{err: v.(error)}, true
+		}
+	}
+	c.metrics.cacheMiss.Inc()
+	return authnResult{}, false
+}
+
+// add caches id for ttl, capped at the cache's maximum; a non-positive ttl
+// (credential expiring now) is not cached.
+func (c *authnCache) add(k authnCacheKey, id *identity, ttl time.Duration) {
+	ttl = min(ttl, c.maxTTL)
+	if ttl <= 0 {
+		return
+	}
+	c.pos.Add(k, id, ttl)
+}
+
+func (c *authnCache) addNegative(k authnCacheKey, err error) {
+	if c.negTTL > 0 {
+		c.neg.Add(k, err, c.negTTL)
+	}
+}
