@@ -81,7 +81,14 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
 			AdsConfig: &corev3.ApiConfigSource{
-				ApiType:             corev3.ApiConfigSource_GRPC,
+				// Incremental (delta) ADS: Envoy subscribes to exactly the
+				// secrets and endpoints its listeners and clusters name, and
+				// an edit sends only what changed. State-of-the-world ADS
+				// deadlocks here: the SotW snapshot cache answers an SDS
+				// request only once it names every secret in the snapshot,
+				// while Envoy asks for listener secrets only after its
+				// clusters (waiting on their own secrets) have warmed.
+				ApiType:             corev3.ApiConfigSource_DELTA_GRPC,
 				TransportApiVersion: corev3.ApiVersion_V3,
 				GrpcServices: []*corev3.GrpcService{{
 					TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{

@@ -15,6 +15,7 @@ import (
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 )
 
@@ -36,22 +37,36 @@ func newCache(logger *slog.Logger) cachev3.SnapshotCache {
 // controller's cache on s, with callbacks that count streams and NACKs.
 func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 	var open atomic.Int64
+	opened := func(id int64, typeURL string) error {
+		c.metrics.connectedProxies.Set(float64(open.Add(1)))
+		c.log.Info("xds stream opened", "stream", id, "type", typeURL)
+		return nil
+	}
+	closed := func(id int64, node *corev3.Node) {
+		c.metrics.connectedProxies.Set(float64(open.Add(-1)))
+		c.log.Info("xds stream closed", "stream", id, "node", node.GetId())
+	}
+	nack := func(id int64, node *corev3.Node, typeURL, nonce string, st *rpcstatus.Status) {
+		if st == nil {
+			return
+		}
+		c.metrics.nacks.WithLabelValues(typeURL).Inc()
+		c.log.Error("envoy rejected config (NACK)", "stream", id, "node", node.GetId(),
+			"type", typeURL, "nonce", nonce, "error", st.GetMessage())
+	}
+	// Envoy uses delta ADS (see envoy.Bootstrap); state-of-the-world
+	// streams are served too, for other xDS clients and debugging tools.
 	cb := serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, id int64, typeURL string) error {
-			c.metrics.connectedProxies.Set(float64(open.Add(1)))
-			c.log.Info("xds stream opened", "stream", id, "type", typeURL)
+		StreamOpenFunc:        func(_ context.Context, id int64, t string) error { return opened(id, t) },
+		DeltaStreamOpenFunc:   func(_ context.Context, id int64, t string) error { return opened(id, t) },
+		StreamClosedFunc:      closed,
+		DeltaStreamClosedFunc: closed,
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			return nil
 		},
-		StreamClosedFunc: func(id int64, node *corev3.Node) {
-			c.metrics.connectedProxies.Set(float64(open.Add(-1)))
-			c.log.Info("xds stream closed", "stream", id, "node", node.GetId())
-		},
-		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			if st := req.GetErrorDetail(); st != nil {
-				c.metrics.nacks.WithLabelValues(req.GetTypeUrl()).Inc()
-				c.log.Error("envoy rejected config (NACK)", "stream", id, "node", req.GetNode().GetId(),
-					"type", req.GetTypeUrl(), "version", req.GetResponseNonce(), "error", st.GetMessage())
-			}
+		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			return nil
 		},
 	}
