@@ -9,6 +9,7 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
@@ -67,12 +68,14 @@ func checkRequestToRequest(in *authv3.CheckRequest) Request {
 
 func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {
 	if d.Allowed() {
+		headers, identity := splitIdentityHeaders(d.SetHeaders)
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:         headerOptions(d.SetHeaders),
+				Headers:         headers,
 				HeadersToRemove: d.RemoveHeaders,
 			}},
+			DynamicMetadata: identity,
 		}
 	}
 	code := codes.PermissionDenied
@@ -83,18 +86,39 @@ func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {
 		Status: &rpcstatus.Status{Code: int32(code)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Code)}, //nolint:gosec // HTTP status codes fit in int32.
-			Headers: headerOptions(d.ResponseHeaders),
+			Headers: overwriteHeaders(d.ResponseHeaders),
 			Body:    string(d.Body),
 		}},
 	}
 }
 
-// headerOptions converts a header plan. Replacing uses
-// OVERWRITE_IF_EXISTS_OR_ADD, which in Envoy removes every same-named
-// header before adding ours; appending uses APPEND_IF_EXISTS_OR_ADD, which
-// adds a separate header field (never comma-joins), so each group stays
-// its own Impersonate-Group field as the apiserver expects.
-func headerOptions(hs []Header) []*corev3.HeaderValueOption {
+// splitIdentityHeaders maps a header plan onto what Envoy 1.40's ext_authz
+// can do. Single-valued routing headers (x-frontdoor-rule) become ext_authz
+// header mutations, which replace and clear the route cache. Identity
+// fields (Impersonate-*) go to dynamic metadata as a flat name/value list
+// for the identity Lua filter to add one field each: ext_authz can only
+// replace or comma-join, and it applies headers_to_remove after its own
+// mutations, so it could not both strip the client's Impersonate-* headers
+// and add ours (see envoy.MetadataKeyIdentityHeaders).
+func splitIdentityHeaders(hs []Header) ([]*corev3.HeaderValueOption, *structpb.Struct) {
+	var routing []Header
+	fields := make([]*structpb.Value, 0, 2*len(hs))
+	for _, h := range hs {
+		if len(h.Name) >= len(impersonatePrefix) && strings.EqualFold(h.Name[:len(impersonatePrefix)], impersonatePrefix) {
+			fields = append(fields, structpb.NewStringValue(h.Name), structpb.NewStringValue(h.Value))
+			continue
+		}
+		routing = append(routing, h)
+	}
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		envoy.MetadataKeyIdentityHeaders: structpb.NewListValue(&structpb.ListValue{Values: fields}),
+	}}
+	return overwriteHeaders(routing), md
+}
+
+// overwriteHeaders converts headers to OVERWRITE_IF_EXISTS_OR_ADD options
+// (one field per name).
+func overwriteHeaders(hs []Header) []*corev3.HeaderValueOption {
 	if len(hs) == 0 {
 		return nil
 	}
@@ -105,9 +129,6 @@ func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 		vals[i] = corev3.HeaderValue{Key: h.Name, Value: h.Value}
 		opts[i].Header = &vals[i]
 		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		if h.Append {
-			opts[i].AppendAction = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
-		}
 		out[i] = &opts[i]
 	}
 	return out

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"google.golang.org/protobuf/types/known/structpb"
 	"net"
 	"testing"
 
@@ -49,6 +50,16 @@ func checkRequest(cluster, method, path, cert string, headers map[string]string)
 	}}
 }
 
+func identityMetadata(kv ...string) *structpb.Struct {
+	vals := make([]*structpb.Value, len(kv))
+	for i, s := range kv {
+		vals[i] = structpb.NewStringValue(s)
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		envoy.MetadataKeyIdentityHeaders: structpb.NewListValue(&structpb.ListValue{Values: vals}),
+	}}
+}
+
 func hvo(key, value string, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, Value: value}, AppendAction: action}
 }
@@ -89,15 +100,16 @@ func TestExtAuthzCheck(t *testing.T) {
 			want: &authv3.CheckResponse{
 				Status: &rpcstatus.Status{Code: int32(codes.OK)},
 				HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-					Headers: []*corev3.HeaderValueOption{
-						hvo("Impersonate-User", "jane", overwrite),
-						hvo("Impersonate-Group", "dev", overwrite),
-						hvo("Impersonate-Group", "ops", appendAdd),
-						hvo("Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der), overwrite),
-						hvo("x-frontdoor-rule", "default", overwrite),
-					},
-					HeadersToRemove: []string{"authorization", "impersonate-extra-foo"},
+					Headers:         []*corev3.HeaderValueOption{hvo("x-frontdoor-rule", "default", overwrite)},
+					HeadersToRemove: []string{"authorization", "impersonate-extra-foo", "impersonate-user"},
 				}},
+				// Identity fields travel as metadata for the identity Lua
+				// filter: one header field per value.
+				DynamicMetadata: identityMetadata(
+					"Impersonate-User", "jane",
+					"Impersonate-Group", "dev",
+					"Impersonate-Group", "ops",
+					"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der)),
 			},
 		},
 		{

@@ -17,11 +17,8 @@ import (
 // it) so the hot path only copies them.
 type identity struct {
 	user user.Info
-	// headers are the Impersonate-* headers naming user, in order.
+	// headers are the Impersonate-* header fields naming user, in order.
 	headers []Header
-	// names are the lowercase names in headers, deduplicated: client
-	// headers with these names are replaced, not removed.
-	names []string
 }
 
 // Impersonation header names, as kube-apiserver reads them.
@@ -45,26 +42,23 @@ func newIdentity(u user.Info) (*identity, error) {
 		return nil, errors.New("identity has no user name")
 	}
 	id := &identity{user: u}
-	add := func(name, value string, appendField bool) error {
+	add := func(name, value string) error {
 		if !validHeaderValue(value) {
 			return fmt.Errorf("identity field %s has a value headers cannot carry", name)
 		}
-		id.headers = append(id.headers, Header{Name: name, Value: value, Append: appendField})
-		if !appendField {
-			id.names = append(id.names, strings.ToLower(name))
-		}
+		id.headers = append(id.headers, Header{Name: name, Value: value})
 		return nil
 	}
-	if err := add(headerImpersonateUser, u.GetName(), false); err != nil {
+	if err := add(headerImpersonateUser, u.GetName()); err != nil {
 		return nil, err
 	}
 	if uid := u.GetUID(); uid != "" {
-		if err := add(headerImpersonateUID, uid, false); err != nil {
+		if err := add(headerImpersonateUID, uid); err != nil {
 			return nil, err
 		}
 	}
-	for i, g := range u.GetGroups() {
-		if err := add(headerImpersonateGroup, g, i > 0); err != nil {
+	for _, g := range u.GetGroups() {
+		if err := add(headerImpersonateGroup, g); err != nil {
 			return nil, err
 		}
 	}
@@ -76,8 +70,8 @@ func newIdentity(u user.Info) (*identity, error) {
 	slices.Sort(keys)
 	for _, k := range keys {
 		name := headerImpersonateExtraPrefix + escapeExtraKey(k)
-		for i, v := range extra[k] {
-			if err := add(name, v, i > 0); err != nil {
+		for _, v := range extra[k] {
+			if err := add(name, v); err != nil {
 				return nil, err
 			}
 		}
@@ -85,12 +79,11 @@ func newIdentity(u user.Info) (*identity, error) {
 	return id, nil
 }
 
-// planHeaders is the header plan for forwarding id under rule: set the
-// identity's Impersonate-* headers and the rule header (each replacing any
-// same-named client header), and remove Authorization, every other
-// client-sent Impersonate-* header and any X-Remote-* header, so the client
-// can neither keep its credential upstream nor add to its identity.
-// Removals are lowercase and sorted.
+// planHeaders is the header plan for forwarding id under rule: remove
+// Authorization, every client-sent Impersonate-* header and any X-Remote-*
+// header, so the client can neither keep its credential upstream nor add to
+// its identity; then add the identity's Impersonate-* fields and the rule
+// header. Removals are lowercase and sorted.
 func planHeaders(id *identity, rule string, client map[string]string) (set []Header, remove []string) {
 	set = make([]Header, 0, len(id.headers)+1)
 	set = append(set, id.headers...)
@@ -106,9 +99,6 @@ func planHeaders(id *identity, rule string, client map[string]string) (set []Hea
 		case lk == headerAuthz:
 			continue
 		case strings.HasPrefix(lk, impersonatePrefix):
-			if slices.Contains(id.names, lk) {
-				continue
-			}
 		case lk == "x-remote-user", lk == "x-remote-group", strings.HasPrefix(lk, "x-remote-extra-"):
 		default:
 			continue

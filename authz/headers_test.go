@@ -25,10 +25,10 @@ func TestPlanHeaders(t *testing.T) {
 		{Name: "Impersonate-User", Value: "jane"},
 		{Name: "Impersonate-Uid", Value: "42"},
 		{Name: "Impersonate-Group", Value: "dev"},
-		{Name: "Impersonate-Group", Value: "ops", Append: true},
+		{Name: "Impersonate-Group", Value: "ops"},
 		{Name: "Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", Value: "X509SHA256=ab"},
 		{Name: "Impersonate-Extra-scopes.example.com", Value: "a"},
-		{Name: "Impersonate-Extra-scopes.example.com", Value: "b", Append: true},
+		{Name: "Impersonate-Extra-scopes.example.com", Value: "b"},
 		{Name: "x-frontdoor-rule", Value: "r1"},
 	}
 	tests := []struct {
@@ -41,17 +41,19 @@ func TestPlanHeaders(t *testing.T) {
 			wantRemove: []string{"authorization"},
 		},
 		{
-			name: "client impersonation is replaced or removed",
+			// Every client identity header is removed, also those whose
+			// names we add again: ours are added after the removal.
+			name: "client impersonation is removed",
 			client: map[string]string{
 				"authorization":     "Bearer secret",
-				"impersonate-user":  "admin",   // overwritten by ours
-				"impersonate-group": "masters", // overwritten by ours
-				"impersonate-uid":   "0",       // overwritten by ours
-				"impersonate-extra-authentication.kubernetes.io%2fcredential-id":   "forged", // overwritten
-				"impersonate-extra-scopes":                                         "x",      // not ours: removed
-				"impersonate-extra-authentication%2ekubernetes.io%2fcredential-id": "x",      // decodes to our key, but is not our header: removed
-				"impersonate-extra-reason":                                         "y",      // removed
-				"impersonate-somethingelse":                                        "z",      // removed
+				"impersonate-user":  "admin",
+				"impersonate-group": "masters",
+				"impersonate-uid":   "0",
+				"impersonate-extra-authentication.kubernetes.io%2fcredential-id":   "forged",
+				"impersonate-extra-scopes":                                         "x",
+				"impersonate-extra-authentication%2ekubernetes.io%2fcredential-id": "x", // decodes to our key
+				"impersonate-extra-reason":                                         "y",
+				"impersonate-somethingelse":                                        "z",
 				"x-remote-user":                                                    "root",
 				"x-remote-group":                                                   "root",
 				"x-remote-extra-foo":                                               "bar",
@@ -62,9 +64,13 @@ func TestPlanHeaders(t *testing.T) {
 			wantRemove: []string{
 				"authorization",
 				"impersonate-extra-authentication%2ekubernetes.io%2fcredential-id",
+				"impersonate-extra-authentication.kubernetes.io%2fcredential-id",
 				"impersonate-extra-reason",
 				"impersonate-extra-scopes",
+				"impersonate-group",
 				"impersonate-somethingelse",
+				"impersonate-uid",
+				"impersonate-user",
 				"x-remote-extra-foo",
 				"x-remote-group",
 				"x-remote-user",
@@ -76,12 +82,14 @@ func TestPlanHeaders(t *testing.T) {
 				"Authorization":            "Bearer secret",
 				"Impersonate-User":         "admin",
 				"IMPERSONATE-EXTRA-Reason": "y",
-				// Same header as ours (names are case-insensitive): overwritten.
 				"Impersonate-Extra-Authentication.kubernetes.io%2Fcredential-id": "forged",
 				"Impersonate-Group": "masters",
 				"X-Remote-User":     "root",
 			},
-			wantRemove: []string{"authorization", "impersonate-extra-reason", "x-remote-user"},
+			wantRemove: []string{
+				"authorization", "impersonate-extra-authentication.kubernetes.io%2fcredential-id",
+				"impersonate-extra-reason", "impersonate-group", "impersonate-user", "x-remote-user",
+			},
 		},
 	}
 	for _, tt := range tests {

@@ -62,13 +62,10 @@ const (
 	Invalid Outcome = "invalid"
 )
 
-// Header is one header mutation.
+// Header is one header field.
 type Header struct {
 	Name  string
 	Value string
-	// Append adds the value as another field of the same name; false
-	// replaces every existing field of that name (or adds it).
-	Append bool
 }
 
 // Decision is the pipeline's answer for one Request. Its slices may be
@@ -76,10 +73,13 @@ type Header struct {
 type Decision struct {
 	Outcome Outcome
 
-	// SetHeaders are the request headers to set before forwarding (allow).
-	SetHeaders []Header
-	// RemoveHeaders are lowercase request header names to strip (allow).
+	// RemoveHeaders are lowercase request header names to strip before
+	// forwarding (allow): every client credential and identity header.
 	RemoveHeaders []string
+	// SetHeaders are the header fields to add after the removals (allow),
+	// each as its own field: a user with two groups gets two
+	// Impersonate-Group fields, as kube-apiserver requires.
+	SetHeaders []Header
 	// Rule is the dispatch rule the request was matched to (allow).
 	Rule string
 	// User is the authenticated user name (allow), for access logs.

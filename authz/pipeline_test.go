@@ -70,14 +70,16 @@ func TestPipelineStripsClientIdentity(t *testing.T) {
 			"authorization":            "Bearer abc",
 			"impersonate-user":         "admin",
 			"impersonate-group":        "system:masters",
-			"impersonate-uid":          "0", // x509 identity has no uid: removed, not overwritten
+			"impersonate-uid":          "0",
 			"impersonate-extra-scopes": "all",
 		},
 	})
 	if !d.Allowed() {
 		t.Fatalf("decision = %s", d.Outcome)
 	}
-	if diff := cmp.Diff([]string{"authorization", "impersonate-extra-scopes", "impersonate-uid"}, d.RemoveHeaders); diff != "" {
+	// Every client identity header goes; ours are added after the removal.
+	want := []string{"authorization", "impersonate-extra-scopes", "impersonate-group", "impersonate-uid", "impersonate-user"}
+	if diff := cmp.Diff(want, d.RemoveHeaders); diff != "" {
 		t.Errorf("remove (-want +got):\n%s", diff)
 	}
 	if d.SetHeaders[0] != (Header{Name: "Impersonate-User", Value: "jane"}) ||

@@ -103,8 +103,8 @@ func TestX509ValidIdentity(t *testing.T) {
 		SetHeaders: []Header{
 			{Name: "Impersonate-User", Value: u.GetName()},
 			{Name: "Impersonate-Group", Value: "dev"},
-			{Name: "Impersonate-Group", Value: "team a", Append: true},
-			{Name: "Impersonate-Group", Value: "system:masters", Append: true},
+			{Name: "Impersonate-Group", Value: "team a"},
+			{Name: "Impersonate-Group", Value: "system:masters"},
 			{Name: "Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 			{Name: "x-frontdoor-rule", Value: "default"},
 		},

@@ -24,3 +24,19 @@ const (
 	// when no dispatch policy matches.
 	DefaultRule = "default"
 )
+
+// MetadataKeyIdentityHeaders is the key, in the ext_authz filter's dynamic
+// metadata namespace (MetadataNamespaceExtAuthz), of the identity header
+// fields the request service decided on: a flat list name, value, name,
+// value, ... The identity filter (IdentityFilterLua) adds each pair as its own
+// header field.
+//
+// Why not ext_authz's own header mutations: Envoy 1.40's ext_authz gRPC
+// client ignores append_action and either replaces a header or comma-joins
+// values into one field, while kube-apiserver reads every Impersonate-Group
+// (and multi-valued Impersonate-Extra-*) field as one value. A comma-joined
+// "dev,ops" would be a single group named "dev,ops".
+const MetadataKeyIdentityHeaders = "frontdoor.dev/identity-headers"
+
+// MetadataNamespaceExtAuthz is where Envoy stores ext_authz dynamic metadata.
+const MetadataNamespaceExtAuthz = "envoy.filters.http.ext_authz"

@@ -5,6 +5,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 
@@ -56,4 +57,14 @@ func extAuthzPerRoute(uc string) *extauthzv3.ExtAuthzPerRoute {
 	return &extauthzv3.ExtAuthzPerRoute{Override: &extauthzv3.ExtAuthzPerRoute_CheckSettings{CheckSettings: &extauthzv3.CheckSettings{
 		ContextExtensions: map[string]string{envoy.ContextKeyCluster: uc},
 	}}}
+}
+
+// identityFilter adds the impersonation headers the request service decided
+// on, from ext_authz dynamic metadata, each value as its own header field
+// (see envoy.MetadataKeyIdentityHeaders for why ext_authz cannot).
+func identityFilter() *hcmv3.HttpFilter {
+	cfg := &luav3.Lua{DefaultSourceCode: &corev3.DataSource{
+		Specifier: &corev3.DataSource_InlineString{InlineString: envoy.IdentityFilterLua},
+	}}
+	return &hcmv3.HttpFilter{Name: envoy.IdentityFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }

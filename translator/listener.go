@@ -121,6 +121,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 		},
 		HttpFilters: []*hcmv3.HttpFilter{
 			extAuthzFilter(),
+			identityFilter(),
 			{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}

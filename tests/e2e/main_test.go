@@ -1,0 +1,226 @@
+// Package e2e tests Frontdoor end to end: real etcd, three real
+// kube-apiservers, the real frontdoor binary and a real Envoy, all on
+// 127.0.0.1. One sandbox serves the whole package; every test asserts a
+// behaviour a user of the gateway relies on.
+//
+// The binaries must already be in bin/ (`make tools`, `make build`); the
+// tests build nothing.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+// sb is the package's sandbox, started by TestMain.
+var sb *sandbox.Sandbox
+
+// startTimeout bounds bringing the sandbox up (apiservers on 2 busy cores
+// are the slow part).
+const startTimeout = 5 * time.Minute
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+// runMain starts the sandbox, runs the tests and always stops the sandbox:
+// by defer on return or panic in this goroutine, by the signal handler on
+// Ctrl-C, and by Pdeathsig (set on every child) if the test binary dies any
+// other way, e.g. a panic in a test goroutine or `go test -timeout`.
+func runMain(m *testing.M) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "e2e: -short: not starting the sandbox; every test skips")
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "frontdoor-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	sb, err = sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stderr, LogRequests: true})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: starting the sandbox: %v\n(work dir kept: %s)\n", err, dir)
+		return 1
+	}
+	defer func() {
+		sb.Stop()
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "e2e: failed; sandbox logs kept in %s\n", filepath.Join(dir, "logs"))
+		}
+	}()
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "e2e: %v: stopping the sandbox (logs in %s)\n", sig, dir)
+		sb.Stop()
+		os.Exit(2)
+	}()
+	return m.Run()
+}
+
+// setup skips without a sandbox, prints the tails of the component logs if
+// the test fails, and returns a context bounding the test.
+func setup(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	if sb == nil {
+		t.Skip("no sandbox (-short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		files := sb.LogFiles()
+		names := make([]string, 0, len(files))
+		for name := range files {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			lines := 20
+			switch {
+			case name == "etcd":
+				continue
+			case strings.HasPrefix(name, "apiserver-"):
+				lines = 5 // mostly start-up noise; the audit logs say more
+			}
+			t.Logf("--- tail of %s (%s):\n%s", name, files[name], sb.LogTail(name, lines))
+		}
+	})
+	return ctx
+}
+
+// kubectl runs bin/kubectl against kubeconfig and returns its stdout; a
+// non-zero exit fails the test with stderr.
+func kubectl(t *testing.T, ctx context.Context, kubeconfig string, args ...string) string {
+	t.Helper()
+	args = append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(sb.BinDir, "kubectl"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl %s: %v\nstderr: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return stdout.String()
+}
+
+// user is a client identity: an x509 cert minted by the sandbox CA.
+type user struct {
+	name            string
+	groups          []string
+	certPEM, keyPEM []byte
+}
+
+func newUser(name string, groups ...string) user {
+	cert, key := sb.ClientCert(name, groups...)
+	return user{name: name, groups: groups, certPEM: cert, keyPEM: key}
+}
+
+// gateway and direct return client-go configs for u through the gateway and
+// straight to replica 1.
+func (u user) gateway() *rest.Config { return sb.GatewayConfig(u.certPEM, u.keyPEM) }
+func (u user) direct() *rest.Config  { return sb.DirectConfig(1, u.certPEM, u.keyPEM) }
+
+// kubeconfigs writes u's gateway and direct kubeconfigs into a temp dir.
+func (u user) kubeconfigs(t *testing.T) (gateway, direct string) {
+	t.Helper()
+	dir := t.TempDir()
+	gateway, direct = filepath.Join(dir, "gateway.kubeconfig"), filepath.Join(dir, "direct.kubeconfig")
+	if err := sb.WriteKubeconfig(gateway, sb.GatewayURL, u.certPEM, u.keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	if err := sb.WriteKubeconfig(direct, sb.ReplicaURLs[0], u.certPEM, u.keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	return gateway, direct
+}
+
+func adminUser() user {
+	return user{name: "sandbox-admin", groups: []string{"system:masters"}, certPEM: sb.AdminCertPEM, keyPEM: sb.AdminKeyPEM}
+}
+
+func clientset(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// withHeaders makes every request of cfg carry extra headers, the way a
+// hostile or confused client would.
+func withHeaders(cfg *rest.Config, h http.Header) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
+			req = req.Clone(req.Context())
+			for k, vs := range h {
+				for _, v := range vs {
+					req.Header.Add(k, v)
+				}
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	return cfg
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// whoami asks the apiserver who cs is (what `kubectl auth whoami` does).
+func whoami(t *testing.T, ctx context.Context, cs *kubernetes.Clientset) authenticationv1.UserInfo {
+	t.Helper()
+	review, err := cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("SelfSubjectReview: %v", err)
+	}
+	return review.Status.UserInfo
+}
+
+// poll calls f every interval until it returns true or ctx ends.
+func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
+	for {
+		done, err := f()
+		if err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}

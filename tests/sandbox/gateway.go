@@ -1,0 +1,164 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// SecretNamespace is where the sandbox's referenced Secrets live.
+const SecretNamespace = "frontdoor-system"
+
+const (
+	frontdoorTimeout = 60 * time.Second
+	gatewayTimeout   = 60 * time.Second
+)
+
+// upstreamClusterTemplate is the sandbox's one UpstreamCluster. A 1s health
+// check lets tests see a killed replica leave the rotation quickly.
+const upstreamClusterTemplate = `apiVersion: frontdoor.dev/v1alpha1
+kind: UpstreamCluster
+metadata:
+  name: %s
+spec:
+  servers:
+%s  clientConfig:
+    secretRef: {namespace: %s, name: upstream}
+  secureServing:
+    secretRef: {namespace: %s, name: serving}
+    clientCASecretRef: {namespace: %s, name: client-ca}
+  healthCheck: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}
+`
+
+// writeConfigDir writes what `frontdoor serve --config-dir` reads: the
+// Secrets (plain v1 manifests, as they would be in a cluster) and the
+// UpstreamCluster that references them.
+func (s *Sandbox) writeConfigDir() error {
+	read := func(name string) string {
+		data, err := os.ReadFile(s.path(name))
+		if err != nil {
+			panic(err) // written by writePKI moments ago
+		}
+		return string(data)
+	}
+	secrets := map[string]map[string]string{
+		// The gateway's identity towards the apiservers, and the CA of
+		// their serving certs.
+		"upstream": {"tls.crt": read("pki/gateway-client.crt"), "tls.key": read("pki/gateway-client.key"), "ca.crt": read("ca.crt")},
+		// What clients see when they connect to the gateway.
+		"serving": {"tls.crt": read("pki/gateway-serving.crt"), "tls.key": read("pki/gateway-serving.key")},
+		// Whose client certificates the gateway accepts.
+		"client-ca": {"ca.crt": read("ca.crt")},
+	}
+	for name, data := range secrets {
+		typ := corev1.SecretTypeTLS
+		if _, ok := data["tls.crt"]; !ok {
+			typ = corev1.SecretTypeOpaque
+		}
+		secret := corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: SecretNamespace, Name: name},
+			Type:       typ,
+			StringData: data,
+		}
+		out, err := yaml.Marshal(secret)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(s.path("config", "secret-"+name+".yaml"), out, 0o600); err != nil {
+			return err
+		}
+	}
+	var servers strings.Builder
+	for _, u := range s.ReplicaURLs {
+		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
+	}
+	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace)
+	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
+}
+
+// startGateway starts frontdoor, renders Envoy's bootstrap with frontdoor
+// itself (so the sandbox exercises the real bootstrap), starts Envoy, and
+// waits until a request makes it through to an apiserver.
+func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcPort, httpPort int) error {
+	if err := s.writeConfigDir(); err != nil {
+		return fmt.Errorf("writing config dir: %w", err)
+	}
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(grpcPort)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(httpPort)
+	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
+	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
+	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
+
+	args := []string{"serve",
+		"--config-dir", s.path("config"),
+		"--grpc-address", grpcAddr,
+		"--http-address", httpAddr,
+		"--listen-address", "127.0.0.1",
+		"--listen-port", strconv.Itoa(listenPort),
+	}
+	if s.opts.LogRequests {
+		args = append(args, "--log-requests")
+	}
+	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
+	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
+	if err := s.frontdoor.start(); err != nil {
+		return err
+	}
+	fctx, cancel := waitCtx(ctx, frontdoorTimeout)
+	defer cancel()
+	plain := &http.Client{}
+	if err := s.frontdoor.waitFor(fctx, "to become healthy ("+s.FrontdoorHealthURL+")", 200*time.Millisecond, func(ctx context.Context) error {
+		return expectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
+	}); err != nil {
+		return err
+	}
+
+	bootstrap := s.path("envoy.yaml")
+	bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer bcancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(bctx, s.bin("frontdoor"), "bootstrap",
+		"--xds-address", grpcAddr,
+		"--admin-address", "127.0.0.1:"+strconv.Itoa(adminPort),
+		"--node-id", "sandbox-envoy")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("frontdoor bootstrap: %w: %s", err, stderr.String())
+	}
+	if err := os.WriteFile(bootstrap, stdout.Bytes(), 0o644); err != nil {
+		return err
+	}
+
+	s.GatewayURL = "https://127.0.0.1:" + strconv.Itoa(listenPort)
+	s.envoy = newProcess("envoy", s.bin("envoy"), s.logPath("envoy"),
+		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1")
+	s.progress("envoy: gateway %s, admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
+	if err := s.envoy.start(); err != nil {
+		return err
+	}
+	gctx, gcancel := waitCtx(ctx, gatewayTimeout)
+	defer gcancel()
+	admin, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
+	if err != nil {
+		return err
+	}
+	url := s.GatewayURL + "/readyz"
+	err = s.envoy.waitFor(gctx, "to serve "+url+" with 200", 300*time.Millisecond, func(ctx context.Context) error {
+		return expectStatus(ctx, admin, url, http.StatusOK)
+	})
+	if err != nil {
+		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
+	}
+	return nil
+}

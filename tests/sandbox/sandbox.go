@@ -1,0 +1,297 @@
+// Package sandbox runs a complete, real Frontdoor installation on loopback:
+// one etcd, N kube-apiserver replicas sharing it, the frontdoor control plane
+// and request service, and Envoy in front. End-to-end tests start one per
+// package; `make up` (tests/sandbox/up) starts one for humans.
+//
+// Everything is a real binary from bin/ (never a mock), every child runs in
+// its own process group with its output in DIR/logs, and Stop always leaves
+// nothing behind.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ClusterName is the name of the sandbox's UpstreamCluster.
+const ClusterName = "sandbox"
+
+// Options configure Start.
+type Options struct {
+	// Dir is the work directory (PKI, data, logs, kubeconfigs). It is created
+	// if missing. Tests use a temp dir; `make up` uses _sandbox/.
+	Dir string
+	// Replicas is the number of kube-apiservers; 3 if zero.
+	Replicas int
+	// BinDir holds envoy, etcd, kube-apiserver, kubectl and frontdoor;
+	// <repo>/bin if empty.
+	BinDir string
+	// Progress, if set, receives one line per step as it starts.
+	Progress io.Writer
+	// LogRequests passes --log-requests to frontdoor serve.
+	LogRequests bool
+	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
+	// points at replica 1). For working on the harness without frontdoor.
+	SkipGateway bool
+}
+
+// Sandbox is a running sandbox. URLs are exported so tests and users can
+// reach every component directly.
+type Sandbox struct {
+	Dir    string
+	BinDir string
+	// CA signs every certificate in the sandbox; DIR/ca.crt and DIR/ca.key.
+	CA *CA
+	// AdminCertPEM/AdminKeyPEM: CN sandbox-admin, O system:masters.
+	AdminCertPEM, AdminKeyPEM []byte
+
+	GatewayURL          string   // https://127.0.0.1:P, Envoy's client listener
+	ReplicaURLs         []string // ReplicaURLs[0] is replica 1
+	EnvoyAdminURL       string   // http://127.0.0.1:P
+	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
+	FrontdoorHealthURL  string   // http://127.0.0.1:P/healthz
+	ETCDURL             string   // http://127.0.0.1:P
+
+	AdminKubeconfig  string // admin user through the gateway
+	DirectKubeconfig string // admin user straight to replica 1
+	EndpointsEnv     string // shell variables with all URLs
+
+	opts       Options
+	logDir     string
+	etcd       *process
+	apiservers []*process
+	frontdoor  *process
+	envoy      *process
+	stopOnce   sync.Once
+}
+
+// Start brings the whole sandbox up and returns once a request through the
+// gateway succeeds. On error everything already started is stopped again.
+func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
+	if opts.Replicas <= 0 {
+		opts.Replicas = 3
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.BinDir == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return nil, err
+		}
+		opts.BinDir = filepath.Join(root, "bin")
+	}
+	if opts.Dir == "" {
+		return nil, errors.New("sandbox: Options.Dir is required")
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s = &Sandbox{Dir: dir, BinDir: opts.BinDir, opts: opts, logDir: filepath.Join(dir, "logs")}
+	if err := s.checkBinaries(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Stop()
+			s = nil
+		}
+	}()
+	for _, d := range []string{s.logDir, s.path("pki"), s.path("config")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return s, err
+		}
+	}
+
+	s.progress("PKI in %s (CA: %s)", s.path("pki"), s.path("ca.crt"))
+	if err := s.writePKI(); err != nil {
+		return s, fmt.Errorf("PKI: %w", err)
+	}
+	// etcd client+peer, one per replica, envoy listener+admin, frontdoor grpc+http.
+	ports, err := freePorts(2 + opts.Replicas + 4)
+	if err != nil {
+		return s, err
+	}
+	if err := s.startEtcd(ctx, ports[0], ports[1]); err != nil {
+		return s, err
+	}
+	if err := s.startAPIServers(ctx, ports[2:2+opts.Replicas]); err != nil {
+		return s, err
+	}
+	if err := s.applyRBAC(ctx); err != nil {
+		return s, fmt.Errorf("applying gateway RBAC: %w", err)
+	}
+	gw := ports[2+opts.Replicas:]
+	s.GatewayURL = s.ReplicaURLs[0]
+	if !opts.SkipGateway {
+		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3]); err != nil {
+			return s, err
+		}
+	}
+	if err := s.writeClientFiles(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+// Stop stops every child: Envoy and frontdoor first (so nothing reaches a
+// dying apiserver), then the apiservers, then etcd. Each gets SIGTERM and,
+// after a grace period, SIGKILL to its whole process group. Safe to call
+// more than once and on a partially started sandbox.
+func (s *Sandbox) Stop() {
+	if s == nil {
+		return
+	}
+	s.stopOnce.Do(func() {
+		for _, p := range []*process{s.envoy, s.frontdoor} {
+			if p != nil {
+				p.stop(syscall.SIGTERM, stopGrace)
+			}
+		}
+		var wg sync.WaitGroup
+		for _, p := range s.apiservers {
+			wg.Go(func() { p.stop(syscall.SIGTERM, stopGrace) })
+		}
+		wg.Wait()
+		if s.etcd != nil {
+			s.etcd.stop(syscall.SIGTERM, stopGrace)
+		}
+	})
+}
+
+// LogFiles returns every child's log file, by component name
+// (etcd, apiserver-1.., frontdoor, envoy).
+func (s *Sandbox) LogFiles() map[string]string {
+	files := map[string]string{}
+	for _, p := range s.all() {
+		files[p.name] = p.logPath
+	}
+	return files
+}
+
+// LogTail returns the last n lines of the named component's log.
+func (s *Sandbox) LogTail(name string, n int) string {
+	for _, p := range s.all() {
+		if p.name == name {
+			return tail(p.logPath, n)
+		}
+	}
+	return fmt.Sprintf("(no component %q)", name)
+}
+
+func (s *Sandbox) all() []*process {
+	var ps []*process
+	for _, p := range append([]*process{s.etcd, s.frontdoor, s.envoy}, s.apiservers...) {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func (s *Sandbox) checkBinaries() error {
+	need := []string{"etcd", "kube-apiserver", "kubectl"}
+	if !s.opts.SkipGateway {
+		need = append(need, "frontdoor", "envoy")
+	}
+	var missing []string
+	for _, b := range need {
+		if st, err := os.Stat(filepath.Join(s.BinDir, b)); err != nil || st.IsDir() {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing binaries in %s: %s (run `make tools` for envoy/etcd/kube-apiserver/kubectl and `make build` for frontdoor)",
+			s.BinDir, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (s *Sandbox) path(elem ...string) string {
+	return filepath.Join(append([]string{s.Dir}, elem...)...)
+}
+
+func (s *Sandbox) bin(name string) string { return filepath.Join(s.BinDir, name) }
+
+func (s *Sandbox) logPath(name string) string { return filepath.Join(s.logDir, name+".log") }
+
+func (s *Sandbox) progress(format string, args ...any) {
+	fmt.Fprintf(s.opts.Progress, ">> "+format+"\n", args...)
+}
+
+// writePKI creates the CA and every cert and key the components read from
+// disk. Certs that go into frontdoor's config dir are written there as
+// Secrets by writeConfigDir.
+func (s *Sandbox) writePKI() error {
+	ca, err := NewCA("frontdoor-sandbox-ca")
+	if err != nil {
+		return err
+	}
+	s.CA = ca
+	files := map[string][]byte{"ca.crt": ca.CertPEM, "ca.key": ca.KeyPEM}
+	loopback := []net.IP{net.ParseIP("127.0.0.1")}
+	local := []string{"localhost"}
+	if files["pki/apiserver.crt"], files["pki/apiserver.key"], err = ca.ServingCert("kube-apiserver", local, loopback); err != nil {
+		return err
+	}
+	if s.AdminCertPEM, s.AdminKeyPEM, err = ca.ClientCert("sandbox-admin", "system:masters"); err != nil {
+		return err
+	}
+	files["pki/admin.crt"], files["pki/admin.key"] = s.AdminCertPEM, s.AdminKeyPEM
+	if files["pki/gateway-client.crt"], files["pki/gateway-client.key"], err = ca.ClientCert(GatewayUser); err != nil {
+		return err
+	}
+	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", local, loopback); err != nil {
+		return err
+	}
+	if files["pki/sa.key"], files["pki/sa.pub"], err = newServiceAccountKey(); err != nil {
+		return err
+	}
+	files["pki/audit-policy.yaml"] = []byte(auditPolicy)
+	for name, data := range files {
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(s.path(name), data, mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ClientCert mints a client certificate from the sandbox CA: accepted by
+// the gateway and by every replica as user CN with groups O.
+func (s *Sandbox) ClientCert(user string, groups ...string) (certPEM, keyPEM []byte) {
+	certPEM, keyPEM, err := s.CA.ClientCert(user, groups...)
+	if err != nil {
+		panic(err) // only fails on a broken crypto/rand
+	}
+	return certPEM, keyPEM
+}
+
+// ForeignClientCert mints a client certificate from a fresh CA that nothing
+// in the sandbox trusts: the TLS handshake succeeds (client certs are
+// optional) but authentication must fail.
+func ForeignClientCert(user string, groups ...string) (certPEM, keyPEM []byte, err error) {
+	ca, err := NewCA("foreign-ca")
+	if err != nil {
+		return nil, nil, err
+	}
+	return ca.ClientCert(user, groups...)
+}
+
+// waitCtx bounds one step of Start.
+func waitCtx(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}

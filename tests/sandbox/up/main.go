@@ -1,0 +1,91 @@
+// Command up is `make up`: it starts a sandbox in _sandbox/ (etcd, three
+// kube-apiservers, frontdoor and Envoy), prints how to use it, and stops
+// everything on Ctrl-C or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "error:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(root, "_sandbox")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// One sandbox per checkout: a second `make up` would fight over
+	// _sandbox/ (and its etcd data), so it must refuse rather than wipe it.
+	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			fmt.Fprintln(os.Stderr, "a sandbox is already running (lock _sandbox/.lock held); stop it with Ctrl-C in its terminal")
+			os.Exit(1)
+		}
+		return fmt.Errorf("locking %s: %w", lock.Name(), err)
+	}
+	// Start from a clean slate: old etcd data and certs from a previous run
+	// would not match the fresh PKI.
+	if err := clean(dir); err != nil {
+		return err
+	}
+
+	// Ctrl-C during start-up cancels it; Start then stops what it began.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true})
+	if err != nil {
+		return err
+	}
+	defer sb.Stop()
+
+	fmt.Printf("\nfrontdoor sandbox ready: gateway %s — try: export KUBECONFIG=$PWD/_sandbox/admin.kubeconfig; bin/kubectl get ns\n\n", sb.GatewayURL)
+	fmt.Printf("endpoints (also in %s):\n%s\n", sb.EndpointsEnv, sb.Endpoints())
+	fmt.Printf("mint a user: client certs signed by %s (key %s) authenticate as CN with groups O\n",
+		filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	fmt.Printf("logs: %s\n\nCtrl-C stops everything.\n", filepath.Join(dir, "logs"))
+
+	<-ctx.Done()
+	fmt.Println("\nstopping the sandbox…")
+	sb.Stop()
+	fmt.Println("stopped")
+	return nil
+}
+
+// clean removes everything in dir except the lock file.
+func clean(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() == ".lock" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
