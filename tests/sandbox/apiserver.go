@@ -4,15 +4,18 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 )
 
 // GatewayUser is the CN of the gateway's upstream client certificate, the
@@ -149,48 +152,53 @@ func (s *Sandbox) StartReplica(ctx context.Context, i int) error {
 	return s.waitReplicaReady(wctx, i)
 }
 
-// applyRBAC grants the gateway's upstream identity what it needs to forward
-// requests on behalf of clients: impersonate every kind of identity, and
-// create TokenReviews and SubjectAccessReviews.
+// applyRBAC applies manifests/rbac/gateway-upstream.yaml, the RBAC an
+// operator applies on a real cluster: the gateway's upstream identity may
+// impersonate every kind of identity and create TokenReviews and
+// SubjectAccessReviews. Applying the shipped file (not a copy) means the
+// suite proves the manifest is enough.
 func (s *Sandbox) applyRBAC(ctx context.Context) error {
-	s.progress("RBAC: ClusterRole and ClusterRoleBinding %s for user %s", GatewayUser, GatewayUser)
+	root, err := RepoRoot()
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(root, "manifests", "rbac", "gateway-upstream.yaml")
+	s.progress("RBAC: %s (user %s)", path, GatewayUser)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
 	cs, err := kubernetes.NewForConfig(s.RESTConfig(s.ReplicaURLs[0], s.AdminCertPEM, s.AdminKeyPEM))
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: GatewayUser},
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"users", "groups", "serviceaccounts"}, Verbs: []string{"impersonate"}},
-			// uids and userextras/<key> for every extra key. RBAC has no
-			// prefix wildcard ("userextras/*" matches nothing), and extra
-			// keys are open-ended (credential-id, pod-name, ...), so this
-			// takes every resource of the group for the impersonate verb.
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"*"}, Verbs: []string{"impersonate"}},
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			{APIGroups: []string{"authorization.k8s.io"}, Resources: []string{"subjectaccessreviews"}, Verbs: []string{"create"}},
-		},
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: GatewayUser},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: GatewayUser},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: GatewayUser}},
-	}
-	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		_, err = cs.RbacV1().ClusterRoles().Update(ctx, role, metav1.UpdateOptions{})
-		if err != nil {
-			return err
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var tm metav1.TypeMeta
+		if err := yaml.Unmarshal([]byte(doc), &tm); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
-	} else if err != nil {
-		return err
-	}
-	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		_, err = cs.RbacV1().ClusterRoleBindings().Update(ctx, binding, metav1.UpdateOptions{})
-		return err
-	} else if err != nil {
-		return err
+		switch tm.Kind {
+		case "ClusterRole":
+			role := &rbacv1.ClusterRole{}
+			if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if _, err := cs.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create ClusterRole %s: %w", role.Name, err)
+			}
+		case "ClusterRoleBinding":
+			binding := &rbacv1.ClusterRoleBinding{}
+			if err := yaml.UnmarshalStrict([]byte(doc), binding); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+			if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+				return fmt.Errorf("create ClusterRoleBinding %s: %w", binding.Name, err)
+			}
+		default:
+			return fmt.Errorf("%s: unexpected kind %q", path, tm.Kind)
+		}
 	}
 	return nil
 }
