@@ -44,8 +44,8 @@ func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
 
 // A rolling restart of the gateway (new frontdoor + Envoy up, old ones
 // drained: SIGTERM to frontdoor, `frontdoor drain` then SIGTERM to Envoy)
-// under steady unary load fails no request, over HTTP/2 (reads and writes)
-// and HTTP/1.1 (reads); the old frontdoor reports not-ready while it
+// under steady unary load fails no request, reads and writes, over HTTP/2
+// and HTTP/1.1; the old frontdoor reports not-ready while it
 // drains; an informer's watch is closed and resumes from its
 // resourceVersion on the new instance without a relist.
 func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
@@ -87,6 +87,10 @@ func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
 		},
 		"HTTP/1.1 GET": func(ctx context.Context, _ int) error {
 			_, err := h1.Get(ctx, "target", metav1.GetOptions{})
+			return err
+		},
+		"HTTP/1.1 POST": func(ctx context.Context, _ int) error {
+			_, err := h1.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{GenerateName: "load-"}}, metav1.CreateOptions{})
 			return err
 		},
 	}
