@@ -212,18 +212,13 @@ func TestExecProtocolsWithTerminalResize(t *testing.T) {
 	}
 	for name, newExec := range executors {
 		t.Run(name, func(t *testing.T) {
-			run := func(cmd []string, tty bool, stdin io.Reader, sizes remotecommand.TerminalSizeQueue) (string, error) {
-				url := execURL(t, cfg, cmd, tty, stdin != nil)
-				ex, err := newExec(url)
+			run := func(cmd ...string) (string, error) {
+				ex, err := newExec(execURL(t, cfg, cmd, false, false))
 				if err != nil {
 					t.Fatal(err)
 				}
 				var out bytes.Buffer
-				opts := remotecommand.StreamOptions{Stdin: stdin, Stdout: &out, Tty: tty, TerminalSizeQueue: sizes}
-				if !tty {
-					opts.Stderr = io.Discard
-				}
-				err = ex.StreamWithContext(ctx, opts)
+				err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: io.Discard})
 				return out.String(), err
 			}
 			sizes := &sizeQueue{ch: make(chan *remotecommand.TerminalSize, 3)}
@@ -240,15 +235,15 @@ func TestExecProtocolsWithTerminalResize(t *testing.T) {
 			}
 			err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: pr, Stdout: lines, Tty: true, TerminalSizeQueue: sizes})
 			close(sizes.ch)
-			if got := lines.String(); err != nil || !strings.Contains(got, "80x24") || !strings.Contains(got, "120x40") || !strings.Contains(got, "200x50") {
-				t.Errorf("resizes: err %v, container saw %q; want 80x24, 120x40, 200x50", err, got)
+			if got := lines.String(); err != nil || got != "80x24\n120x40\n200x50\n" {
+				t.Errorf("resizes: err %v, container saw %q; want 80x24, 120x40, 200x50 in order", err, got)
 			}
-			if _, err := run([]string{"exit", "7"}, false, nil, nil); err == nil || !strings.Contains(err.Error(), "exit code 7") {
+			if _, err := run("exit", "7"); err == nil || !strings.Contains(err.Error(), "exit code 7") {
 				t.Errorf("exit 7: err %v, want exit code 7", err)
 			} else if ce, ok := err.(interface{ ExitStatus() int }); !ok || ce.ExitStatus() != 7 {
 				t.Errorf("exit 7: err %T %v has no exit status 7", err, err)
 			}
-			if out, err := run([]string{"echo", "ok"}, false, nil, nil); err != nil || out != "ok\n" {
+			if out, err := run("echo", "ok"); err != nil || out != "ok\n" {
 				t.Errorf("echo: %q, %v", out, err)
 			}
 		})
