@@ -142,9 +142,29 @@ func kubectlStream(t *testing.T, ctx context.Context, env []string, in io.Reader
 var kubectlProtocols = []struct {
 	name string
 	env  []string
+	// execVerb is the verb of an exec request in frontdoor's request log:
+	// SPDY upgrades a POST (create), WebSocket a GET (get).
+	execVerb string
 }{
-	{"SPDY", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}},
-	{"WebSocket", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true", "KUBECTL_PORT_FORWARD_WEBSOCKETS=true"}},
+	{"SPDY", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}, "create"},
+	{"WebSocket", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true", "KUBECTL_PORT_FORWARD_WEBSOCKETS=true"}, "get"},
+}
+
+// execDecisions counts the exec requests with verb in frontdoor's request
+// log (the e2e sandbox runs frontdoor with --log-requests).
+func execDecisions(t *testing.T, verb string) int {
+	t.Helper()
+	b, err := os.ReadFile(sb.LogFiles()["frontdoor"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `"subresource":"exec"`) && strings.Contains(line, `"verb":"`+verb+`"`) {
+			n++
+		}
+	}
+	return n
 }
 
 // kubectl exec through the gateway: stdout, stderr, interactive stdin and
@@ -164,6 +184,15 @@ func TestKubectlExec(t *testing.T) {
 			exec := func(in io.Reader, args ...string) (string, string, int) {
 				return kubectlStream(t, ctx, p.env, in, append([]string{"exec", "-n", streamNamespace, streamPod, "-c", streamContainer}, args...)...)
 			}
+			other := map[string]string{"create": "get", "get": "create"}[p.execVerb]
+			before, otherBefore := execDecisions(t, p.execVerb), execDecisions(t, other)
+			defer func() {
+				// kubectl falls back to SPDY when a WebSocket upgrade fails;
+				// the request verbs show which protocol really ran.
+				if got, gotOther := execDecisions(t, p.execVerb)-before, execDecisions(t, other)-otherBefore; got < 5 || gotOther != 0 {
+					t.Errorf("frontdoor logged %d exec requests with verb %q and %d with %q, want 5 and 0 (%s used throughout)", got, p.execVerb, gotOther, other, p.name)
+				}
+			}()
 			if out, errOut, code := exec(nil, "--", "echo", "hello", "gateway"); out != "hello gateway\n" || code != 0 {
 				t.Errorf("exec echo: stdout %q, exit %d, stderr %q; want \"hello gateway\\n\", 0", out, code, errOut)
 			}
