@@ -142,17 +142,33 @@ func kubectlStream(t *testing.T, ctx context.Context, env []string, in io.Reader
 var kubectlProtocols = []struct {
 	name string
 	env  []string
-	// execVerb is the verb of an exec request in frontdoor's request log:
-	// SPDY upgrades a POST (create), WebSocket a GET (get).
-	execVerb string
+	// verb is the verb of an exec or port-forward request in frontdoor's
+	// request log: SPDY upgrades a POST (create), WebSocket a GET (get).
+	verb string
 }{
 	{"SPDY", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=false", "KUBECTL_PORT_FORWARD_WEBSOCKETS=false"}, "create"},
 	{"WebSocket", []string{"KUBECTL_REMOTE_COMMAND_WEBSOCKETS=true", "KUBECTL_PORT_FORWARD_WEBSOCKETS=true"}, "get"},
 }
 
-// execDecisions counts the exec requests with verb in frontdoor's request
-// log (the e2e sandbox runs frontdoor with --log-requests).
-func execDecisions(t *testing.T, verb string) int {
+// checkProtocol returns a func that checks that, since checkProtocol was
+// called, frontdoor saw at least want requests for subresource with verb and
+// none with the other protocol's verb. kubectl falls back to SPDY when a
+// WebSocket upgrade fails; the verbs show which protocol really ran.
+func checkProtocol(t *testing.T, subresource, verb string, want int) func() {
+	t.Helper()
+	other := map[string]string{"create": "get", "get": "create"}[verb]
+	before, otherBefore := decisions(t, subresource, verb), decisions(t, subresource, other)
+	return func() {
+		t.Helper()
+		if got, gotOther := decisions(t, subresource, verb)-before, decisions(t, subresource, other)-otherBefore; got < want || gotOther != 0 {
+			t.Errorf("frontdoor logged %d %s requests with verb %q and %d with %q, want %d and 0", got, subresource, verb, gotOther, other, want)
+		}
+	}
+}
+
+// decisions counts the requests for the pod subresource with verb in
+// frontdoor's request log (the e2e sandbox runs it with --log-requests).
+func decisions(t *testing.T, subresource, verb string) int {
 	t.Helper()
 	b, err := os.ReadFile(sb.LogFiles()["frontdoor"])
 	if err != nil {
@@ -160,7 +176,7 @@ func execDecisions(t *testing.T, verb string) int {
 	}
 	n := 0
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, `"subresource":"exec"`) && strings.Contains(line, `"verb":"`+verb+`"`) {
+		if strings.Contains(line, `"subresource":"`+subresource+`"`) && strings.Contains(line, `"verb":"`+verb+`"`) {
 			n++
 		}
 	}
@@ -184,15 +200,7 @@ func TestKubectlExec(t *testing.T) {
 			exec := func(in io.Reader, args ...string) (string, string, int) {
 				return kubectlStream(t, ctx, p.env, in, append([]string{"exec", "-n", streamNamespace, streamPod, "-c", streamContainer}, args...)...)
 			}
-			other := map[string]string{"create": "get", "get": "create"}[p.execVerb]
-			before, otherBefore := execDecisions(t, p.execVerb), execDecisions(t, other)
-			defer func() {
-				// kubectl falls back to SPDY when a WebSocket upgrade fails;
-				// the request verbs show which protocol really ran.
-				if got, gotOther := execDecisions(t, p.execVerb)-before, execDecisions(t, other)-otherBefore; got < 5 || gotOther != 0 {
-					t.Errorf("frontdoor logged %d exec requests with verb %q and %d with %q, want 5 and 0 (%s used throughout)", got, p.execVerb, gotOther, other, p.name)
-				}
-			}()
+			defer checkProtocol(t, "exec", p.verb, 5)()
 			if out, errOut, code := exec(nil, "--", "echo", "hello", "gateway"); out != "hello gateway\n" || code != 0 {
 				t.Errorf("exec echo: stdout %q, exit %d, stderr %q; want \"hello gateway\\n\", 0", out, code, errOut)
 			}
@@ -286,6 +294,7 @@ func TestKubectlAttach(t *testing.T) {
 	streamingPod(t, ctx)
 	for _, p := range kubectlProtocols {
 		t.Run(p.name, func(t *testing.T) {
+			defer checkProtocol(t, "attach", p.verb, 1)()
 			out, errOut, code := kubectlStream(t, ctx, p.env, strings.NewReader("typed in\n"),
 				"attach", "-i", "-n", streamNamespace, streamPod, "-c", streamContainer)
 			if code != 0 || !strings.Contains(out, kubelet.AttachGreeting+"\n") || !strings.Contains(out, "typed in\n") {
@@ -302,6 +311,7 @@ func TestKubectlPortForward(t *testing.T) {
 	streamingPod(t, ctx)
 	for _, p := range kubectlProtocols {
 		t.Run(p.name, func(t *testing.T) {
+			defer checkProtocol(t, "portforward", p.verb, 1)()
 			cctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			cmd := exec.CommandContext(cctx, filepath.Join(sb.BinDir, "kubectl"), "--kubeconfig", sb.AdminKubeconfig,
