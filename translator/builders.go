@@ -17,6 +17,7 @@ import (
 // resources goes through these, so LDS → RDS → CDS → EDS → SDS stay linked.
 func routeName(uc string) string                { return uc }
 func defaultClusterName(uc string) string       { return uc + "/default" }
+func upgradeClusterName(uc string) string       { return uc + "/upgrade" }
 func ruleClusterName(uc, rule string) string    { return uc + "/" + rule }
 func servingSecretName(uc string) string        { return uc + "/serving" }
 func clientCASecretName(uc string) string       { return uc + "/client-ca" }

@@ -81,6 +81,36 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 	return out
 }
 
+// upgradeCluster is the HTTP/1.1 twin of the default cluster, for upgraded
+// requests (SPDY/3.1 and WebSocket: exec, attach, port-forward). It reads
+// the same EDS endpoints (the default cluster's service name), presents the
+// same client certificate and offers only http/1.1 by ALPN.
+func upgradeCluster(c *ClusterIR) *clusterv3.Cluster {
+	out := cluster(c)
+	out.Name = upgradeClusterName(c.Name)
+	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
+		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options()),
+	}
+	tls := upstreamTLS(c)
+	tls.CommonTlsContext.AlpnProtocols = []string{"http/1.1"}
+	out.TransportSocket = &corev3.TransportSocket{
+		Name:       tlsTransportSocket,
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(tls)},
+	}
+	out.HealthChecks[0].GetHttpHealthCheck().CodecClientType = typev3.CodecClientType_HTTP1
+	return out
+}
+
+// upstreamHTTP1Options makes every upstream connection HTTP/1.1: an
+// upgraded connection carries exactly one session.
+func upstreamHTTP1Options() *httpv3.HttpProtocolOptions {
+	return &httpv3.HttpProtocolOptions{
+		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
+		}},
+	}
+}
+
 // upstreamHTTP2Options makes every upstream connection HTTP/2 with
 // keepalive pings, so a dead server is noticed even on idle watch streams.
 func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {

@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"time"
+
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -27,9 +29,19 @@ const (
 	// certificate, in case the apiserver also trusts a front proxy.
 	remoteHeaderPrefix = "x-remote-"
 
+	// upgradeWebSocket and upgradeSPDY are the Upgrade header values of
+	// kubectl's two streaming protocols (exec, attach, port-forward).
+	upgradeWebSocket = "websocket"
+	upgradeSPDY      = "spdy/3.1"
+
 	// downstreamMaxStreams lets one client connection (a controller
 	// manager with hundreds of informers) multiplex many watches.
 	downstreamMaxStreams = 1000
+
+	// downstreamPingInterval and downstreamPingTimeout: every client HTTP/2
+	// connection is pinged each minute and closed if an answer takes 20s.
+	downstreamPingInterval = time.Minute
+	downstreamPingTimeout  = 20 * time.Second
 )
 
 // listener is the one listener serving every cluster: TLS is terminated
@@ -98,9 +110,21 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 // httpConnectionManager strips internal headers first, then asks the request
 // service (ext_authz), then routes.
 //
-// stream_idle_timeout keeps Envoy's default (5m) for now: a quiet watch is
-// cut after 5 minutes without events and clients re-watch. The watch
-// issue will revisit it together with HTTP/2 keepalives.
+// stream_idle_timeout is disabled: kube-apiserver has no idle timeout on a
+// watch (a quiet watch only gets a bookmark about once a minute, and only if
+// the client asked for bookmarks), nor on an exec, attach or port-forward
+// session (the kubelet cuts those after its own streaming idle timeout, 4h by
+// default). Envoy's default of 5 minutes would cut a quiet watch or an idle
+// shell that kube-apiserver keeps open. Dead clients are still noticed: an
+// HTTP/2 connection is pinged (downstreamKeepalive) and closed when pings
+// go unanswered, which resets every stream on it; a dead HTTP/1.1 client is
+// noticed by TCP when the next bytes are written.
+//
+// Upgrades: kubectl exec, attach and port-forward upgrade an HTTP/1.1
+// request to SPDY/3.1 or to WebSocket. Envoy passes both through once the
+// whole filter chain (ext_authz and the identity filter) has run on the
+// upgrade request, so a request is authenticated, authorized and
+// impersonated before any upgraded byte flows.
 func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 	return &hcmv3.HttpConnectionManager{
 		StatPrefix: c.Name,
@@ -109,9 +133,15 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			RouteConfigName: routeName(c.Name),
 			ConfigSource:    adsConfigSource(),
 		}},
-		UseRemoteAddress: wrapperspb.Bool(true),
+		UseRemoteAddress:  wrapperspb.Bool(true),
+		StreamIdleTimeout: duration(0),
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
+			{UpgradeType: upgradeWebSocket},
+			{UpgradeType: upgradeSPDY},
+		},
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
+			ConnectionKeepalive:  downstreamKeepalive(),
 		},
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{
 			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{
@@ -137,4 +167,15 @@ func removeHeadersWithPrefix(prefix string) *mutationrulesv3.HeaderMutation {
 			IgnoreCase:   true,
 		}},
 	}}
+}
+
+// downstreamKeepalive pings each client HTTP/2 connection once a minute, so
+// a client that vanished without closing its connection does not pin its
+// watches forever now that streams have no idle timeout. Every HTTP/2
+// client (Go's, so kubectl and client-go) answers pings by itself.
+func downstreamKeepalive() *corev3.KeepaliveSettings {
+	return &corev3.KeepaliveSettings{
+		Interval: duration(downstreamPingInterval),
+		Timeout:  duration(downstreamPingTimeout),
+	}
 }

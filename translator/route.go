@@ -17,6 +17,8 @@ const (
 	numRetries      = 2
 	previousHosts   = "envoy.retry_host_predicates.previous_hosts"
 	hostSelectRetry = 3
+
+	upgradeRouteName = "upgrade"
 )
 
 // routeConfiguration is the RDS resource of one cluster: one virtual host
@@ -35,9 +37,27 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 			TypedPerFilterConfig: map[string]*anypb.Any{
 				extAuthzFilterName: mustAny(extAuthzPerRoute(c.Name)),
 			},
-			Routes: []*routev3.Route{defaultRoute(c)},
+			Routes: []*routev3.Route{upgradeRoute(c), defaultRoute(c)},
 		}},
 	}
+}
+
+// upgradeRoute sends every request carrying an Upgrade header (kubectl
+// exec, attach and port-forward over SPDY/3.1 or WebSocket) to the cluster's
+// HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism, and SPDY cannot be
+// carried over HTTP/2 at all. It comes first so that dispatch rule routes,
+// which send to HTTP/2 clusters, never see an upgrade. The request service
+// has already run when the route is chosen, so its decision (deny, identity)
+// applies to upgrades exactly as to any request.
+func upgradeRoute(c *ClusterIR) *routev3.Route {
+	r := defaultRoute(c)
+	r.Name = upgradeRouteName
+	r.Match.Headers = []*routev3.HeaderMatcher{{
+		Name:                 "upgrade",
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
+	}}
+	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: upgradeClusterName(c.Name)}
+	return r
 }
 
 // ruleRoute sends requests the request service tagged with rule to that

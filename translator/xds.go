@@ -55,6 +55,7 @@ func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
 
 	cl := cluster(c)
 	add(resourcev3.ClusterType, cl)
+	add(resourcev3.ClusterType, upgradeCluster(c))
 	if cl.GetEdsClusterConfig() != nil {
 		add(resourcev3.EndpointType, loadAssignment(c))
 	}

@@ -44,6 +44,8 @@ type Controller struct {
 	mu      sync.Mutex
 	current *translator.Output
 	ready   atomic.Bool
+
+	openStreams atomic.Int64 // ADS streams open now
 }
 
 // NewController returns a controller with an empty cache; Envoy gets nothing
@@ -64,6 +66,9 @@ func NewController(o ControllerOptions) *Controller {
 
 // Ready reports whether a config has been published.
 func (c *Controller) Ready() bool { return c.ready.Load() }
+
+// ConnectedProxies is how many ADS streams (Envoys) are open now.
+func (c *Controller) ConnectedProxies() int { return int(c.openStreams.Load()) }
 
 // Current returns the output being served, or nil before the first Update.
 func (c *Controller) Current() *translator.Output {

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -36,7 +35,7 @@ func newCache(logger *slog.Logger) cachev3.SnapshotCache {
 // RegisterADS registers the aggregated discovery service for the
 // controller's cache on s, with callbacks that count streams and NACKs.
 func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
-	var open atomic.Int64
+	open := &c.openStreams
 	opened := func(id int64, typeURL string) error {
 		c.metrics.connectedProxies.Set(float64(open.Add(1)))
 		c.log.Info("xds stream opened", "stream", id, "type", typeURL)

@@ -16,6 +16,7 @@ const usage = `frontdoor: an Envoy front door for kube-apiserver.
 Usage:
   frontdoor serve      [flags]   run the xDS control plane and the request service
   frontdoor bootstrap  [flags]   print the Envoy bootstrap that points Envoy at "frontdoor serve"
+  frontdoor drain      [flags]   drain Envoy gracefully (its preStop hook), then optionally stop it
   frontdoor version              print the version
 
 Run "frontdoor <command> -h" for a command's flags.
@@ -32,6 +33,8 @@ func main() {
 		err = runServe(args)
 	case "bootstrap":
 		err = runBootstrap(args, os.Stdout)
+	case "drain":
+		err = runDrain(args)
 	case "version", "--version":
 		fmt.Println("frontdoor", version)
 	case "help", "-h", "--help":

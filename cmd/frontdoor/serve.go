@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +37,7 @@ type serveFlags struct {
 	logLevel      string
 	pollInterval  time.Duration
 	shutdownGrace time.Duration
+	drainTimeout  time.Duration
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -49,7 +51,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.pollInterval, "config-poll-interval", time.Second, "how often --config-dir is checked for changes")
-	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish on SIGTERM")
+	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish once the drain is over")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second,
+		"on SIGTERM, how long /readyz fails while ext_authz and xDS keep serving Envoy's drain; ends early once no Envoy is connected")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -104,11 +108,29 @@ func runServe(args []string) error {
 		grpc.MaxConcurrentStreams(1<<20), // Envoy multiplexes every Check on a few connections
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)
-	ctrl.RegisterADS(ctx, gs)
+	// ADS outlives the signal: a draining Envoy keeps its stream (and
+	// config) until it exits, which is how the drain below knows it is over.
+	adsCtx, stopADS := context.WithCancel(context.Background())
+	defer stopADS()
+	ctrl.RegisterADS(adsCtx, gs)
 	authv3.RegisterAuthorizationServer(gs, authz.NewExtAuthzServer(pipeline))
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	var draining atomic.Bool
+	// /readyz is the readiness probe: not ready before the first config,
+	// nor once SIGTERM started the drain, so no new traffic is sent here.
+	// /healthz (liveness) stays true while draining.
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case draining.Load():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		case !ctrl.Ready():
+			http.Error(w, "no config published yet", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ctrl.Ready() {
 			http.Error(w, "no config published yet", http.StatusServiceUnavailable)
@@ -149,7 +171,15 @@ func runServe(args []string) error {
 			return err
 		}
 	}
+	// The drain: Envoy (told by its preStop hook, `frontdoor drain`) is
+	// closing its connections and may still ask for checks on the requests
+	// it finishes, so keep answering until it has gone away (its ADS stream
+	// closed) or the drain timeout passes.
+	draining.Store(true)
+	log.Info("draining: readiness fails; serving Envoy until it disconnects", "timeout", f.drainTimeout)
+	waitForProxiesGone(ctrl, f.drainTimeout)
 	log.Info("shutting down")
+	stopADS()
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
@@ -161,4 +191,13 @@ func runServe(args []string) error {
 		gs.Stop() // ADS streams never end on their own
 	}
 	return nil
+}
+
+// waitForProxiesGone returns once no Envoy holds an ADS stream, or after
+// timeout.
+func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for ctrl.ConnectedProxies() > 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
 }

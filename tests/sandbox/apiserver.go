@@ -83,6 +83,13 @@ func (s *Sandbox) apiserverArgs(i, port int) []string {
 		"--cert-dir", s.path(fmt.Sprintf("apiserver-%d", i)),
 		"--audit-log-path", s.path("logs", fmt.Sprintf("audit-%d.log", i)),
 		"--audit-policy-file", s.path("pki", "audit-policy.yaml"),
+		// exec, attach, port-forward and logs reach a node's kubelet (the
+		// e2e fake kubelet on 127.0.0.1) with a client cert, and verify
+		// its serving cert against the sandbox CA.
+		"--kubelet-client-certificate", s.path("pki", "apiserver-kubelet-client.crt"),
+		"--kubelet-client-key", s.path("pki", "apiserver-kubelet-client.key"),
+		"--kubelet-certificate-authority", s.path("ca.crt"),
+		"--kubelet-preferred-address-types", "InternalIP",
 	}
 }
 

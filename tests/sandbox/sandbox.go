@@ -251,6 +251,9 @@ func (s *Sandbox) writePKI() error {
 	if files["pki/gateway-client.crt"], files["pki/gateway-client.key"], err = ca.ClientCert(GatewayUser); err != nil {
 		return err
 	}
+	if files["pki/apiserver-kubelet-client.crt"], files["pki/apiserver-kubelet-client.key"], err = ca.ClientCert("kube-apiserver-kubelet-client"); err != nil {
+		return err
+	}
 	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", local, loopback); err != nil {
 		return err
 	}

@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// RollOptions configure RollGateway.
+type RollOptions struct {
+	// DrainTimeout bounds the old instance's drain (`frontdoor drain
+	// --timeout` and `frontdoor serve --drain-timeout`).
+	DrainTimeout time.Duration
+	// OnDraining, if set, is called as the old instance is told to drain
+	// (the signal may still be on its way), with the old frontdoor's
+	// readiness URL.
+	OnDraining func(oldReadyURL string)
+}
+
+// RollGateway replaces the running gateway (frontdoor + Envoy, what one pod
+// of a Deployment runs) the way a rolling update does, on the same client
+// port: a new frontdoor and a new Envoy start beside the old ones (the two
+// Envoys share the listener port with SO_REUSEPORT, Envoy's default on
+// Linux, as the old and new pods share a Service); once the new Envoy serves,
+// the old pod is terminated as the kubelet would: frontdoor gets SIGTERM
+// while Envoy's preStop hook, `frontdoor drain`, drains Envoy, which then
+// gets SIGTERM. The sandbox then points at the new instance.
+func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
+	if s.envoy == nil || s.frontdoor == nil {
+		return fmt.Errorf("no gateway to roll")
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
+	}
+	epoch := strconv.FormatInt(time.Now().UnixNano(), 36)
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
+	listenPort := strings.TrimPrefix(s.GatewayURL, "https://127.0.0.1:")
+	drain := opts.DrainTimeout.String()
+
+	args := []string{"serve",
+		"--config-dir", s.path("config"),
+		"--grpc-address", grpcAddr,
+		"--http-address", httpAddr,
+		"--listen-address", "127.0.0.1",
+		"--listen-port", listenPort,
+		"--drain-timeout", drain,
+	}
+	if s.opts.LogRequests {
+		args = append(args, "--log-requests")
+	}
+	fd := newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor-"+epoch), args...)
+	s.progress("rolling the gateway: new frontdoor on %s (log: %s)", grpcAddr, fd.logPath)
+	if err := fd.start(); err != nil {
+		return err
+	}
+	plain := &http.Client{}
+	fctx, cancel := waitCtx(ctx, frontdoorTimeout)
+	defer cancel()
+	if err := fd.waitFor(fctx, "to become ready", 200*time.Millisecond, func(ctx context.Context) error {
+		return expectStatus(ctx, plain, "http://"+httpAddr+"/readyz", http.StatusOK)
+	}); err != nil {
+		fd.stop(syscall.SIGKILL, 0)
+		return err
+	}
+
+	bootstrap := s.path("envoy-" + epoch + ".yaml")
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, s.bin("frontdoor"), "bootstrap",
+		"--xds-address", grpcAddr, "--admin-address", adminAddr, "--node-id", "sandbox-envoy-"+epoch)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		fd.stop(syscall.SIGKILL, 0)
+		return fmt.Errorf("frontdoor bootstrap: %w: %s", err, stderr.String())
+	}
+	if err := os.WriteFile(bootstrap, stdout.Bytes(), 0o644); err != nil {
+		fd.stop(syscall.SIGKILL, 0)
+		return err
+	}
+	ev := newProcess("envoy", s.bin("envoy"), s.logPath("envoy-"+epoch),
+		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1")
+	if err := ev.start(); err != nil {
+		fd.stop(syscall.SIGKILL, 0)
+		return err
+	}
+	// The new Envoy serves once its listener is up (admin /listeners names
+	// it) and its upstream has a healthy host.
+	gctx, gcancel := waitCtx(ctx, gatewayTimeout)
+	defer gcancel()
+	if err := ev.waitFor(gctx, "to serve the listener", 200*time.Millisecond, func(ctx context.Context) error {
+		if err := expectStatus(ctx, plain, "http://"+adminAddr+"/ready", http.StatusOK); err != nil {
+			return err
+		}
+		text, err := get(ctx, plain, "http://"+adminAddr+"/clusters")
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(text, "::health_flags::healthy") {
+			return fmt.Errorf("no healthy upstream yet")
+		}
+		return nil
+	}); err != nil {
+		ev.stop(syscall.SIGKILL, 0)
+		fd.stop(syscall.SIGKILL, 0)
+		return err
+	}
+
+	// Terminate the old pod: both containers at once, Envoy's preStop first.
+	oldFD, oldEnvoy := s.frontdoor, s.envoy
+	oldReady := strings.TrimSuffix(s.FrontdoorHealthURL, "/healthz") + "/readyz"
+	oldAdmin := strings.TrimPrefix(s.EnvoyAdminURL, "http://")
+	s.progress("rolling the gateway: draining the old Envoy (admin %s) and frontdoor", oldAdmin)
+	var wg sync.WaitGroup
+	var drainErr error
+	wg.Go(func() { oldFD.stop(syscall.SIGTERM, opts.DrainTimeout+stopGrace) })
+	wg.Go(func() {
+		var out bytes.Buffer
+		c := exec.CommandContext(ctx, s.bin("frontdoor"), "drain", "--admin-address", oldAdmin, "--timeout", drain)
+		c.Stdout, c.Stderr = &out, &out
+		if err := c.Run(); err != nil {
+			drainErr = fmt.Errorf("frontdoor drain: %w: %s", err, out.String())
+		}
+		oldEnvoy.stop(syscall.SIGTERM, stopGrace)
+	})
+	if opts.OnDraining != nil {
+		opts.OnDraining(oldReady)
+	}
+	wg.Wait()
+
+	s.frontdoor, s.envoy = fd, ev
+	s.EnvoyAdminURL = "http://" + adminAddr
+	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
+	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
+	return drainErr
+}
