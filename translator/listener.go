@@ -110,6 +110,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress: wrapperspb.Bool(true),
+		LocalReplyConfig: localReplyConfig(),
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
 		},

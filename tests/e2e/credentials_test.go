@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -129,7 +130,7 @@ spec:
 `
 )
 
-var altOnce struct {
+var altOnce, deadOnce struct {
 	sync.Once
 	err error
 }
@@ -139,26 +140,64 @@ var altOnce struct {
 // anonymous /version answers 200 only there.
 func ensureAltCluster(t *testing.T, ctx context.Context) {
 	t.Helper()
-	altOnce.Do(func() {
-		var servers strings.Builder
-		for _, u := range sb.ReplicaURLs {
-			fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
-		}
+	var servers strings.Builder
+	for _, u := range sb.ReplicaURLs {
+		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
+	}
+	ensureCluster(t, ctx, &altOnce.Once, &altOnce.err, altCluster, servers.String(), nil, http.StatusOK)
+}
+
+// deadSNI selects a third UpstreamCluster whose only server never answers
+// (nothing listens on its port): every request is authenticated, then finds
+// no healthy upstream.
+const deadCluster = "dead"
+
+var deadSNI = deadCluster + "." + sandbox.TestDomain
+
+func ensureDeadCluster(t *testing.T, ctx context.Context) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	admin := adminUser()
+	ensureCluster(t, ctx, &deadOnce.Once, &deadOnce.err, deadCluster, fmt.Sprintf("  - endpoint: %q\n", "https://"+addr),
+		&admin, http.StatusServiceUnavailable)
+}
+
+// ensureCluster writes an UpstreamCluster like the sandbox's, chosen by SNI
+// name.sandbox.test, with the given servers block (once per package), and
+// waits until a GET /version by u (nil: no credentials) through it answers
+// want.
+func ensureCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *error, name, servers string, u *user, want int) {
+	t.Helper()
+	once.Do(func() {
 		ns := sandbox.SecretNamespace
-		uc := fmt.Sprintf(altClusterTemplate, altCluster, servers.String(), ns, altSNI, ns, ns)
-		if altOnce.err = os.WriteFile(filepath.Join(sb.Dir, "config", "upstreamcluster-"+altCluster+".yaml"), []byte(uc), 0o644); altOnce.err != nil {
+		sni := name + "." + sandbox.TestDomain
+		uc := fmt.Sprintf(altClusterTemplate, name, servers, ns, sni, ns, ns)
+		if *errp = os.WriteFile(filepath.Join(sb.Dir, "config", "upstreamcluster-"+name+".yaml"), []byte(uc), 0o644); *errp != nil {
 			return
 		}
-		client := httpClient(t, altSNI, nil, nil)
 		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		altOnce.err = poll(wctx, 200*time.Millisecond, func() (bool, error) {
+		*errp = poll(wctx, 200*time.Millisecond, func() (bool, error) {
+			// A new connection each time: an open one stays on the filter
+			// chain it was accepted by.
+			var client *http.Client
+			if u != nil {
+				client = httpClient(t, sni, u.certPEM, u.keyPEM)
+			} else {
+				client = httpClient(t, sni, nil, nil)
+			}
+			defer client.CloseIdleConnections()
 			code, _, _ := do(t, wctx, client, http.MethodGet, sb.GatewayURL+"/version", nil, nil)
-			return code == http.StatusOK, nil
+			return code == want, nil
 		})
 	})
-	if altOnce.err != nil {
-		t.Fatalf("second UpstreamCluster %q not serving: %v", altCluster, altOnce.err)
+	if *errp != nil {
+		t.Fatalf("UpstreamCluster %q not serving: %v", name, *errp)
 	}
 }
 
