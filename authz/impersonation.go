@@ -79,9 +79,9 @@ func newImpersonator(client authorizationv1client.AuthorizationV1Interface) (*im
 // one value per field. Envoy joins repeated fields with ",", so values are
 // split there again (a group or extra value containing a comma therefore
 // cannot be impersonated through the gateway; it is refused or narrowed,
-// never widened). nil when there are none.
-func impersonationHeaders(h map[string]string) http.Header {
-	var out http.Header
+// never widened). nil when there are none; ok=false when a name is not a
+// valid header name (the apiserver's HTTP server would refuse the request).
+func impersonationHeaders(h map[string]string) (out http.Header, ok bool) {
 	for k, v := range h {
 		if len(k) < len(impersonatePrefix) || !strings.EqualFold(k[:len(impersonatePrefix)], impersonatePrefix) {
 			continue
@@ -90,11 +90,14 @@ func impersonationHeaders(h map[string]string) http.Header {
 			out = http.Header{}
 		}
 		name := textproto.CanonicalMIMEHeaderKey(k)
+		if !strings.HasPrefix(name, "Impersonate-") {
+			return nil, false // not a token: CanonicalMIMEHeaderKey left it as is
+		}
 		for part := range strings.SplitSeq(v, ",") {
 			out[name] = append(out[name], strings.TrimSpace(part))
 		}
 	}
-	return out
+	return out, true
 }
 
 // impersonate runs the filter for requestor. It returns the user to

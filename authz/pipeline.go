@@ -313,7 +313,11 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 		return denied(Unauthenticated, info)
 	}
 
-	if ih := impersonationHeaders(req.Headers); ih != nil {
+	ih, ok := impersonationHeaders(req.Headers)
+	if !ok {
+		return denied(Invalid, info)
+	}
+	if ih != nil {
 		if cc.impersonate == nil {
 			return denied(Unavailable, info)
 		}
