@@ -120,7 +120,7 @@ func TestPipelineMetrics(t *testing.T) {
 # TYPE frontdoor_authn_cache_total counter
 frontdoor_authn_cache_total{result="hit"} 1
 frontdoor_authn_cache_total{result="miss"} 1
-# HELP frontdoor_authz_requests_total Requests decided by the request service, by cluster and decision (allowed, unauthenticated, unavailable, invalid).
+# HELP frontdoor_authz_requests_total Requests decided by the request service, by cluster and decision (allowed, unauthenticated, forbidden, unavailable, invalid).
 # TYPE frontdoor_authz_requests_total counter
 frontdoor_authz_requests_total{cluster="a",decision="allowed"} 2
 frontdoor_authz_requests_total{cluster="a",decision="unauthenticated"} 1
