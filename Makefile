@@ -27,8 +27,20 @@ up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy
 	$(GO) run ./tests/sandbox/up
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	@$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
+# crash or stall the request service. Keep it short; CI's budget is the suite.
+FUZZ_TIME    ?= 10s
+FUZZ_TARGETS := FuzzPipeline FuzzPipelineCredentials FuzzCredentialParsing
+
+.PHONY: fuzz
+fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TIME each)
+	@for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./authz || exit 1; \
+	done
 
 .PHONY: unit
 unit: ## unit tests only (no real components)

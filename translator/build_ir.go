@@ -20,6 +20,9 @@ const (
 	DefaultUnhealthyThreshold  = 2
 	DefaultHealthyThreshold    = 1
 
+	DefaultTokenCacheTTL         = 2 * time.Minute
+	DefaultTokenNegativeCacheTTL = 10 * time.Second
+
 	DefaultListenerAddress = "0.0.0.0"
 	DefaultListenerPort    = 6443
 )
@@ -107,6 +110,8 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
+	c.TokenReview = buildTokenReview(st, spec.Authentication.TokenReview)
+	c.Anonymous = spec.Authentication.Anonymous.Enabled
 
 	var err error
 	if c.Serving, err = secrets.certKey(spec.SecureServing.SecretRef); err != nil {
@@ -233,4 +238,34 @@ func buildLoadBalancing(st *statusBuilder, lb v1alpha1.LoadBalancing) LoadBalanc
 		st.reject(ReasonInvalidLoadBalancing, fmt.Sprintf("loadBalancing.policy %q is not one of RoundRobin, Random, LeastRequest", lb.Policy))
 		return LBRoundRobin
 	}
+}
+
+func buildTokenReview(st *statusBuilder, tr v1alpha1.TokenReviewAuthentication) TokenReviewIR {
+	out := TokenReviewIR{
+		Enabled:          tr.Enabled == nil || *tr.Enabled,
+		CacheTTL:         DefaultTokenCacheTTL,
+		NegativeCacheTTL: DefaultTokenNegativeCacheTTL,
+	}
+	if tr.CacheTTL != nil {
+		out.CacheTTL = tr.CacheTTL.Duration
+	}
+	if tr.NegativeCacheTTL != nil {
+		out.NegativeCacheTTL = tr.NegativeCacheTTL.Duration
+	}
+	switch {
+	case out.CacheTTL < 0:
+		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.cacheTTL %s must not be negative", out.CacheTTL))
+	case out.NegativeCacheTTL < 0:
+		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.negativeCacheTTL %s must not be negative", out.NegativeCacheTTL))
+	}
+	for i, a := range tr.Audiences {
+		if a == "" {
+			st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.audiences[%d] is empty", i))
+			continue
+		}
+		out.Audiences = append(out.Audiences, a)
+	}
+	slices.Sort(out.Audiences)
+	out.Audiences = slices.Compact(out.Audiences)
+	return out
 }

@@ -133,13 +133,29 @@ func goldenFiles(t testing.TB, out *Output) map[string][]byte {
 		X509        bool   `json:"x509"`
 		ClientCAPEM string `json:"clientCAPEM,omitempty"`
 		DefaultRule string `json:"defaultRule"`
+
+		TokenReview           bool     `json:"tokenReview"`
+		TokenCacheTTL         string   `json:"tokenCacheTTL"`
+		TokenNegativeCacheTTL string   `json:"tokenNegativeCacheTTL"`
+		TokenAudiences        []string `json:"tokenAudiences,omitempty"`
+		Anonymous             bool     `json:"anonymous"`
+		UpstreamServerURLs    []string `json:"upstreamServerURLs"`
+		UpstreamServerName    string   `json:"upstreamServerName,omitempty"`
+		UpstreamClientCert    string   `json:"upstreamClientCert"`
+		UpstreamCA            string   `json:"upstreamCA"`
 	}
 	pv := struct {
 		Version  string        `json:"version"`
 		Clusters []clusterView `json:"clusters"`
 	}{Version: out.Policy.Version, Clusters: []clusterView{}}
 	for _, c := range out.Policy.Clusters {
-		v := clusterView{Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule}
+		v := clusterView{
+			Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule,
+			TokenReview: c.TokenReview, TokenCacheTTL: c.TokenCacheTTL.String(), TokenNegativeCacheTTL: c.TokenNegativeCacheTTL.String(),
+			TokenAudiences: c.TokenAudiences, Anonymous: c.Anonymous,
+			UpstreamServerURLs: c.Upstream.ServerURLs, UpstreamServerName: c.Upstream.ServerName,
+			UpstreamClientCert: digest(c.Upstream.ClientCertPEM), UpstreamCA: digest(c.Upstream.CAPEM),
+		}
 		if c.ClientCAPEM != nil {
 			v.ClientCAPEM = digest(c.ClientCAPEM)
 		}

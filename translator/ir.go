@@ -53,6 +53,18 @@ type ClusterIR struct {
 	LoadBalancing LoadBalancingIR
 	// X509 enables client-certificate authentication in the request service.
 	X509 bool
+	// TokenReview is the defaulted bearer-token authentication.
+	TokenReview TokenReviewIR
+	// Anonymous forwards requests without credentials as system:anonymous.
+	Anonymous bool
+}
+
+// TokenReviewIR is the defaulted spec.authentication.tokenReview.
+type TokenReviewIR struct {
+	Enabled          bool
+	CacheTTL         time.Duration
+	NegativeCacheTTL time.Duration
+	Audiences        []string
 }
 
 // ServerIR is one enabled server, parsed from https://host:port.

@@ -139,6 +139,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			{UpgradeType: upgradeWebSocket},
 			{UpgradeType: upgradeSPDY},
 		},
+		LocalReplyConfig: localReplyConfig(),
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
 			ConnectionKeepalive:  downstreamKeepalive(),

@@ -19,6 +19,7 @@ const (
 	ReasonConflictingServerNames = "ConflictingServerNames"
 	ReasonInvalidHealthCheck     = "InvalidHealthCheck"
 	ReasonInvalidLoadBalancing   = "InvalidLoadBalancing"
+	ReasonInvalidAuthentication  = "InvalidAuthentication"
 	ReasonInvalidConfig          = "InvalidConfig"
 )
 

@@ -103,6 +103,13 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			X509:        cr.ir.X509,
 			ClientCAPEM: cr.ir.ClientCA,
 			DefaultRule: envoy.DefaultRule,
+
+			TokenReview:           cr.ir.TokenReview.Enabled,
+			TokenCacheTTL:         cr.ir.TokenReview.CacheTTL,
+			TokenNegativeCacheTTL: cr.ir.TokenReview.NegativeCacheTTL,
+			TokenAudiences:        cr.ir.TokenReview.Audiences,
+			Anonymous:             cr.ir.Anonymous,
+			Upstream:              upstreamPolicy(cr.ir),
 		}
 	}
 	if len(chains) > 0 {
@@ -154,6 +161,11 @@ func version(resources map[string][]types.Resource, pt *policy.Table) string {
 		writeField(h, []byte(fmt.Sprint(c.X509)))
 		writeField(h, c.ClientCAPEM)
 		writeField(h, []byte(c.DefaultRule))
+		writeField(h, []byte(fmt.Sprint(c.TokenReview, c.TokenCacheTTL, c.TokenNegativeCacheTTL, c.TokenAudiences, c.Anonymous)))
+		writeField(h, []byte(strings.Join(c.Upstream.ServerURLs, " ")+"|"+c.Upstream.ServerName))
+		writeField(h, c.Upstream.ClientCertPEM)
+		writeField(h, c.Upstream.ClientKeyPEM)
+		writeField(h, c.Upstream.CAPEM)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -178,3 +190,22 @@ func resourceName(r types.Resource) string {
 }
 
 func shortType(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
+
+// upstreamPolicy is how the request service reaches the cluster's servers
+// for its own reviews: the same servers, identity and CA as Envoy's cluster.
+func upstreamPolicy(c *ClusterIR) policy.Upstream {
+	u := policy.Upstream{
+		ServerName:    c.SNI,
+		ClientCertPEM: c.UpstreamClient.CertPEM,
+		ClientKeyPEM:  c.UpstreamClient.KeyPEM,
+		CAPEM:         c.UpstreamCA,
+	}
+	for _, s := range c.Servers {
+		host := s.Host
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		u.ServerURLs = append(u.ServerURLs, fmt.Sprintf("https://%s:%d", host, s.Port))
+	}
+	return u
+}

@@ -113,6 +113,46 @@ type Authentication struct {
 	// secureServing.clientCASecretRef: user is the CN, groups the O values.
 	// +optional
 	X509 X509Authentication `json:"x509,omitempty"`
+	// TokenReview authenticates bearer tokens (the Authorization header, or
+	// the WebSocket subprotocol base64url.bearer.authorization.k8s.io.<token>)
+	// with a TokenReview against the upstream cluster, made with the
+	// gateway's own identity.
+	// +optional
+	TokenReview TokenReviewAuthentication `json:"tokenReview,omitempty"`
+	// Anonymous forwards requests without credentials as system:anonymous
+	// (group system:unauthenticated) instead of answering 401.
+	// +optional
+	Anonymous AnonymousAuthentication `json:"anonymous,omitempty"`
+}
+
+// TokenReviewAuthentication configures bearer-token authentication.
+type TokenReviewAuthentication struct {
+	// Enabled turns bearer-token authentication on. Defaults to true.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+	// CacheTTL is how long an authenticated token is remembered (keyed by a
+	// hash of the token). Defaults to 2m, as kube-apiserver's webhook
+	// token authenticator.
+	// +optional
+	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
+	// NegativeCacheTTL is how long a rejected token is remembered. Defaults
+	// to 10s.
+	// +optional
+	NegativeCacheTTL *metav1.Duration `json:"negativeCacheTTL,omitempty"`
+	// Audiences are sent in every TokenReview; the token must be valid for
+	// one of them. Empty means the upstream's own API audiences.
+	// +optional
+	Audiences []string `json:"audiences,omitempty"`
+}
+
+// AnonymousAuthentication configures anonymous requests.
+type AnonymousAuthentication struct {
+	// Enabled forwards requests that carry no credential as
+	// system:anonymous. A request with a bad credential is still refused,
+	// as kube-apiserver refuses it. Defaults to false.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
 }
 
 // X509Authentication configures client-certificate authentication.

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,10 @@ import (
 
 // ClusterName is the name of the sandbox's UpstreamCluster.
 const ClusterName = "sandbox"
+
+// TestDomain is the DNS suffix the gateway's serving certificate covers
+// with a wildcard, for UpstreamClusters that tests add (chosen by SNI).
+const TestDomain = "sandbox.test"
 
 // Options configure Start.
 type Options struct {
@@ -254,7 +259,9 @@ func (s *Sandbox) writePKI() error {
 	if files["pki/apiserver-kubelet-client.crt"], files["pki/apiserver-kubelet-client.key"], err = ca.ClientCert("kube-apiserver-kubelet-client"); err != nil {
 		return err
 	}
-	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", local, loopback); err != nil {
+	// *.sandbox.test: tests add UpstreamClusters chosen by SNI under it.
+	gatewayNames := append(slices.Clone(local), "*."+TestDomain)
+	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", gatewayNames, loopback); err != nil {
 		return err
 	}
 	if files["pki/sa.key"], files["pki/sa.pub"], err = newServiceAccountKey(); err != nil {
