@@ -325,5 +325,3 @@ func reachedAs(t *testing.T, marker string, user *string) {
 		}
 	}
 }
-
-func ptr[T any](v T) *T { return &v }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"k8s.io/utils/ptr"
 	"net/http"
 	"strings"
 	"testing"
@@ -190,7 +191,7 @@ func TestAnonymousWhenEnabled(t *testing.T) {
 			t.Errorf("anonymous off: GET %s = %d, want %d", tc.path, code, tc.main)
 		}
 	}
-	reachedAs(t, marker, ptr("system:anonymous"))
+	reachedAs(t, marker, ptr.To("system:anonymous"))
 
 	// The apiserver itself names the user it saw: system:anonymous may not
 	// even ask who it is (system:basic-user is for authenticated users).
