@@ -41,9 +41,9 @@ type Options struct {
 	Rounds      int
 	Duration    time.Duration // measured time per cell, path and round
 	Warmup      time.Duration
-	Concurrency int     // closed loop workers
-	QPS         float64 // open loop arrival rate
-	Connections int     // long-lived HTTP/2 clients per path (8)
+	Concurrency int                  // closed loop workers
+	QPS         map[Workload]float64 // open loop arrival rate per workload
+	Connections int                  // long-lived HTTP/2 clients per path (8)
 	Seed        uint64
 	// Workloads and Modes to run; all if empty.
 	Workloads []Workload
@@ -97,8 +97,16 @@ func (o *Options) defaults() {
 	if o.Concurrency <= 0 {
 		o.Concurrency = 16
 	}
-	if o.QPS <= 0 {
-		o.QPS = 150
+	// Open-loop rates well inside what one apiserver on a small machine
+	// serves: the open loop measures latency at a given load, not capacity
+	// (a LIST of 500 ConfigMaps is ~600 KB of JSON).
+	if o.QPS == nil {
+		o.QPS = map[Workload]float64{}
+	}
+	for w, q := range DefaultQPS {
+		if o.QPS[w] <= 0 {
+			o.QPS[w] = q
+		}
 	}
 	if len(o.Workloads) == 0 {
 		o.Workloads = []Workload{WorkloadGet, WorkloadList, WorkloadCreate, WorkloadMixed}
@@ -107,6 +115,9 @@ func (o *Options) defaults() {
 		o.Modes = []Mode{Closed, Open}
 	}
 }
+
+// DefaultQPS are the open-loop arrival rates per workload.
+var DefaultQPS = map[Workload]float64{WorkloadGet: 150, WorkloadList: 8, WorkloadCreate: 40, WorkloadMixed: 80}
 
 // path is one way to reach the apiservers.
 type path struct {
@@ -204,7 +215,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	rep := &Report{
 		Started: began.UTC().Format(time.RFC3339), Quick: opts.Quick, CPUs: runtime.NumCPU(),
 		LoadAvg: loadAvg(), Rounds: opts.Rounds, DurationS: opts.Duration.Seconds(), WarmupS: opts.Warmup.Seconds(),
-		Concurrency: opts.Concurrency, QPS: opts.QPS, Connections: opts.Connections, Seed: opts.Seed,
+		Concurrency: opts.Concurrency, QPS: qpsString(opts.QPS), Connections: opts.Connections, Seed: opts.Seed,
 	}
 	var live []*path
 	for _, p := range paths {
@@ -237,7 +248,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		for ci, cl := range cells {
 			for k := range live {
 				p := live[(k+r)%len(live)]
-				spec := LoadSpec{Workload: cl.w, Mode: cl.m, Concurrency: opts.Concurrency, QPS: opts.QPS,
+				spec := LoadSpec{Workload: cl.w, Mode: cl.m, Concurrency: opts.Concurrency, QPS: opts.QPS[cl.w],
 					Connections: opts.Connections, Duration: opts.Duration, Warmup: opts.Warmup, Seed: opts.Seed + uint64(r)}
 				s, err := measure(ctx, p, apiservers, spec)
 				if err != nil {
@@ -376,4 +387,14 @@ func loadAvg() string {
 		return ""
 	}
 	return strings.Join(f[:3], " ")
+}
+
+func qpsString(m map[Workload]float64) string {
+	var parts []string
+	for _, w := range []Workload{WorkloadGet, WorkloadList, WorkloadCreate, WorkloadMixed} {
+		if q, ok := m[w]; ok {
+			parts = append(parts, fmt.Sprintf("%s %g", w, q))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

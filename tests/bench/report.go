@@ -22,7 +22,7 @@ type Report struct {
 	DurationS   float64 `json:"duration_s"`
 	WarmupS     float64 `json:"warmup_s"`
 	Concurrency int     `json:"concurrency"`
-	QPS         float64 `json:"open_loop_qps"`
+	QPS         string  `json:"open_loop_qps"`
 	Connections int     `json:"connections"`
 	Seed        uint64  `json:"seed"`
 	RuntimeS    float64 `json:"runtime_s"`
@@ -215,7 +215,7 @@ func (rep *Report) write(dir string) error {
 // balance, control plane and profile.
 func (rep *Report) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Run %s · %d CPUs (load %s at start) · %d round(s) × %gs (+%gs warm-up) per cell and path, interleaved · closed loop %d workers, open loop %g req/s · %d HTTP/2 connections per path · seed %d · quick=%v · %.0fs total\n\n",
+	fmt.Fprintf(&b, "Run %s · %d CPUs (load %s at start) · %d round(s) × %gs (+%gs warm-up) per cell and path, interleaved · closed loop %d workers, open loop req/s: %s · %d HTTP/2 connections per path · seed %d · quick=%v · %.0fs total\n\n",
 		rep.Started, rep.CPUs, rep.LoadAvg, rep.Rounds, rep.DurationS, rep.WarmupS, rep.Concurrency, rep.QPS, rep.Connections, rep.Seed, rep.Quick, rep.RuntimeS)
 	b.WriteString("Paths:\n\n")
 	for _, p := range rep.Paths {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,7 @@ func run() error {
 		o                              bench.Options
 		workloads, modes               string
 		certFile, keyFile, caFile, tok string
+		qps                            string
 		seed                           uint
 	)
 	flag.BoolVar(&o.Quick, "quick", false, "smoke mode: one short round of get and mixed, closed loop (under 2 minutes)")
@@ -37,7 +39,7 @@ func run() error {
 	flag.DurationVar(&o.Duration, "duration", 0, "measured time per cell, path and round (default 8s; 2s with --quick)")
 	flag.DurationVar(&o.Warmup, "warmup", 0, "unmeasured warm-up before each measurement (default 2s; 500ms with --quick)")
 	flag.IntVar(&o.Concurrency, "concurrency", 16, "closed loop: concurrent workers")
-	flag.Float64Var(&o.QPS, "qps", 150, "open loop: arrivals per second")
+	flag.StringVar(&qps, "qps", "", "open loop arrivals per second by workload, e.g. get=150,list=8 (default get=150,list=8,create=40,mixed=80)")
 	flag.IntVar(&o.Connections, "connections", 8, "long-lived HTTP/2 clients (connections) per path")
 	flag.UintVar(&seed, "seed", 7, "random seed (request mix, names, arrivals)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated: get,list,create,mixed (default all; get,mixed with --quick)")
@@ -56,6 +58,15 @@ func run() error {
 	}
 	for _, m := range split(modes) {
 		o.Modes = append(o.Modes, bench.Mode(m))
+	}
+	o.QPS = map[bench.Workload]float64{}
+	for _, kv := range split(qps) {
+		k, v, ok := strings.Cut(kv, "=")
+		q, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			return fmt.Errorf("--qps %q: want workload=rate", kv)
+		}
+		o.QPS[bench.Workload(k)] = q
 	}
 	read := func(name string) ([]byte, error) {
 		if name == "" {
