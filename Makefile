@@ -46,6 +46,11 @@ fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TI
 unit: ## unit tests only (no real components)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests/)
 
+.PHONY: bench
+bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; table in _bench/ (BENCH_FLAGS=--quick for a 2-minute smoke run)
+	@bash tools/install.sh haproxy || echo ">> haproxy unavailable: the HAProxy path will be reported n/a"
+	$(GO) run ./tests/bench/cmd/bench $(BENCH_FLAGS)
+
 .PHONY: generate
 generate: ## regenerate deepcopy and CRD YAML with controller-gen
 	$(CONTROLLER_GEN) object:headerFile=tools/boilerplate.go.txt paths=./api/...

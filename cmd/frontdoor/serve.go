@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -34,6 +35,7 @@ type serveFlags struct {
 	listenAddr    string
 	listenPort    uint
 	logRequests   bool
+	pprof         bool
 	logLevel      string
 	pollInterval  time.Duration
 	shutdownGrace time.Duration
@@ -49,6 +51,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on --http-address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.pollInterval, "config-poll-interval", time.Second, "how often --config-dir is checked for changes")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish once the drain is over")
@@ -138,6 +141,12 @@ func runServe(args []string) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if f.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	src := &xds.DirSource{

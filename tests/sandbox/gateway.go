@@ -110,6 +110,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
 	}
+	args = append(args, s.opts.FrontdoorArgs...)
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
 	if err := s.frontdoor.start(); err != nil {

@@ -47,6 +47,8 @@ type Options struct {
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
 	// points at replica 1). For working on the harness without frontdoor.
 	SkipGateway bool
+	// FrontdoorArgs are extra flags for `frontdoor serve` (e.g. --pprof).
+	FrontdoorArgs []string
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
