@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
@@ -41,9 +42,11 @@ type Controller struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	current *translator.Output
-	ready   atomic.Bool
+	mu       sync.Mutex
+	current  *translator.Output
+	lastGood map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
+	statuses []translator.Status                  // of the last Update, with Programmed
+	ready    atomic.Bool
 }
 
 // NewController returns a controller with an empty cache; Envoy gets nothing
@@ -58,8 +61,18 @@ func NewController(o ControllerOptions) *Controller {
 		sink:    o.Sink,
 		cache:   newCache(log),
 		metrics: newMetrics(o.Registry),
-		log:     log,
+		log:      log,
+		lastGood: map[string]*v1alpha1.UpstreamCluster{},
 	}
+}
+
+// Statuses returns the verdicts of the last Update, one per input
+// UpstreamCluster sorted by name, each with Accepted, ResolvedRefs and
+// Programmed conditions.
+func (c *Controller) Statuses() []translator.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.statuses
 }
 
 // Ready reports whether a config has been published.
@@ -75,19 +88,26 @@ func (c *Controller) Current() *translator.Output {
 // Update translates in and publishes the result. It returns an error only
 // when the result could not be served (the previous config stays); rejected
 // objects are reported through their statuses, logs and metrics.
+//
+// An object whose new version is rejected keeps serving its last accepted
+// version (see translateLastGood); its status says so.
 func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	in.Options = c.opts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
 	start := time.Now()
-	out := translator.Translate(in)
+	out, verdicts, substituted := translateLastGood(in, c.lastGood)
 	c.metrics.translation.Observe(time.Since(start).Seconds())
 
 	accepted, rejected := 0, 0
-	for _, st := range out.Statuses {
+	for _, st := range verdicts {
 		if ok, cond := allTrue(st.Conditions); !ok {
 			rejected++
 			c.metrics.configErrors.WithLabelValues("UpstreamCluster", st.Name).Inc()
-			c.log.Error("upstreamcluster rejected; it is not served", "name", st.Name,
-				"condition", cond.Type, "reason", cond.Reason, "message", cond.Message)
+			_, lastGood := substituted[st.Name]
+			c.log.Error("upstreamcluster rejected", "name", st.Name, "generation", st.ObservedGeneration,
+				"condition", cond.Type, "reason", cond.Reason, "message", cond.Message, "lastGoodServed", lastGood)
 			continue
 		}
 		accepted++
@@ -95,8 +115,14 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	c.metrics.clustersAccepted.Set(float64(accepted))
 	c.metrics.clustersRejected.Set(float64(rejected))
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	err := c.publish(ctx, out)
+	c.statuses = withProgrammed(verdicts, substituted, c.currentVersion(), err)
+	return err
+}
+
+// publish sets out as the served snapshot unless it already is. Called
+// with c.mu held.
+func (c *Controller) publish(ctx context.Context, out *translator.Output) error {
 	if c.current != nil && c.current.Version == out.Version {
 		return nil
 	}
@@ -123,7 +149,7 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	c.metrics.lastSnapshotUnixTS.SetToCurrentTime()
 	c.current = out
 	c.ready.Store(true)
-	c.log.Info("config published", "version", out.Version, "upstreamclusters", accepted, "rejected", rejected)
+	c.log.Info("config published", "version", out.Version, "upstreamclusters", len(out.Policy.Clusters))
 	return nil
 }
 
