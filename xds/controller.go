@@ -57,10 +57,10 @@ func NewController(o ControllerOptions) *Controller {
 		log = slog.Default()
 	}
 	return &Controller{
-		opts:    o.Translator,
-		sink:    o.Sink,
-		cache:   newCache(log),
-		metrics: newMetrics(o.Registry),
+		opts:     o.Translator,
+		sink:     o.Sink,
+		cache:    newCache(log),
+		metrics:  newMetrics(o.Registry),
 		log:      log,
 		lastGood: map[string]*v1alpha1.UpstreamCluster{},
 	}
