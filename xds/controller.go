@@ -66,6 +66,18 @@ func NewController(o ControllerOptions) *Controller {
 	}
 }
 
+// LastGood returns the last accepted version of every UpstreamCluster that
+// is served (sources read what these reference, too).
+func (c *Controller) LastGood() []*v1alpha1.UpstreamCluster {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*v1alpha1.UpstreamCluster, 0, len(c.lastGood))
+	for _, uc := range c.lastGood {
+		out = append(out, uc)
+	}
+	return out
+}
+
 // Statuses returns the verdicts of the last Update, one per input
 // UpstreamCluster sorted by name, each with Accepted, ResolvedRefs and
 // Programmed conditions.
