@@ -126,7 +126,15 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) 
 	if c.UpstreamClient, err = secrets.certKey(spec.ClientConfig.SecretRef); err != nil {
 		st.unresolved(err.(*refError))
 	}
-	if c.UpstreamCA, err = secrets.caBundle(spec.ClientConfig.SecretRef); err != nil {
+	if ref := spec.ClientConfig.SecretRef; spec.ClientConfig.InsecureSkipTLSVerify {
+		// KubeGateway panics on a CA together with insecure; here the
+		// contradiction is a condition and nothing else is affected.
+		if _, err := secrets.value(ref, keyCACert); err == nil {
+			st.reject(ReasonInvalidClientConfig, fmt.Sprintf(
+				"clientConfig.insecureSkipTLSVerify is set but Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
+				ref.Namespace, ref.Name, keyCACert))
+		}
+	} else if c.UpstreamCA, err = secrets.caBundle(ref); err != nil {
 		st.unresolved(err.(*refError))
 	}
 	if !st.rejected() {

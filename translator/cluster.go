@@ -99,17 +99,22 @@ func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 
 // upstreamTLS presents the gateway's client certificate and verifies the
 // servers against the cluster's CA.
+// Without an upstream CA (clientConfig.insecureSkipTLSVerify) there is no
+// validation context, so Envoy accepts any server certificate.
 func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
-	return &tlsv3.UpstreamTlsContext{
+	out := &tlsv3.UpstreamTlsContext{
 		Sni: c.SNI,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"h2"},
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(upstreamClientSecretName(c.Name))},
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-				ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
-			},
 		},
 	}
+	if c.UpstreamCA != nil {
+		out.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
+		}
+	}
+	return out
 }
 
 // healthCheck is an HTTP/2 GET of the health path with the gateway's client

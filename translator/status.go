@@ -20,6 +20,7 @@ const (
 	ReasonInvalidHealthCheck     = "InvalidHealthCheck"
 	ReasonInvalidLoadBalancing   = "InvalidLoadBalancing"
 	ReasonInvalidConfig          = "InvalidConfig"
+	ReasonInvalidClientConfig    = "InvalidClientConfig"
 )
 
 // statusBuilder records the verdict on one input while it moves through the

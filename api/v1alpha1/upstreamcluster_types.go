@@ -121,6 +121,13 @@ type ClientConfig struct {
 	// gateway's client certificate) and ca.crt (the CA that signed the
 	// servers' serving certificates).
 	SecretRef SecretReference `json:"secretRef"`
+	// InsecureSkipTLSVerify makes Frontdoor accept any server certificate.
+	// For test clusters only: anyone on the path can then impersonate the
+	// servers. The Secret must not hold a ca.crt when it is set (a CA that
+	// would silently be ignored is a contradiction, reported as Accepted
+	// False with reason InvalidClientConfig).
+	// +optional
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
 }
 
 // SecureServing is how clients reach this cluster through Frontdoor.
