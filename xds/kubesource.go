@@ -54,6 +54,7 @@ type KubeSource struct {
 	secrets cache.SharedIndexInformer
 	slices  cache.SharedIndexInformer
 	trigger chan struct{}
+	statusq chan struct{} // coalesced: write the controller's latest statuses
 
 	mu   sync.Mutex
 	refs map[string]bool // "secret:ns/name" and "service:ns/name" the config reads
@@ -75,6 +76,7 @@ func (k *KubeSource) Run(ctx context.Context, ctrl *Controller) error {
 		return err
 	}
 	k.trigger = make(chan struct{}, 1)
+	k.statusq = make(chan struct{}, 1)
 	k.refs = map[string]bool{}
 
 	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(k.dyn, 0)
@@ -137,14 +139,24 @@ func (k *KubeSource) Run(ctx context.Context, ctrl *Controller) error {
 		healthChanged = k.Health.Changed()
 		go k.Health.Run(ctx)
 	}
+	// Status writes are API round trips; they run beside the rebuild loop
+	// so that the next change reaches Envoy without waiting for them.
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-healthChanged:
+			case <-k.statusq:
+			}
+			k.writeStatuses(ctx, ctrl.Statuses())
+		}
+	}()
 	k.rebuild(ctx, ctrl)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-healthChanged:
-			k.writeStatuses(ctx, ctrl.Statuses())
-			continue
 		case <-k.trigger:
 		}
 		select {
@@ -241,7 +253,10 @@ func (k *KubeSource) rebuild(ctx context.Context, ctrl *Controller) {
 	if err := ctrl.Update(ctx, in); err != nil {
 		k.log().Error("config not published; the previous one keeps serving", "error", err)
 	}
-	k.writeStatuses(ctx, ctrl.Statuses())
+	select {
+	case k.statusq <- struct{}{}:
+	default:
+	}
 }
 
 func referencedSecrets(uc *v1alpha1.UpstreamCluster) []string {
