@@ -66,7 +66,14 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 		}}},
 		// Panic mode would spread load over unhealthy servers when too few
 		// are healthy; a failing apiserver answers errors, so never do it.
-		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
+		//
+		// update_merge_window 0: Envoy applies membership and health changes
+		// at once instead of batching them for 1 s, so a server added by an
+		// edit takes requests as soon as its first health check passes.
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{
+			HealthyPanicThreshold: &typev3.Percent{Value: 0},
+			UpdateMergeWindow:     duration(0),
+		},
 		// A removed server stops receiving requests at once, even if its
 		// health check still passes.
 		IgnoreHealthOnHostRemoval: true,

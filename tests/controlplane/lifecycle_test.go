@@ -150,7 +150,17 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	r1, r2, r3 := sb.ReplicaURLs[0], sb.ReplicaURLs[1], sb.ReplicaURLs[2]
 	start := time.Now()
 	patchUC(t, ctx, name, serversPatch(r1, r2, r3, url4))
+	var inEnvoy, healthy time.Duration // when Envoy had the host, and had it healthy
 	for {
+		if h, err := envoyHosts(ctx, name); err == nil {
+			flags, ok := h[hostPort(url4)]
+			if ok && inEnvoy == 0 {
+				inEnvoy = time.Since(start)
+			}
+			if ok && flags == "healthy" && healthy == 0 {
+				healthy = time.Since(start)
+			}
+		}
 		// Envoy's own count of requests it sent to the host (scraping the
 		// replica's /metrics takes longer than what is measured here).
 		if n, err := envoyHostStat(ctx, name, hostPort(url4), "rq_total"); err == nil && n > 0 {
@@ -166,7 +176,8 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	if n, err := replicaRequests(ctx, i, filter); err != nil || n == 0 {
 		t.Errorf("replica %d counts %v configmap GETs (err %v), want some", i, n, err)
 	}
-	t.Logf("replica %d was sent its first request %v after `kubectl patch` returned", i, elapsed.Round(time.Millisecond))
+	t.Logf("replica %d after `kubectl patch` returned: in Envoy after %v, healthy after %v, sent its first request after %v",
+		i, inEnvoy.Round(time.Millisecond), healthy.Round(time.Millisecond), elapsed.Round(time.Millisecond))
 	if elapsed > 2*time.Second {
 		t.Errorf("replica %d took %v to receive traffic, want ≤ 2 s", i, elapsed)
 	}
