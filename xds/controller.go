@@ -42,11 +42,14 @@ type Controller struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu       sync.Mutex
-	current  *translator.Output
-	lastGood map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
-	statuses []translator.Status                  // of the last Update, with Programmed
-	ready    atomic.Bool
+	mu          sync.Mutex
+	current     *translator.Output
+	lastGood    map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
+	verdicts    []translator.Status                  // of the last Update, without Programmed
+	substituted map[string]int64                     // names served from their last good version
+	publishErr  error                                // of the last Update
+	acks        *ackTracker
+	ready       atomic.Bool
 }
 
 // NewController returns a controller with an empty cache; Envoy gets nothing
@@ -63,8 +66,13 @@ func NewController(o ControllerOptions) *Controller {
 		metrics:  newMetrics(o.Registry),
 		log:      log,
 		lastGood: map[string]*v1alpha1.UpstreamCluster{},
+		acks:     newAckTracker(),
 	}
 }
+
+// AcksChanged fires (coalesced) when an Envoy acknowledges a new snapshot
+// or disconnects: the Programmed message counts acknowledgements.
+func (c *Controller) AcksChanged() <-chan struct{} { return c.acks.changed }
 
 // LastGood returns the last accepted version of every UpstreamCluster that
 // is served (sources read what these reference, too).
@@ -80,11 +88,14 @@ func (c *Controller) LastGood() []*v1alpha1.UpstreamCluster {
 
 // Statuses returns the verdicts of the last Update, one per input
 // UpstreamCluster sorted by name, each with Accepted, ResolvedRefs and
-// Programmed conditions.
+// Programmed conditions; Programmed's message says how many connected
+// Envoys have acknowledged the served snapshot.
 func (c *Controller) Statuses() []translator.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.statuses
+	version := c.currentVersion()
+	at, open := c.acks.count(version)
+	return withProgrammed(c.verdicts, c.substituted, version, c.publishErr, at, open)
 }
 
 // Ready reports whether a config has been published.
@@ -128,7 +139,7 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	c.metrics.clustersRejected.Set(float64(rejected))
 
 	err := c.publish(ctx, out)
-	c.statuses = withProgrammed(verdicts, substituted, c.currentVersion(), err)
+	c.verdicts, c.substituted, c.publishErr = verdicts, substituted, err
 	return err
 }
 

@@ -147,6 +147,7 @@ func (k *KubeSource) Run(ctx context.Context, ctrl *Controller) error {
 			case <-ctx.Done():
 				return
 			case <-healthChanged:
+			case <-ctrl.AcksChanged():
 			case <-k.statusq:
 			}
 			k.writeStatuses(ctx, ctrl.Statuses())

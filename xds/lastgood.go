@@ -107,13 +107,14 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 
 // withProgrammed appends the Programmed condition to each verdict: True when
 // the snapshot that holds this generation was set (setErr nil), False with
-// the reason otherwise.
-func withProgrammed(verdicts []translator.Status, substituted map[string]int64, version string, setErr error) []translator.Status {
+// the reason otherwise. acked of open connected Envoys have acknowledged it.
+func withProgrammed(verdicts []translator.Status, substituted map[string]int64, version string, setErr error, acked, open int) []translator.Status {
 	out := make([]translator.Status, len(verdicts))
 	for i, st := range verdicts {
 		cond := metav1.Condition{
 			Type: v1alpha1.ConditionProgrammed, Status: metav1.ConditionTrue, ObservedGeneration: st.ObservedGeneration,
-			Reason: ReasonProgrammed, Message: "served in xDS snapshot " + version,
+			Reason:  ReasonProgrammed,
+			Message: fmt.Sprintf("served in xDS snapshot %s; acknowledged by %d of %d connected Envoys", version, acked, open),
 		}
 		ok, bad := allTrue(st.Conditions)
 		switch gen, sub := substituted[st.Name]; {

@@ -112,7 +112,8 @@ func replicaRequests(ctx context.Context, i int, filter map[string]string) (floa
 //   - a server removed → gone from Envoy, no client request fails;
 //   - a bad Secret ref, then a CEL-valid but wrong endpoint → False
 //     conditions with reasons, Envoy's config and traffic unchanged;
-//   - a good edit → Programmed again; the watch still delivers events;
+//   - a good edit → Programmed again (and acknowledged by Envoy); the
+//     watch still delivers events;
 //   - lastTransitionTime of a condition that stayed True never moves.
 func TestUpstreamClusterLifecycle(t *testing.T) {
 	ctx := setup(t, 6*time.Minute)
@@ -227,9 +228,11 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 
 	// A good edit replaces it (back to the three original replicas).
 	patchUC(t, ctx, name, serversPatch(r1, r2, r3))
-	uc = waitUC(t, ctx, name, 20*time.Second, "Programmed again with 3 servers", func(uc *v1alpha1.UpstreamCluster) bool {
-		return programmed(uc) && uc.Status.ServerCount == 3
+	uc = waitUC(t, ctx, name, 20*time.Second, "Programmed again with 3 servers, acknowledged by the Envoy", func(uc *v1alpha1.UpstreamCluster) bool {
+		return programmed(uc) && uc.Status.ServerCount == 3 &&
+			strings.Contains(cond(uc, v1alpha1.ConditionProgrammed).Message, "acknowledged by 1 of 1 connected Envoys")
 	})
+	t.Logf("after a good edit: Programmed %q", cond(uc, v1alpha1.ConditionProgrammed).Message)
 	waitEnvoy(t, ctx, name, 5*time.Second, "the three original replicas", func(h map[string]string) bool {
 		_, has2 := h[hostPort(r2)]
 		_, has4 := h[hostPort(url4)]
