@@ -94,13 +94,21 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 			}
 		}
 	}
-	// The served server counts are what the status reports.
-	counts := map[string]int32{}
-	for _, st := range served.Statuses {
-		counts[st.Name] = st.ServerCount
-	}
-	for i := range verdicts {
-		verdicts[i].ServerCount = counts[verdicts[i].Name]
+	// Objects served as given take their verdict from the served output (a
+	// substitute may have claimed a server name first); substituted ones
+	// keep the verdict on their new version, with the served server count.
+	// Both lists have one entry per input in the same (name) order.
+	if len(served.Statuses) == len(verdicts) {
+		for i := range verdicts {
+			if verdicts[i].Name != served.Statuses[i].Name {
+				continue
+			}
+			if _, sub := substituted[verdicts[i].Name]; sub {
+				verdicts[i].ServerCount = served.Statuses[i].ServerCount
+			} else {
+				verdicts[i] = served.Statuses[i]
+			}
+		}
 	}
 	return served, verdicts, substituted
 }

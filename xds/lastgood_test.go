@@ -131,3 +131,42 @@ func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
 		t.Fatal("a deleted object's last good version came back")
 	}
 }
+
+// TestLastGoodKeepsItsServerName: when A's edit is rejected, its last good
+// version keeps its server name, so B (later in name order) cannot take it
+// over; B's status must then say it is not served, not Accepted.
+func TestLastGoodKeepsItsServerName(t *testing.T) {
+	ctx := context.Background()
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	in := goldenInputs(t, "sni-clusters") // alpha and beta have server names
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	alphaNames := findSpec(in, "alpha").SecureServing.ServerNames
+	// alpha breaks and gives up its names; beta claims them in the same round.
+	next := edit(in, "alpha", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.SecureServing.ServerNames = []string{"elsewhere.example.com"}
+		uc.Spec.ClientConfig.SecretRef.Name = "missing"
+	})
+	next = edit(next, "beta", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.SecureServing.ServerNames = alphaNames
+	})
+	if err := c.Update(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionProgrammed).Reason; got != ReasonLastGoodServed {
+		t.Fatalf("alpha Programmed reason %q, want LastGoodServed", got)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != translator.ReasonConflictingServerNames {
+		t.Fatalf("beta Accepted = %+v, want ConflictingServerNames (alpha's last good version holds the names)", got)
+	}
+}
+
+func findSpec(in translator.Inputs, name string) v1alpha1.UpstreamClusterSpec {
+	for _, uc := range in.UpstreamClusters {
+		if uc.Name == name {
+			return uc.Spec
+		}
+	}
+	return v1alpha1.UpstreamClusterSpec{}
+}
