@@ -2,9 +2,12 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -112,8 +115,9 @@ func replicaRequests(ctx context.Context, i int, filter map[string]string) (floa
 //   - a server removed → gone from Envoy, no client request fails;
 //   - a bad Secret ref, then a CEL-valid but wrong endpoint → False
 //     conditions with reasons, Envoy's config and traffic unchanged;
-//   - a good edit → Programmed again (and acknowledged by Envoy); the
-//     watch still delivers events;
+//   - a good edit → Programmed again (and acknowledged by Envoy);
+//   - the serving certificate's Secret rotated → new connections get it;
+//   - the watch opened before all this still delivers events;
 //   - lastTransitionTime of a condition that stayed True never moves.
 func TestUpstreamClusterLifecycle(t *testing.T) {
 	ctx := setup(t, 6*time.Minute)
@@ -242,6 +246,32 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 		t.Error("ResolvedRefs has no lastTransitionTime")
 	}
 
+	// Rotate the serving certificate: new TLS connections get the new one
+	// (SDS), established ones and the watch carry on.
+	crt, key, err := sb.CA.ServingCert("frontdoor-gateway-rotated", []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {namespace: %s, name: serving}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+%s  tls.key: |
+%s`, sandbox.SecretNamespace, indent(string(crt), "    "), indent(string(key), "    ")))
+	rotated := time.Now()
+	for {
+		if cn, err := gatewayCertCN(); err == nil && cn == "frontdoor-gateway-rotated" {
+			break
+		}
+		if time.Since(rotated) > 10*time.Second {
+			t.Fatal("new connections still get the old serving certificate 10 s after the Secret changed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("serving certificate rotated: new connections got it %v after `kubectl apply` returned", time.Since(rotated).Round(time.Millisecond))
+
 	ok, failed, first := l.finish()
 	l = nil
 	t.Logf("client load through all edits: %d requests, %d failed", ok+failed, failed)
@@ -274,6 +304,20 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	if got := cond(uc, v1alpha1.ConditionAccepted).LastTransitionTime; !got.Equal(&since) {
 		t.Errorf("Accepted lastTransitionTime flapped without a transition: %v → %v", since, got)
 	}
+}
+
+// gatewayCertCN opens a new TLS connection to the gateway (no SNI: the
+// sandbox cluster) and returns the serving certificate's CN.
+func gatewayCertCN() (string, error) {
+	pool := x509.NewCertPool()
+	pool.AddCert(sb.CA.Cert)
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", hostPort(sb.GatewayURL),
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: []string{"h2"}})
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
 }
 
 func keys(m map[string]string) []string {
