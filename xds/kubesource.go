@@ -33,8 +33,10 @@ import (
 var UpstreamClusterResource = v1alpha1.GroupVersion.WithResource("upstreamclusters")
 
 // DefaultDebounce is how long a change waits for more changes before the
-// config is rebuilt: a `kubectl apply` of several objects becomes one
-// snapshot, and a flapping EndpointSlice one push per interval.
+// config is rebuilt (counted from the first change of a burst, so a steady
+// stream of changes still reaches Envoy every interval): a `kubectl apply`
+// of several objects becomes one snapshot, and a flapping EndpointSlice one
+// push per interval.
 const DefaultDebounce = 100 * time.Millisecond
 
 // KubeSource reads UpstreamClusters, the Secrets they reference and the
