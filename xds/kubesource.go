@@ -50,6 +50,9 @@ type KubeSource struct {
 	// Health, if set, reports healthy servers per UpstreamCluster name (from
 	// Envoy's admin API); status.healthyServerCount is left unset otherwise.
 	Health *EnvoyHealth
+	// Dynamic and Kube replace the clients built from Config (tests).
+	Dynamic dynamic.Interface
+	Kube    kubernetes.Interface
 
 	dyn     dynamic.Interface
 	ucs     cache.SharedIndexInformer
@@ -69,13 +72,21 @@ func (k *KubeSource) Run(ctx context.Context, ctrl *Controller) error {
 	if k.Debounce <= 0 {
 		k.Debounce = DefaultDebounce
 	}
-	var err error
-	if k.dyn, err = dynamic.NewForConfig(k.Config); err != nil {
-		return err
+	k.dyn = k.Dynamic
+	if k.dyn == nil {
+		d, err := dynamic.NewForConfig(k.Config)
+		if err != nil {
+			return err
+		}
+		k.dyn = d
 	}
-	cs, err := kubernetes.NewForConfig(k.Config)
-	if err != nil {
-		return err
+	var cs kubernetes.Interface = k.Kube
+	if cs == nil {
+		c, err := kubernetes.NewForConfig(k.Config)
+		if err != nil {
+			return err
+		}
+		cs = c
 	}
 	k.trigger = make(chan struct{}, 1)
 	k.statusq = make(chan struct{}, 1)

@@ -74,6 +74,10 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 		served = translator.Translate(used)
 	}
 
+	tried := map[string]bool{} // names whose last good version was put in their place
+	for name := range substituted {
+		tried[name] = true
+	}
 	servedOK := map[string]bool{}
 	for _, st := range served.Statuses {
 		if ok, _ := allTrue(st.Conditions); ok {
@@ -95,16 +99,17 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 		}
 	}
 	// Objects served as given take their verdict from the served output (a
-	// substitute may have claimed a server name first); substituted ones
-	// keep the verdict on their new version, with the served server count.
+	// substitute may have claimed a server name first); objects replaced by
+	// their last good version keep the verdict on their new version, with
+	// the served server count.
 	// Both lists have one entry per input in the same (name) order.
 	if len(served.Statuses) == len(verdicts) {
 		for i := range verdicts {
 			if verdicts[i].Name != served.Statuses[i].Name {
 				continue
 			}
-			if _, sub := substituted[verdicts[i].Name]; sub {
-				verdicts[i].ServerCount = served.Statuses[i].ServerCount
+			if tried[verdicts[i].Name] {
+				verdicts[i].ServerCount = served.Statuses[i].ServerCount // 0 unless the substitute is served
 			} else {
 				verdicts[i] = served.Statuses[i]
 			}
