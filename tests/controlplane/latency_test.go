@@ -18,7 +18,7 @@ import (
 )
 
 // TestConfigPropagationLatency measures the time from an UpstreamCluster
-// update (the API call returning) to Envoy serving the new config (the
+// update (the PATCH being sent) to Envoy serving the new config (the
 // server set in Envoy's admin /clusters changed), over 50 edits that add or
 // remove a server. It prints p50/p99/max; the only bar is that every edit
 // arrives (within 10 s): the figures depend on the machine's load.
@@ -56,10 +56,12 @@ spec:
 		if i%2 == 0 {
 			urls = append(urls, r2)
 		}
+		// From sending the update (its response may arrive after Envoy
+		// already has the change) to Envoy having it.
+		start := time.Now()
 		if _, err := ucs.Patch(ctx, name, types.MergePatchType, []byte(serversPatch(urls...)), metav1.PatchOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		start := time.Now()
 		for {
 			h, err := envoyHosts(ctx, name)
 			if err == nil && len(h) == len(urls) {
