@@ -8,6 +8,9 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 # The e2e suite starts etcd, three kube-apiservers, frontdoor and Envoy; keep
 # it bounded well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 25m
+# make up: where frontdoor reads its config (kubernetes: UpstreamClusters in
+# the sandbox cluster; files: --config-dir _sandbox/config).
+MODE ?= kubernetes
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
 
 .PHONY: help
@@ -23,8 +26,8 @@ build: ## build bin/frontdoor
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/frontdoor ./cmd/frontdoor
 
 .PHONY: up
-up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (Ctrl-C stops it)
-	$(GO) run ./tests/sandbox/up
+up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; Ctrl-C stops it)
+	$(GO) run ./tests/sandbox/up -mode $(MODE)
 
 .PHONY: test
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, then a bounded fuzz

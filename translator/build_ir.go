@@ -50,6 +50,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	slices.SortStableFunc(statuses, func(a, b *statusBuilder) int { return strings.Compare(a.uc.Name, b.uc.Name) })
 
 	secrets := newSecretIndex(in.Secrets)
+	endpoints := newSliceIndex(in.EndpointSlices)
 	seen := map[string]bool{}
 	var candidates []*ClusterIR
 	var owners []*statusBuilder
@@ -59,7 +60,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		}
 		seen[st.uc.Name] = true
 
-		c := buildCluster(st, secrets)
+		c := buildCluster(st, secrets, endpoints)
 		if !st.rejected() {
 			candidates = append(candidates, c)
 			owners = append(owners, st)
@@ -101,11 +102,16 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 // buildCluster validates one UpstreamCluster and resolves its Secrets. It
 // always resolves the references, even for a rejected spec, so the
 // ResolvedRefs condition is truthful on its own.
-func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
+func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) *ClusterIR {
 	spec := &st.uc.Spec
 	c := &ClusterIR{Name: st.uc.Name}
 
-	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers)
+	var discovered []ServerIR
+	var notes []string
+	if spec.EndpointsFrom != nil {
+		discovered, notes = endpoints.servers(spec.EndpointsFrom.Service)
+	}
+	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers, discovered, notes)
 	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
@@ -125,7 +131,15 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 	if c.UpstreamClient, err = secrets.certKey(spec.ClientConfig.SecretRef); err != nil {
 		st.unresolved(err.(*refError))
 	}
-	if c.UpstreamCA, err = secrets.caBundle(spec.ClientConfig.SecretRef); err != nil {
+	if ref := spec.ClientConfig.SecretRef; spec.ClientConfig.InsecureSkipTLSVerify {
+		// KubeGateway panics on a CA together with insecure; here the
+		// contradiction is a condition and nothing else is affected.
+		if _, err := secrets.value(ref, keyCACert); err == nil {
+			st.reject(ReasonInvalidClientConfig, fmt.Sprintf(
+				"clientConfig.insecureSkipTLSVerify is set but Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
+				ref.Namespace, ref.Name, keyCACert))
+		}
+	} else if c.UpstreamCA, err = secrets.caBundle(ref); err != nil {
 		st.unresolved(err.(*refError))
 	}
 	if !st.rejected() {
@@ -137,7 +151,11 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 // buildServers parses the enabled servers and decides how Envoy reaches
 // them: SNI only when every server shares one DNS name (an IP in SNI is
 // forbidden by RFC 6066), and DNS resolution when any host is a name.
-func buildServers(st *statusBuilder, servers []v1alpha1.Server) (out []ServerIR, sni string, dns bool) {
+//
+// discovered are the servers found through endpointsFrom (already parsed,
+// sorted and deduplicated); they follow the static ones, and one that
+// repeats a static server is the same server, not an error.
+func buildServers(st *statusBuilder, servers []v1alpha1.Server, discovered []ServerIR, notes []string) (out []ServerIR, sni string, dns bool) {
 	seen := map[string]bool{}
 	hosts := map[string]bool{}
 	allDNS := true
@@ -161,8 +179,27 @@ func buildServers(st *statusBuilder, servers []v1alpha1.Server) (out []ServerIR,
 		dns = dns || !srv.IsIP
 		out = append(out, srv)
 	}
+	for _, srv := range discovered {
+		key := fmt.Sprintf("%s|%d", srv.Host, srv.Port)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		hosts[srv.Host] = true
+		allDNS = allDNS && !srv.IsIP
+		dns = dns || !srv.IsIP
+		out = append(out, srv)
+	}
 	if len(out) == 0 {
-		st.reject(ReasonNoServers, "no enabled server")
+		msg := "no enabled server"
+		if st.uc.Spec.EndpointsFrom != nil {
+			svc := st.uc.Spec.EndpointsFrom.Service
+			msg = fmt.Sprintf("no enabled server and no ready endpoint in the EndpointSlices of Service %s/%s", svc.Namespace, svc.Name)
+			if len(notes) > 0 {
+				msg += " (" + strings.Join(notes, "; ") + ")"
+			}
+		}
+		st.reject(ReasonNoServers, msg)
 		return nil, "", false
 	}
 	if allDNS && len(hosts) == 1 {

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
@@ -97,6 +98,12 @@ func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, er
 				}
 			}
 			in.Secrets = append(in.Secrets, s)
+		case "EndpointSlice":
+			es := &discoveryv1.EndpointSlice{}
+			if err := yaml.UnmarshalStrict(doc, es); err != nil {
+				return in, fmt.Errorf("document %d: %w", i, err)
+			}
+			in.EndpointSlices = append(in.EndpointSlices, es)
 		default:
 			return in, fmt.Errorf("document %d: unknown kind %q", i, meta.Kind)
 		}

@@ -46,7 +46,8 @@ type ClusterIR struct {
 	ClientCA []byte
 	// UpstreamClient is the gateway's own client certificate.
 	UpstreamClient CertKeyIR
-	// UpstreamCA is the PEM bundle the servers' certificates must chain to.
+	// UpstreamCA is the PEM bundle the servers' certificates must chain to;
+	// nil when clientConfig.insecureSkipTLSVerify is set.
 	UpstreamCA []byte
 
 	HealthCheck   HealthCheckIR

@@ -21,6 +21,7 @@ const (
 	ReasonInvalidLoadBalancing   = "InvalidLoadBalancing"
 	ReasonInvalidAuthentication  = "InvalidAuthentication"
 	ReasonInvalidConfig          = "InvalidConfig"
+	ReasonInvalidClientConfig    = "InvalidClientConfig"
 )
 
 // statusBuilder records the verdict on one input while it moves through the

@@ -27,14 +27,24 @@ type UpstreamCluster struct {
 }
 
 // UpstreamClusterSpec describes one fronted Kubernetes cluster.
-// +kubebuilder:validation:XValidation:rule="size(self.servers) > 0",message="at least one server is required"
+// +kubebuilder:validation:XValidation:rule="(has(self.servers) && size(self.servers) > 0) || has(self.endpointsFrom)",message="at least one server or endpointsFrom is required"
 type UpstreamClusterSpec struct {
 	// Servers are the kube-apiserver replicas of this cluster. Requests are
 	// balanced over every enabled server that passes its health check.
+	// Required unless endpointsFrom is set; both may be set (the union is
+	// served).
+	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=endpoint
-	Servers []Server `json:"servers"`
+	Servers []Server `json:"servers,omitempty"`
+
+	// EndpointsFrom discovers servers from the EndpointSlices of a Service
+	// in the control cluster (Kubernetes mode only), e.g. default/kubernetes.
+	// Every ready endpoint becomes a server, on the port its own slice
+	// declares; a change reaches Envoy over EDS.
+	// +optional
+	EndpointsFrom *EndpointsFrom `json:"endpointsFrom,omitempty"`
 
 	// ClientConfig is how Frontdoor authenticates itself to the servers.
 	ClientConfig ClientConfig `json:"clientConfig"`
@@ -67,6 +77,30 @@ type Server struct {
 	Disabled bool `json:"disabled,omitempty"`
 }
 
+// EndpointsFrom names where servers are discovered.
+type EndpointsFrom struct {
+	// Service selects the EndpointSlices labelled
+	// kubernetes.io/service-name=<name> in the Service's namespace.
+	Service ServiceEndpoints `json:"service"`
+}
+
+// ServiceEndpoints selects the EndpointSlices of one Service.
+type ServiceEndpoints struct {
+	// Namespace of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// Name of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// PortName picks the slice port by name. Empty: the port named "https"
+	// if the slice has one, else the slice's only port.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	PortName string `json:"portName,omitempty"`
+}
+
 // SecretReference names a Kubernetes Secret. In file mode (--config-dir) the
 // Secret is a manifest in the same directory.
 type SecretReference struct {
@@ -87,6 +121,13 @@ type ClientConfig struct {
 	// gateway's client certificate) and ca.crt (the CA that signed the
 	// servers' serving certificates).
 	SecretRef SecretReference `json:"secretRef"`
+	// InsecureSkipTLSVerify makes Frontdoor accept any server certificate.
+	// For test clusters only: anyone on the path can then impersonate the
+	// servers. The Secret must not hold a ca.crt when it is set (a CA that
+	// would silently be ignored is a contradiction, reported as Accepted
+	// False with reason InvalidClientConfig).
+	// +optional
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
 }
 
 // SecureServing is how clients reach this cluster through Frontdoor.
@@ -216,7 +257,8 @@ const (
 	ConditionAccepted = "Accepted"
 	// ConditionResolvedRefs is True when every referenced Secret was found and valid.
 	ConditionResolvedRefs = "ResolvedRefs"
-	// ConditionProgrammed is True when the config reached the xDS server.
+	// ConditionProgrammed is True when the snapshot holding this generation
+	// was set in the xDS server (Envoy is then sent it).
 	ConditionProgrammed = "Programmed"
 )
 

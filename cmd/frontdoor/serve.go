@@ -22,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/translator"
@@ -30,6 +32,9 @@ import (
 
 type serveFlags struct {
 	configDir     string
+	kubeconfig    string
+	envoyAdminURL string
+	debounce      time.Duration
 	grpcAddr      string
 	httpAddr      string
 	listenAddr    string
@@ -45,7 +50,10 @@ type serveFlags struct {
 func parseServeFlags(args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&f.configDir, "config-dir", "", "directory of UpstreamCluster and Secret YAML files (required; watched for changes)")
+	fs.StringVar(&f.configDir, "config-dir", "", "file mode: directory of UpstreamCluster and Secret YAML files (watched for changes); without it, Kubernetes mode")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubernetes mode: kubeconfig of the control cluster (default: in-cluster config)")
+	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Kubernetes mode: Envoy admin URL polled for status.healthyServerCount (optional)")
+	fs.DurationVar(&f.debounce, "debounce", xds.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics and /healthz")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
@@ -60,8 +68,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if f.configDir == "" {
-		return nil, errors.New("--config-dir is required: a directory of UpstreamCluster and Secret YAML files (see manifests/examples)")
+	if f.configDir != "" && (f.kubeconfig != "" || f.envoyAdminURL != "") {
+		return nil, errors.New("--config-dir (file mode) and --kubeconfig/--envoy-admin-url (Kubernetes mode) exclude each other")
 	}
 	if f.listenPort == 0 || f.listenPort > 65535 {
 		return nil, fmt.Errorf("--listen-port %d is not a TCP port", f.listenPort)
@@ -149,29 +157,18 @@ func runServe(args []string) error {
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	src := &xds.DirSource{
-		Dir:         f.configDir,
-		Interval:    f.pollInterval,
-		Log:         log,
-		OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
-	}
-	if _, err := src.Load(); err != nil {
-		return fmt.Errorf("--config-dir: %w", err)
+	run, err := configSource(f, ctrl, log)
+	if err != nil {
+		return err
 	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
-	go func() {
-		errc <- src.Run(ctx, func(in translator.Inputs) {
-			if err := ctrl.Update(ctx, in); err != nil {
-				log.Error("config not published", "error", err)
-			}
-		})
-	}()
+	go func() { errc <- run(ctx) }()
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))),
-		"configDir", f.configDir)
+		"configDir", f.configDir, "kubeconfig", f.kubeconfig)
 
 	select {
 	case <-ctx.Done():
@@ -209,4 +206,44 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 	for ctrl.ConnectedProxies() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// configSource returns the loop that feeds ctrl: a watched directory with
+// --config-dir, otherwise informers on the cluster of --kubeconfig (or the
+// in-cluster config).
+func configSource(f *serveFlags, ctrl *xds.Controller, log *slog.Logger) (func(context.Context) error, error) {
+	if f.configDir != "" {
+		src := &xds.DirSource{
+			Dir:         f.configDir,
+			Interval:    f.pollInterval,
+			Log:         log,
+			OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
+		}
+		if _, err := src.Load(); err != nil {
+			return nil, fmt.Errorf("--config-dir: %w", err)
+		}
+		return func(ctx context.Context) error {
+			return src.Run(ctx, func(in translator.Inputs) {
+				if err := ctrl.Update(ctx, in); err != nil {
+					log.Error("config not published", "error", err)
+				}
+			})
+		}, nil
+	}
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
+	}
+	cfg.UserAgent = "frontdoor/" + version
+	src := &xds.KubeSource{Config: cfg, Debounce: f.debounce, Log: log}
+	if f.envoyAdminURL != "" {
+		src.Health = &xds.EnvoyHealth{AdminURL: f.envoyAdminURL, Log: log}
+	}
+	return func(ctx context.Context) error { return src.Run(ctx, ctrl) }, nil
 }

@@ -100,13 +100,21 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
 
-	args := []string{"serve",
-		"--config-dir", s.path("config"),
+	config := []string{"--config-dir", s.path("config")}
+	if s.opts.Mode == ModeKubernetes {
+		kubeconfig, err := s.installControlPlane(ctx)
+		if err != nil {
+			return fmt.Errorf("kubernetes mode: %w", err)
+		}
+		config = []string{"--kubeconfig", kubeconfig, "--envoy-admin-url", s.EnvoyAdminURL}
+	}
+	args := append([]string{"serve"}, config...)
+	args = append(args,
 		"--grpc-address", grpcAddr,
 		"--http-address", httpAddr,
 		"--listen-address", "127.0.0.1",
 		"--listen-port", strconv.Itoa(listenPort),
-	}
+	)
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
 	}

@@ -44,6 +44,8 @@ type Options struct {
 	Progress io.Writer
 	// LogRequests passes --log-requests to frontdoor serve.
 	LogRequests bool
+	// Mode is ModeFiles (the default) or ModeKubernetes.
+	Mode string
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
 	// points at replica 1). For working on the harness without frontdoor.
 	SkipGateway bool
