@@ -83,7 +83,7 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 		out.LoadAssignment = loadAssignment(c)
 	} else {
 		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
-		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name}
+		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name} // renamed by versionedEDSName
 	}
 	return out
 }

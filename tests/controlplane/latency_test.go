@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -101,4 +102,77 @@ func TestManifestsApplyServerSide(t *testing.T) {
 	out := kubectl(t, ctx, "apply", "--dry-run=server",
 		"-f", m("crds"), "-f", m("deploy"), "-f", m("rbac"), "-f", m("examples"))
 	t.Logf("kubectl apply --dry-run=server:\n%s", out)
+}
+
+// TestClusterEditIsServedPromptly: an edit that changes the Envoy cluster
+// itself (here the health-check interval), not only its endpoints, is
+// active in Envoy within 3 s. Over delta ADS an unchanged endpoint resource
+// is not resent, so a rebuilt cluster used to wait out Envoy's 15 s initial
+// fetch timeout before taking traffic; the translator now renames a
+// cluster's endpoints whenever the cluster changes.
+func TestClusterEditIsServedPromptly(t *testing.T) {
+	ctx := setup(t, 3*time.Minute)
+	const name = "cluster-edit"
+	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: frontdoor.dev/v1alpha1
+kind: UpstreamCluster
+metadata: {name: %s}
+spec:
+  servers: [{endpoint: %q}, {endpoint: %q}]
+  clientConfig:
+    secretRef: {namespace: %[4]s, name: upstream}
+  secureServing:
+    serverNames: [cluster-edit.frontdoor.test]
+    secretRef: {namespace: %[4]s, name: serving}
+  healthCheck: {interval: 1s}
+`, name, sb.ReplicaURLs[0], sb.ReplicaURLs[1], sandbox.SecretNamespace))
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_, _ = sb.Kubectl(cctx, "delete", "upstreamcluster", name, "--ignore-not-found")
+	})
+	waitUC(t, ctx, name, 30*time.Second, "Programmed", func(uc *v1alpha1.UpstreamCluster) bool { return programmed(uc) })
+
+	for i, interval := range []string{"2s", "3s", "1s", "2s"} {
+		start := time.Now()
+		patchUC(t, ctx, name, fmt.Sprintf(`{"spec":{"healthCheck":{"interval":%q}}}`, interval))
+		for {
+			got, err := activeHealthInterval(ctx, name+"/default")
+			if err == nil && got == interval {
+				break
+			}
+			if time.Since(start) > 3*time.Second {
+				t.Fatalf("edit %d (interval %s): Envoy's active cluster still has %q (err %v) after 3 s", i, interval, got, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("edit %d (health-check interval %s): active in Envoy after %v", i, interval, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// activeHealthInterval reads the health-check interval of an active (warmed)
+// cluster from Envoy's config dump.
+func activeHealthInterval(ctx context.Context, cluster string) (string, error) {
+	body, err := sb.EnvoyAdmin(ctx, "/config_dump?resource=dynamic_active_clusters")
+	if err != nil {
+		return "", err
+	}
+	var dump struct {
+		Configs []struct {
+			Cluster struct {
+				Name         string `json:"name"`
+				HealthChecks []struct {
+					Interval string `json:"interval"`
+				} `json:"health_checks"`
+			} `json:"cluster"`
+		} `json:"configs"`
+	}
+	if err := json.Unmarshal([]byte(body), &dump); err != nil {
+		return "", err
+	}
+	for _, c := range dump.Configs {
+		if c.Cluster.Name == cluster && len(c.Cluster.HealthChecks) > 0 {
+			return c.Cluster.HealthChecks[0].Interval, nil
+		}
+	}
+	return "", fmt.Errorf("cluster %s not active", cluster)
 }
