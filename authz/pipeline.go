@@ -63,6 +63,9 @@ const (
 	// Invalid denies with 400: the request target cannot be parsed, as
 	// kube-apiserver's HTTP server would also refuse it.
 	Invalid Outcome = "invalid"
+	// Rejected denies with the code of a dispatch policy that sheds its
+	// traffic (spec.dispatchPolicies[].reject).
+	Rejected Outcome = "rejected"
 )
 
 // Header is one header field.
@@ -159,6 +162,8 @@ type compiledTable struct {
 type compiledCluster struct {
 	name        string
 	defaultRule string
+	// dispatch are the cluster's dispatch policies, in spec order.
+	dispatch []dispatchPolicy
 	// authenticators run in order; the first to authenticate wins, as in
 	// kube-apiserver's union authenticator. Token and anonymous
 	// authenticators slot in here.
@@ -255,6 +260,7 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 	cc := &compiledCluster{
 		name:        name,
 		defaultRule: c.DefaultRule,
+		dispatch:    compileDispatch(c.Dispatch),
 		x509Enabled: c.X509,
 		clientCA:    bytes.Clone(c.ClientCAPEM),
 	}
@@ -334,6 +340,14 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 	}
 
 	rule := cc.defaultRule
+	if dp := matchPolicy(cc.dispatch, info, id.user); dp != nil {
+		if dp.reject != nil {
+			d := *dp.reject
+			d.Info, d.User = info, id.user.GetName()
+			return d
+		}
+		rule = dp.name
+	}
 	set, remove := planHeaders(id, rule, req.Headers)
 	return Decision{
 		Outcome:       Allowed,

@@ -63,7 +63,188 @@ type UpstreamClusterSpec struct {
 	// LoadBalancing is how requests are spread over healthy servers.
 	// +optional
 	LoadBalancing LoadBalancing `json:"loadBalancing,omitempty"`
+
+	// DispatchPolicies send matching requests to their own destination,
+	// flow control or rejection. They are tried in order and the first
+	// policy with a matching rule wins; a request no policy matches takes
+	// the implicit policy "default" (every server, loadBalancing, no flow
+	// control).
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	DispatchPolicies []DispatchPolicy `json:"dispatchPolicies,omitempty"`
+
+	// FlowControl holds the flow-control schemas policies refer to.
+	// +optional
+	FlowControl FlowControl `json:"flowControl,omitempty"`
 }
+
+// DispatchPolicy is one named dispatch policy: which requests it takes
+// (rules) and what happens to them.
+// +kubebuilder:validation:XValidation:rule="self.name != 'default' && self.name != 'upgrade'",message="policy names default and upgrade are reserved"
+type DispatchPolicy struct {
+	// Name identifies the policy; it names the Envoy route and cluster
+	// (<upstreamcluster>/<name>) and is reported in x-frontdoor-rule.
+	// KubeGateway's policies are unnamed: give each one a name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+	// Rules select the requests of this policy; a request matches when any
+	// rule matches it.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	Rules []DispatchPolicyRule `json:"rules"`
+	// UpstreamSubset restricts the policy to these servers (endpoints as in
+	// spec.servers). Empty means every server.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	UpstreamSubset []string `json:"upstreamSubset,omitempty"`
+	// Strategy is how the policy's requests are spread over its servers.
+	// Empty means spec.loadBalancing.policy.
+	// +optional
+	Strategy LoadBalancingPolicy `json:"strategy,omitempty"`
+	// FlowControlSchemaName names a schema in spec.flowControl that limits
+	// this policy's requests. Empty means no limit.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	FlowControlSchemaName string `json:"flowControlSchemaName,omitempty"`
+	// Reject answers every matching request itself instead of forwarding
+	// it (load shedding). Editing it takes effect at once.
+	// +optional
+	Reject *RejectAction `json:"reject,omitempty"`
+}
+
+// DispatchPolicyRule matches requests with the semantics of an RBAC
+// PolicyRule: every non-empty field must match (AND), a field matches when
+// any of its values does (OR), and "*" matches anything. A rule has either
+// resource fields (verbs with apiGroups and resources) or nonResourceURLs.
+// The subject fields (users, userGroups, serviceAccounts) are ORed with one
+// another; when all are empty the rule matches every subject.
+type DispatchPolicyRule struct {
+	// Verbs are Kubernetes request verbs (get, list, watch, create, update,
+	// patch, delete, deletecollection, proxy, ...) or HTTP verbs in lower
+	// case for nonResourceURLs. "*" matches any.
+	// +kubebuilder:validation:MinItems=1
+	Verbs []string `json:"verbs"`
+	// APIGroups the resources belong to; "" is the core group, "*" any.
+	// +optional
+	APIGroups []string `json:"apiGroups,omitempty"`
+	// Resources are resource names, "resource/subresource" for a
+	// subresource (pods/log), "*" for any, "*/sub" for a subresource of
+	// any resource, "resource/*" for a resource and its subresources.
+	// +optional
+	Resources []string `json:"resources,omitempty"`
+	// ResourceNames are the object names the rule applies to. Empty
+	// means any.
+	// +optional
+	ResourceNames []string `json:"resourceNames,omitempty"`
+	// Namespaces restricts namespaced requests to these namespaces; "*"
+	// matches any. Empty means any namespace and cluster-scoped requests.
+	// +optional
+	Namespaces []string `json:"namespaces,omitempty"`
+	// NonResourceURLs are paths of non-resource requests (/healthz,
+	// /version); a final "*" matches any suffix (/apis/*).
+	// +optional
+	NonResourceURLs []string `json:"nonResourceURLs,omitempty"`
+	// Users are user names ("*" any).
+	// +optional
+	Users []string `json:"users,omitempty"`
+	// UserGroups are group names ("*" any).
+	// +optional
+	UserGroups []string `json:"userGroups,omitempty"`
+	// ServiceAccounts are service accounts (user
+	// system:serviceaccount:<namespace>:<name>).
+	// +optional
+	ServiceAccounts []ServiceAccountRef `json:"serviceAccounts,omitempty"`
+}
+
+// ServiceAccountRef names a service account.
+type ServiceAccountRef struct {
+	// Namespace of the service account.
+	// +kubebuilder:validation:MinLength=1
+	Namespace string `json:"namespace"`
+	// Name of the service account.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// RejectAction is how a rejecting policy answers.
+type RejectAction struct {
+	// Code is the HTTP status, 400-599. Defaults to 429.
+	// +optional
+	// +kubebuilder:default=429
+	// +kubebuilder:validation:Minimum=400
+	// +kubebuilder:validation:Maximum=599
+	Code int32 `json:"code,omitempty"`
+	// RetryAfterSeconds, when positive, is sent as Retry-After (and in the
+	// Status details) so clients back off.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	RetryAfterSeconds int32 `json:"retryAfterSeconds,omitempty"`
+	// Message is the Status message.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	Message string `json:"message,omitempty"`
+}
+
+// FlowControl holds named flow-control schemas.
+type FlowControl struct {
+	// FlowControlSchemas are the schemas dispatch policies refer to by name.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=map
+	// +listMapKey=name
+	FlowControlSchemas []FlowControlSchema `json:"flowControlSchemas,omitempty"`
+}
+
+// FlowControlSchema is one limit. Exactly one of tokenBucket,
+// maxRequestsInflight and exempt is set.
+// +kubebuilder:validation:XValidation:rule="(has(self.tokenBucket) ? 1 : 0) + (has(self.maxRequestsInflight) ? 1 : 0) + (has(self.exempt) ? 1 : 0) == 1",message="exactly one of tokenBucket, maxRequestsInflight and exempt is required"
+type FlowControlSchema struct {
+	// Name identifies the schema.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// TokenBucket limits the rate of requests.
+	// +optional
+	TokenBucket *TokenBucket `json:"tokenBucket,omitempty"`
+	// MaxRequestsInflight limits concurrent requests (long-running requests
+	// such as watches excluded, as in kube-apiserver).
+	// +optional
+	MaxRequestsInflight *MaxRequestsInflight `json:"maxRequestsInflight,omitempty"`
+	// Exempt applies no limit.
+	// +optional
+	Exempt *Exempt `json:"exempt,omitempty"`
+	// PerUser gives every user its own token bucket instead of one shared
+	// by every request of the policy.
+	// +optional
+	PerUser bool `json:"perUser,omitempty"`
+}
+
+// TokenBucket admits qps requests per second on average with bursts of up
+// to burst requests.
+type TokenBucket struct {
+	// QPS is the refill rate, in requests per second.
+	// +kubebuilder:validation:Minimum=1
+	QPS int32 `json:"qps"`
+	// Burst is the bucket size. Defaults to qps.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	Burst int32 `json:"burst,omitempty"`
+}
+
+// MaxRequestsInflight caps concurrent requests.
+type MaxRequestsInflight struct {
+	// Max is the number of requests allowed in flight at once.
+	// +kubebuilder:validation:Minimum=1
+	Max int32 `json:"max"`
+}
+
+// Exempt means no flow control.
+type Exempt struct{}
 
 // Server is one kube-apiserver replica.
 type Server struct {

@@ -29,6 +29,9 @@ type Cluster struct {
 	// DefaultRule is the rule name answered when no dispatch rule matches;
 	// it names the cluster's default route.
 	DefaultRule string
+	// Dispatch are the cluster's dispatch policies in spec order; the first
+	// with a matching rule decides the request.
+	Dispatch []Dispatch
 
 	// TokenReview enables bearer-token authentication by TokenReview.
 	TokenReview bool
@@ -56,4 +59,31 @@ type Upstream struct {
 	ClientCertPEM, ClientKeyPEM []byte
 	// CAPEM is the bundle the servers' certificates must chain to.
 	CAPEM []byte
+}
+
+// Dispatch is one dispatch policy as the request service applies it.
+type Dispatch struct {
+	// Name is the policy name, answered in x-frontdoor-rule; Envoy has a
+	// route of that name.
+	Name string
+	// Rules match requests; any matching rule selects the policy.
+	Rules []Rule
+	// Reject, when set, makes the request service answer every matching
+	// request itself.
+	Reject *Reject
+}
+
+// Rule is one RBAC-like dispatch rule (api/v1alpha1 DispatchPolicyRule).
+type Rule struct {
+	Verbs, APIGroups, Resources, ResourceNames, Namespaces, NonResourceURLs []string
+	Users, UserGroups                                                       []string
+	// ServiceAccounts are full user names, system:serviceaccount:<ns>:<name>.
+	ServiceAccounts []string
+}
+
+// Reject is a shedding policy's answer.
+type Reject struct {
+	Code              int
+	RetryAfterSeconds int
+	Message           string
 }

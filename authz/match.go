@@ -1,0 +1,164 @@
+package authz
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/endpoints/request"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+// matchAll is the wildcard of every rule field, as RBAC's "*".
+const matchAll = "*"
+
+// dispatchPolicy is one compiled dispatch policy.
+type dispatchPolicy struct {
+	name   string
+	rules  []policy.Rule
+	reject *Decision // pre-built denial when the policy sheds
+}
+
+// matchPolicy returns the first policy with a rule matching the request, or
+// nil. It is pure: the same info and user always give the same answer.
+func matchPolicy(policies []dispatchPolicy, info *request.RequestInfo, u user.Info) *dispatchPolicy {
+	for i := range policies {
+		for j := range policies[i].rules {
+			if ruleMatches(&policies[i].rules[j], info, u) {
+				return &policies[i]
+			}
+		}
+	}
+	return nil
+}
+
+// ruleMatches applies the semantics of an RBAC PolicyRule (as kube-apiserver's
+// rbac.RuleAllows, and KubeGateway's dispatch matcher): every field ANDed, each
+// list ORed, "*" matching anything. A resource request needs the resource
+// fields to match (apiGroups and resources must be given), a non-resource
+// request needs nonResourceURLs. Namespaces and the subject fields are
+// KubeGateway's additions; empty means any.
+func ruleMatches(r *policy.Rule, info *request.RequestInfo, u user.Info) bool {
+	if !subjectMatches(r, u) || !has(r.Verbs, info.Verb) {
+		return false
+	}
+	if !info.IsResourceRequest {
+		return nonResourceURLMatches(r.NonResourceURLs, info.Path)
+	}
+	return has(r.APIGroups, info.APIGroup) &&
+		resourceMatches(r.Resources, info.Resource, info.Subresource) &&
+		(len(r.ResourceNames) == 0 || has(r.ResourceNames, info.Name)) &&
+		(len(r.Namespaces) == 0 || has(r.Namespaces, info.Namespace))
+}
+
+// subjectMatches is true when the user is one of the rule's users, is in
+// one of its groups, or is one of its service accounts; a rule naming no
+// subject matches everyone.
+func subjectMatches(r *policy.Rule, u user.Info) bool {
+	if len(r.Users) == 0 && len(r.UserGroups) == 0 && len(r.ServiceAccounts) == 0 {
+		return true
+	}
+	name := u.GetName()
+	if has(r.Users, name) || hasExact(r.ServiceAccounts, name) {
+		return true
+	}
+	for _, g := range u.GetGroups() {
+		if has(r.UserGroups, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// has reports whether list holds v or "*".
+func has(list []string, v string) bool {
+	for _, x := range list {
+		if x == v || x == matchAll {
+			return true
+		}
+	}
+	return false
+}
+
+func hasExact(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// resourceMatches is rbac.ResourceMatches: "*" matches every resource and
+// subresource, "pods" only pods itself, "pods/log" only that subresource,
+// "*/scale" that subresource of any resource.
+func resourceMatches(rules []string, resource, subresource string) bool {
+	combined := resource
+	if subresource != "" {
+		combined = resource + "/" + subresource
+	}
+	for _, r := range rules {
+		switch {
+		case r == matchAll, r == combined:
+			return true
+		case subresource != "" && len(r) == len(subresource)+2 && strings.HasPrefix(r, "*/") && strings.HasSuffix(r, subresource):
+			return true
+		}
+	}
+	return false
+}
+
+// nonResourceURLMatches is rbac.NonResourceURLMatches: an exact path, "*",
+// or a prefix ending in "*".
+func nonResourceURLMatches(rules []string, path string) bool {
+	for _, r := range rules {
+		switch {
+		case r == matchAll, r == path:
+			return true
+		case strings.HasSuffix(r, matchAll) && strings.HasPrefix(path, strings.TrimSuffix(r, matchAll)):
+			return true
+		}
+	}
+	return false
+}
+
+// compileDispatch prepares the policies for the hot path: a shedding
+// policy's denial (Status body, Retry-After) is encoded once.
+func compileDispatch(ps []policy.Dispatch) []dispatchPolicy {
+	out := make([]dispatchPolicy, 0, len(ps))
+	for _, p := range ps {
+		dp := dispatchPolicy{name: p.Name, rules: p.Rules}
+		if r := p.Reject; r != nil {
+			dp.reject = rejectDecision(r)
+		}
+		out = append(out, dp)
+	}
+	return out
+}
+
+// rejectDecision is the denial of a shedding policy: its code, a Status
+// body with the apiserver's reason for that code (TooManyRequests for 429)
+// and, when set, Retry-After in the header and in the Status details, as
+// kube-apiserver's own throttling answers.
+func rejectDecision(r *policy.Reject) *Decision {
+	msg := r.Message
+	if msg == "" {
+		msg = "the request was rejected by a dispatch policy of the gateway"
+	}
+	st := &metav1.Status{
+		Status:  metav1.StatusFailure,
+		Message: msg,
+		Reason:  reasonForCode(r.Code),
+		Code:    int32(r.Code), //nolint:gosec // validated 400-599.
+	}
+	headers := slices.Clone(statusResponseHeaders)
+	if r.RetryAfterSeconds > 0 {
+		st.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(r.RetryAfterSeconds)} //nolint:gosec // validated non-negative int32.
+		headers = append(headers, Header{Name: "retry-after", Value: strconv.Itoa(r.RetryAfterSeconds)})
+	}
+	return &Decision{Outcome: Rejected, Code: r.Code, Body: EncodeStatus(st), ResponseHeaders: headers}
+}

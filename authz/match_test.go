@@ -1,0 +1,108 @@
+package authz
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+func TestRuleMatches(t *testing.T) {
+	alice := &user.DefaultInfo{Name: "alice", Groups: []string{"devs", "system:authenticated"}}
+	sa := &user.DefaultInfo{Name: "system:serviceaccount:kube-system:ctrl", Groups: []string{"system:serviceaccounts"}}
+	listPods := policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}}
+	all := policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}
+
+	tests := []struct {
+		name   string
+		rule   policy.Rule
+		method string
+		target string
+		user   user.Info
+		want   bool
+	}{
+		{"list pods all namespaces", listPods, "GET", "/api/v1/pods", alice, true},
+		{"list pods in a namespace", listPods, "GET", "/api/v1/namespaces/a/pods", alice, true},
+		{"get pod is not list", listPods, "GET", "/api/v1/namespaces/a/pods/p", alice, false},
+		{"watch param is not list", listPods, "GET", "/api/v1/pods?watch=true", alice, false},
+		{"watch path is not list", listPods, "GET", "/api/v1/watch/pods", alice, false},
+		{"watch rule matches watch param", policy.Rule{Verbs: []string{"watch"}, APIGroups: []string{""}, Resources: []string{"pods"}}, "GET", "/api/v1/namespaces/a/pods?watch=1", alice, true},
+		{"pod log subresource not matched by pods", listPods, "GET", "/api/v1/namespaces/a/pods/p/log", alice, false},
+		{"pods/log matches log", policy.Rule{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"pods/log"}}, "GET", "/api/v1/namespaces/a/pods/p/log", alice, true},
+		{"*/status matches pods/status", policy.Rule{Verbs: []string{"update"}, APIGroups: []string{""}, Resources: []string{"*/status"}}, "PUT", "/api/v1/namespaces/a/pods/p/status", alice, true},
+		{"*/status not a resource", policy.Rule{Verbs: []string{"update"}, APIGroups: []string{""}, Resources: []string{"*/status"}}, "PUT", "/api/v1/namespaces/a/pods/p", alice, false},
+		{"* matches subresources", all, "POST", "/api/v1/namespaces/a/pods/p/exec", alice, true},
+		{"core group is not apps", listPods, "GET", "/apis/apps/v1/pods", alice, false},
+		{"apps group", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{"apps"}, Resources: []string{"deployments"}}, "GET", "/apis/apps/v1/deployments", alice, true},
+		{"cluster-scoped list", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"nodes"}}, "GET", "/api/v1/nodes", alice, true},
+		{"namespaces restrict", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}, Namespaces: []string{"a"}}, "GET", "/api/v1/namespaces/b/pods", alice, false},
+		{"namespaces exclude cluster-wide list", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}, Namespaces: []string{"a"}}, "GET", "/api/v1/pods", alice, false},
+		{"namespaces match", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}, Namespaces: []string{"a"}}, "GET", "/api/v1/namespaces/a/pods", alice, true},
+		{"resourceNames match", policy.Rule{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"x"}}, "GET", "/api/v1/namespaces/a/configmaps/x", alice, true},
+		{"resourceNames exclude list", policy.Rule{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"x"}}, "GET", "/api/v1/namespaces/a/configmaps", alice, false},
+		{"resource rule never matches non-resource", all, "GET", "/healthz", alice, false},
+		{"nonResourceURL exact", policy.Rule{Verbs: []string{"get"}, NonResourceURLs: []string{"/healthz"}}, "GET", "/healthz", alice, true},
+		{"nonResourceURL exact is not prefix", policy.Rule{Verbs: []string{"get"}, NonResourceURLs: []string{"/healthz"}}, "GET", "/healthz/etcd", alice, false},
+		{"nonResourceURL star suffix", policy.Rule{Verbs: []string{"get"}, NonResourceURLs: []string{"/healthz*"}}, "GET", "/healthz/etcd", alice, true},
+		{"nonResourceURL verb", policy.Rule{Verbs: []string{"post"}, NonResourceURLs: []string{"*"}}, "GET", "/version", alice, false},
+		{"nonResourceURL rule never matches resources", policy.Rule{Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}, "GET", "/api/v1/pods", alice, false},
+		{"discovery /api is non-resource", policy.Rule{Verbs: []string{"get"}, NonResourceURLs: []string{"/api*"}}, "GET", "/apis", alice, true},
+		{"user matches", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"alice"}}, "GET", "/api/v1/pods", alice, true},
+		{"other user", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"bob"}}, "GET", "/api/v1/pods", alice, false},
+		{"group matches", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, UserGroups: []string{"devs"}}, "GET", "/api/v1/pods", alice, true},
+		{"users or groups", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"bob"}, UserGroups: []string{"devs"}}, "GET", "/api/v1/pods", alice, true},
+		{"service account", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, ServiceAccounts: []string{"system:serviceaccount:kube-system:ctrl"}}, "GET", "/api/v1/pods", sa, true},
+		{"service account is not a user wildcard", policy.Rule{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, ServiceAccounts: []string{"system:serviceaccount:kube-system:ctrl"}}, "GET", "/api/v1/pods", alice, false},
+		{"no verbs matches nothing", policy.Rule{APIGroups: []string{"*"}, Resources: []string{"*"}}, "GET", "/api/v1/pods", alice, false},
+		{"create", policy.Rule{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"pods"}}, "POST", "/api/v1/namespaces/a/pods", alice, true},
+		{"deletecollection", policy.Rule{Verbs: []string{"deletecollection"}, APIGroups: []string{""}, Resources: []string{"pods"}}, "DELETE", "/api/v1/namespaces/a/pods", alice, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			info, err := parseRequestInfo(tt.method, tt.target)
+			if info == nil {
+				t.Fatalf("parse %s %s: %v", tt.method, tt.target, err)
+			}
+			if got := ruleMatches(&tt.rule, info, tt.user); got != tt.want {
+				t.Errorf("ruleMatches = %v, want %v (info %+v)", got, tt.want, *info)
+			}
+		})
+	}
+}
+
+func TestMatchPolicyFirstWins(t *testing.T) {
+	ps := compileDispatch([]policy.Dispatch{
+		{Name: "alice", Rules: []policy.Rule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"alice"}}}},
+		{Name: "shed-list-pods", Rules: []policy.Rule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}}},
+			Reject: &policy.Reject{Code: http.StatusTooManyRequests, RetryAfterSeconds: 5, Message: "shedding"}},
+	})
+	info, _ := parseRequestInfo("GET", "/api/v1/pods")
+	if got := matchPolicy(ps, info, &user.DefaultInfo{Name: "alice"}); got == nil || got.name != "alice" {
+		t.Fatalf("alice matched %v, want policy alice", got)
+	}
+	got := matchPolicy(ps, info, &user.DefaultInfo{Name: "bob"})
+	if got == nil || got.reject == nil {
+		t.Fatalf("bob matched %v, want the shedding policy", got)
+	}
+	d := got.reject
+	if d.Code != 429 || d.Outcome != Rejected || !strings.Contains(string(d.Body), `"reason":"TooManyRequests"`) ||
+		!strings.Contains(string(d.Body), `"retryAfterSeconds":5`) || !strings.Contains(string(d.Body), "shedding") {
+		t.Errorf("reject decision %d %s %s", d.Code, d.Outcome, d.Body)
+	}
+	var retry string
+	for _, h := range d.ResponseHeaders {
+		if h.Name == "retry-after" {
+			retry = h.Value
+		}
+	}
+	if retry != "5" {
+		t.Errorf("retry-after = %q, want 5", retry)
+	}
+	info, _ = parseRequestInfo("GET", "/api/v1/namespaces/a/pods/p")
+	if got := matchPolicy(ps, info, &user.DefaultInfo{Name: "bob"}); got != nil {
+		t.Errorf("get pod by bob matched %q, want none (default)", got.name)
+	}
+}
