@@ -21,6 +21,36 @@ type dispatchPolicy struct {
 	name   string
 	rules  []policy.Rule
 	reject *Decision // pre-built denial when the policy sheds
+	// longRunning is the rule answered for long-running requests ("" =
+	// name).
+	longRunning string
+}
+
+// rule is the rule (route) name for a request of this policy.
+func (p *dispatchPolicy) rule(info *request.RequestInfo) string {
+	if p.longRunning != "" && isLongRunning(info) {
+		return p.longRunning
+	}
+	return p.name
+}
+
+// Long-running requests exactly as kube-apiserver defines them
+// (pkg/controlplane/apiserver/config.go: BasicLongRunningRequestCheck with
+// these verbs and subresources): it excludes them from its max-in-flight
+// limits, and so do we.
+var (
+	longRunningVerbs        = []string{"watch", "proxy"}
+	longRunningSubresources = []string{"attach", "exec", "proxy", "log", "portforward"}
+)
+
+func isLongRunning(info *request.RequestInfo) bool {
+	if slices.Contains(longRunningVerbs, info.Verb) {
+		return true
+	}
+	if info.IsResourceRequest {
+		return slices.Contains(longRunningSubresources, info.Subresource)
+	}
+	return strings.HasPrefix(info.Path, "/debug/pprof/")
 }
 
 // matchPolicy returns the first policy with a rule matching the request, or
@@ -131,7 +161,7 @@ func nonResourceURLMatches(rules []string, path string) bool {
 func compileDispatch(ps []policy.Dispatch) []dispatchPolicy {
 	out := make([]dispatchPolicy, 0, len(ps))
 	for _, p := range ps {
-		dp := dispatchPolicy{name: p.Name, rules: p.Rules}
+		dp := dispatchPolicy{name: p.Name, rules: p.Rules, longRunning: p.LongRunningRule}
 		if r := p.Reject; r != nil {
 			dp.reject = rejectDecision(r)
 		}

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -104,5 +105,65 @@ func TestMatchPolicyFirstWins(t *testing.T) {
 	info, _ = parseRequestInfo("GET", "/api/v1/namespaces/a/pods/p")
 	if got := matchPolicy(ps, info, &user.DefaultInfo{Name: "bob"}); got != nil {
 		t.Errorf("get pod by bob matched %q, want none (default)", got.name)
+	}
+}
+
+func TestPolicyRuleLongRunning(t *testing.T) {
+	ps := compileDispatch([]policy.Dispatch{{
+		Name: "capped", LongRunningRule: "capped.long-running",
+		Rules: []policy.Rule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}}, {Verbs: []string{"*"}, NonResourceURLs: []string{"*"}}},
+	}})
+	tests := []struct {
+		method, target, want string
+	}{
+		{"GET", "/api/v1/pods", "capped"},
+		{"GET", "/api/v1/namespaces/a/pods/p", "capped"},
+		{"GET", "/api/v1/pods?watch=true", "capped.long-running"},
+		{"GET", "/api/v1/watch/namespaces/a/pods", "capped.long-running"},
+		{"GET", "/api/v1/namespaces/a/pods/p/log", "capped.long-running"},
+		{"GET", "/api/v1/namespaces/a/pods/p/log?follow=true", "capped.long-running"},
+		{"POST", "/api/v1/namespaces/a/pods/p/exec", "capped.long-running"},
+		{"POST", "/api/v1/namespaces/a/pods/p/portforward", "capped.long-running"},
+		{"GET", "/api/v1/namespaces/a/services/s/proxy/x", "capped.long-running"},
+		{"GET", "/api/v1/namespaces/a/pods/p/status", "capped"},
+		{"GET", "/debug/pprof/profile", "capped.long-running"},
+		{"GET", "/healthz", "capped"},
+	}
+	for _, tt := range tests {
+		info, _ := parseRequestInfo(tt.method, tt.target)
+		p := matchPolicy(ps, info, &user.DefaultInfo{Name: "u"})
+		if p == nil {
+			t.Fatalf("%s %s: no policy", tt.method, tt.target)
+		}
+		if got := p.rule(info); got != tt.want {
+			t.Errorf("%s %s: rule %q, want %q", tt.method, tt.target, got, tt.want)
+		}
+	}
+}
+
+// The pipeline answers the matched policy's name as the rule, matching on
+// the authenticated identity, and a shedding policy's denial.
+func TestPipelineDispatch(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	tab := testTable(ca.pem)
+	tab.Clusters["a"].Dispatch = []policy.Dispatch{
+		{Name: "jane", Rules: []policy.Rule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"jane"}}}},
+		{Name: "shed", Rules: []policy.Rule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}}},
+			Reject: &policy.Reject{Code: 503, RetryAfterSeconds: 2}},
+	}
+	tp.SetPolicy(tab)
+	check := func(cn, path string) Decision {
+		_, cert := ca.issue(t, clientCert{cn: cn})
+		return tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: path, PeerCertificate: cert})
+	}
+	if d := check("jane", "/api/v1/pods"); !d.Allowed() || d.Rule != "jane" {
+		t.Errorf("jane list pods: %s rule %q, want allowed by jane", d.Outcome, d.Rule)
+	}
+	if d := check("bob", "/api/v1/pods"); d.Outcome != Rejected || d.Code != 503 || d.User != "bob" {
+		t.Errorf("bob list pods: %s %d user %q, want rejected 503", d.Outcome, d.Code, d.User)
+	}
+	if d := check("bob", "/api/v1/namespaces/x/pods/p"); !d.Allowed() || d.Rule != "default" {
+		t.Errorf("bob get pod: %s rule %q, want default", d.Outcome, d.Rule)
 	}
 }

@@ -346,7 +346,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 			d.Info, d.User = info, id.user.GetName()
 			return d
 		}
-		rule = dp.name
+		rule = dp.rule(info)
 	}
 	set, remove := planHeaders(id, rule, req.Headers)
 	return Decision{

@@ -118,6 +118,9 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) 
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
 	c.TokenReview = buildTokenReview(st, spec.Authentication.TokenReview)
 	c.Anonymous = spec.Authentication.Anonymous.Enabled
+	if !st.rejected() {
+		c.Dispatch = buildDispatch(st, c)
+	}
 
 	var err error
 	if c.Serving, err = secrets.certKey(spec.SecureServing.SecretRef); err != nil {

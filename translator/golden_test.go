@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"os"
 	"path/filepath"
 	"slices"
@@ -136,10 +137,11 @@ func goldenFiles(t testing.TB, out *Output) map[string][]byte {
 	}
 
 	type clusterView struct {
-		Name        string `json:"name"`
-		X509        bool   `json:"x509"`
-		ClientCAPEM string `json:"clientCAPEM,omitempty"`
-		DefaultRule string `json:"defaultRule"`
+		Name        string            `json:"name"`
+		X509        bool              `json:"x509"`
+		ClientCAPEM string            `json:"clientCAPEM,omitempty"`
+		DefaultRule string            `json:"defaultRule"`
+		Dispatch    []policy.Dispatch `json:"dispatch,omitempty"`
 
 		TokenReview           bool     `json:"tokenReview"`
 		TokenCacheTTL         string   `json:"tokenCacheTTL"`
@@ -157,7 +159,7 @@ func goldenFiles(t testing.TB, out *Output) map[string][]byte {
 	}{Version: out.Policy.Version, Clusters: []clusterView{}}
 	for _, c := range out.Policy.Clusters {
 		v := clusterView{
-			Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule,
+			Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule, Dispatch: c.Dispatch,
 			TokenReview: c.TokenReview, TokenCacheTTL: c.TokenCacheTTL.String(), TokenNegativeCacheTTL: c.TokenNegativeCacheTTL.String(),
 			TokenAudiences: c.TokenAudiences, Anonymous: c.Anonymous,
 			UpstreamServerURLs: c.Upstream.ServerURLs, UpstreamServerName: c.Upstream.ServerName,

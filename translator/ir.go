@@ -58,6 +58,8 @@ type ClusterIR struct {
 	TokenReview TokenReviewIR
 	// Anonymous forwards requests without credentials as system:anonymous.
 	Anonymous bool
+	// Dispatch are the dispatch policies in spec order (policy_routes.go).
+	Dispatch []DispatchIR
 }
 
 // TokenReviewIR is the defaulted spec.authentication.tokenReview.

@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"slices"
+
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -26,8 +28,8 @@ const (
 // SNI), tagged with the cluster name for the request service.
 //
 // Routes are an exact match on the rule header the request service sets,
-// then the catch-all default route. Dispatch policies will add rule routes
-// before the default; today every request takes the default route.
+// then the catch-all default route; dispatch policies add their rule routes
+// (policy_routes.go) in between.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 	return &routev3.RouteConfiguration{
 		Name: routeName(c.Name),
@@ -37,7 +39,7 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 			TypedPerFilterConfig: map[string]*anypb.Any{
 				extAuthzFilterName: mustAny(extAuthzPerRoute(c.Name)),
 			},
-			Routes: []*routev3.Route{upgradeRoute(c), defaultRoute(c)},
+			Routes: slices.Concat([]*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
 		}},
 	}
 }
@@ -61,7 +63,7 @@ func upgradeRoute(c *ClusterIR) *routev3.Route {
 }
 
 // ruleRoute sends requests the request service tagged with rule to that
-// rule's cluster. Unused until dispatch policies land.
+// rule's cluster.
 func ruleRoute(c *ClusterIR, rule string) *routev3.Route {
 	r := defaultRoute(c)
 	r.Name = rule

@@ -22,6 +22,8 @@ const (
 	ReasonInvalidAuthentication  = "InvalidAuthentication"
 	ReasonInvalidConfig          = "InvalidConfig"
 	ReasonInvalidClientConfig    = "InvalidClientConfig"
+	ReasonInvalidDispatchPolicy  = "InvalidDispatchPolicy"
+	ReasonInvalidFlowControl     = "InvalidFlowControl"
 )
 
 // statusBuilder records the verdict on one input while it moves through the

@@ -65,6 +65,7 @@ func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
 	}
 	add(resourcev3.ClusterType, cl)
 	add(resourcev3.ClusterType, up)
+	policyClusters(c, add)
 	add(resourcev3.RouteType, routeConfiguration(c))
 	for _, s := range secrets(c) {
 		add(resourcev3.SecretType, s)
@@ -109,6 +110,7 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			X509:        cr.ir.X509,
 			ClientCAPEM: cr.ir.ClientCA,
 			DefaultRule: envoy.DefaultRule,
+			Dispatch:    dispatchPolicy(cr.ir),
 
 			TokenReview:           cr.ir.TokenReview.Enabled,
 			TokenCacheTTL:         cr.ir.TokenReview.CacheTTL,
@@ -167,6 +169,7 @@ func version(resources map[string][]types.Resource, pt *policy.Table) string {
 		writeField(h, []byte(fmt.Sprint(c.X509)))
 		writeField(h, c.ClientCAPEM)
 		writeField(h, []byte(c.DefaultRule))
+		writeField(h, []byte(dispatchKey(c.Dispatch)))
 		writeField(h, []byte(fmt.Sprint(c.TokenReview, c.TokenCacheTTL, c.TokenNegativeCacheTTL, c.TokenAudiences, c.Anonymous)))
 		writeField(h, []byte(strings.Join(c.Upstream.ServerURLs, " ")+"|"+c.Upstream.ServerName))
 		writeField(h, c.Upstream.ClientCertPEM)

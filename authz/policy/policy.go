@@ -65,25 +65,36 @@ type Upstream struct {
 type Dispatch struct {
 	// Name is the policy name, answered in x-frontdoor-rule; Envoy has a
 	// route of that name.
-	Name string
+	Name string `json:"name"`
 	// Rules match requests; any matching rule selects the policy.
-	Rules []Rule
+	Rules []Rule `json:"rules"`
 	// Reject, when set, makes the request service answer every matching
 	// request itself.
-	Reject *Reject
+	Reject *Reject `json:"reject,omitempty"`
+	// LongRunningRule, when set, is answered instead of Name for the
+	// policy's long-running requests (watches, logs, exec, proxy, as
+	// kube-apiserver counts them), so they take a route whose cluster has
+	// no in-flight cap.
+	LongRunningRule string `json:"longRunningRule,omitempty"`
 }
 
 // Rule is one RBAC-like dispatch rule (api/v1alpha1 DispatchPolicyRule).
 type Rule struct {
-	Verbs, APIGroups, Resources, ResourceNames, Namespaces, NonResourceURLs []string
-	Users, UserGroups                                                       []string
+	Verbs           []string `json:"verbs,omitempty"`
+	APIGroups       []string `json:"apiGroups,omitempty"`
+	Resources       []string `json:"resources,omitempty"`
+	ResourceNames   []string `json:"resourceNames,omitempty"`
+	Namespaces      []string `json:"namespaces,omitempty"`
+	NonResourceURLs []string `json:"nonResourceURLs,omitempty"`
+	Users           []string `json:"users,omitempty"`
+	UserGroups      []string `json:"userGroups,omitempty"`
 	// ServiceAccounts are full user names, system:serviceaccount:<ns>:<name>.
-	ServiceAccounts []string
+	ServiceAccounts []string `json:"serviceAccounts,omitempty"`
 }
 
 // Reject is a shedding policy's answer.
 type Reject struct {
-	Code              int
-	RetryAfterSeconds int
-	Message           string
+	Code              int    `json:"code"`
+	RetryAfterSeconds int    `json:"retryAfterSeconds,omitempty"`
+	Message           string `json:"message,omitempty"`
 }

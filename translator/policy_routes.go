@@ -1,0 +1,125 @@
+package translator
+
+import (
+	"fmt"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/authz/policy"
+)
+
+// Every dispatch policy has a route (an exact match on x-frontdoor-rule,
+// which the request service sets to the policy name) and a cluster
+// <uc>/<policy> over the policy's servers with the policy's strategy. A
+// rejecting policy keeps its route and cluster: the request service answers
+// its requests, so flipping reject on and off changes only the policy table
+// and traffic moves at once, with no cluster to warm.
+
+// policyRoutes are the routes of c's dispatch policies, in spec order.
+func policyRoutes(c *ClusterIR) []*routev3.Route {
+	var out []*routev3.Route
+	for i := range c.Dispatch {
+		d := &c.Dispatch[i]
+		out = append(out, ruleRoute(c, d.Name))
+		if lr := longRunningRule(d); lr != "" {
+			out = append(out, ruleRoute(c, lr))
+		}
+	}
+	return out
+}
+
+// longRunningRule names the route and cluster of a capped policy's
+// long-running requests (watches, logs, exec, proxy): the same servers
+// without the in-flight cap, as kube-apiserver does not count them either.
+// The dot cannot occur in a policy name, so it never collides. Empty when
+// the policy has no cap.
+func longRunningRule(d *DispatchIR) string {
+	if d.Flow.MaxInflight == 0 {
+		return ""
+	}
+	return d.Name + ".long-running"
+}
+
+// policyCluster is the default cluster's twin for one policy: same TLS,
+// protocol and health check, the policy's balancing, and its own endpoints.
+func policyCluster(c *ClusterIR, d *DispatchIR) *clusterv3.Cluster {
+	out := cluster(c)
+	out.Name = ruleClusterName(c.Name, d.Name)
+	out.LbPolicy = lbPolicies[d.LoadBalancing]
+	if out.GetEdsClusterConfig() != nil {
+		out.GetEdsClusterConfig().ServiceName = out.Name // renamed by versionedEDSName
+	} else {
+		out.LoadAssignment = serversAssignment(out.Name, d.Servers)
+	}
+	if d.Flow.MaxInflight > 0 {
+		out.CircuitBreakers.Thresholds[0].MaxRequests = wrapperspb.UInt32(d.Flow.MaxInflight)
+	}
+	return out
+}
+
+// policyClusters adds each policy's cluster (and, for EDS, its own
+// endpoints resource named after the cluster's content).
+func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
+	for i := range c.Dispatch {
+		d := &c.Dispatch[i]
+		cl := policyCluster(c, d)
+		if cl.GetEdsClusterConfig() != nil {
+			name := versionedEDSName(cl)
+			cl.GetEdsClusterConfig().ServiceName = name
+			add(resourcev3.EndpointType, serversAssignment(name, d.Servers))
+		}
+		add(resourcev3.ClusterType, cl)
+		if lr := longRunningRule(d); lr != "" {
+			// Same endpoints resource: the twin differs only in its cap.
+			twin := policyCluster(c, d)
+			twin.Name = ruleClusterName(c.Name, lr)
+			twin.CircuitBreakers.Thresholds[0].MaxRequests = wrapperspb.UInt32(unlimited)
+			if cl.GetEdsClusterConfig() != nil {
+				twin.GetEdsClusterConfig().ServiceName = cl.GetEdsClusterConfig().ServiceName
+			}
+			add(resourcev3.ClusterType, twin)
+		}
+	}
+}
+
+// serversAssignment is one locality holding servers.
+func serversAssignment(name string, servers []ServerIR) *endpointv3.ClusterLoadAssignment {
+	eps := make([]*endpointv3.LbEndpoint, 0, len(servers))
+	for _, s := range servers {
+		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: socketAddress(s.Host, s.Port),
+		}}})
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: name,
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
+	}
+}
+
+// dispatchPolicy is the request service's view of c's policies.
+func dispatchPolicy(c *ClusterIR) []policy.Dispatch {
+	var out []policy.Dispatch
+	for _, d := range c.Dispatch {
+		out = append(out, policy.Dispatch{Name: d.Name, Rules: d.Rules, Reject: d.Reject, LongRunningRule: longRunningRule(&d)})
+	}
+	return out
+}
+
+// dispatchKey is a deterministic text of the policies for the version hash.
+func dispatchKey(ds []policy.Dispatch) string {
+	var b strings.Builder
+	for _, d := range ds {
+		fmt.Fprintf(&b, "%q %q %+v ", d.Name, d.LongRunningRule, d.Rules)
+		if d.Reject != nil {
+			fmt.Fprintf(&b, "reject %+v", *d.Reject)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
