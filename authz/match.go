@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -191,4 +193,11 @@ func rejectDecision(r *policy.Reject) *Decision {
 		headers = append(headers, Header{Name: "retry-after", Value: strconv.Itoa(r.RetryAfterSeconds)})
 	}
 	return &Decision{Outcome: Rejected, Code: r.Code, Body: EncodeStatus(st), ResponseHeaders: headers}
+}
+
+// userKey is the x-frontdoor-user value for a user: a fixed-length digest,
+// so a per-user token bucket keys on any user name safely.
+func userKey(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:8])
 }

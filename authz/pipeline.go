@@ -23,6 +23,7 @@ import (
 	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 // Request is what the pipeline needs to know about one HTTP request. Adapters
@@ -349,6 +350,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 		rule = dp.rule(info)
 	}
 	set, remove := planHeaders(id, rule, req.Headers)
+	set = append(set, Header{Name: envoy.HeaderUser, Value: userKey(id.user.GetName())})
 	return Decision{
 		Outcome:       Allowed,
 		SetHeaders:    set,

@@ -11,6 +11,9 @@ const (
 	// HeaderRule carries the dispatch rule chosen by the request service;
 	// routes match it exactly.
 	HeaderRule = "x-frontdoor-rule"
+	// HeaderUser carries a digest of the (final) user name, set by the
+	// request service; per-user token buckets key on it.
+	HeaderUser = "x-frontdoor-user"
 
 	// ContextKeyCluster is the ext_authz context extension (set per virtual
 	// host) that names the UpstreamCluster a request belongs to.

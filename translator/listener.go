@@ -153,6 +153,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 		HttpFilters: []*hcmv3.HttpFilter{
 			extAuthzFilter(),
 			identityFilter(),
+			localRateLimitFilter(),
 			{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}

@@ -27,6 +27,7 @@ const (
 
 func localReplyConfig() *hcmv3.LocalReplyConfig {
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
+		tooManyRequestsMapper(), // first: UO of a capped policy is a 429 (ratelimit.go)
 		statusMapper([]string{"UAEX"}, statusRequestServiceUnavailable),
 		statusMapper([]string{"UH", "UF", "UO", "URX"}, statusNoUpstream),
 	}}

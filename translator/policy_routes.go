@@ -9,6 +9,7 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
@@ -26,7 +27,11 @@ func policyRoutes(c *ClusterIR) []*routev3.Route {
 	var out []*routev3.Route
 	for i := range c.Dispatch {
 		d := &c.Dispatch[i]
-		out = append(out, ruleRoute(c, d.Name))
+		r := ruleRoute(c, d.Name)
+		if rl := policyRateLimit(c, d); rl != nil {
+			r.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: mustAny(rl)}
+		}
+		out = append(out, r)
 		if lr := longRunningRule(d); lr != "" {
 			out = append(out, ruleRoute(c, lr))
 		}

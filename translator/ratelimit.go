@@ -1,0 +1,102 @@
+package translator
+
+import (
+	"time"
+
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	localratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/local_ratelimit/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// Token buckets run in Envoy's local rate limit filter. The HCM carries the
+// filter disabled (no bucket, enabled for 0% of requests); a policy with a
+// tokenBucket schema enables it on its own route through
+// typed_per_filter_config. A perUser bucket uses a wildcard descriptor on
+// the x-frontdoor-user header the request service sets (a digest of the
+// user name), so Envoy keeps one bucket per user (an LRU of
+// maxUserBuckets) and the request service stays stateless.
+//
+// Over-limit requests, and requests a maxRequestsInflight circuit breaker
+// refuses (flag UO), are answered 429 with Retry-After and a Kubernetes
+// Status body of reason TooManyRequests, as kube-apiserver's own
+// throttling answers, so client-go backs off and retries.
+
+const (
+	localRateLimitFilterName = "envoy.filters.http.local_ratelimit"
+	userDescriptorKey        = "frontdoor_user"
+	// maxUserBuckets bounds the per-user buckets of one policy route.
+	maxUserBuckets = 4096
+
+	statusTooManyRequests = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests for this dispatch policy of the gateway, please try again later","reason":"TooManyRequests","details":{"retryAfterSeconds":1},"code":429}` + "\n"
+)
+
+// localRateLimitFilter is the HCM's disabled local rate limit filter.
+func localRateLimitFilter() *hcmv3.HttpFilter {
+	return &hcmv3.HttpFilter{
+		Name:       localRateLimitFilterName,
+		ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&localratelimitv3.LocalRateLimit{StatPrefix: "frontdoor_policy"})},
+	}
+}
+
+// policyRateLimit is the per-route config of a policy's token bucket; nil
+// when the policy has none. Stats: <statPrefix>.http_local_rate_limit.*
+// with statPrefix policy.<uc>.<policy>.
+func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLimit {
+	if d.Flow.QPS == 0 {
+		return nil
+	}
+	bucket := &typev3.TokenBucket{
+		MaxTokens:     d.Flow.Burst,
+		TokensPerFill: wrapperspb.UInt32(d.Flow.QPS),
+		FillInterval:  duration(time.Second),
+	}
+	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}}
+	out := &localratelimitv3.LocalRateLimit{
+		StatPrefix:             "policy." + c.Name + "." + d.Name,
+		TokenBucket:            bucket,
+		FilterEnabled:          all,
+		FilterEnforced:         all,
+		EnableRetryAfterHeader: true,
+	}
+	if d.Flow.PerUser {
+		out.Descriptors = []*ratelimitv3.LocalRateLimitDescriptor{{
+			Entries:     []*ratelimitv3.RateLimitDescriptor_Entry{{Key: userDescriptorKey}}, // no value: one bucket per value
+			TokenBucket: bucket,
+		}}
+		out.RateLimits = []*routev3.RateLimit{{Actions: []*routev3.RateLimit_Action{{
+			ActionSpecifier: &routev3.RateLimit_Action_RequestHeaders_{RequestHeaders: &routev3.RateLimit_Action_RequestHeaders{
+				HeaderName: envoy.HeaderUser, DescriptorKey: userDescriptorKey,
+			}},
+		}}}}
+		out.AlwaysConsumeDefaultTokenBucket = wrapperspb.Bool(false)
+		out.MaxDynamicDescriptors = wrapperspb.UInt32(maxUserBuckets)
+	}
+	return out
+}
+
+// tooManyRequestsMapper gives rate-limited (RL) and circuit-breaker
+// overflow (UO) local replies status 429, Retry-After and the Status body.
+func tooManyRequestsMapper() *hcmv3.ResponseMapper {
+	return &hcmv3.ResponseMapper{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
+			ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"RL", "UO"}},
+		}},
+		Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: statusTooManyRequests}},
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format:      &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"}}},
+			ContentType: "application/json",
+		},
+		HeadersToAdd: []*corev3.HeaderValueOption{
+			{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-cache, private"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
+			{Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT},
+		},
+		StatusCode: wrapperspb.UInt32(429),
+	}
+}
