@@ -116,8 +116,8 @@ func buildDispatch(st *statusBuilder, c *ClusterIR) []DispatchIR {
 			if code == 0 {
 				code = 429 // Too Many Requests
 			}
-			if code < 400 || code > 599 || p.Reject.RetryAfterSeconds < 0 {
-				return bad("reject.code must be 400-599 and reject.retryAfterSeconds not negative")
+			if code < 400 || code > 599 || code == internalRateLimitedStatus || p.Reject.RetryAfterSeconds < 0 {
+				return bad("reject.code must be 400-599 (but not %d, used internally) and reject.retryAfterSeconds not negative", internalRateLimitedStatus)
 			}
 			d.Reject = &policy.Reject{Code: code, RetryAfterSeconds: int(p.Reject.RetryAfterSeconds), Message: p.Reject.Message}
 		}

@@ -27,12 +27,22 @@ import (
 // refuses (flag UO), are answered 429 with Retry-After and a Kubernetes
 // Status body of reason TooManyRequests, as kube-apiserver's own
 // throttling answers, so client-go backs off and retries.
+//
+// The local reply mapper cannot recognise a rate-limited reply by its flag
+// (the filter sets RL only after sending the reply) nor by status 429 (the
+// request service's own 429s must keep their bodies), so the filter answers
+// with the otherwise unused internalRateLimitedStatus and the mapper turns
+// it into the 429. The tokens refill every second, so Retry-After is 1.
 
 const (
 	localRateLimitFilterName = "envoy.filters.http.local_ratelimit"
 	userDescriptorKey        = "frontdoor_user"
 	// maxUserBuckets bounds the per-user buckets of one policy route.
 	maxUserBuckets = 4096
+
+	// internalRateLimitedStatus is what the local rate limit filter answers
+	// before the mapper rewrites it to 429; no reject policy may use it.
+	internalRateLimitedStatus = 402 // Payment Required: neither the apiserver nor the gateway uses it
 
 	statusTooManyRequests = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests for this dispatch policy of the gateway, please try again later","reason":"TooManyRequests","details":{"retryAfterSeconds":1},"code":429}` + "\n"
 )
@@ -63,7 +73,7 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 		TokenBucket:            bucket,
 		FilterEnabled:          all,
 		FilterEnforced:         all,
-		EnableRetryAfterHeader: true,
+		Status:                 &typev3.HttpStatus{Code: internalRateLimitedStatus},
 	}
 	if d.Flow.PerUser {
 		out.Descriptors = []*ratelimitv3.LocalRateLimitDescriptor{{
@@ -81,13 +91,21 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 	return out
 }
 
-// tooManyRequestsMapper gives rate-limited (RL) and circuit-breaker
-// overflow (UO) local replies status 429, Retry-After and the Status body.
+// tooManyRequestsMapper gives rate-limited (internalRateLimitedStatus) and
+// circuit-breaker overflow (UO) local replies status 429, Retry-After and
+// the Status body.
 func tooManyRequestsMapper() *hcmv3.ResponseMapper {
 	return &hcmv3.ResponseMapper{
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{
-			ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"RL", "UO"}},
-		}},
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+			Filters: []*accesslogv3.AccessLogFilter{
+				{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+					Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
+						DefaultValue: internalRateLimitedStatus, RuntimeKey: "frontdoor.local_reply.rate_limited_status",
+					}},
+				}}},
+				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UO"}}}},
+			},
+		}}},
 		Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: statusTooManyRequests}},
 		BodyFormatOverride: &corev3.SubstitutionFormatString{
 			Format:      &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"}}},
