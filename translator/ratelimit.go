@@ -69,11 +69,11 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 	}
 	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}}
 	out := &localratelimitv3.LocalRateLimit{
-		StatPrefix:             "policy." + c.Name + "." + d.Name,
-		TokenBucket:            bucket,
-		FilterEnabled:          all,
-		FilterEnforced:         all,
-		Status:                 &typev3.HttpStatus{Code: internalRateLimitedStatus},
+		StatPrefix:     "policy." + c.Name + "." + d.Name,
+		TokenBucket:    bucket,
+		FilterEnabled:  all,
+		FilterEnforced: all,
+		Status:         &typev3.HttpStatus{Code: internalRateLimitedStatus},
 	}
 	if d.Flow.PerUser {
 		out.Descriptors = []*ratelimitv3.LocalRateLimitDescriptor{{

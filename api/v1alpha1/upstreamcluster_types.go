@@ -28,6 +28,8 @@ type UpstreamCluster struct {
 
 // UpstreamClusterSpec describes one fronted Kubernetes cluster.
 // +kubebuilder:validation:XValidation:rule="(has(self.servers) && size(self.servers) > 0) || has(self.endpointsFrom)",message="at least one server or endpointsFrom is required"
+// +kubebuilder:validation:XValidation:rule="!has(self.dispatchPolicies) || self.dispatchPolicies.all(p, !has(p.flowControlSchemaName) || (has(self.flowControl) && has(self.flowControl.flowControlSchemas) && self.flowControl.flowControlSchemas.exists(s, s.name == p.flowControlSchemaName)))",message="every dispatchPolicies[].flowControlSchemaName must name a schema in flowControl.flowControlSchemas"
+// +kubebuilder:validation:XValidation:rule="!has(self.dispatchPolicies) || has(self.endpointsFrom) || self.dispatchPolicies.all(p, !has(p.upstreamSubset) || p.upstreamSubset.all(e, has(self.servers) && self.servers.exists(s, s.endpoint == e)))",message="every dispatchPolicies[].upstreamSubset endpoint must be one of servers[].endpoint"
 type UpstreamClusterSpec struct {
 	// Servers are the kube-apiserver replicas of this cluster. Requests are
 	// balanced over every enabled server that passes its health check.
@@ -99,7 +101,8 @@ type DispatchPolicy struct {
 	// UpstreamSubset restricts the policy to these servers (endpoints as in
 	// spec.servers). Empty means every server.
 	// +optional
-	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=256
 	// +listType=set
 	UpstreamSubset []string `json:"upstreamSubset,omitempty"`
 	// Strategy is how the policy's requests are spread over its servers.
