@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
@@ -165,5 +166,10 @@ func TestPipelineDispatch(t *testing.T) {
 	}
 	if d := check("bob", "/api/v1/namespaces/x/pods/p"); !d.Allowed() || d.Rule != "default" {
 		t.Errorf("bob get pod: %s rule %q, want default", d.Outcome, d.Rule)
+	}
+	for _, c := range []struct{ rule, decision string }{{"jane", "allowed"}, {"shed", "rejected"}, {"default", "allowed"}} {
+		if got := testutil.ToFloat64(tp.policyStats.decisions.WithLabelValues("a", c.rule, c.decision)); got != 1 {
+			t.Errorf("frontdoor_authz_policy_requests_total{rule=%q,decision=%q} = %v, want 1", c.rule, c.decision, got)
+		}
 	}
 }

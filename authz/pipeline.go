@@ -87,7 +87,8 @@ type Decision struct {
 	// each as its own field: a user with two groups gets two
 	// Impersonate-Group fields, as kube-apiserver requires.
 	SetHeaders []Header
-	// Rule is the dispatch rule the request was matched to (allow).
+	// Rule is the dispatch rule the request was matched to (allow), or the
+	// shedding policy that rejected it (Rejected).
 	Rule string
 	// User is the authenticated user name (allow), for access logs.
 	User string
@@ -144,6 +145,7 @@ type Pipeline struct {
 	now         func() time.Time
 	injectedNow bool
 	metrics     *metrics
+	policyStats *policyMetrics
 	cache       *authnCache
 
 	table atomic.Pointer[compiledTable]
@@ -199,11 +201,16 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
+	pm, err := newPolicyMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
 	p := &Pipeline{
-		log:      opts.Logger,
-		logLevel: slog.LevelDebug,
-		now:      opts.Now,
-		metrics:  m,
+		log:         opts.Logger,
+		logLevel:    slog.LevelDebug,
+		now:         opts.Now,
+		metrics:     m,
+		policyStats: pm,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -291,6 +298,7 @@ func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	start := time.Now()
 	d := p.decide(ctx, req)
 	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
+	p.policyStats.observe(req.Cluster, &d)
 	p.logDecision(ctx, req, &d)
 	return d
 }
@@ -344,7 +352,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 	if dp := matchPolicy(cc.dispatch, info, id.user); dp != nil {
 		if dp.reject != nil {
 			d := *dp.reject
-			d.Info, d.User = info, id.user.GetName()
+			d.Info, d.User, d.Rule = info, id.user.GetName(), dp.name
 			return d
 		}
 		rule = dp.rule(info)

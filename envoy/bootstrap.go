@@ -11,6 +11,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -102,6 +103,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: ads,
 			CdsConfig: ads,
 		},
+		StatsConfig: policyStatsConfig(),
 	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -176,5 +178,19 @@ func socketAddress(host string, port uint32) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
 		Address:       host,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
+}
+
+// PolicyStatTag is the Prometheus label carrying "<cluster>/<policy>" on a
+// dispatch policy's local rate limit stats. The translator gives each
+// policy route the stat prefix "policy.<cluster>/<policy>."; this tag takes
+// the name part out, so every policy shares one metric name
+// (envoy_policy_http_local_rate_limit_rate_limited{frontdoor_policy="gov/limited"}).
+const PolicyStatTag = "frontdoor_policy"
+
+func policyStatsConfig() *metricsv3.StatsConfig {
+	return &metricsv3.StatsConfig{StatsTags: []*metricsv3.TagSpecifier{{
+		TagName:  PolicyStatTag,
+		TagValue: &metricsv3.TagSpecifier_Regex{Regex: `^policy\.((.+?)\.)http_local_rate_limit\.`},
 	}}}
 }

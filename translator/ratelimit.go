@@ -56,8 +56,9 @@ func localRateLimitFilter() *hcmv3.HttpFilter {
 }
 
 // policyRateLimit is the per-route config of a policy's token bucket; nil
-// when the policy has none. Stats: <statPrefix>.http_local_rate_limit.*
-// with statPrefix policy.<uc>.<policy>.
+// when the policy has none. Stats: policy.<uc>/<policy>.http_local_rate_limit.*,
+// which the bootstrap's tag envoy.PolicyStatTag turns into one metric with
+// a label frontdoor_policy="<uc>/<policy>" (the policy cluster's name).
 func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLimit {
 	if d.Flow.QPS == 0 {
 		return nil
@@ -69,7 +70,7 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 	}
 	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}}
 	out := &localratelimitv3.LocalRateLimit{
-		StatPrefix:     "policy." + c.Name + "." + d.Name,
+		StatPrefix:     "policy." + ruleClusterName(c.Name, d.Name),
 		TokenBucket:    bucket,
 		FilterEnabled:  all,
 		FilterEnforced: all,

@@ -241,6 +241,26 @@ func TestDispatchPolicyTokenBucket(t *testing.T) {
 	t.Logf("gov-free: %d ok", res[1][0])
 	checkRate(t, "gov-tenant-a (5 qps per user)", res[2][0], res[2][1], 5, 5, dur)
 	checkRate(t, "gov-tenant-b (5 qps per user)", res[3][0], res[3][1], 5, 5, dur)
+
+	// Per-policy metrics (README "Dispatch policies"): Envoy counts the
+	// throttled requests under the policy's label, the request service the
+	// requests it matched to the policy.
+	stats, err := sb.EnvoyAdmin(ctx, "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	throttled, err := sandbox.SumMetric(stats, "envoy_policy_http_local_rate_limit_rate_limited", map[string]string{"frontdoor_policy": "gov/limited"})
+	if err != nil || int(throttled) != res[0][1] {
+		t.Errorf("envoy_policy_http_local_rate_limit_rate_limited{frontdoor_policy=\"gov/limited\"} = %v (%v), want %d", throttled, err, res[0][1])
+	}
+	fd, err := sb.FrontdoorMetrics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	matched, err := sandbox.SumMetric(fd, "frontdoor_authz_policy_requests_total", map[string]string{"cluster": govCluster, "rule": "limited", "decision": "allowed"})
+	if err != nil || int(matched) < res[0][0]+res[0][1] {
+		t.Errorf("frontdoor_authz_policy_requests_total{rule=limited} = %v (%v), want at least %d", matched, err, res[0][0]+res[0][1])
+	}
 }
 
 // maxRequestsInflight 2: with two slow requests in flight (creates whose
