@@ -333,6 +333,13 @@ func TestDispatchPolicyMaxInflight(t *testing.T) {
 	if took > time.Second {
 		t.Errorf("third request took %v, want an immediate 429", took)
 	}
+	stats, err := sb.EnvoyAdmin(ctx, "/stats/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sandbox.SumMetric(stats, "envoy_cluster_upstream_rq_active_overflow", map[string]string{"envoy_cluster_name": "gov/capped"}); err != nil || n < 1 {
+		t.Errorf("envoy_cluster_upstream_rq_active_overflow{envoy_cluster_name=\"gov/capped\"} = %v (%v), want ≥ 1", n, err)
+	}
 	// A watch still gets through while the budget is spent.
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
