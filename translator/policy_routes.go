@@ -87,6 +87,8 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 			twin.CircuitBreakers.Thresholds[0].MaxRequests = wrapperspb.UInt32(unlimited)
 			if cl.GetEdsClusterConfig() != nil {
 				twin.GetEdsClusterConfig().ServiceName = cl.GetEdsClusterConfig().ServiceName
+			} else {
+				twin.LoadAssignment.ClusterName = twin.Name
 			}
 			add(resourcev3.ClusterType, twin)
 		}
