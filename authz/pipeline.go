@@ -84,6 +84,9 @@ type Decision struct {
 	Rule string
 	// User is the authenticated user name (allow), for access logs.
 	User string
+	// Groups is how many groups the authenticated user has (allow), for
+	// access logs (the names stay out of logs: they are unbounded).
+	Groups int
 
 	// Code is the HTTP status to answer with (deny).
 	Code int
@@ -308,6 +311,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 		RemoveHeaders: remove,
 		Rule:          rule,
 		User:          id.user.GetName(),
+		Groups:        len(id.user.GetGroups()),
 		Info:          info,
 	}
 }

@@ -57,6 +57,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		seen[st.uc.Name] = true
 
 		c := buildCluster(st, secrets)
+		c.AccessLog = AccessLogIR{Disabled: in.Options.DisableAccessLog, Path: in.Options.AccessLogPath}
 		if !st.rejected() {
 			candidates = append(candidates, c)
 			owners = append(owners, st)

@@ -53,6 +53,8 @@ type ClusterIR struct {
 	LoadBalancing LoadBalancingIR
 	// X509 enables client-certificate authentication in the request service.
 	X509 bool
+	// AccessLog is where Envoy logs this cluster's requests (gateway-wide).
+	AccessLog AccessLogIR
 }
 
 // ServerIR is one enabled server, parsed from https://host:port.

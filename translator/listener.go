@@ -134,6 +134,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
+		AccessLog:         accessLogs(c.AccessLog, c.Name),
 		StreamIdleTimeout: duration(0),
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
 			{UpgradeType: upgradeWebSocket},

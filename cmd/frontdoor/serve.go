@@ -38,6 +38,7 @@ type serveFlags struct {
 	pollInterval  time.Duration
 	shutdownGrace time.Duration
 	drainTimeout  time.Duration
+	accessLog     string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -54,6 +55,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish once the drain is over")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second,
 		"on SIGTERM, how long /readyz fails while ext_authz and xDS keep serving Envoy's drain; ends early once no Envoy is connected")
+	fs.StringVar(&f.accessLog, "access-log", "stdout",
+		`where Envoy writes one JSON line per request: "stdout" (Envoy's), "off", or a file path Envoy appends to`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -89,10 +92,15 @@ func runServe(args []string) error {
 		return err
 	}
 	ctrl := xds.NewController(xds.ControllerOptions{
-		Translator: translator.Options{ListenerAddress: f.listenAddr, ListenerPort: uint32(f.listenPort)},
-		Sink:       pipeline,
-		Registry:   reg,
-		Logger:     log,
+		Translator: translator.Options{
+			ListenerAddress:  f.listenAddr,
+			ListenerPort:     uint32(f.listenPort),
+			AccessLogPath:    accessLogPath(f.accessLog),
+			DisableAccessLog: f.accessLog == "off",
+		},
+		Sink:     pipeline,
+		Registry: reg,
+		Logger:   log,
 	})
 
 	grpcLis, err := net.Listen("tcp", f.grpcAddr)
@@ -200,4 +208,13 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 	for ctrl.ConnectedProxies() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// accessLogPath maps --access-log to translator.Options.AccessLogPath:
+// "stdout" is Envoy's stdout (the empty path).
+func accessLogPath(flag string) string {
+	if flag == "stdout" || flag == "off" {
+		return ""
+	}
+	return flag
 }

@@ -99,6 +99,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
+	s.AccessLogPath = s.logPath("access")
 
 	args := []string{"serve",
 		"--config-dir", s.path("config"),
@@ -106,6 +107,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		"--http-address", httpAddr,
 		"--listen-address", "127.0.0.1",
 		"--listen-port", strconv.Itoa(listenPort),
+		"--access-log", s.AccessLogPath,
 	}
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
@@ -142,7 +144,9 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 
 	s.GatewayURL = "https://127.0.0.1:" + strconv.Itoa(listenPort)
 	s.envoy = newProcess("envoy", s.bin("envoy"), s.logPath("envoy"),
-		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1")
+		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
+		// Flush the access log every 200ms (default 10s) so tests read it promptly.
+		"--file-flush-interval-msec", "200")
 	s.progress("envoy: gateway %s, admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
 	if err := s.envoy.start(); err != nil {
 		return err

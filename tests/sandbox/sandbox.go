@@ -60,6 +60,8 @@ type Sandbox struct {
 	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
 	FrontdoorHealthURL  string   // http://127.0.0.1:P/healthz
 	ETCDURL             string   // http://127.0.0.1:P
+	// AccessLogPath is Envoy's JSON access log (one line per request).
+	AccessLogPath string
 
 	AdminKubeconfig  string // admin user through the gateway
 	DirectKubeconfig string // admin user straight to replica 1
