@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
+	"github.com/kubefrontdoor/frontdoor/configdump"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
 )
@@ -46,7 +47,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&f.configDir, "config-dir", "", "directory of UpstreamCluster and Secret YAML files (required; watched for changes)")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
-	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics and /healthz")
+	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
@@ -125,6 +126,8 @@ func runServe(args []string) error {
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// The config being served and the policy table, secrets redacted.
+	mux.Handle("/debug/config", configdump.Handler(ctrl.Current))
 	var draining atomic.Bool
 	// /readyz is the readiness probe: not ready before the first config,
 	// nor once SIGTERM started the drain, so no new traffic is sent here.
