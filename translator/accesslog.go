@@ -12,7 +12,7 @@ import (
 
 // Envoy writes one JSON line per request (the HCM access log, after the
 // response), with the Kubernetes coordinates the request service put in
-// ext_authz dynamic metadata (envoy.MetadataKeyRequest) beside Envoy's own
+// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest) beside Envoy's own
 // view: code, duration, bytes and the replica that served it.
 //
 // No field can carry a credential: there is no request header other than
@@ -33,12 +33,12 @@ type AccessLogIR struct {
 }
 
 // accessLogs returns the HCM access log of cluster uc.
-func accessLogs(a AccessLogIR, uc string) []*accesslogv3.AccessLog {
+func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.AccessLog {
 	if a.Disabled {
 		return nil
 	}
 	format := &corev3.SubstitutionFormatString{
-		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc)},
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, metadataNamespace)},
 	}
 	if a.Path == "" {
 		return []*accesslogv3.AccessLog{{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
@@ -52,7 +52,7 @@ func accessLogs(a AccessLogIR, uc string) []*accesslogv3.AccessLog {
 
 // accessLogFormat is the JSON object of one line. Fields the request
 // service did not decide (a denied request has no user or rule) are null.
-func accessLogFormat(uc string) *structpb.Struct {
+func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
 	f := map[string]*structpb.Value{
 		"time":            structpb.NewStringValue("%START_TIME%"),
 		"cluster":         structpb.NewStringValue(uc),
@@ -71,7 +71,7 @@ func accessLogFormat(uc string) *structpb.Struct {
 		"upstreamCluster": structpb.NewStringValue("%UPSTREAM_CLUSTER%"),
 	}
 	for _, k := range envoy.AccessLogFields {
-		f[k] = structpb.NewStringValue("%DYNAMIC_METADATA(" + envoy.MetadataNamespaceExtAuthz + ":" + envoy.MetadataKeyRequest + ":" + k + ")%")
+		f[k] = structpb.NewStringValue("%DYNAMIC_METADATA(" + metadataNamespace + ":" + envoy.MetadataKeyRequest + ":" + k + ")%")
 	}
 	return &structpb.Struct{Fields: f}
 }

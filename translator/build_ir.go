@@ -107,6 +107,7 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
+	c.RequestService = buildRequestService(st, spec.RequestService)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
 
 	var err error

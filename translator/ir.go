@@ -55,6 +55,8 @@ type ClusterIR struct {
 	X509 bool
 	// AccessLog is where Envoy logs this cluster's requests (gateway-wide).
 	AccessLog AccessLogIR
+	// RequestService is the filter that calls the request service.
+	RequestService RequestServiceIR
 }
 
 // ServerIR is one enabled server, parsed from https://host:port.
