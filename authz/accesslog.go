@@ -6,12 +6,12 @@ import (
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
-// requestMetadata is what Envoy's access log learns about a request from the
+// RequestMetadata is what Envoy's access log learns about a request from the
 // request service (envoy.MetadataKeyRequest): the Kubernetes coordinates,
 // the user name, the group count, the rule and the decision. Nothing in it
 // is a credential: the user name is what kube-apiserver's own audit log
 // records, and groups are only counted.
-func requestMetadata(d *Decision) *structpb.Value {
+func RequestMetadata(d *Decision) *structpb.Value {
 	f := map[string]*structpb.Value{
 		envoy.AccessLogDecision: structpb.NewStringValue(string(d.Outcome)),
 	}

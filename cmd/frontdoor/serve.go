@@ -16,6 +16,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/configdump"
+	"github.com/kubefrontdoor/frontdoor/extproc"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
 )
@@ -123,6 +125,11 @@ func runServe(args []string) error {
 	defer stopADS()
 	ctrl.RegisterADS(adsCtx, gs)
 	authv3.RegisterAuthorizationServer(gs, authz.NewExtAuthzServer(pipeline))
+	extProc, err := extproc.NewServer(pipeline, reg)
+	if err != nil {
+		return err
+	}
+	extprocv3.RegisterExternalProcessorServer(gs, extProc)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))

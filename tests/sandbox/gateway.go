@@ -38,7 +38,7 @@ spec:
     secretRef: {namespace: %s, name: serving}
     clientCASecretRef: {namespace: %s, name: client-ca}
   healthCheck: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}
-`
+%s`
 
 // writeConfigDir writes what `frontdoor serve --config-dir` reads: the
 // Secrets (plain v1 manifests, as they would be in a cluster) and the
@@ -83,7 +83,11 @@ func (s *Sandbox) writeConfigDir() error {
 	for _, u := range s.ReplicaURLs {
 		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
 	}
-	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace)
+	var requestService string
+	if s.opts.RequestService != "" {
+		requestService = "  requestService: " + s.opts.RequestService + "\n"
+	}
+	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace, requestService)
 	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
 }
 
@@ -166,3 +170,12 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	}
 	return nil
 }
+
+// RequestServiceEnv names the environment variable that selects the
+// sandbox UpstreamCluster's spec.requestService for a test run: `make test`
+// runs the identity suite once per mode.
+const RequestServiceEnv = "FRONTDOOR_E2E_REQUEST_SERVICE"
+
+// RequestServiceFromEnv returns $FRONTDOOR_E2E_REQUEST_SERVICE (empty:
+// the default, ExtAuthz).
+func RequestServiceFromEnv() string { return os.Getenv(RequestServiceEnv) }

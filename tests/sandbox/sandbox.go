@@ -39,6 +39,11 @@ type Options struct {
 	Progress io.Writer
 	// LogRequests passes --log-requests to frontdoor serve.
 	LogRequests bool
+	// RequestService is the UpstreamCluster's spec.requestService
+	// (ExtAuthz or ExtProc); empty leaves the default (ExtAuthz). Tests read
+	// it from FRONTDOOR_E2E_REQUEST_SERVICE (see RequestServiceFromEnv), so
+	// one suite runs in both modes.
+	RequestService string
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
 	// points at replica 1). For working on the harness without frontdoor.
 	SkipGateway bool
