@@ -27,8 +27,13 @@ up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy
 	$(GO) run ./tests/sandbox/up
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
+
+.PHONY: test-extproc
+test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: ExtProc
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
 
 .PHONY: unit
 unit: ## unit tests only (no real components)

@@ -140,6 +140,7 @@ type Pipeline struct {
 	now         func() time.Time
 	injectedNow bool
 	metrics     *metrics
+	reqMetrics  *requestMetrics
 	cache       *authnCache
 
 	table atomic.Pointer[compiledTable]
@@ -184,11 +185,16 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
+	rm, err := newRequestMetrics(opts.Registry)
+	if err != nil {
+		return nil, err
+	}
 	p := &Pipeline{
-		log:      opts.Logger,
-		logLevel: slog.LevelDebug,
-		now:      opts.Now,
-		metrics:  m,
+		reqMetrics: rm,
+		log:        opts.Logger,
+		logLevel:   slog.LevelDebug,
+		now:        opts.Now,
+		metrics:    m,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -274,6 +280,7 @@ func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	start := time.Now()
 	d := p.decide(ctx, req)
 	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
+	p.reqMetrics.observeDecision(req.Cluster, &d)
 	p.logDecision(ctx, req, &d)
 	return d
 }
@@ -322,7 +329,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *Request) (*identity, error) {
 	var errs []error
 	for _, a := range cc.authenticators {
-		id, ok, err := a.authenticate(ctx, req)
+		id, ok, err := p.reqMetrics.timedAuthenticate(ctx, a, req)
 		if ok {
 			return id, nil
 		}
