@@ -39,7 +39,9 @@ func translated(t *testing.T) (*translator.Output, [][]byte) {
 	secret := func(name string, data map[string][]byte) *corev1.Secret {
 		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name}, Data: data}
 	}
-	ref := func(name string) *v1alpha1.SecretReference { return &v1alpha1.SecretReference{Namespace: "ns", Name: name} }
+	ref := func(name string) *v1alpha1.SecretReference {
+		return &v1alpha1.SecretReference{Namespace: "ns", Name: name}
+	}
 	uc := &v1alpha1.UpstreamCluster{ObjectMeta: metav1.ObjectMeta{Name: "alpha", Generation: 2}}
 	uc.Spec.Servers = []v1alpha1.Server{{Endpoint: "https://10.0.0.1:6443"}}
 	uc.Spec.ClientConfig.SecretRef = *ref("upstream")
