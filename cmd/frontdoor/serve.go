@@ -95,15 +95,10 @@ func runServe(args []string) error {
 		return err
 	}
 	ctrl := xds.NewController(xds.ControllerOptions{
-		Translator: translator.Options{
-			ListenerAddress:  f.listenAddr,
-			ListenerPort:     uint32(f.listenPort),
-			AccessLogPath:    accessLogPath(f.accessLog),
-			DisableAccessLog: f.accessLog == "off",
-		},
-		Sink:     pipeline,
-		Registry: reg,
-		Logger:   log,
+		Translator: translatorOptions(f),
+		Sink:       pipeline,
+		Registry:   reg,
+		Logger:     log,
 	})
 
 	grpcLis, err := net.Listen("tcp", f.grpcAddr)
@@ -220,11 +215,19 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 	}
 }
 
-// accessLogPath maps --access-log to translator.Options.AccessLogPath:
-// "stdout" is Envoy's stdout (the empty path).
-func accessLogPath(flag string) string {
-	if flag == "stdout" || flag == "off" {
-		return ""
+// translatorOptions are the gateway-wide translator settings from flags.
+// --access-log "stdout" is Envoy's stdout (the empty path), "off" none.
+func translatorOptions(f *serveFlags) translator.Options {
+	o := translator.Options{
+		ListenerAddress: f.listenAddr,
+		ListenerPort:    uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
 	}
-	return flag
+	switch f.accessLog {
+	case "stdout":
+	case "off":
+		o.DisableAccessLog = true
+	default:
+		o.AccessLogPath = f.accessLog
+	}
+	return o
 }
