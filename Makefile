@@ -8,6 +8,9 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 # The e2e suite starts etcd, three kube-apiservers, frontdoor and Envoy; keep
 # it bounded well inside CI's 90 minutes.
 TEST_TIMEOUT ?= 25m
+# make up: where frontdoor reads its config (kubernetes: UpstreamClusters in
+# the sandbox cluster; files: --config-dir _sandbox/config).
+MODE ?= kubernetes
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
 
 .PHONY: help
@@ -23,13 +26,25 @@ build: ## build bin/frontdoor
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/frontdoor ./cmd/frontdoor
 
 .PHONY: up
-up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (Ctrl-C stops it)
-	$(GO) run ./tests/sandbox/up
+up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; Ctrl-C stops it)
+	$(GO) run ./tests/sandbox/up -mode $(MODE)
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
+	@$(MAKE) --no-print-directory fuzz
+
+# Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
+# crash or stall the request service. Keep it short; CI's budget is the suite.
+FUZZ_TIME    ?= 10s
+FUZZ_TARGETS := FuzzPipeline FuzzPipelineCredentials FuzzCredentialParsing
+
+.PHONY: fuzz
+fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TIME each)
+	@for f in $(FUZZ_TARGETS); do \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./authz || exit 1; \
+	done
 
 .PHONY: test-extproc
 test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: ExtProc
@@ -38,6 +53,11 @@ test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamClust
 .PHONY: unit
 unit: ## unit tests only (no real components)
 	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests/)
+
+.PHONY: bench
+bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; table in _bench/ (BENCH_FLAGS=--quick for a 2-minute smoke run)
+	@bash tools/install.sh haproxy || echo ">> haproxy unavailable: the HAProxy path will be reported n/a"
+	$(GO) run ./tests/bench/cmd/bench $(BENCH_FLAGS)
 
 .PHONY: generate
 generate: ## regenerate deepcopy and CRD YAML with controller-gen

@@ -1,6 +1,8 @@
 package authz
 
 import (
+	"strings"
+
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -11,22 +13,26 @@ import (
 // the user name, the group count, the rule and the decision. Nothing in it
 // is a credential: the user name is what kube-apiserver's own audit log
 // records, and groups are only counted.
+//
+// Strings are made valid UTF-8 (a path may decode to any bytes, and protobuf
+// strings must be UTF-8, or the whole answer would fail to marshal).
 func RequestMetadata(d *Decision) *structpb.Value {
+	str := func(s string) *structpb.Value { return structpb.NewStringValue(strings.ToValidUTF8(s, "\uFFFD")) }
 	f := map[string]*structpb.Value{
-		envoy.AccessLogDecision: structpb.NewStringValue(string(d.Outcome)),
+		envoy.AccessLogDecision: str(string(d.Outcome)),
 	}
 	if d.Allowed() {
-		f[envoy.AccessLogUser] = structpb.NewStringValue(d.User)
+		f[envoy.AccessLogUser] = str(d.User)
 		f[envoy.AccessLogGroups] = structpb.NewNumberValue(float64(d.Groups))
-		f[envoy.AccessLogRule] = structpb.NewStringValue(d.Rule)
+		f[envoy.AccessLogRule] = str(d.Rule)
 	}
 	if i := d.Info; i != nil {
-		f[envoy.AccessLogVerb] = structpb.NewStringValue(i.Verb)
-		f[envoy.AccessLogAPIGroup] = structpb.NewStringValue(i.APIGroup)
-		f[envoy.AccessLogResource] = structpb.NewStringValue(i.Resource)
-		f[envoy.AccessLogSubresource] = structpb.NewStringValue(i.Subresource)
-		f[envoy.AccessLogNamespace] = structpb.NewStringValue(i.Namespace)
-		f[envoy.AccessLogName] = structpb.NewStringValue(i.Name)
+		f[envoy.AccessLogVerb] = str(i.Verb)
+		f[envoy.AccessLogAPIGroup] = str(i.APIGroup)
+		f[envoy.AccessLogResource] = str(i.Resource)
+		f[envoy.AccessLogSubresource] = str(i.Subresource)
+		f[envoy.AccessLogNamespace] = str(i.Namespace)
+		f[envoy.AccessLogName] = str(i.Name)
 	}
 	return structpb.NewStructValue(&structpb.Struct{Fields: f})
 }

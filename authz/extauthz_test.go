@@ -106,13 +106,13 @@ func TestExtAuthzCheck(t *testing.T) {
 		{
 			name: "allow x509",
 			req: checkRequest("a", "GET", "/api/v1/namespaces/default/pods?watch=true", cert, map[string]string{
-				":path": "/api/v1/namespaces/default/pods?watch=true", "impersonate-user": "admin", "impersonate-extra-foo": "bar",
+				":path": "/api/v1/namespaces/default/pods?watch=true", "x-remote-user": "admin", "x-remote-extra-foo": "bar",
 			}),
 			want: &authv3.CheckResponse{
 				Status: &rpcstatus.Status{Code: int32(codes.OK)},
 				HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
 					Headers:         []*corev3.HeaderValueOption{hvo("x-frontdoor-rule", "default", overwrite)},
-					HeadersToRemove: []string{"authorization", "impersonate-extra-foo", "impersonate-user"},
+					HeadersToRemove: []string{"authorization", "x-remote-extra-foo", "x-remote-user"},
 				}},
 				// Identity fields travel as metadata for the identity Lua
 				// filter: one header field per value.

@@ -79,6 +79,16 @@ func newIdentity(u user.Info) (*identity, error) {
 	return id, nil
 }
 
+// anonymousIdentity is who a request without credentials is, when the
+// cluster allows it: kube-apiserver's anonymous authenticator's user.
+var anonymousIdentity = func() *identity {
+	id, err := newIdentity(&user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}})
+	if err != nil {
+		panic(err)
+	}
+	return id
+}()
+
 // planHeaders is the header plan for forwarding id under rule: remove
 // Authorization, every client-sent Impersonate-* header and any X-Remote-*
 // header, so the client can neither keep its credential upstream nor add to
@@ -90,6 +100,17 @@ func planHeaders(id *identity, rule string, client map[string]string) (set []Hea
 	set = append(set, Header{Name: envoy.HeaderRule, Value: rule})
 
 	remove = append(remove, headerAuthz)
+	// A bearer token in the WebSocket subprotocols never leaves either,
+	// whichever credential authenticated: the other subprotocols stay.
+	if v := header(client, headerWSProtocol); v != "" {
+		if filtered, found := stripBearerProtocol(v); found {
+			if filtered == "" {
+				remove = append(remove, headerWSProtocol)
+			} else {
+				set = append(set, Header{Name: headerWSProtocol, Value: filtered})
+			}
+		}
+	}
 	for k := range client {
 		lk := k
 		if hasUpper(k) {

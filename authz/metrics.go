@@ -18,7 +18,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "frontdoor_authz_requests_total",
-		Help: "Requests decided by the request service, by cluster and decision (allowed, unauthenticated, unavailable, invalid).",
+		Help: "Requests decided by the request service, by cluster and decision (allowed, unauthenticated, forbidden, unavailable, invalid).",
 	}, []string{"cluster", "decision"})
 	duration := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "frontdoor_authz_check_duration_seconds",

@@ -55,6 +55,9 @@ const (
 	Allowed Outcome = "allowed"
 	// Unauthenticated denies with 401: no credential authenticated.
 	Unauthenticated Outcome = "unauthenticated"
+	// Forbidden denies with 403: the client may not impersonate whom it
+	// asked to (kube-apiserver's impersonation filter said no).
+	Forbidden Outcome = "forbidden"
 	// Unavailable denies with 503: no policy for the cluster (yet).
 	Unavailable Outcome = "unavailable"
 	// Invalid denies with 400: the request target cannot be parsed, as
@@ -169,6 +172,15 @@ type compiledCluster struct {
 	x509Enabled bool
 	clientCA    []byte
 	x509        *x509Authenticator
+
+	// anonymous forwards requests without any credential as
+	// system:anonymous.
+	anonymous bool
+	// upstream is the policy the token authenticator and impersonator were
+	// built from; an unchanged one keeps them (and their caches).
+	upstream    *policy.Cluster
+	tokens      *tokenAuthenticator
+	impersonate *impersonator
 }
 
 // authenticator turns a request's credentials into an identity. ok=false
@@ -255,6 +267,7 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 		x509Enabled: c.X509,
 		clientCA:    bytes.Clone(c.ClientCAPEM),
 	}
+	defer p.compileUpstream(name, c, old, cc)
 	if !c.X509 {
 		return cc
 	}
@@ -310,6 +323,26 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 		return denied(Unauthenticated, info)
 	}
 
+	ih, ok := impersonationHeaders(req.Headers)
+	if !ok {
+		return denied(Invalid, info)
+	}
+	if ih != nil {
+		if cc.impersonate == nil {
+			return denied(Unavailable, info)
+		}
+		u, deny := cc.impersonate.impersonate(ctx, id.user, info, ih)
+		if deny != nil {
+			p.log.Debug("impersonation refused", "cluster", req.Cluster, "user", id.user.GetName(), "code", deny.Code)
+			deny.User = id.user.GetName()
+			return *deny
+		}
+		if id, err = newIdentity(u); err != nil {
+			p.log.Debug("impersonated identity cannot be forwarded", "cluster", req.Cluster, "error", err)
+			return denied(Invalid, info)
+		}
+	}
+
 	rule := cc.defaultRule
 	set, remove := planHeaders(id, rule, req.Headers)
 	return Decision{
@@ -336,6 +369,12 @@ func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *R
 		if err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// As kube-apiserver (union.NewFailOnError): a credential that failed is
+	// never anonymous, only a request without any credential is.
+	if cc.anonymous && len(errs) == 0 {
+		p.reqMetrics.observeAnonymous()
+		return anonymousIdentity, nil
 	}
 	return nil, errors.Join(errs...)
 }

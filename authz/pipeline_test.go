@@ -67,24 +67,41 @@ func TestPipelineStripsClientIdentity(t *testing.T) {
 	d := tp.Check(context.Background(), &Request{
 		Cluster: "a", Method: "GET", Path: "/api/v1/pods", PeerCertificate: cert,
 		Headers: map[string]string{
-			"authorization":            "Bearer abc",
-			"impersonate-user":         "admin",
-			"impersonate-group":        "system:masters",
-			"impersonate-uid":          "0",
-			"impersonate-extra-scopes": "all",
+			"authorization":      "Bearer abc",
+			"X-Remote-User":      "admin",
+			"x-remote-group":     "system:masters",
+			"x-remote-extra-foo": "all",
 		},
 	})
 	if !d.Allowed() {
 		t.Fatalf("decision = %s", d.Outcome)
 	}
 	// Every client identity header goes; ours are added after the removal.
-	want := []string{"authorization", "impersonate-extra-scopes", "impersonate-group", "impersonate-uid", "impersonate-user"}
+	want := []string{"authorization", "x-remote-extra-foo", "x-remote-group", "x-remote-user"}
 	if diff := cmp.Diff(want, d.RemoveHeaders); diff != "" {
 		t.Errorf("remove (-want +got):\n%s", diff)
 	}
 	if d.SetHeaders[0] != (Header{Name: "Impersonate-User", Value: "jane"}) ||
 		d.SetHeaders[1] != (Header{Name: "Impersonate-Group", Value: "dev"}) {
 		t.Errorf("set = %v", d.SetHeaders)
+	}
+}
+
+// Client Impersonate-* headers are a request to impersonate, never
+// forwarded as sent: without a way to authorize them (no upstream) the
+// request is refused.
+func TestPipelineImpersonationWithoutUpstreamIsRefused(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	for _, h := range []string{"impersonate-user", "Impersonate-Group", "IMPERSONATE-UID", "impersonate-extra-x"} {
+		d := tp.Check(context.Background(), &Request{
+			Cluster: "a", Method: "GET", Path: "/api/v1/pods", PeerCertificate: cert,
+			Headers: map[string]string{h: "admin"},
+		})
+		if d.Allowed() {
+			t.Errorf("%s: allowed, want refused", h)
+		}
 	}
 }
 
@@ -103,7 +120,7 @@ func TestPipelineMetrics(t *testing.T) {
 # TYPE frontdoor_authn_cache_total counter
 frontdoor_authn_cache_total{result="hit"} 1
 frontdoor_authn_cache_total{result="miss"} 1
-# HELP frontdoor_authz_requests_total Requests decided by the request service, by cluster and decision (allowed, unauthenticated, unavailable, invalid).
+# HELP frontdoor_authz_requests_total Requests decided by the request service, by cluster and decision (allowed, unauthenticated, forbidden, unavailable, invalid).
 # TYPE frontdoor_authz_requests_total counter
 frontdoor_authz_requests_total{cluster="a",decision="allowed"} 2
 frontdoor_authz_requests_total{cluster="a",decision="unauthenticated"} 1

@@ -29,7 +29,7 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 		}, []string{"cluster", "rule", "verb", "resource", "decision"}),
 		authnResults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frontdoor_authn_attempts_total",
-			Help: "Authenticator runs, by method (x509, ...) and result (success, no_credential, failure).",
+			Help: "Authenticator runs, by method (x509, token, websocket_token; anonymous when a request without credentials is forwarded as system:anonymous) and result (success, no_credential, failure).",
 		}, []string{"method", "result"}),
 		authnLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "frontdoor_authn_duration_seconds",
@@ -84,12 +84,21 @@ func (m *requestMetrics) timedAuthenticate(ctx context.Context, a authenticator,
 	return id, ok, err
 }
 
+// observeAnonymous records a request forwarded as system:anonymous.
+func (m *requestMetrics) observeAnonymous() {
+	m.authnResults.WithLabelValues("anonymous", "success").Inc()
+}
+
 // authnMethod names an authenticator for metrics. Authenticators that add
 // themselves later get their Go type name until named here.
 func authnMethod(a authenticator) string {
 	switch a.(type) {
 	case *x509Authenticator:
 		return "x509"
+	case bearerAuthenticator:
+		return "token"
+	case websocketAuthenticator:
+		return "websocket_token"
 	default:
 		name := strings.TrimPrefix(strings.TrimPrefix(typeName(a), "*"), "authz.")
 		return strings.ToLower(strings.TrimSuffix(name, "Authenticator"))

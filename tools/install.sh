@@ -66,11 +66,25 @@ install_etcd() {
 	stamp etcd "$ETCD_VERSION"
 }
 
+# install_haproxy installs Debian's haproxy package (the L4 baseline `make
+# bench` compares against). It is not part of the default set: it needs root
+# and apt-get, and the benchmark skips the HAProxy path without it.
+install_haproxy() {
+	command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] && return
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "frontdoor tools: haproxy not found and cannot apt-get install it here (needs root and apt-get)" >&2
+		return 1
+	fi
+	echo ">> haproxy (Debian package, apt-get)"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
+}
+
 need go "install Go 1.26 or newer (https://go.dev/doc/install)"
 want=${*:-envoy etcd kube-apiserver kubectl}
 for c in $want; do
 	case $c in
 	envoy) install_envoy ;;
+	haproxy) install_haproxy ;;
 	etcd) install_etcd ;;
 	kube-apiserver | kubectl) install_k8s "$c" ;;
 	*) echo "frontdoor tools: unknown component $c" >&2; exit 2 ;;

@@ -20,6 +20,9 @@ const (
 	DefaultUnhealthyThreshold  = 2
 	DefaultHealthyThreshold    = 1
 
+	DefaultTokenCacheTTL         = 2 * time.Minute
+	DefaultTokenNegativeCacheTTL = 10 * time.Second
+
 	DefaultListenerAddress = "0.0.0.0"
 	DefaultListenerPort    = 6443
 )
@@ -47,6 +50,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	slices.SortStableFunc(statuses, func(a, b *statusBuilder) int { return strings.Compare(a.uc.Name, b.uc.Name) })
 
 	secrets := newSecretIndex(in.Secrets)
+	endpoints := newSliceIndex(in.EndpointSlices)
 	seen := map[string]bool{}
 	var candidates []*ClusterIR
 	var owners []*statusBuilder
@@ -56,7 +60,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		}
 		seen[st.uc.Name] = true
 
-		c := buildCluster(st, secrets)
+		c := buildCluster(st, secrets, endpoints)
 		c.AccessLog = AccessLogIR{Disabled: in.Options.DisableAccessLog, Path: in.Options.AccessLogPath}
 		if !st.rejected() {
 			candidates = append(candidates, c)
@@ -99,16 +103,23 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 // buildCluster validates one UpstreamCluster and resolves its Secrets. It
 // always resolves the references, even for a rejected spec, so the
 // ResolvedRefs condition is truthful on its own.
-func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
+func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) *ClusterIR {
 	spec := &st.uc.Spec
 	c := &ClusterIR{Name: st.uc.Name}
 
-	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers)
+	var discovered []ServerIR
+	var notes []string
+	if spec.EndpointsFrom != nil {
+		discovered, notes = endpoints.servers(spec.EndpointsFrom.Service)
+	}
+	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers, discovered, notes)
 	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
 	c.RequestService = buildRequestService(st, spec.RequestService)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
+	c.TokenReview = buildTokenReview(st, spec.Authentication.TokenReview)
+	c.Anonymous = spec.Authentication.Anonymous.Enabled
 
 	var err error
 	if c.Serving, err = secrets.certKey(spec.SecureServing.SecretRef); err != nil {
@@ -122,7 +133,15 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 	if c.UpstreamClient, err = secrets.certKey(spec.ClientConfig.SecretRef); err != nil {
 		st.unresolved(err.(*refError))
 	}
-	if c.UpstreamCA, err = secrets.caBundle(spec.ClientConfig.SecretRef); err != nil {
+	if ref := spec.ClientConfig.SecretRef; spec.ClientConfig.InsecureSkipTLSVerify {
+		// KubeGateway panics on a CA together with insecure; here the
+		// contradiction is a condition and nothing else is affected.
+		if _, err := secrets.value(ref, keyCACert); err == nil {
+			st.reject(ReasonInvalidClientConfig, fmt.Sprintf(
+				"clientConfig.insecureSkipTLSVerify is set but Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
+				ref.Namespace, ref.Name, keyCACert))
+		}
+	} else if c.UpstreamCA, err = secrets.caBundle(ref); err != nil {
 		st.unresolved(err.(*refError))
 	}
 	if !st.rejected() {
@@ -134,7 +153,11 @@ func buildCluster(st *statusBuilder, secrets secretIndex) *ClusterIR {
 // buildServers parses the enabled servers and decides how Envoy reaches
 // them: SNI only when every server shares one DNS name (an IP in SNI is
 // forbidden by RFC 6066), and DNS resolution when any host is a name.
-func buildServers(st *statusBuilder, servers []v1alpha1.Server) (out []ServerIR, sni string, dns bool) {
+//
+// discovered are the servers found through endpointsFrom (already parsed,
+// sorted and deduplicated); they follow the static ones, and one that
+// repeats a static server is the same server, not an error.
+func buildServers(st *statusBuilder, servers []v1alpha1.Server, discovered []ServerIR, notes []string) (out []ServerIR, sni string, dns bool) {
 	seen := map[string]bool{}
 	hosts := map[string]bool{}
 	allDNS := true
@@ -158,8 +181,27 @@ func buildServers(st *statusBuilder, servers []v1alpha1.Server) (out []ServerIR,
 		dns = dns || !srv.IsIP
 		out = append(out, srv)
 	}
+	for _, srv := range discovered {
+		key := fmt.Sprintf("%s|%d", srv.Host, srv.Port)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		hosts[srv.Host] = true
+		allDNS = allDNS && !srv.IsIP
+		dns = dns || !srv.IsIP
+		out = append(out, srv)
+	}
 	if len(out) == 0 {
-		st.reject(ReasonNoServers, "no enabled server")
+		msg := "no enabled server"
+		if st.uc.Spec.EndpointsFrom != nil {
+			svc := st.uc.Spec.EndpointsFrom.Service
+			msg = fmt.Sprintf("no enabled server and no ready endpoint in the EndpointSlices of Service %s/%s", svc.Namespace, svc.Name)
+			if len(notes) > 0 {
+				msg += " (" + strings.Join(notes, "; ") + ")"
+			}
+		}
+		st.reject(ReasonNoServers, msg)
 		return nil, "", false
 	}
 	if allDNS && len(hosts) == 1 {
@@ -235,4 +277,34 @@ func buildLoadBalancing(st *statusBuilder, lb v1alpha1.LoadBalancing) LoadBalanc
 		st.reject(ReasonInvalidLoadBalancing, fmt.Sprintf("loadBalancing.policy %q is not one of RoundRobin, Random, LeastRequest", lb.Policy))
 		return LBRoundRobin
 	}
+}
+
+func buildTokenReview(st *statusBuilder, tr v1alpha1.TokenReviewAuthentication) TokenReviewIR {
+	out := TokenReviewIR{
+		Enabled:          tr.Enabled == nil || *tr.Enabled,
+		CacheTTL:         DefaultTokenCacheTTL,
+		NegativeCacheTTL: DefaultTokenNegativeCacheTTL,
+	}
+	if tr.CacheTTL != nil {
+		out.CacheTTL = tr.CacheTTL.Duration
+	}
+	if tr.NegativeCacheTTL != nil {
+		out.NegativeCacheTTL = tr.NegativeCacheTTL.Duration
+	}
+	switch {
+	case out.CacheTTL < 0:
+		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.cacheTTL %s must not be negative", out.CacheTTL))
+	case out.NegativeCacheTTL < 0:
+		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.negativeCacheTTL %s must not be negative", out.NegativeCacheTTL))
+	}
+	for i, a := range tr.Audiences {
+		if a == "" {
+			st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.audiences[%d] is empty", i))
+			continue
+		}
+		out.Audiences = append(out.Audiences, a)
+	}
+	slices.Sort(out.Audiences)
+	out.Audiences = slices.Compact(out.Audiences)
+	return out
 }

@@ -66,7 +66,14 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 		}}},
 		// Panic mode would spread load over unhealthy servers when too few
 		// are healthy; a failing apiserver answers errors, so never do it.
-		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
+		//
+		// update_merge_window 0: Envoy applies membership and health changes
+		// at once instead of batching them for 1 s, so a server added by an
+		// edit takes requests as soon as its first health check passes.
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{
+			HealthyPanicThreshold: &typev3.Percent{Value: 0},
+			UpdateMergeWindow:     duration(0),
+		},
 		// A removed server stops receiving requests at once, even if its
 		// health check still passes.
 		IgnoreHealthOnHostRemoval: true,
@@ -76,7 +83,7 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 		out.LoadAssignment = loadAssignment(c)
 	} else {
 		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
-		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name}
+		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name} // renamed by versionedEDSName
 	}
 	return out
 }
@@ -129,17 +136,22 @@ func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 
 // upstreamTLS presents the gateway's client certificate and verifies the
 // servers against the cluster's CA.
+// Without an upstream CA (clientConfig.insecureSkipTLSVerify) there is no
+// validation context, so Envoy accepts any server certificate.
 func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
-	return &tlsv3.UpstreamTlsContext{
+	out := &tlsv3.UpstreamTlsContext{
 		Sni: c.SNI,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"h2"},
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(upstreamClientSecretName(c.Name))},
-			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-				ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
-			},
 		},
 	}
+	if c.UpstreamCA != nil {
+		out.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
+		}
+	}
+	return out
 }
 
 // healthCheck is an HTTP/2 GET of the health path with the gateway's client

@@ -3,11 +3,14 @@ package translator
 import (
 	"fmt"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -64,6 +67,8 @@ func requestServicePerRoute(c *ClusterIR) (string, proto.Message) {
 	if c.RequestService == RequestServiceExtProc {
 		return extProcFilterName, &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
 			GrpcInitialMetadata: []*corev3.HeaderValue{{Key: envoy.GRPCMetadataCluster, Value: c.Name}},
+			// Responses of routed requests go to the service; see extProcFilter.
+			ProcessingMode: extProcMode(extprocv3.ProcessingMode_SEND),
 		}}}
 	}
 	return extAuthzFilterName, extAuthzPerRoute(c.Name)
@@ -103,14 +108,12 @@ func extProcFilter() *hcmv3.HttpFilter {
 			Timeout: duration(extProcTimeout),
 		},
 		FailureModeAllow: false,
-		ProcessingMode: &extprocv3.ProcessingMode{
-			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
-			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-		},
+		// Response headers are skipped here and sent only per virtual host
+		// (requestServicePerRoute): a request Envoy refuses before routing
+		// (a malformed HTTP/1.1 request, oversized headers) gets its local
+		// reply at once instead of waiting on an ext_proc stream while the
+		// codec closes the connection.
+		ProcessingMode: extProcMode(extprocv3.ProcessingMode_SKIP),
 		MessageTimeout: duration(extProcTimeout),
 		// The access-log fields come back as dynamic metadata.
 		MetadataOptions: &extprocv3.MetadataOptions{ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{
@@ -119,4 +122,45 @@ func extProcFilter() *hcmv3.HttpFilter {
 		StatusOnError: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
 	}
 	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
+}
+
+// extProcMode sends request headers, response headers per responses, and
+// never bodies or trailers.
+func extProcMode(responses extprocv3.ProcessingMode_HeaderSendMode) *extprocv3.ProcessingMode {
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  responses,
+		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+}
+
+// localReplies adds, for an ExtProc cluster, the Status body to the 503
+// Envoy answers when the ext_proc service is unreachable or too slow. Unlike
+// ext_authz (flag UAEX) ext_proc sets no response flag; what marks that 503
+// is that the service never answered, so its access-log metadata is absent.
+func localReplies(c *ClusterIR) *hcmv3.LocalReplyConfig {
+	lr := localReplyConfig()
+	if c.RequestService != RequestServiceExtProc {
+		return lr
+	}
+	m := statusMapper(nil, statusRequestServiceUnavailable)
+	m.Filter.GetAndFilter().Filters[1] = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+		MetadataFilter: &accesslogv3.MetadataFilter{
+			Matcher: &matcherv3.MetadataMatcher{
+				Filter: envoy.MetadataNamespaceExtProc,
+				Path: []*matcherv3.MetadataMatcher_PathSegment{
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
+				},
+				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
+				Invert: true, // match when no decision was recorded
+			},
+			MatchIfKeyNotFound: wrapperspb.Bool(true),
+		},
+	}}
+	lr.Mappers = append(lr.Mappers, m)
+	return lr
 }

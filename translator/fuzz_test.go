@@ -18,6 +18,8 @@ import (
 // never take the gateway down.
 func FuzzTranslate(f *testing.F) {
 	base := loadInputs(f, filepath.Join(inDir, "sni-clusters.yaml"))
+	// EndpointSlices for specs with endpointsFrom (default/kubernetes and others).
+	base.EndpointSlices = loadInputs(f, filepath.Join(inDir, "endpointslice-servers.yaml")).EndpointSlices
 	paths, _ := filepath.Glob(filepath.Join(inDir, "*.yaml"))
 	for _, p := range paths {
 		data, err := os.ReadFile(p)

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
@@ -103,6 +104,12 @@ func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, er
 				}
 			}
 			in.Secrets = append(in.Secrets, s)
+		case "EndpointSlice":
+			es := &discoveryv1.EndpointSlice{}
+			if err := yaml.UnmarshalStrict(doc, es); err != nil {
+				return in, fmt.Errorf("document %d: %w", i, err)
+			}
+			in.EndpointSlices = append(in.EndpointSlices, es)
 		default:
 			return in, fmt.Errorf("document %d: unknown kind %q", i, meta.Kind)
 		}
@@ -139,13 +146,29 @@ func goldenFiles(t testing.TB, out *Output) map[string][]byte {
 		X509        bool   `json:"x509"`
 		ClientCAPEM string `json:"clientCAPEM,omitempty"`
 		DefaultRule string `json:"defaultRule"`
+
+		TokenReview           bool     `json:"tokenReview"`
+		TokenCacheTTL         string   `json:"tokenCacheTTL"`
+		TokenNegativeCacheTTL string   `json:"tokenNegativeCacheTTL"`
+		TokenAudiences        []string `json:"tokenAudiences,omitempty"`
+		Anonymous             bool     `json:"anonymous"`
+		UpstreamServerURLs    []string `json:"upstreamServerURLs"`
+		UpstreamServerName    string   `json:"upstreamServerName,omitempty"`
+		UpstreamClientCert    string   `json:"upstreamClientCert"`
+		UpstreamCA            string   `json:"upstreamCA"`
 	}
 	pv := struct {
 		Version  string        `json:"version"`
 		Clusters []clusterView `json:"clusters"`
 	}{Version: out.Policy.Version, Clusters: []clusterView{}}
 	for _, c := range out.Policy.Clusters {
-		v := clusterView{Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule}
+		v := clusterView{
+			Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule,
+			TokenReview: c.TokenReview, TokenCacheTTL: c.TokenCacheTTL.String(), TokenNegativeCacheTTL: c.TokenNegativeCacheTTL.String(),
+			TokenAudiences: c.TokenAudiences, Anonymous: c.Anonymous,
+			UpstreamServerURLs: c.Upstream.ServerURLs, UpstreamServerName: c.Upstream.ServerName,
+			UpstreamClientCert: digest(c.Upstream.ClientCertPEM), UpstreamCA: digest(c.Upstream.CAPEM),
+		}
 		if c.ClientCAPEM != nil {
 			v.ClientCAPEM = digest(c.ClientCAPEM)
 		}

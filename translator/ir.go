@@ -46,7 +46,8 @@ type ClusterIR struct {
 	ClientCA []byte
 	// UpstreamClient is the gateway's own client certificate.
 	UpstreamClient CertKeyIR
-	// UpstreamCA is the PEM bundle the servers' certificates must chain to.
+	// UpstreamCA is the PEM bundle the servers' certificates must chain to;
+	// nil when clientConfig.insecureSkipTLSVerify is set.
 	UpstreamCA []byte
 
 	HealthCheck   HealthCheckIR
@@ -57,6 +58,18 @@ type ClusterIR struct {
 	AccessLog AccessLogIR
 	// RequestService is the filter that calls the request service.
 	RequestService RequestServiceIR
+	// TokenReview is the defaulted bearer-token authentication.
+	TokenReview TokenReviewIR
+	// Anonymous forwards requests without credentials as system:anonymous.
+	Anonymous bool
+}
+
+// TokenReviewIR is the defaulted spec.authentication.tokenReview.
+type TokenReviewIR struct {
+	Enabled          bool
+	CacheTTL         time.Duration
+	NegativeCacheTTL time.Duration
+	Audiences        []string
 }
 
 // ServerIR is one enabled server, parsed from https://host:port.

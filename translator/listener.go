@@ -143,6 +143,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			{UpgradeType: upgradeWebSocket},
 			{UpgradeType: upgradeSPDY},
 		},
+		LocalReplyConfig: localReplies(c),
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
 			ConnectionKeepalive:  downstreamKeepalive(),

@@ -12,7 +12,9 @@ func secrets(c *ClusterIR) []*tlsv3.Secret {
 	out := []*tlsv3.Secret{
 		tlsCertificateSecret(servingSecretName(c.Name), c.Serving),
 		tlsCertificateSecret(upstreamClientSecretName(c.Name), c.UpstreamClient),
-		trustedCASecret(upstreamCASecretName(c.Name), c.UpstreamCA),
+	}
+	if c.UpstreamCA != nil { // nil: clientConfig.insecureSkipTLSVerify
+		out = append(out, trustedCASecret(upstreamCASecretName(c.Name), c.UpstreamCA))
 	}
 	if c.ClientCA != nil {
 		out = append(out, trustedCASecret(clientCASecretName(c.Name), c.ClientCA))

@@ -19,7 +19,9 @@ const (
 	ReasonConflictingServerNames = "ConflictingServerNames"
 	ReasonInvalidHealthCheck     = "InvalidHealthCheck"
 	ReasonInvalidLoadBalancing   = "InvalidLoadBalancing"
+	ReasonInvalidAuthentication  = "InvalidAuthentication"
 	ReasonInvalidConfig          = "InvalidConfig"
+	ReasonInvalidClientConfig    = "InvalidClientConfig"
 )
 
 // statusBuilder records the verdict on one input while it moves through the

@@ -7,6 +7,7 @@ package translator
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -33,6 +34,9 @@ type Inputs struct {
 	UpstreamClusters []*v1alpha1.UpstreamCluster
 	// Secrets are the Secrets UpstreamClusters may reference (others are ignored).
 	Secrets []*corev1.Secret
+	// EndpointSlices are the slices spec.endpointsFrom may select (others
+	// are ignored).
+	EndpointSlices []*discoveryv1.EndpointSlice
 }
 
 // Status is the translator's verdict on one UpstreamCluster.

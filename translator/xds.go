@@ -14,6 +14,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
@@ -53,12 +54,17 @@ func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
 	out = &clusterResources{ir: c, resources: map[string][]types.Resource{}}
 	add := func(typeURL string, r types.Resource) { out.resources[typeURL] = append(out.resources[typeURL], r) }
 
-	cl := cluster(c)
-	add(resourcev3.ClusterType, cl)
-	add(resourcev3.ClusterType, upgradeCluster(c))
+	cl, up := cluster(c), upgradeCluster(c)
 	if cl.GetEdsClusterConfig() != nil {
-		add(resourcev3.EndpointType, loadAssignment(c))
+		la := loadAssignment(c)
+		name := versionedEDSName(cl, up)
+		cl.GetEdsClusterConfig().ServiceName = name
+		up.GetEdsClusterConfig().ServiceName = name
+		la.ClusterName = name
+		add(resourcev3.EndpointType, la)
 	}
+	add(resourcev3.ClusterType, cl)
+	add(resourcev3.ClusterType, up)
 	add(resourcev3.RouteType, routeConfiguration(c))
 	for _, s := range secrets(c) {
 		add(resourcev3.SecretType, s)
@@ -103,6 +109,13 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			X509:        cr.ir.X509,
 			ClientCAPEM: cr.ir.ClientCA,
 			DefaultRule: envoy.DefaultRule,
+
+			TokenReview:           cr.ir.TokenReview.Enabled,
+			TokenCacheTTL:         cr.ir.TokenReview.CacheTTL,
+			TokenNegativeCacheTTL: cr.ir.TokenReview.NegativeCacheTTL,
+			TokenAudiences:        cr.ir.TokenReview.Audiences,
+			Anonymous:             cr.ir.Anonymous,
+			Upstream:              upstreamPolicy(cr.ir),
 		}
 	}
 	if len(chains) > 0 {
@@ -154,6 +167,11 @@ func version(resources map[string][]types.Resource, pt *policy.Table) string {
 		writeField(h, []byte(fmt.Sprint(c.X509)))
 		writeField(h, c.ClientCAPEM)
 		writeField(h, []byte(c.DefaultRule))
+		writeField(h, []byte(fmt.Sprint(c.TokenReview, c.TokenCacheTTL, c.TokenNegativeCacheTTL, c.TokenAudiences, c.Anonymous)))
+		writeField(h, []byte(strings.Join(c.Upstream.ServerURLs, " ")+"|"+c.Upstream.ServerName))
+		writeField(h, c.Upstream.ClientCertPEM)
+		writeField(h, c.Upstream.ClientKeyPEM)
+		writeField(h, c.Upstream.CAPEM)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
@@ -178,3 +196,42 @@ func resourceName(r types.Resource) string {
 }
 
 func shortType(typeURL string) string { return typeURL[strings.LastIndexByte(typeURL, '.')+1:] }
+
+// upstreamPolicy is how the request service reaches the cluster's servers
+// for its own reviews: the same servers, identity and CA as Envoy's cluster.
+func upstreamPolicy(c *ClusterIR) policy.Upstream {
+	u := policy.Upstream{
+		ServerName:    c.SNI,
+		ClientCertPEM: c.UpstreamClient.CertPEM,
+		ClientKeyPEM:  c.UpstreamClient.KeyPEM,
+		CAPEM:         c.UpstreamCA,
+	}
+	for _, s := range c.Servers {
+		host := s.Host
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		u.ServerURLs = append(u.ServerURLs, fmt.Sprintf("https://%s:%d", host, s.Port))
+	}
+	return u
+}
+
+// versionedEDSName names the endpoints of c's clusters after the clusters'
+// own content: "<cluster>@<digest>". Envoy re-subscribes to the endpoints of
+// a cluster it rebuilt (any CDS change to it), but over delta ADS the server
+// only sends resources that changed, so an unchanged endpoint resource is
+// never resent and Envoy waits out its 15 s initial fetch timeout before the
+// rebuilt cluster takes traffic. A cluster change now renames its endpoints,
+// which the server sends at once; an endpoints-only change keeps the name and
+// stays an EDS update that touches no cluster.
+func versionedEDSName(clusters ...*clusterv3.Cluster) string {
+	h := sha256.New()
+	for _, cl := range clusters {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cl)
+		if err != nil {
+			panic(fmt.Sprintf("marshal cluster %s: %v", cl.GetName(), err)) // recovered by buildClusterResources
+		}
+		h.Write(b)
+	}
+	return clusters[0].GetName() + "@" + hex.EncodeToString(h.Sum(nil))[:12]
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
@@ -41,9 +42,14 @@ type Controller struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu      sync.Mutex
-	current *translator.Output
-	ready   atomic.Bool
+	mu          sync.Mutex
+	current     *translator.Output
+	lastGood    map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
+	verdicts    []translator.Status                  // of the last Update, without Programmed
+	substituted map[string]int64                     // names served from their last good version
+	publishErr  error                                // of the last Update
+	acks        *ackTracker
+	ready       atomic.Bool
 
 	openStreams atomic.Int64 // ADS streams open now
 }
@@ -56,12 +62,42 @@ func NewController(o ControllerOptions) *Controller {
 		log = slog.Default()
 	}
 	return &Controller{
-		opts:    o.Translator,
-		sink:    o.Sink,
-		cache:   newCache(log),
-		metrics: newMetrics(o.Registry),
-		log:     log,
+		opts:     o.Translator,
+		sink:     o.Sink,
+		cache:    newCache(log),
+		metrics:  newMetrics(o.Registry),
+		log:      log,
+		lastGood: map[string]*v1alpha1.UpstreamCluster{},
+		acks:     newAckTracker(),
 	}
+}
+
+// AcksChanged fires (coalesced) when an Envoy acknowledges a new snapshot
+// or disconnects: the Programmed message counts acknowledgements.
+func (c *Controller) AcksChanged() <-chan struct{} { return c.acks.changed }
+
+// LastGood returns the last accepted version of every UpstreamCluster that
+// is served (sources read what these reference, too).
+func (c *Controller) LastGood() []*v1alpha1.UpstreamCluster {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*v1alpha1.UpstreamCluster, 0, len(c.lastGood))
+	for _, uc := range c.lastGood {
+		out = append(out, uc)
+	}
+	return out
+}
+
+// Statuses returns the verdicts of the last Update, one per input
+// UpstreamCluster sorted by name, each with Accepted, ResolvedRefs and
+// Programmed conditions; Programmed's message says how many connected
+// Envoys have acknowledged the served snapshot.
+func (c *Controller) Statuses() []translator.Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	version := c.currentVersion()
+	at, open := c.acks.count(version)
+	return withProgrammed(c.verdicts, c.substituted, version, c.publishErr, at, open)
 }
 
 // Ready reports whether a config has been published.
@@ -80,19 +116,26 @@ func (c *Controller) Current() *translator.Output {
 // Update translates in and publishes the result. It returns an error only
 // when the result could not be served (the previous config stays); rejected
 // objects are reported through their statuses, logs and metrics.
+//
+// An object whose new version is rejected keeps serving its last accepted
+// version (see translateLastGood); its status says so.
 func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	in.Options = c.opts
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
 	start := time.Now()
-	out := translator.Translate(in)
+	out, verdicts, substituted := translateLastGood(in, c.lastGood)
 	c.metrics.translation.Observe(time.Since(start).Seconds())
 
 	accepted, rejected := 0, 0
-	for _, st := range out.Statuses {
+	for _, st := range verdicts {
 		if ok, cond := allTrue(st.Conditions); !ok {
 			rejected++
 			c.metrics.configErrors.WithLabelValues("UpstreamCluster", st.Name).Inc()
-			c.log.Error("upstreamcluster rejected; it is not served", "name", st.Name,
-				"condition", cond.Type, "reason", cond.Reason, "message", cond.Message)
+			_, lastGood := substituted[st.Name]
+			c.log.Error("upstreamcluster rejected", "name", st.Name, "generation", st.ObservedGeneration,
+				"condition", cond.Type, "reason", cond.Reason, "message", cond.Message, "lastGoodServed", lastGood)
 			continue
 		}
 		accepted++
@@ -100,8 +143,14 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	c.metrics.clustersAccepted.Set(float64(accepted))
 	c.metrics.clustersRejected.Set(float64(rejected))
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	err := c.publish(ctx, out)
+	c.verdicts, c.substituted, c.publishErr = verdicts, substituted, err
+	return err
+}
+
+// publish sets out as the served snapshot unless it already is. Called
+// with c.mu held.
+func (c *Controller) publish(ctx context.Context, out *translator.Output) error {
 	if c.current != nil && c.current.Version == out.Version {
 		return nil
 	}
@@ -128,7 +177,7 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	c.metrics.lastSnapshotUnixTS.SetToCurrentTime()
 	c.current = out
 	c.ready.Store(true)
-	c.log.Info("config published", "version", out.Version, "upstreamclusters", accepted, "rejected", rejected)
+	c.log.Info("config published", "version", out.Version, "upstreamclusters", len(out.Policy.Clusters))
 	return nil
 }
 

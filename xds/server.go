@@ -42,6 +42,7 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 		return nil
 	}
 	closed := func(id int64, node *corev3.Node) {
+		c.acks.closed(id)
 		c.metrics.connectedProxies.Set(float64(open.Add(-1)))
 		c.log.Info("xds stream closed", "stream", id, "node", node.GetId())
 	}
@@ -66,7 +67,11 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
 			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
+			c.acks.answered(id, req.GetResponseNonce(), req.GetErrorDetail() != nil)
 			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			c.acks.sent(id, resp.GetNonce(), resp.GetSystemVersionInfo())
 		},
 	}
 	srv := serverv3.NewServer(ctx, c.cache, cb)

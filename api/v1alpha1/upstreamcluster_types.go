@@ -27,14 +27,24 @@ type UpstreamCluster struct {
 }
 
 // UpstreamClusterSpec describes one fronted Kubernetes cluster.
-// +kubebuilder:validation:XValidation:rule="size(self.servers) > 0",message="at least one server is required"
+// +kubebuilder:validation:XValidation:rule="(has(self.servers) && size(self.servers) > 0) || has(self.endpointsFrom)",message="at least one server or endpointsFrom is required"
 type UpstreamClusterSpec struct {
 	// Servers are the kube-apiserver replicas of this cluster. Requests are
 	// balanced over every enabled server that passes its health check.
+	// Required unless endpointsFrom is set; both may be set (the union is
+	// served).
+	// +optional
 	// +kubebuilder:validation:MaxItems=64
 	// +listType=map
 	// +listMapKey=endpoint
-	Servers []Server `json:"servers"`
+	Servers []Server `json:"servers,omitempty"`
+
+	// EndpointsFrom discovers servers from the EndpointSlices of a Service
+	// in the control cluster (Kubernetes mode only), e.g. default/kubernetes.
+	// Every ready endpoint becomes a server, on the port its own slice
+	// declares; a change reaches Envoy over EDS.
+	// +optional
+	EndpointsFrom *EndpointsFrom `json:"endpointsFrom,omitempty"`
 
 	// ClientConfig is how Frontdoor authenticates itself to the servers.
 	ClientConfig ClientConfig `json:"clientConfig"`
@@ -85,6 +95,30 @@ type Server struct {
 	Disabled bool `json:"disabled,omitempty"`
 }
 
+// EndpointsFrom names where servers are discovered.
+type EndpointsFrom struct {
+	// Service selects the EndpointSlices labelled
+	// kubernetes.io/service-name=<name> in the Service's namespace.
+	Service ServiceEndpoints `json:"service"`
+}
+
+// ServiceEndpoints selects the EndpointSlices of one Service.
+type ServiceEndpoints struct {
+	// Namespace of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+	// Name of the Service.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+	// PortName picks the slice port by name. Empty: the port named "https"
+	// if the slice has one, else the slice's only port.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	PortName string `json:"portName,omitempty"`
+}
+
 // SecretReference names a Kubernetes Secret. In file mode (--config-dir) the
 // Secret is a manifest in the same directory.
 type SecretReference struct {
@@ -105,6 +139,13 @@ type ClientConfig struct {
 	// gateway's client certificate) and ca.crt (the CA that signed the
 	// servers' serving certificates).
 	SecretRef SecretReference `json:"secretRef"`
+	// InsecureSkipTLSVerify makes Frontdoor accept any server certificate.
+	// For test clusters only: anyone on the path can then impersonate the
+	// servers. The Secret must not hold a ca.crt when it is set (a CA that
+	// would silently be ignored is a contradiction, reported as Accepted
+	// False with reason InvalidClientConfig).
+	// +optional
+	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
 }
 
 // SecureServing is how clients reach this cluster through Frontdoor.
@@ -131,6 +172,46 @@ type Authentication struct {
 	// secureServing.clientCASecretRef: user is the CN, groups the O values.
 	// +optional
 	X509 X509Authentication `json:"x509,omitempty"`
+	// TokenReview authenticates bearer tokens (the Authorization header, or
+	// the WebSocket subprotocol base64url.bearer.authorization.k8s.io.<token>)
+	// with a TokenReview against the upstream cluster, made with the
+	// gateway's own identity.
+	// +optional
+	TokenReview TokenReviewAuthentication `json:"tokenReview,omitempty"`
+	// Anonymous forwards requests without credentials as system:anonymous
+	// (group system:unauthenticated) instead of answering 401.
+	// +optional
+	Anonymous AnonymousAuthentication `json:"anonymous,omitempty"`
+}
+
+// TokenReviewAuthentication configures bearer-token authentication.
+type TokenReviewAuthentication struct {
+	// Enabled turns bearer-token authentication on. Defaults to true.
+	// +optional
+	// +kubebuilder:default=true
+	Enabled *bool `json:"enabled,omitempty"`
+	// CacheTTL is how long an authenticated token is remembered (keyed by a
+	// hash of the token). Defaults to 2m, as kube-apiserver's webhook
+	// token authenticator.
+	// +optional
+	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
+	// NegativeCacheTTL is how long a rejected token is remembered. Defaults
+	// to 10s.
+	// +optional
+	NegativeCacheTTL *metav1.Duration `json:"negativeCacheTTL,omitempty"`
+	// Audiences are sent in every TokenReview; the token must be valid for
+	// one of them. Empty means the upstream's own API audiences.
+	// +optional
+	Audiences []string `json:"audiences,omitempty"`
+}
+
+// AnonymousAuthentication configures anonymous requests.
+type AnonymousAuthentication struct {
+	// Enabled forwards requests that carry no credential as
+	// system:anonymous. A request with a bad credential is still refused,
+	// as kube-apiserver refuses it. Defaults to false.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
 }
 
 // X509Authentication configures client-certificate authentication.
@@ -194,7 +275,8 @@ const (
 	ConditionAccepted = "Accepted"
 	// ConditionResolvedRefs is True when every referenced Secret was found and valid.
 	ConditionResolvedRefs = "ResolvedRefs"
-	// ConditionProgrammed is True when the config reached the xDS server.
+	// ConditionProgrammed is True when the snapshot holding this generation
+	// was set in the xDS server (Envoy is then sent it).
 	ConditionProgrammed = "Programmed"
 )
 

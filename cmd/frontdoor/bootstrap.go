@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"io"
+	"os"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
@@ -14,6 +15,7 @@ func runBootstrap(args []string, out io.Writer) error {
 	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "host:port of frontdoor serve's --grpc-address")
 	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
 	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
+	output := fs.String("output", "", "write the bootstrap to this file instead of stdout (e.g. from an init container)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,6 +31,9 @@ func runBootstrap(args []string, out io.Writer) error {
 	y, err := envoy.BootstrapYAML(b)
 	if err != nil {
 		return err
+	}
+	if *output != "" {
+		return os.WriteFile(*output, y, 0o644)
 	}
 	_, err = out.Write(y)
 	return err

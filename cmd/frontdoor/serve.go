@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -22,6 +23,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/configdump"
@@ -32,11 +35,15 @@ import (
 
 type serveFlags struct {
 	configDir     string
+	kubeconfig    string
+	envoyAdminURL string
+	debounce      time.Duration
 	grpcAddr      string
 	httpAddr      string
 	listenAddr    string
 	listenPort    uint
 	logRequests   bool
+	pprof         bool
 	logLevel      string
 	pollInterval  time.Duration
 	shutdownGrace time.Duration
@@ -47,12 +54,16 @@ type serveFlags struct {
 func parseServeFlags(args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&f.configDir, "config-dir", "", "directory of UpstreamCluster and Secret YAML files (required; watched for changes)")
+	fs.StringVar(&f.configDir, "config-dir", "", "file mode: directory of UpstreamCluster and Secret YAML files (watched for changes); without it, Kubernetes mode")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubernetes mode: kubeconfig of the control cluster (default: in-cluster config)")
+	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Kubernetes mode: Envoy admin URL polled for status.healthyServerCount (optional)")
+	fs.DurationVar(&f.debounce, "debounce", xds.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on --http-address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.DurationVar(&f.pollInterval, "config-poll-interval", time.Second, "how often --config-dir is checked for changes")
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish once the drain is over")
@@ -63,8 +74,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if f.configDir == "" {
-		return nil, errors.New("--config-dir is required: a directory of UpstreamCluster and Secret YAML files (see manifests/examples)")
+	if f.configDir != "" && (f.kubeconfig != "" || f.envoyAdminURL != "") {
+		return nil, errors.New("--config-dir (file mode) and --kubeconfig/--envoy-admin-url (Kubernetes mode) exclude each other")
 	}
 	if f.listenPort == 0 || f.listenPort > 65535 {
 		return nil, fmt.Errorf("--listen-port %d is not a TCP port", f.listenPort)
@@ -151,31 +162,26 @@ func runServe(args []string) error {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	if f.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	src := &xds.DirSource{
-		Dir:         f.configDir,
-		Interval:    f.pollInterval,
-		Log:         log,
-		OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
-	}
-	if _, err := src.Load(); err != nil {
-		return fmt.Errorf("--config-dir: %w", err)
+	run, err := configSource(f, ctrl, log)
+	if err != nil {
+		return err
 	}
 
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
-	go func() {
-		errc <- src.Run(ctx, func(in translator.Inputs) {
-			if err := ctrl.Update(ctx, in); err != nil {
-				log.Error("config not published", "error", err)
-			}
-		})
-	}()
+	go func() { errc <- run(ctx) }()
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))),
-		"configDir", f.configDir)
+		"configDir", f.configDir, "kubeconfig", f.kubeconfig)
 
 	select {
 	case <-ctx.Done():
@@ -230,4 +236,44 @@ func translatorOptions(f *serveFlags) translator.Options {
 		o.AccessLogPath = f.accessLog
 	}
 	return o
+}
+
+// configSource returns the loop that feeds ctrl: a watched directory with
+// --config-dir, otherwise informers on the cluster of --kubeconfig (or the
+// in-cluster config).
+func configSource(f *serveFlags, ctrl *xds.Controller, log *slog.Logger) (func(context.Context) error, error) {
+	if f.configDir != "" {
+		src := &xds.DirSource{
+			Dir:         f.configDir,
+			Interval:    f.pollInterval,
+			Log:         log,
+			OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
+		}
+		if _, err := src.Load(); err != nil {
+			return nil, fmt.Errorf("--config-dir: %w", err)
+		}
+		return func(ctx context.Context) error {
+			return src.Run(ctx, func(in translator.Inputs) {
+				if err := ctrl.Update(ctx, in); err != nil {
+					log.Error("config not published", "error", err)
+				}
+			})
+		}, nil
+	}
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
+	}
+	cfg.UserAgent = "frontdoor/" + version
+	src := &xds.KubeSource{Config: cfg, Debounce: f.debounce, Log: log}
+	if f.envoyAdminURL != "" {
+		src.Health = &xds.EnvoyHealth{AdminURL: f.envoyAdminURL, Log: log}
+	}
+	return func(ctx context.Context) error { return src.Run(ctx, ctrl) }, nil
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"k8s.io/utils/ptr"
 	"net"
 	"os"
 	"slices"
@@ -196,7 +197,7 @@ func TestIdleWatchWithBookmarksStaysOpen(t *testing.T) {
 			ResourceVersion:     seed.ResourceVersion,
 			AllowWatchBookmarks: true,
 			// Longer than the soak: the apiserver must not end it either.
-			TimeoutSeconds: ptrInt64(int64((soak + 5*time.Minute).Seconds())),
+			TimeoutSeconds: ptr.To[int64](int64((soak + 5*time.Minute).Seconds())),
 		})
 		if err != nil {
 			t.Fatalf("%s watch: %v", proto, err)
@@ -344,5 +345,3 @@ func watchConfig(cfg *rest.Config) *rest.Config {
 	cfg.Timeout = 0
 	return cfg
 }
-
-func ptrInt64(v int64) *int64 { return &v }

@@ -105,17 +105,26 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
 	s.AccessLogPath = s.logPath("access")
 
-	args := []string{"serve",
-		"--config-dir", s.path("config"),
+	config := []string{"--config-dir", s.path("config")}
+	if s.opts.Mode == ModeKubernetes {
+		kubeconfig, err := s.installControlPlane(ctx)
+		if err != nil {
+			return fmt.Errorf("kubernetes mode: %w", err)
+		}
+		config = []string{"--kubeconfig", kubeconfig, "--envoy-admin-url", s.EnvoyAdminURL}
+	}
+	args := append([]string{"serve"}, config...)
+	args = append(args,
 		"--grpc-address", grpcAddr,
 		"--http-address", httpAddr,
 		"--listen-address", "127.0.0.1",
 		"--listen-port", strconv.Itoa(listenPort),
 		"--access-log", s.AccessLogPath,
-	}
+	)
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
 	}
+	args = append(args, s.opts.FrontdoorArgs...)
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
 	if err := s.frontdoor.start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,6 +25,10 @@ import (
 
 // ClusterName is the name of the sandbox's UpstreamCluster.
 const ClusterName = "sandbox"
+
+// TestDomain is the DNS suffix the gateway's serving certificate covers
+// with a wildcard, for UpstreamClusters that tests add (chosen by SNI).
+const TestDomain = "sandbox.test"
 
 // Options configure Start.
 type Options struct {
@@ -44,9 +49,13 @@ type Options struct {
 	// it from FRONTDOOR_E2E_REQUEST_SERVICE (see RequestServiceFromEnv), so
 	// one suite runs in both modes.
 	RequestService string
+	// Mode is ModeFiles (the default) or ModeKubernetes.
+	Mode string
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
 	// points at replica 1). For working on the harness without frontdoor.
 	SkipGateway bool
+	// FrontdoorArgs are extra flags for `frontdoor serve` (e.g. --pprof).
+	FrontdoorArgs []string
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
@@ -261,7 +270,9 @@ func (s *Sandbox) writePKI() error {
 	if files["pki/apiserver-kubelet-client.crt"], files["pki/apiserver-kubelet-client.key"], err = ca.ClientCert("kube-apiserver-kubelet-client"); err != nil {
 		return err
 	}
-	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", local, loopback); err != nil {
+	// *.sandbox.test: tests add UpstreamClusters chosen by SNI under it.
+	gatewayNames := append(slices.Clone(local), "*."+TestDomain)
+	if files["pki/gateway-serving.crt"], files["pki/gateway-serving.key"], err = ca.ServingCert("frontdoor-gateway", gatewayNames, loopback); err != nil {
 		return err
 	}
 	if files["pki/sa.key"], files["pki/sa.pub"], err = newServiceAccountKey(); err != nil {

@@ -1,11 +1,14 @@
 // Command up is `make up`: it starts a sandbox in _sandbox/ (etcd, three
 // kube-apiservers, frontdoor and Envoy), prints how to use it, and stops
-// everything on Ctrl-C or SIGTERM.
+// everything on Ctrl-C or SIGTERM. With -mode kubernetes (the default) the
+// UpstreamCluster lives in the sandbox cluster; -mode files reads
+// _sandbox/config.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -22,7 +25,13 @@ func main() {
 	}
 }
 
+var mode = flag.String("mode", sandbox.ModeKubernetes, "where frontdoor reads its config: kubernetes (UpstreamClusters in the sandbox cluster) or files (--config-dir _sandbox/config)")
+
 func run() error {
+	flag.Parse()
+	if *mode != sandbox.ModeKubernetes && *mode != sandbox.ModeFiles {
+		return fmt.Errorf("-mode %q: want %s or %s", *mode, sandbox.ModeKubernetes, sandbox.ModeFiles)
+	}
 	root, err := sandbox.RepoRoot()
 	if err != nil {
 		return err
@@ -54,7 +63,7 @@ func run() error {
 	// Ctrl-C during start-up cancels it; Start then stops what it began.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true})
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode})
 	if err != nil {
 		return err
 	}
@@ -64,6 +73,13 @@ func run() error {
 	fmt.Printf("endpoints (also in %s):\n%s\n", sb.EndpointsEnv, sb.Endpoints())
 	fmt.Printf("mint a user: client certs signed by %s (key %s) authenticate as CN with groups O\n",
 		filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	if *mode == sandbox.ModeKubernetes {
+		fmt.Printf("config: UpstreamCluster %q lives in the sandbox itself; frontdoor follows every edit:\n"+
+			"  bin/kubectl --kubeconfig _sandbox/admin.kubeconfig get upstreamclusters\n"+
+			"  bin/kubectl --kubeconfig _sandbox/admin.kubeconfig edit upstreamcluster %s\n", sandbox.ClusterName, sandbox.ClusterName)
+	} else {
+		fmt.Printf("config: %s (edit the files; frontdoor reloads)\n", filepath.Join(dir, "config"))
+	}
 	fmt.Printf("logs: %s\n\nCtrl-C stops everything.\n", filepath.Join(dir, "logs"))
 
 	<-ctx.Done()

@@ -1,0 +1,248 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/cache"
+	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/request/websocket"
+	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
+	"k8s.io/apiserver/pkg/authentication/user"
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
+)
+
+const (
+	// bearerProtocolPrefix marks the WebSocket subprotocol that carries a
+	// bearer token (base64url, unpadded), as kube-apiserver reads it.
+	bearerProtocolPrefix = "base64url.bearer.authorization.k8s.io."
+	headerWSProtocol     = "sec-websocket-protocol"
+
+	// tokenReviewTimeout bounds one TokenReview (all its failover attempts).
+	tokenReviewTimeout = 1800 * time.Millisecond
+	// tokenIdentityCacheSize bounds the precomputed headers of token users.
+	tokenIdentityCacheSize = 4096
+)
+
+// errInvalidToken is what kube-apiserver's bearer authenticator reports
+// for a token no authenticator accepted.
+var errInvalidToken = errors.New("invalid bearer token")
+
+// tokenAuthenticator checks bearer tokens with TokenReviews against the
+// upstream cluster, through k8s.io/apiserver's webhook token authenticator
+// wrapped in its token cache: the cache keys are HMACs of the token (never
+// the token), concurrent first uses of one token share one TokenReview,
+// successes and failures have their own TTLs. Audiences, when configured,
+// are sent in every review and checked in its answer, exactly as
+// kube-apiserver does for its own webhook token authenticator.
+type tokenAuthenticator struct {
+	tokens    k8sauthn.Token
+	audiences k8sauthn.Audiences
+	// ids maps a cached *k8sauthn.Response (the token cache returns
+	// the same pointer on every hit) to its precomputed identity, so a
+	// cached token costs no header building.
+	ids *cache.LRUExpireCache
+	ttl time.Duration
+}
+
+func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration) (*tokenAuthenticator, error) {
+	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences}
+	return &tokenAuthenticator{
+		// cacheErrs=false: a TokenReview nobody answered (apiserver
+		// unreachable) is not remembered; an answered refusal is.
+		tokens:    tokencache.New(reviewer, false, ttl, negTTL),
+		audiences: audiences,
+		ids:       cache.NewLRUExpireCache(tokenIdentityCacheSize),
+		ttl:       ttl,
+	}, nil
+}
+
+// tokenReviewer is k8s.io/apiserver's webhook token authenticator
+// (plugin/pkg/authenticator/token/webhook) reduced to what a client of
+// the TokenReview API needs: the same request, the same audience checks
+// and the same user. One difference, on purpose: a review the apiserver
+// answered with "not authenticated" is a plain failure (nil error), not an
+// error, so the token cache remembers it for negativeCacheTTL. The webhook
+// authenticator turns status.error into an error, which the cache (with
+// cacheErrs=false, as kube-apiserver configures it) never remembers, so a
+// flood of one bad token would reach the apiserver every time.
+type tokenReviewer struct {
+	client       authenticationv1client.TokenReviewInterface
+	implicitAuds k8sauthn.Audiences
+}
+
+func (r *tokenReviewer) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+	wantAuds, checkAuds := k8sauthn.AudiencesFrom(ctx)
+	ctx, cancel := context.WithTimeout(ctx, tokenReviewTimeout)
+	defer cancel()
+	result, err := r.client.Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: wantAuds},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return nil, false, fmt.Errorf("TokenReview: %w", err)
+	}
+	var auds k8sauthn.Audiences
+	if checkAuds {
+		gotAuds := r.implicitAuds
+		if len(result.Status.Audiences) > 0 {
+			gotAuds = result.Status.Audiences
+		}
+		if auds = wantAuds.Intersect(gotAuds); len(auds) == 0 {
+			return nil, false, nil
+		}
+	}
+	if !result.Status.Authenticated {
+		return nil, false, nil
+	}
+	u := result.Status.User
+	var extra map[string][]string
+	if u.Extra != nil {
+		extra = make(map[string][]string, len(u.Extra))
+		for k, v := range u.Extra {
+			extra[k] = v
+		}
+	}
+	return &k8sauthn.Response{
+		User:      &user.DefaultInfo{Name: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra},
+		Audiences: auds,
+	}, true, nil
+}
+
+// AuthenticateToken implements authenticator.Token with the configured
+// audiences, so k8s.io/apiserver's request authenticators can wrap it.
+func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+	if len(a.audiences) > 0 {
+		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
+	}
+	return a.tokens.AuthenticateToken(ctx, token)
+}
+
+// identityFor returns the identity of an authenticated token response.
+func (a *tokenAuthenticator) identityFor(resp *k8sauthn.Response) (*identity, error) {
+	if v, ok := a.ids.Get(resp); ok {
+		return v.(*identity), nil
+	}
+	id, err := newIdentity(resp.User)
+	if err != nil {
+		return nil, err
+	}
+	if a.ttl > 0 {
+		a.ids.Add(resp, id, a.ttl)
+	}
+	return id, nil
+}
+
+// bearerAuthenticator reads the Authorization header exactly as
+// kube-apiserver's bearertoken authenticator does (a "Bearer" scheme in any
+// case, the token up to the next space; an empty token is no credential).
+// It is inlined rather than wrapping an *http.Request so a cached token
+// costs no request allocation.
+type bearerAuthenticator struct{ t *tokenAuthenticator }
+
+func (b bearerAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
+	token, ok := bearerToken(req.Headers)
+	if !ok {
+		return nil, false, nil
+	}
+	resp, ok, err := b.t.AuthenticateToken(ctx, token)
+	if !ok {
+		if err == nil {
+			err = errInvalidToken
+		}
+		return nil, false, err
+	}
+	id, err := b.t.identityFor(resp)
+	if err != nil {
+		return nil, false, err
+	}
+	return id, true, nil
+}
+
+// bearerToken mirrors k8s.io/apiserver/pkg/authentication/request/bearertoken.
+func bearerToken(h map[string]string) (string, bool) {
+	auth := strings.TrimSpace(header(h, headerAuthz))
+	if auth == "" {
+		return "", false
+	}
+	scheme, rest, found := strings.Cut(auth, " ")
+	if !found || !strings.EqualFold(scheme, "bearer") {
+		return "", false
+	}
+	token, _, _ := strings.Cut(rest, " ")
+	if token == "" {
+		return "", false
+	}
+	return token, true
+}
+
+// websocketAuthenticator authenticates the bearer token of the WebSocket
+// subprotocol base64url.bearer.authorization.k8s.io.<token> with
+// kube-apiserver's own protocol authenticator (same upgrade detection, same
+// refusals of two tokens or a token as the only subprotocol).
+type websocketAuthenticator struct {
+	t    *tokenAuthenticator
+	auth k8sauthn.Request
+}
+
+func newWebsocketAuthenticator(t *tokenAuthenticator) websocketAuthenticator {
+	return websocketAuthenticator{t: t, auth: websocket.NewProtocolAuthenticator(t)}
+}
+
+func (w websocketAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
+	protocols := header(req.Headers, headerWSProtocol)
+	if !strings.Contains(protocols, bearerProtocolPrefix) {
+		return nil, false, nil
+	}
+	hr := (&http.Request{Method: req.Method, Header: http.Header{
+		"Connection":             {header(req.Headers, "connection")},
+		"Upgrade":                {header(req.Headers, "upgrade")},
+		"Sec-Websocket-Protocol": {protocols},
+	}}).WithContext(ctx)
+	resp, ok, err := w.auth.AuthenticateRequest(hr)
+	if !ok {
+		return nil, false, err
+	}
+	id, err := w.t.identityFor(resp)
+	return id, err == nil, err
+}
+
+// header returns the value of a lowercase header name, tolerating other
+// cases in the map (the pipeline's contract).
+func header(h map[string]string, name string) string {
+	if v, ok := h[name]; ok {
+		return v
+	}
+	for k, v := range h {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return ""
+}
+
+// stripBearerProtocol removes every bearer-token subprotocol from a
+// Sec-WebSocket-Protocol value, keeping the others in order. found reports
+// whether there was one.
+func stripBearerProtocol(v string) (filtered string, found bool) {
+	if !strings.Contains(v, bearerProtocolPrefix) {
+		return v, false
+	}
+	var kept []string
+	for p := range strings.SplitSeq(v, ",") {
+		p = strings.TrimSpace(p)
+		if strings.HasPrefix(p, bearerProtocolPrefix) {
+			found = true
+			continue
+		}
+		if p != "" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, ","), found
+}

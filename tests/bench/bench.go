@@ -1,0 +1,404 @@
+// Package bench measures what the gateway costs: the same workloads against
+// the same kube-apiservers, directly and through each front door (Frontdoor
+// with x509 clients and with bearer tokens, a plain Envoy without ext_authz,
+// HAProxy in TCP mode, any --target), in interleaved rounds, reporting
+// medians. `make bench` runs it (tests/bench/cmd/bench); TestQuickBench
+// runs its quick mode as a smoke test.
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+// Path names, in table order.
+const (
+	PathDirect        = "direct"
+	PathFrontdoorX509 = "frontdoor-x509"
+	PathFrontdoorTok  = "frontdoor-token"
+	PathFrontdoorExtP = "frontdoor-extproc"
+	PathEnvoyPlain    = "envoy-plain"
+	PathHAProxy       = "haproxy-tcp"
+	PathTarget        = "target"
+)
+
+// Options configure a benchmark run.
+type Options struct {
+	// OutDir receives the sandbox, logs, results and the chart; _bench/ by default.
+	OutDir string
+	// Quick is the CI smoke mode: one round of two cells, short runs.
+	Quick bool
+	// Rounds of interleaved measurements; medians are reported.
+	Rounds      int
+	Duration    time.Duration // measured time per cell, path and round
+	Warmup      time.Duration
+	Concurrency int                  // closed loop workers
+	QPS         map[Workload]float64 // open loop arrival rate per workload
+	Connections int                  // long-lived HTTP/2 clients per path (8)
+	Seed        uint64
+	// Workloads and Modes to run; all if empty.
+	Workloads []Workload
+	Modes     []Mode
+	// Profile takes a Go CPU profile of the request service under load.
+	Profile bool
+	// Target, if its URL is set, is measured as one more path.
+	Target    Client
+	TargetPID int // its process, for CPU and RSS (optional)
+
+	Progress io.Writer
+}
+
+func (o *Options) defaults() {
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.Connections <= 0 {
+		o.Connections = 8
+	}
+	if o.Seed == 0 {
+		o.Seed = 7
+	}
+	if o.Quick {
+		set := func(d *time.Duration, v time.Duration) {
+			if *d == 0 {
+				*d = v
+			}
+		}
+		if o.Rounds == 0 {
+			o.Rounds = 1
+		}
+		set(&o.Duration, 2*time.Second)
+		set(&o.Warmup, 500*time.Millisecond)
+		if len(o.Workloads) == 0 {
+			o.Workloads = []Workload{WorkloadGet, WorkloadMixed}
+		}
+		if len(o.Modes) == 0 {
+			o.Modes = []Mode{Closed}
+		}
+	}
+	if o.Rounds <= 0 {
+		o.Rounds = 3
+	}
+	if o.Duration == 0 {
+		o.Duration = 8 * time.Second
+	}
+	if o.Warmup == 0 {
+		o.Warmup = 2 * time.Second
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	// Open-loop rates well inside what one apiserver on a small machine
+	// serves: the open loop measures latency at a given load, not capacity
+	// (a LIST of 500 ConfigMaps is ~600 KB of JSON).
+	if o.QPS == nil {
+		o.QPS = map[Workload]float64{}
+	}
+	for w, q := range DefaultQPS {
+		if o.QPS[w] <= 0 {
+			o.QPS[w] = q
+		}
+	}
+	if len(o.Workloads) == 0 {
+		o.Workloads = []Workload{WorkloadGet, WorkloadList, WorkloadCreate, WorkloadMixed}
+	}
+	if len(o.Modes) == 0 {
+		o.Modes = []Mode{Closed, Open}
+	}
+}
+
+// DefaultQPS are the open-loop arrival rates per workload.
+var DefaultQPS = map[Workload]float64{WorkloadGet: 150, WorkloadList: 8, WorkloadCreate: 40, WorkloadMixed: 80}
+
+// path is one way to reach the apiservers.
+type path struct {
+	name  string
+	note  string
+	na    string // why it was not measured; "" if measured
+	c     Client
+	procs map[string]int // gateway processes whose CPU and RSS are reported
+}
+
+// Run starts a sandbox, measures every path and writes the report.
+func Run(ctx context.Context, opts Options) (*Report, error) {
+	opts.defaults()
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = filepath.Join(root, "_bench")
+	}
+	sbDir := filepath.Join(opts.OutDir, "sandbox")
+	if err := os.RemoveAll(sbDir); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(sbDir, 0o755); err != nil {
+		return nil, err
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(opts.Progress, "== "+format+"\n", args...) }
+	began := time.Now()
+
+	say("starting the sandbox in %s", sbDir)
+	sb, err := sandbox.Start(ctx, sandbox.Options{
+		Dir: sbDir, Progress: opts.Progress, FrontdoorArgs: []string{"--pprof"},
+		// FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc measures the ext_proc path.
+		RequestService: sandbox.RequestServiceFromEnv(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer sb.Stop()
+	say("seeding %d ConfigMaps, RBAC and a ServiceAccount token", ListSize)
+	token, err := seed(ctx, sb)
+	if err != nil {
+		return nil, err
+	}
+
+	certPEM, keyPEM := sb.ClientCert(BenchUser, "bench-group")
+	ca := sb.CA.CertPEM
+	pids := sb.PIDs()
+	var apiservers = map[string]int{}
+	for name, pid := range pids {
+		if strings.HasPrefix(name, "apiserver-") {
+			apiservers[name] = pid
+		}
+	}
+	paths := []*path{
+		{name: PathDirect, note: "client cert straight to replica 1 (the limit)",
+			c: Client{URL: sb.ReplicaURLs[0], CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}, procs: map[string]int{}},
+		{name: PathFrontdoorX509, note: "Envoy + ext_authz + Lua identity filter, client cert",
+			c: Client{URL: sb.GatewayURL, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
+		{name: PathFrontdoorTok, note: "Envoy + ext_authz, ServiceAccount bearer token (TokenReview, cached)",
+			c: Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
+		{name: PathFrontdoorExtP, na: "n/a: ext_proc is not implemented yet"},
+		{name: PathEnvoyPlain, note: "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")"},
+		{name: PathHAProxy, note: "Debian haproxy, mode tcp, roundrobin per connection; TLS ends at the apiservers"},
+	}
+	if ok, why := tokenSupport(ctx, sb, root, paths[2].c); !ok {
+		paths[2].na = why
+	}
+
+	envoyPlain, url, err := startPlainEnvoy(ctx, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs)
+	if err != nil {
+		paths[4].na = "n/a: plain Envoy did not start: " + err.Error()
+	} else {
+		defer envoyPlain.stop()
+		paths[4].c = Client{URL: url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		paths[4].procs = map[string]int{"envoy": envoyPlain.pid()}
+	}
+	if bin := findHAProxy(); bin == "" {
+		paths[5].na = "n/a: haproxy is not installed (make bench installs Debian's package with apt-get when it can)"
+	} else if hap, url, err := startHAProxy(ctx, bin, opts.OutDir, sb.ReplicaURLs); err != nil {
+		paths[5].na = "n/a: haproxy did not start: " + err.Error()
+	} else {
+		defer hap.stop()
+		paths[5].c = Client{URL: url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		paths[5].procs = map[string]int{"haproxy": hap.pid()}
+	}
+	if opts.Target.URL != "" {
+		if opts.Target.CertPEM == nil && opts.Target.Token == "" {
+			opts.Target.CertPEM, opts.Target.KeyPEM = certPEM, keyPEM
+		}
+		t := &path{name: PathTarget, note: "--target " + opts.Target.URL, c: opts.Target, procs: map[string]int{}}
+		if opts.TargetPID > 0 {
+			t.procs["target"] = opts.TargetPID
+		}
+		paths = append(paths, t)
+	}
+
+	rep := &Report{
+		Started: began.UTC().Format(time.RFC3339), Quick: opts.Quick, CPUs: runtime.NumCPU(),
+		LoadAvg: loadAvg(), Rounds: opts.Rounds, DurationS: opts.Duration.Seconds(), WarmupS: opts.Warmup.Seconds(),
+		Concurrency: opts.Concurrency, QPS: qpsString(opts.QPS), Connections: opts.Connections, Seed: opts.Seed,
+	}
+	var live []*path
+	for _, p := range paths {
+		rep.Paths = append(rep.Paths, PathInfo{Name: p.name, Note: p.note, NA: p.na})
+		if p.na == "" {
+			live = append(live, p)
+		} else {
+			say("%s: %s", p.name, p.na)
+		}
+	}
+
+	// Interleaved rounds: every round runs every cell on every path, with
+	// the path order rotated, so drift on a shared machine hits all paths.
+	type key struct {
+		cell int
+		path string
+	}
+	samples := map[key][]sample{}
+	type cell struct {
+		w Workload
+		m Mode
+	}
+	var cells []cell
+	for _, m := range opts.Modes {
+		for _, w := range opts.Workloads {
+			cells = append(cells, cell{w, m})
+		}
+	}
+	for r := range opts.Rounds {
+		for ci, cl := range cells {
+			for k := range live {
+				p := live[(k+r)%len(live)]
+				spec := LoadSpec{Workload: cl.w, Mode: cl.m, Concurrency: opts.Concurrency, QPS: opts.QPS[cl.w],
+					Connections: opts.Connections, Duration: opts.Duration, Warmup: opts.Warmup, Seed: opts.Seed + uint64(r)}
+				s, err := measure(ctx, p, apiservers, spec)
+				if err != nil {
+					return nil, fmt.Errorf("%s %s/%s: %w", p.name, cl.w, cl.m, err)
+				}
+				say("round %d/%d %-6s %-6s %-18s %7.0f req/s p50 %6.1fms p99 %7.1fms errors %d%s",
+					r+1, opts.Rounds, cl.w, cl.m, p.name, s.res.QPS(), ms(s.res.Percentile(.5)), ms(s.res.Percentile(.99)), s.res.Errors, firstErr(s.res))
+				samples[key{ci, p.name}] = append(samples[key{ci, p.name}], s)
+			}
+		}
+	}
+	for ci, cl := range cells {
+		for _, p := range paths {
+			rep.Results = append(rep.Results, summarize(cl.w, cl.m, opts, p, samples[key{ci, p.name}]))
+		}
+	}
+	addRatios(rep)
+
+	say("balance: %d long-lived HTTP/2 clients per path", opts.Connections)
+	for _, p := range live {
+		rep.Balance = append(rep.Balance, measureBalance(ctx, sb, p, opts))
+	}
+	for _, p := range paths {
+		if p.na != "" {
+			rep.Balance = append(rep.Balance, BalanceResult{Path: p.name, NA: p.na})
+		}
+	}
+
+	if opts.Profile && paths[1].na == "" {
+		say("CPU profile of the request service under the get/closed load")
+		rep.Profile = profileFrontdoor(ctx, sb, paths[1], opts)
+	}
+
+	say("control plane: config edit → Envoy applied")
+	edits := 10
+	if opts.Quick {
+		edits = 2
+	}
+	apply := measureApply(ctx, sb, edits)
+	rep.ControlPlane.Apply = apply
+	sizes := []int{1, 10, 100, 1000}
+	if opts.Quick {
+		sizes = []int{1, 100}
+	}
+	if tr, err := measureTranslation(sb, sizes); err != nil {
+		rep.ControlPlane.TranslationError = err.Error()
+	} else {
+		rep.ControlPlane.Translation = tr
+	}
+	rep.ControlPlane.DispatchRules = "n/a: dispatch rules are not implemented in this build (translation is timed per UpstreamCluster instead)"
+	if pid := pids["frontdoor"]; pid > 0 {
+		r, _ := rss(pid)
+		h, _ := peakRSS(pid)
+		rep.ControlPlane.FrontdoorRSSMiB = float64(r) / (1 << 20)
+		rep.ControlPlane.FrontdoorPeakRSSMiB = float64(h) / (1 << 20)
+	}
+	rep.RuntimeS = time.Since(began).Seconds()
+	if err := rep.write(opts.OutDir); err != nil {
+		return rep, err
+	}
+	return rep, nil
+}
+
+// sample is one measured run of one cell on one path.
+type sample struct {
+	res    *LoadResult
+	cpu    map[string]time.Duration // gateway processes
+	apiCPU time.Duration            // all apiservers together
+}
+
+func measure(ctx context.Context, p *path, apiservers map[string]int, spec LoadSpec) (sample, error) {
+	before, apiBefore := snapshotCPU(p.procs), snapshotCPU(apiservers)
+	// Warm-up runs inside Run; CPU is counted over warm-up too, and divided
+	// by the requests of the whole run (warm-up included) below.
+	res, total, err := runCounting(ctx, p.c, spec)
+	if err != nil {
+		return sample{}, err
+	}
+	cpu := snapshotCPU(p.procs).since(before)
+	var api time.Duration
+	for _, d := range snapshotCPU(apiservers).since(apiBefore) {
+		api += d
+	}
+	// Scale CPU to the measured window's share of all requests sent.
+	if total > 0 {
+		f := float64(res.Requests) / float64(total)
+		for k, d := range cpu {
+			cpu[k] = time.Duration(float64(d) * f)
+		}
+		api = time.Duration(float64(api) * f)
+	}
+	return sample{res: res, cpu: cpu, apiCPU: api}, nil
+}
+
+// runCounting is Run that also reports how many requests were sent in total
+// (warm-up included), to apportion process CPU time.
+func runCounting(ctx context.Context, c Client, spec LoadSpec) (*LoadResult, int, error) {
+	res, err := Offer(ctx, c, spec)
+	if err != nil {
+		return nil, 0, err
+	}
+	// The warm-up ran at the same rate as the measured window.
+	total := res.Requests
+	if res.Elapsed > 0 {
+		total = int(float64(res.Requests) * (spec.Warmup + spec.Duration).Seconds() / res.Elapsed.Seconds())
+	}
+	return res, total, nil
+}
+
+func firstErr(r *LoadResult) string {
+	if r.FirstErr == "" {
+		return ""
+	}
+	return " (first: " + r.FirstErr + ")"
+}
+
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+func qpsString(m map[Workload]float64) string {
+	var parts []string
+	for _, w := range []Workload{WorkloadGet, WorkloadList, WorkloadCreate, WorkloadMixed} {
+		if q, ok := m[w]; ok {
+			parts = append(parts, fmt.Sprintf("%s %g", w, q))
+		}
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuickBench runs `make bench --quick` end to end as a smoke test: it
+// asserts that every path that could run produced figures and that no path
+// had more than 1% errors. It asserts no performance figure.
+func TestQuickBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a sandbox and proxies")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	var progress strings.Builder
+	out := t.TempDir()
+	start := time.Now()
+	rep, err := Run(ctx, Options{Quick: true, OutDir: out, Profile: true, Progress: &progress})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, progress.String())
+	}
+	t.Logf("quick bench took %s\n%s", time.Since(start).Round(time.Second), rep.Markdown())
+
+	measured := map[string]bool{}
+	for _, p := range rep.Paths {
+		switch {
+		case p.NA == "":
+			measured[p.Name] = true
+		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathEnvoyPlain:
+			t.Errorf("path %s was not measured: %s", p.Name, p.NA)
+		default:
+			t.Logf("path %s: %s", p.Name, p.NA)
+		}
+	}
+	for _, r := range rep.Results {
+		if !measured[r.Path] {
+			continue
+		}
+		if len(r.CPUPer1k) == 0 && r.Path != PathDirect {
+			t.Errorf("%s %s/%s: no gateway CPU figure", r.Path, r.Workload, r.Mode)
+		}
+		if r.QPS <= 0 || r.P50Ms <= 0 || r.Requests == 0 {
+			t.Errorf("%s %s/%s: no figures: %+v", r.Path, r.Workload, r.Mode, r)
+		}
+		if r.ErrorRate > 0.01 {
+			t.Errorf("%s %s/%s: %.2f%% errors (first: %s)", r.Path, r.Workload, r.Mode, 100*r.ErrorRate, r.FirstErr)
+		}
+	}
+	for _, b := range rep.Balance {
+		if measured[b.Path] && b.Path != PathDirect && b.NA != "" {
+			t.Errorf("balance %s: %s", b.Path, b.NA)
+		}
+	}
+	for _, f := range []string{"results.md", "results.json", "latency.png"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s not written: %v", f, err)
+		}
+	}
+}

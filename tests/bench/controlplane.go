@@ -1,0 +1,194 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+	"github.com/kubefrontdoor/frontdoor/translator"
+)
+
+// ApplyResult is config edit → Envoy applied.
+type ApplyResult struct {
+	Edits   int     `json:"edits"`
+	P50Ms   float64 `json:"p50_ms"`
+	P99Ms   float64 `json:"p99_ms"`
+	MaxMs   float64 `json:"max_ms"`
+	Failed  int     `json:"failed"`
+	Comment string  `json:"comment"`
+	// LatenciesMs are the applied edits' times, sorted.
+	LatenciesMs []float64 `json:"latencies_ms"`
+}
+
+// TranslationResult is translator.Translate for N UpstreamClusters.
+type TranslationResult struct {
+	Clusters   int     `json:"clusters"`
+	Servers    int     `json:"servers"`
+	MedianMs   float64 `json:"median_ms"`
+	AllocMiB   float64 `json:"alloc_mib_per_translation"`
+	Resources  int     `json:"resources"`
+	Iterations int     `json:"iterations"`
+}
+
+// measureApply edits the sandbox's UpstreamCluster file n times (setting
+// its health check's unhealthyThreshold to 2, 3, 2, ..., which changes the
+// Envoy cluster) and times each edit until Envoy's active cluster config
+// (admin /config_dump) carries the new value. File mode polls the directory
+// every second (frontdoor's --config-poll-interval), so the figures include
+// up to 1 s of polling. The file is restored after.
+func measureApply(ctx context.Context, s *sandbox.Sandbox, n int) ApplyResult {
+	res := ApplyResult{Edits: n, Comment: "file mode: edit UpstreamCluster YAML → new value in Envoy's active cluster (/config_dump); includes frontdoor's 1 s directory poll"}
+	path := filepath.Join(s.Dir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml")
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		res.Failed = n
+		res.Comment = err.Error()
+		return res
+	}
+	defer func() { _ = os.WriteFile(path, orig, 0o644) }()
+	active := func(threshold int) bool {
+		text, err := s.EnvoyAdmin(ctx, "/config_dump?resource=dynamic_active_clusters")
+		if err != nil {
+			return false
+		}
+		compact := strings.Join(strings.Fields(text), "")
+		return strings.Contains(compact, fmt.Sprintf(`"unhealthy_threshold":%d`, threshold))
+	}
+	var lat []time.Duration
+	for i := range n {
+		threshold := 2 + i%2 // the sandbox starts at 1: every edit is a change
+		edited := strings.Replace(string(orig), "unhealthyThreshold: 1,", fmt.Sprintf("unhealthyThreshold: %d,", threshold), 1)
+		start := time.Now()
+		if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
+			res.Failed++
+			continue
+		}
+		applied := false
+		for time.Since(start) < 20*time.Second && ctx.Err() == nil {
+			if active(threshold) {
+				applied = true
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !applied {
+			res.Failed++
+			continue
+		}
+		lat = append(lat, time.Since(start))
+		// Space the edits past one poll interval so each is seen alone.
+		time.Sleep(1100 * time.Millisecond)
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		res.P50Ms = ms(lat[(len(lat)-1)/2])
+		res.P99Ms = ms(lat[int(0.99*float64(len(lat)-1))])
+		res.MaxMs = ms(lat[len(lat)-1])
+	}
+	res.LatenciesMs = make([]float64, len(lat))
+	for i, d := range lat {
+		res.LatenciesMs[i] = ms(d)
+	}
+	return res
+}
+
+// measureTranslation times translator.Translate, in this process, for
+// growing numbers of UpstreamClusters of 3 servers each, all referencing
+// the sandbox's Secrets.
+func measureTranslation(s *sandbox.Sandbox, sizes []int) ([]TranslationResult, error) {
+	secrets, err := loadSecrets(filepath.Join(s.Dir, "config"))
+	if err != nil {
+		return nil, err
+	}
+	var out []TranslationResult
+	for _, n := range sizes {
+		in := translator.Inputs{
+			Options: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443},
+			Secrets: secrets,
+		}
+		for i := range n {
+			doc := fmt.Sprintf(`apiVersion: frontdoor.dev/v1alpha1
+kind: UpstreamCluster
+metadata: {name: c%05[1]d, generation: 1}
+spec:
+  servers:
+  - endpoint: https://10.%[2]d.%[3]d.1:6443
+  - endpoint: https://10.%[2]d.%[3]d.2:6443
+  - endpoint: https://10.%[2]d.%[3]d.3:6443
+  clientConfig: {secretRef: {namespace: %[4]s, name: upstream}}
+  secureServing:
+    serverNames: [c%05[1]d.example.com]
+    secretRef: {namespace: %[4]s, name: serving}
+    clientCASecretRef: {namespace: %[4]s, name: client-ca}
+`, i, i/256, i%256, sandbox.SecretNamespace)
+			uc := &v1alpha1.UpstreamCluster{}
+			if err := yaml.UnmarshalStrict([]byte(doc), uc); err != nil {
+				return nil, err
+			}
+			in.UpstreamClusters = append(in.UpstreamClusters, uc)
+		}
+		iters := max(1, min(20, 2000/n))
+		var times []time.Duration
+		var ms0, ms1 runtime.MemStats
+		var resources int
+		runtime.GC()
+		runtime.ReadMemStats(&ms0)
+		for range iters {
+			start := time.Now()
+			o := translator.Translate(in)
+			times = append(times, time.Since(start))
+			resources = 0
+			for _, rs := range o.Resources {
+				resources += len(rs)
+			}
+		}
+		runtime.ReadMemStats(&ms1)
+		slices.Sort(times)
+		out = append(out, TranslationResult{
+			Clusters: n, Servers: 3 * n, MedianMs: ms(times[len(times)/2]),
+			AllocMiB:   float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(iters) / (1 << 20),
+			Resources:  resources,
+			Iterations: iters,
+		})
+	}
+	return out, nil
+}
+
+func loadSecrets(dir string) ([]*corev1.Secret, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "secret-*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	var out []*corev1.Secret
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		sec := &corev1.Secret{}
+		if err := yaml.Unmarshal(b, sec); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if sec.Data == nil {
+			sec.Data = map[string][]byte{}
+		}
+		for k, v := range sec.StringData {
+			sec.Data[k] = []byte(v)
+		}
+		sec.StringData = nil
+		out = append(out, sec)
+	}
+	return out, nil
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

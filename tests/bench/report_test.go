@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBalanceOf(t *testing.T) {
+	even := balanceOf("x", []float64{100, 100, 100})
+	if even.CV != 0 || even.MaxOverMin != 1 || even.MaxDevPct != 0 {
+		t.Errorf("even: %+v", even)
+	}
+	// 8 connections round robin over 3 replicas: 3/3/2.
+	skew := balanceOf("x", []float64{300, 300, 200})
+	if math.Abs(skew.MaxOverMin-1.5) > 1e-9 || math.Abs(skew.Shares[2]-0.25) > 1e-9 || math.Abs(skew.MaxDevPct-25) > 1e-9 {
+		t.Errorf("skew: %+v", skew)
+	}
+	if none := balanceOf("x", []float64{0, 0, 0}); none.NA == "" {
+		t.Errorf("no requests must be n/a: %+v", none)
+	}
+}
+
+func TestPercentileAndMedian(t *testing.T) {
+	r := &LoadResult{}
+	for i := 1; i <= 100; i++ {
+		r.Latencies = append(r.Latencies, time.Duration(i)*time.Millisecond)
+	}
+	if got := r.Percentile(.5); got != 50*time.Millisecond {
+		t.Errorf("p50 = %v", got)
+	}
+	if got := r.Percentile(1); got != 100*time.Millisecond {
+		t.Errorf("max = %v", got)
+	}
+	if got := median([]float64{3, 1, 2, 10}); got != 2.5 {
+		t.Errorf("median = %v", got)
+	}
+}
+
+func TestProcStatSelf(t *testing.T) {
+	pid := os.Getpid()
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // burn a little CPU
+	}
+	cpu, err := cpuTime(pid)
+	if err != nil || cpu <= 0 {
+		t.Errorf("cpuTime = %v, %v", cpu, err)
+	}
+	if h, err := peakRSS(pid); err != nil || h <= 0 {
+		t.Errorf("peakRSS = %v, %v", h, err)
+	}
+}
+
+// TestReportRendering renders a small report to Markdown, JSON and PNG
+// without a sandbox.
+func TestReportRendering(t *testing.T) {
+	rep := &Report{Paths: []PathInfo{{Name: PathDirect}, {Name: PathFrontdoorX509}, {Name: PathFrontdoorTok, NA: "n/a: not supported by this build"}}}
+	for _, p := range []string{PathDirect, PathFrontdoorX509} {
+		rep.Results = append(rep.Results, Result{Workload: WorkloadGet, Mode: Closed, Path: p, QPS: 100, P50Ms: 1, P90Ms: 2, P99Ms: 3, MaxMs: 4,
+			CPUPer1k: map[string]float64{"envoy": 0.3, "frontdoor": 0.1}, PeakRSSMiB: map[string]float64{"envoy": 70}})
+	}
+	rep.Results = append(rep.Results, Result{Workload: WorkloadGet, Mode: Closed, Path: PathFrontdoorTok, NA: "n/a: not supported by this build"})
+	addRatios(rep)
+	dir := t.TempDir()
+	if err := rep.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md := rep.Markdown()
+	for _, want := range []string{"| frontdoor-x509 | 100 (×1.00)", "envoy 0.300 + frontdoor 0.100 = 0.400", "n/a: not supported by this build"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	for _, f := range []string{"results.md", "results.json", "latency.png"} {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}

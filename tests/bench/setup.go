@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+// BenchUser is the x509 identity every client-certificate path uses.
+const BenchUser = "bench-user"
+
+// benchSA is the ServiceAccount whose token the bearer-token path sends.
+const benchSA = "bench-client"
+
+// seed creates the namespaces, the ListSize ConfigMaps, and the RBAC that
+// lets the bench user, the bench ServiceAccount and (for the plain Envoy
+// path, which has no impersonation) the gateway identity itself read and
+// write ConfigMaps there. It returns a token of the bench ServiceAccount.
+func seed(ctx context.Context, s *sandbox.Sandbox) (token string, err error) {
+	cs, err := kubernetes.NewForConfig(s.DirectConfig(1, s.AdminCertPEM, s.AdminKeyPEM))
+	if err != nil {
+		return "", err
+	}
+	for _, ns := range []string{ListNamespace, CreateNamespace} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return "", fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		role := &rbacv1.Role{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
+			Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"configmaps"},
+				Verbs: []string{"get", "list", "watch", "create", "patch", "update"},
+			}},
+		}
+		if _, err := cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+		binding := &rbacv1.RoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bench"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "bench"},
+			Subjects: []rbacv1.Subject{
+				{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: BenchUser},
+				{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: sandbox.GatewayUser},
+				{Kind: rbacv1.ServiceAccountKind, Namespace: ListNamespace, Name: benchSA},
+			},
+		}
+		if _, err := cs.RbacV1().RoleBindings(ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+			return "", err
+		}
+	}
+	// 500 ConfigMaps of ~1 KiB each, created by 16 workers.
+	value := strings.Repeat("x", 1024)
+	errs := make(chan error, ListSize)
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := range work {
+				cm := &corev1.ConfigMap{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ListNamespace, Name: fmt.Sprintf("cm-%d", i), Labels: map[string]string{"bench": "list"}},
+					Data:       map[string]string{"v": value},
+				}
+				if _, err := cs.CoreV1().ConfigMaps(ListNamespace).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	for i := range ListSize {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return "", fmt.Errorf("seeding ConfigMaps: %w", err)
+	}
+
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ListNamespace, Name: benchSA}}
+	if _, err := cs.CoreV1().ServiceAccounts(ListNamespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
+		return "", err
+	}
+	ttl := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(ListNamespace).CreateToken(ctx, benchSA,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &ttl}}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s: %w", benchSA, err)
+	}
+	return tr.Status.Token, nil
+}
+
+// tokenSupport decides whether this frontdoor build authenticates bearer
+// tokens: it sends the token through the gateway and, if that is refused
+// and the CRD in this tree has a tokenReview field, enables it on the
+// sandbox's UpstreamCluster and tries again until the config has applied.
+// It never fakes support: n/a is returned with the reason.
+func tokenSupport(ctx context.Context, s *sandbox.Sandbox, root string, c Client) (ok bool, why string) {
+	probe := func() (int, error) {
+		clients, err := c.transports(1)
+		if err != nil {
+			return 0, err
+		}
+		defer closeAll(clients)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/namespaces/"+ListNamespace+"/configmaps/cm-0", nil)
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		resp, err := clients[0].Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	if code, err := probe(); err == nil && code == http.StatusOK {
+		return true, ""
+	}
+	crd, _ := os.ReadFile(filepath.Join(root, "manifests", "crds", "frontdoor.dev_upstreamclusters.yaml"))
+	if !strings.Contains(string(crd), "tokenReview:") {
+		return false, "n/a: not supported by this build"
+	}
+	ucPath := filepath.Join(s.Dir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml")
+	uc, err := os.ReadFile(ucPath)
+	if err != nil {
+		return false, err.Error()
+	}
+	if !strings.Contains(string(uc), "tokenReview") {
+		uc = append(uc, []byte("  authentication:\n    x509: {enabled: true}\n    tokenReview: {enabled: true}\n")...)
+		if err := os.WriteFile(ucPath, uc, 0o644); err != nil {
+			return false, err.Error()
+		}
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		code, err := probe()
+		if err == nil && code == http.StatusOK {
+			return true, ""
+		}
+		last = fmt.Sprint(code, err)
+		time.Sleep(300 * time.Millisecond)
+	}
+	return false, "n/a: tokenReview enabled but a token was still refused (" + last + ")"
+}

@@ -1,0 +1,255 @@
+// Package controlplane tests Frontdoor's Kubernetes mode end to end: the
+// sandbox (real etcd, kube-apiservers, frontdoor and Envoy) runs
+// `frontdoor serve --kubeconfig` against its own apiserver, with the
+// UpstreamCluster CRD installed and the sandbox's UpstreamCluster applied
+// by kubectl. Every test edits CRDs with kubectl or client-go and asserts
+// what Envoy does, and what the status says.
+package controlplane
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+	"github.com/kubefrontdoor/frontdoor/xds"
+)
+
+var sb *sandbox.Sandbox
+
+const startTimeout = 5 * time.Minute
+
+func TestMain(m *testing.M) { os.Exit(runMain(m)) }
+
+func runMain(m *testing.M) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintln(os.Stderr, "controlplane: -short: not starting the sandbox; every test skips")
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "frontdoor-controlplane-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	sb, err = sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stderr, Mode: sandbox.ModeKubernetes})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "controlplane: starting the sandbox: %v\n(work dir kept: %s)\n", err, dir)
+		return 1
+	}
+	defer func() {
+		sb.Stop()
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "controlplane: failed; sandbox logs kept in %s\n", filepath.Join(dir, "logs"))
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "controlplane: %v: stopping the sandbox (logs in %s)\n", sig, dir)
+		sb.Stop()
+		os.Exit(2)
+	}()
+	return m.Run()
+}
+
+// setup skips without a sandbox and prints log tails on failure.
+func setup(t *testing.T, timeout time.Duration) context.Context {
+	t.Helper()
+	if sb == nil {
+		t.Skip("no sandbox (-short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		files := sb.LogFiles()
+		names := make([]string, 0, len(files))
+		for name := range files {
+			if name == "frontdoor" || name == "envoy" {
+				names = append(names, name)
+			}
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			t.Logf("--- tail of %s (%s):\n%s", name, files[name], sb.LogTail(name, 30))
+		}
+	})
+	return ctx
+}
+
+func kubectl(t *testing.T, ctx context.Context, args ...string) string {
+	t.Helper()
+	out, err := sb.Kubectl(ctx, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// applyYAML writes doc to a file and applies it with kubectl.
+func applyYAML(t *testing.T, ctx context.Context, doc string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "obj.yaml")
+	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectl(t, ctx, "apply", "-f", p)
+}
+
+func adminDirect() *rest.Config { return sb.DirectConfig(1, sb.AdminCertPEM, sb.AdminKeyPEM) }
+
+func adminGateway() *rest.Config { return sb.GatewayConfig(sb.AdminCertPEM, sb.AdminKeyPEM) }
+
+func clientset(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// getUC reads an UpstreamCluster straight from replica 1.
+func getUC(ctx context.Context, name string) (*v1alpha1.UpstreamCluster, error) {
+	dyn, err := dynamic.NewForConfig(adminDirect())
+	if err != nil {
+		return nil, err
+	}
+	u, err := dyn.Resource(xds.UpstreamClusterResource).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, err
+	}
+	uc := &v1alpha1.UpstreamCluster{}
+	return uc, runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, uc)
+}
+
+func cond(uc *v1alpha1.UpstreamCluster, typ string) metav1.Condition {
+	for _, c := range uc.Status.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return metav1.Condition{}
+}
+
+// waitUC polls the UpstreamCluster until ok accepts it.
+func waitUC(t *testing.T, ctx context.Context, name string, timeout time.Duration, what string, ok func(*v1alpha1.UpstreamCluster) bool) *v1alpha1.UpstreamCluster {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last *v1alpha1.UpstreamCluster
+	for {
+		uc, err := getUC(ctx, name)
+		if err == nil {
+			last = uc
+			if ok(uc) {
+				return uc
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			t.Fatalf("UpstreamCluster %s: %s not reached in %s; last: generation %d status %+v (err %v)", name, what, timeout, last.GetGeneration(), last.Status, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// programmed: every condition True for the current generation.
+func programmed(uc *v1alpha1.UpstreamCluster) bool {
+	if uc.Status.ObservedGeneration != uc.Generation || len(uc.Status.Conditions) < 3 {
+		return false
+	}
+	for _, c := range uc.Status.Conditions {
+		if c.Status != metav1.ConditionTrue || c.ObservedGeneration != uc.Generation {
+			return false
+		}
+	}
+	return true
+}
+
+// envoyHosts returns the host:port addresses Envoy has in cluster
+// "<uc>/default", with their health flags.
+func envoyHosts(ctx context.Context, uc string) (map[string]string, error) {
+	text, err := sb.EnvoyAdmin(ctx, "/clusters")
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[string]string{}
+	prefix := uc + "/default::"
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		parts := strings.SplitN(rest, "::", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(parts[0]); err != nil || net.ParseIP(h) == nil {
+			continue // a cluster-wide line (default_priority::..., added_via_api::...)
+		}
+		if parts[1] == "health_flags" {
+			hosts[parts[0]] = parts[2]
+		} else if _, seen := hosts[parts[0]]; !seen {
+			hosts[parts[0]] = ""
+		}
+	}
+	return hosts, nil
+}
+
+func hostPort(url string) string { return strings.TrimPrefix(url, "https://") }
+
+// extraReplicas returns the numbers of n replicas beyond the sandbox's
+// three, starting any that tests have not started yet. They listen on every
+// interface, so EndpointSlices can name them by a non-loopback address.
+func extraReplicas(t *testing.T, ctx context.Context, n int) []int {
+	t.Helper()
+	for len(sb.ReplicaURLs) < 3+n {
+		if _, _, err := sb.AddReplicaBound(ctx, "0.0.0.0"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []int
+	for i := 4; i < 4+n; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// hostIP is a non-loopback IPv4 address of this machine.
+func hostIP(t *testing.T) string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && !ipn.IP.IsLoopback() && !ipn.IP.IsLinkLocalUnicast() && ipn.IP.To4() != nil {
+			return ipn.IP.String()
+		}
+	}
+	t.Fatal("this machine has no non-loopback IPv4 address for EndpointSlices to name")
+	return ""
+}

@@ -1,0 +1,73 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Every refusal looks like Kubernetes: 401, 403 and 503 carry a Status
+// object (kind, apiVersion, status Failure, message, reason, code) as JSON,
+// including the 503s Envoy answers itself when no apiserver of the cluster
+// is reachable and when the request service is down (fail closed), so
+// client-go and kubectl report them as they would an apiserver's.
+func TestRefusalsCarryKubernetesStatus(t *testing.T) {
+	ctx := setup(t, 2*time.Minute)
+	ensureDeadCluster(t, ctx)
+	admin := adminUser()
+	mallory := newUser("mallory")
+
+	check := func(t *testing.T, c *http.Client, h http.Header, code int, reason metav1.StatusReason) {
+		t.Helper()
+		got, hdr, body := do(t, ctx, c, "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", h, nil)
+		if got != code {
+			t.Fatalf("status %d %s, want %d", got, body, code)
+		}
+		if ct := hdr.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("content type %q, want application/json", ct)
+		}
+		m := decodeJSON(t, body)
+		if m["kind"] != "Status" || m["apiVersion"] != "v1" || m["status"] != "Failure" ||
+			m["reason"] != string(reason) || m["code"] != float64(code) || m["message"] == "" {
+			t.Errorf("body is not a %d %s Status: %s", code, reason, body)
+		}
+	}
+	t.Run("401 without credentials", func(t *testing.T) {
+		check(t, httpClient(t, "", nil, nil), nil, 401, metav1.StatusReasonUnauthorized)
+	})
+	t.Run("403 for a refused impersonation", func(t *testing.T) {
+		check(t, httpClient(t, "", mallory.certPEM, mallory.keyPEM), http.Header{"Impersonate-User": {"bob"}}, 403, metav1.StatusReasonForbidden)
+	})
+	t.Run("503 when no apiserver of the cluster is reachable", func(t *testing.T) {
+		check(t, httpClient(t, deadSNI, admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
+		cfg := admin.gateway()
+		cfg.TLSClientConfig.ServerName = deadSNI
+		_, err := clientset(t, cfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "no kube-apiserver of this cluster is available") {
+			t.Errorf("client-go error %v, want ServiceUnavailable with the Status message", err)
+		}
+	})
+	t.Run("503 when the request service is down", func(t *testing.T) {
+		sb.StopFrontdoor()
+		defer func() {
+			if err := sb.StartFrontdoor(context.Background()); err != nil {
+				t.Fatalf("restarting frontdoor: %v", err)
+			}
+			// Back to normal: Envoy reconnects to the request service.
+			c := httpClient(t, "", admin.certPEM, admin.keyPEM)
+			if err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+				code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+"/version", nil, nil)
+				return code == http.StatusOK, nil
+			}); err != nil {
+				t.Fatalf("gateway not serving after frontdoor restarted: %v", err)
+			}
+		}()
+		// A credential the request service would accept: fail closed.
+		check(t, httpClient(t, "", admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
+	})
+}

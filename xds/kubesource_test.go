@@ -1,0 +1,149 @@
+package xds
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+	kubefake "k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
+)
+
+// TestKubeSourceFollowsObjects runs the Kubernetes source against fake
+// clients: the UpstreamCluster and its Secrets become a served config, the
+// status is written with Accepted, ResolvedRefs and Programmed for the
+// object's generation; an invalid edit keeps the last good version served;
+// a deleted Secret that every version needs takes the cluster out, and the
+// status says why.
+func TestKubeSourceFollowsObjects(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := goldenInputs(t, "one-cluster")
+	uc := in.UpstreamClusters[0].DeepCopy()
+	uc.APIVersion, uc.Kind = v1alpha1.GroupVersion.String(), "UpstreamCluster"
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme := runtime.NewScheme()
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
+		map[schema.GroupVersionResource]string{UpstreamClusterResource: "UpstreamClusterList"}, &unstructured.Unstructured{Object: u})
+	// The fake replaces the whole object on UpdateStatus; the apiserver
+	// takes only the status and rejects a stale resourceVersion. Do the same.
+	dyn.PrependReactor("update", "upstreamclusters", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		ua, ok := a.(k8stesting.UpdateAction)
+		if !ok || ua.GetSubresource() != "status" {
+			return false, nil, nil
+		}
+		in := ua.GetObject().(*unstructured.Unstructured)
+		cur, err := dyn.Tracker().Get(UpstreamClusterResource, "", in.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		stored := cur.(*unstructured.Unstructured).DeepCopy()
+		if stored.GetResourceVersion() != in.GetResourceVersion() {
+			return true, nil, apierrors.NewConflict(UpstreamClusterResource.GroupResource(), in.GetName(), fmt.Errorf("stale resourceVersion"))
+		}
+		stored.Object["status"] = in.Object["status"]
+		return true, stored, dyn.Tracker().Update(UpstreamClusterResource, stored, "")
+	})
+	var objs []runtime.Object
+	for _, s := range in.Secrets {
+		objs = append(objs, s.DeepCopy())
+	}
+	kube := kubefake.NewClientset(objs...)
+
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	src := &KubeSource{Dynamic: dyn, Kube: kube, Debounce: 10 * time.Millisecond}
+	go func() { _ = src.Run(ctx, c) }()
+
+	status := func() v1alpha1.UpstreamClusterStatus {
+		got, err := dyn.Resource(UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out v1alpha1.UpstreamCluster
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(got.Object, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Status
+	}
+	waitStatus := func(what string, ok func(v1alpha1.UpstreamClusterStatus) bool) v1alpha1.UpstreamClusterStatus {
+		t.Helper()
+		for {
+			st := status()
+			if ok(st) {
+				return st
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("status never became %s: %+v", what, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	st := waitStatus("Programmed", func(st v1alpha1.UpstreamClusterStatus) bool {
+		return len(st.Conditions) == 3 && st.ObservedGeneration == uc.Generation && st.ServerCount == 3
+	})
+	for _, cond := range st.Conditions {
+		if cond.Status != metav1.ConditionTrue || cond.LastTransitionTime.IsZero() {
+			t.Fatalf("condition %+v, want True with a lastTransitionTime", cond)
+		}
+	}
+	served := c.Current().Version
+
+	// An invalid edit (the fake does not bump generations: done by hand).
+	bad := uc.DeepCopy()
+	bad.Generation++
+	bad.Spec.ClientConfig.SecretRef.Name = "missing"
+	got, err := dyn.Resource(UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad.ResourceVersion = got.GetResourceVersion()
+	bu, err := runtime.DefaultUnstructuredConverter.ToUnstructured(bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(UpstreamClusterResource).Update(ctx, &unstructured.Unstructured{Object: bu}, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus("Programmed False/LastGoodServed", func(st v1alpha1.UpstreamClusterStatus) bool {
+		for _, cond := range st.Conditions {
+			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == ReasonLastGoodServed {
+				return st.ObservedGeneration == bad.Generation
+			}
+		}
+		return false
+	})
+	if c.Current().Version != served {
+		t.Fatalf("an invalid edit changed the served config")
+	}
+
+	if err := kube.CoreV1().Secrets("frontdoor-system").Delete(ctx, "serving", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus("Programmed False/NotServed", func(st v1alpha1.UpstreamClusterStatus) bool {
+		for _, cond := range st.Conditions {
+			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == ReasonNotServed {
+				return true
+			}
+		}
+		return false
+	})
+	// Every version of the object needs the deleted Secret: nothing of it
+	// can be served without its serving certificate.
+	if _, ok := c.Current().Policy.Clusters[uc.Name]; ok {
+		t.Fatalf("cluster still served without its serving Secret (version %s, was %s)", c.Current().Version, served)
+	}
+}

@@ -1,0 +1,172 @@
+package xds
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
+)
+
+func findStatus(t *testing.T, sts []translator.Status, name string) translator.Status {
+	t.Helper()
+	for _, st := range sts {
+		if st.Name == name {
+			return st
+		}
+	}
+	t.Fatalf("no status for %q", name)
+	return translator.Status{}
+}
+
+func condition(st translator.Status, typ string) metav1.Condition {
+	for _, c := range st.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return metav1.Condition{}
+}
+
+// edit returns in with the named cluster replaced by a copy changed by fn,
+// one generation later, as the apiserver would hand it to an informer.
+func edit(in translator.Inputs, name string, fn func(*v1alpha1.UpstreamCluster)) translator.Inputs {
+	out := in
+	out.UpstreamClusters = nil
+	for _, uc := range in.UpstreamClusters {
+		if uc.Name == name {
+			uc = uc.DeepCopy()
+			uc.Generation++
+			fn(uc)
+		}
+		out.UpstreamClusters = append(out.UpstreamClusters, uc)
+	}
+	return out
+}
+
+// TestInvalidEditKeepsLastGoodVersion: a bad edit (a Secret that does not
+// exist, then a semantically wrong field) turns Accepted and Programmed
+// False with reasons, while the served config stays exactly the same; a
+// good edit replaces it; deleting the object removes it for good.
+func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
+	ctx := context.Background()
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	in := goldenInputs(t, "sni-clusters")
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	good := c.Current().Version
+	if p := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); p.Status != metav1.ConditionTrue {
+		t.Fatalf("beta Programmed = %+v, want True", p)
+	}
+
+	badRef := edit(in, "beta", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.ClientConfig.SecretRef.Name = "does-not-exist"
+	})
+	if err := c.Update(ctx, badRef); err != nil {
+		t.Fatal(err)
+	}
+	st := findStatus(t, c.Statuses(), "beta")
+	if got := condition(st, v1alpha1.ConditionResolvedRefs); got.Status != metav1.ConditionFalse || got.Reason != translator.ReasonSecretNotFound {
+		t.Fatalf("ResolvedRefs = %+v, want False/SecretNotFound", got)
+	}
+	if got := condition(st, v1alpha1.ConditionProgrammed); got.Status != metav1.ConditionFalse || got.Reason != ReasonLastGoodServed || got.ObservedGeneration != 3 {
+		t.Fatalf("Programmed = %+v, want False/LastGoodServed for generation 3", got)
+	}
+	if c.Current().Version != good {
+		t.Fatalf("a bad edit changed the served config: %s → %s", good, c.Current().Version)
+	}
+	if st.ServerCount == 0 {
+		t.Fatal("serverCount must report the servers still served")
+	}
+
+	badField := edit(badRef, "beta", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.ClientConfig.SecretRef.Name = "upstream"
+		uc.Spec.Servers = []v1alpha1.Server{{Endpoint: "https://10.0.0.1:6443/path"}}
+	})
+	if err := c.Update(ctx, badField); err != nil {
+		t.Fatal(err)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != translator.ReasonInvalidServer {
+		t.Fatalf("Accepted = %+v, want InvalidServer", got)
+	}
+	if c.Current().Version != good {
+		t.Fatal("a semantically wrong edit changed the served config")
+	}
+
+	fixed := edit(badField, "beta", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.Servers = []v1alpha1.Server{{Endpoint: "https://10.0.0.99:6443"}}
+	})
+	if err := c.Update(ctx, fixed); err != nil {
+		t.Fatal(err)
+	}
+	if p := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); p.Status != metav1.ConditionTrue || p.ObservedGeneration != 5 {
+		t.Fatalf("after a good edit Programmed = %+v, want True for generation 5", p)
+	}
+	if c.Current().Version == good {
+		t.Fatal("a good edit must change the served config")
+	}
+
+	// Deleted, then re-created broken: nothing of the old version returns.
+	var without translator.Inputs = fixed
+	without.UpstreamClusters = nil
+	for _, uc := range fixed.UpstreamClusters {
+		if uc.Name != "beta" {
+			without.UpstreamClusters = append(without.UpstreamClusters, uc)
+		}
+	}
+	if err := c.Update(ctx, without); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(ctx, badRef); err != nil {
+		t.Fatal(err)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); got.Reason != ReasonNotServed {
+		t.Fatalf("re-created broken object: Programmed = %+v, want NotServed", got)
+	}
+	if _, ok := c.Current().Policy.Clusters["beta"]; ok {
+		t.Fatal("a deleted object's last good version came back")
+	}
+}
+
+// TestLastGoodKeepsItsServerName: when A's edit is rejected, its last good
+// version keeps its server name, so B (later in name order) cannot take it
+// over; B's status must then say it is not served, not Accepted.
+func TestLastGoodKeepsItsServerName(t *testing.T) {
+	ctx := context.Background()
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	in := goldenInputs(t, "sni-clusters") // alpha and beta have server names
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	alphaNames := findSpec(in, "alpha").SecureServing.ServerNames
+	// alpha breaks and gives up its names; beta claims them in the same round.
+	next := edit(in, "alpha", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.SecureServing.ServerNames = []string{"elsewhere.example.com"}
+		uc.Spec.ClientConfig.SecretRef.Name = "missing"
+	})
+	next = edit(next, "beta", func(uc *v1alpha1.UpstreamCluster) {
+		uc.Spec.SecureServing.ServerNames = alphaNames
+	})
+	if err := c.Update(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionProgrammed).Reason; got != ReasonLastGoodServed {
+		t.Fatalf("alpha Programmed reason %q, want LastGoodServed", got)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != translator.ReasonConflictingServerNames {
+		t.Fatalf("beta Accepted = %+v, want ConflictingServerNames (alpha's last good version holds the names)", got)
+	}
+}
+
+func findSpec(in translator.Inputs, name string) v1alpha1.UpstreamClusterSpec {
+	for _, uc := range in.UpstreamClusters {
+		if uc.Name == name {
+			return uc.Spec
+		}
+	}
+	return v1alpha1.UpstreamClusterSpec{}
+}
