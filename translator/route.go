@@ -29,13 +29,14 @@ const (
 // then the catch-all default route. Dispatch policies will add rule routes
 // before the default; today every request takes the default route.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
+	rsFilter, rsPerRoute := requestServicePerRoute(c)
 	return &routev3.RouteConfiguration{
 		Name: routeName(c.Name),
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    c.Name,
 			Domains: []string{"*"},
 			TypedPerFilterConfig: map[string]*anypb.Any{
-				extAuthzFilterName: mustAny(extAuthzPerRoute(c.Name)),
+				rsFilter: mustAny(rsPerRoute),
 			},
 			Routes: []*routev3.Route{upgradeRoute(c), defaultRoute(c)},
 		}},

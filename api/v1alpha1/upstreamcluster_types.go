@@ -63,7 +63,25 @@ type UpstreamClusterSpec struct {
 	// LoadBalancing is how requests are spread over healthy servers.
 	// +optional
 	LoadBalancing LoadBalancing `json:"loadBalancing,omitempty"`
+
+	// RequestService selects the Envoy filter that asks frontdoor's request
+	// service about each request: ExtAuthz (ext_authz, the default) or
+	// ExtProc (ext_proc, which also observes each response's status and
+	// latency). Both run the same pipeline and forward the same identity.
+	// +optional
+	// +kubebuilder:default=ExtAuthz
+	RequestService RequestService `json:"requestService,omitempty"`
 }
+
+// RequestService is the Envoy filter that calls the request service.
+// +kubebuilder:validation:Enum=ExtAuthz;ExtProc
+type RequestService string
+
+// Request-service filters.
+const (
+	RequestServiceExtAuthz RequestService = "ExtAuthz"
+	RequestServiceExtProc  RequestService = "ExtProc"
+)
 
 // Server is one kube-apiserver replica.
 type Server struct {
