@@ -30,8 +30,9 @@ up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy
 	$(GO) run ./tests/sandbox/up -mode $(MODE)
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, then a bounded fuzz
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
 	@$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
@@ -44,6 +45,10 @@ fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TI
 	@for f in $(FUZZ_TARGETS); do \
 		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./authz || exit 1; \
 	done
+
+.PHONY: test-extproc
+test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: ExtProc
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
 
 .PHONY: unit
 unit: ## unit tests only (no real components)

@@ -69,6 +69,7 @@ func checkRequestToRequest(in *authv3.CheckRequest) Request {
 func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {
 	if d.Allowed() {
 		headers, identity := splitIdentityHeaders(d.SetHeaders)
+		identity.Fields[envoy.MetadataKeyRequest] = RequestMetadata(d)
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
@@ -89,6 +90,7 @@ func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {
 			Headers: overwriteHeaders(d.ResponseHeaders),
 			Body:    string(d.Body),
 		}},
+		DynamicMetadata: &structpb.Struct{Fields: map[string]*structpb.Value{envoy.MetadataKeyRequest: RequestMetadata(d)}},
 	}
 }
 

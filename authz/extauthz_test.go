@@ -60,6 +60,16 @@ func identityMetadata(kv ...string) *structpb.Struct {
 	}}
 }
 
+// withRequest adds the access-log request metadata (envoy.MetadataKeyRequest).
+func withRequest(md *structpb.Struct, fields map[string]any) *structpb.Struct {
+	st, err := structpb.NewStruct(fields)
+	if err != nil {
+		panic(err)
+	}
+	md.Fields[envoy.MetadataKeyRequest] = structpb.NewStructValue(st)
+	return md
+}
+
 func hvo(key, value string, action corev3.HeaderValueOption_HeaderAppendAction) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: key, Value: value}, AppendAction: action}
 }
@@ -74,9 +84,10 @@ func TestExtAuthzCheck(t *testing.T) {
 		overwrite = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		appendAdd = corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD
 	)
-	denied := func(grpcCode codes.Code, httpCode typev3.StatusCode, body []byte) *authv3.CheckResponse {
+	denied := func(grpcCode codes.Code, httpCode typev3.StatusCode, body []byte, request map[string]any) *authv3.CheckResponse {
 		return &authv3.CheckResponse{
-			Status: &rpcstatus.Status{Code: int32(grpcCode)},
+			DynamicMetadata: withRequest(&structpb.Struct{Fields: map[string]*structpb.Value{}}, request),
+			Status:          &rpcstatus.Status{Code: int32(grpcCode)},
 			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 				Status: &typev3.HttpStatus{Code: httpCode},
 				Headers: []*corev3.HeaderValueOption{
@@ -105,23 +116,33 @@ func TestExtAuthzCheck(t *testing.T) {
 				}},
 				// Identity fields travel as metadata for the identity Lua
 				// filter: one header field per value.
-				DynamicMetadata: identityMetadata(
+				DynamicMetadata: withRequest(identityMetadata(
 					"Impersonate-User", "jane",
 					"Impersonate-Group", "dev",
 					"Impersonate-Group", "ops",
 					"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der)),
+					// What the access log prints: never the certificate.
+					map[string]any{
+						"user": "jane", "groups": 2, "verb": "watch", "apiGroup": "", "resource": "pods", "subresource": "",
+						"namespace": "default", "name": "", "rule": "default", "decision": "allowed",
+					}),
 			},
 		},
 		{
 			name: "deny unauthenticated",
 			req:  checkRequest("a", "GET", "/api/v1/pods", "", map[string]string{"authorization": "Bearer abc"}),
 			want: denied(codes.Unauthenticated, typev3.StatusCode_Unauthorized,
-				[]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}`+"\n")),
+				[]byte(`{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"Unauthorized","reason":"Unauthorized","code":401}`+"\n"),
+				// No user; never the token.
+				map[string]any{
+					"verb": "list", "apiGroup": "", "resource": "pods", "subresource": "",
+					"namespace": "", "name": "", "decision": "unauthenticated",
+				}),
 		},
 		{
 			name: "deny unknown cluster",
 			req:  checkRequest("nope", "GET", "/api/v1/pods", cert, nil),
-			want: denied(codes.PermissionDenied, typev3.StatusCode_ServiceUnavailable, notReadyBody),
+			want: denied(codes.PermissionDenied, typev3.StatusCode_ServiceUnavailable, notReadyBody, map[string]any{"decision": "unavailable"}),
 		},
 	}
 	for _, tt := range tests {

@@ -167,9 +167,11 @@ func TestPipelineDispatch(t *testing.T) {
 	if d := check("bob", "/api/v1/namespaces/x/pods/p"); !d.Allowed() || d.Rule != "default" {
 		t.Errorf("bob get pod: %s rule %q, want default", d.Outcome, d.Rule)
 	}
-	for _, c := range []struct{ rule, decision string }{{"jane", "allowed"}, {"shed", "rejected"}, {"default", "allowed"}} {
-		if got := testutil.ToFloat64(tp.policyStats.decisions.WithLabelValues("a", c.rule, c.decision)); got != 1 {
-			t.Errorf("frontdoor_authz_policy_requests_total{rule=%q,decision=%q} = %v, want 1", c.rule, c.decision, got)
+	for _, c := range []struct{ rule, verb, resource, decision string }{
+		{"jane", "list", "pods", "allowed"}, {"shed", "list", "pods", "rejected"}, {"default", "get", "pods", "allowed"},
+	} {
+		if got := testutil.ToFloat64(tp.reqMetrics.requests.WithLabelValues("a", c.rule, c.verb, c.resource, c.decision)); got != 1 {
+			t.Errorf("frontdoor_requests_total{rule=%q,verb=%q,resource=%q,decision=%q} = %v, want 1", c.rule, c.verb, c.resource, c.decision, got)
 		}
 	}
 }

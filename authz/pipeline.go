@@ -92,6 +92,9 @@ type Decision struct {
 	Rule string
 	// User is the authenticated user name (allow), for access logs.
 	User string
+	// Groups is how many groups the authenticated user has (allow), for
+	// access logs (the names stay out of logs: they are unbounded).
+	Groups int
 
 	// Code is the HTTP status to answer with (deny).
 	Code int
@@ -145,7 +148,7 @@ type Pipeline struct {
 	now         func() time.Time
 	injectedNow bool
 	metrics     *metrics
-	policyStats *policyMetrics
+	reqMetrics  *requestMetrics
 	cache       *authnCache
 
 	table atomic.Pointer[compiledTable]
@@ -201,16 +204,16 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	pm, err := newPolicyMetrics(opts.Registry)
+	rm, err := newRequestMetrics(opts.Registry)
 	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{
-		log:         opts.Logger,
-		logLevel:    slog.LevelDebug,
-		now:         opts.Now,
-		metrics:     m,
-		policyStats: pm,
+		reqMetrics: rm,
+		log:        opts.Logger,
+		logLevel:   slog.LevelDebug,
+		now:        opts.Now,
+		metrics:    m,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -298,7 +301,7 @@ func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	start := time.Now()
 	d := p.decide(ctx, req)
 	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
-	p.policyStats.observe(req.Cluster, &d)
+	p.reqMetrics.observeDecision(req.Cluster, &d)
 	p.logDecision(ctx, req, &d)
 	return d
 }
@@ -365,6 +368,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 		RemoveHeaders: remove,
 		Rule:          rule,
 		User:          id.user.GetName(),
+		Groups:        len(id.user.GetGroups()),
 		Info:          info,
 	}
 }
@@ -375,7 +379,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
 func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *Request) (*identity, error) {
 	var errs []error
 	for _, a := range cc.authenticators {
-		id, ok, err := a.authenticate(ctx, req)
+		id, ok, err := p.reqMetrics.timedAuthenticate(ctx, a, req)
 		if ok {
 			return id, nil
 		}
@@ -386,6 +390,7 @@ func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *R
 	// As kube-apiserver (union.NewFailOnError): a credential that failed is
 	// never anonymous, only a request without any credential is.
 	if cc.anonymous && len(errs) == 0 {
+		p.reqMetrics.observeAnonymous()
 		return anonymousIdentity, nil
 	}
 	return nil, errors.Join(errs...)

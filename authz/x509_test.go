@@ -112,6 +112,7 @@ func TestX509ValidIdentity(t *testing.T) {
 		RemoveHeaders: []string{"authorization"},
 		Rule:          "default",
 		User:          "jane",
+		Groups:        3,
 	}
 	if diff := cmp.Diff(want, d, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Info" }, cmp.Ignore())); diff != "" {
 		t.Errorf("decision (-want +got):\n%s", diff)

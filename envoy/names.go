@@ -43,3 +43,31 @@ const MetadataKeyIdentityHeaders = "frontdoor.dev/identity-headers"
 
 // MetadataNamespaceExtAuthz is where Envoy stores ext_authz dynamic metadata.
 const MetadataNamespaceExtAuthz = "envoy.filters.http.ext_authz"
+
+// MetadataKeyRequest is the key, in the ext_authz dynamic metadata namespace
+// (MetadataNamespaceExtAuthz), of the request's Kubernetes coordinates as the
+// request service decided them: a struct with the AccessLog* fields below.
+// Envoy's access log reads them with
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:frontdoor.dev/request:<field>)%.
+// It never carries credentials: no token, certificate or header value.
+const MetadataKeyRequest = "frontdoor.dev/request"
+
+// The fields of MetadataKeyRequest.
+const (
+	AccessLogUser        = "user"
+	AccessLogGroups      = "groups" // a number: how many groups, never their names
+	AccessLogVerb        = "verb"
+	AccessLogAPIGroup    = "apiGroup"
+	AccessLogResource    = "resource"
+	AccessLogSubresource = "subresource"
+	AccessLogNamespace   = "namespace"
+	AccessLogName        = "name"
+	AccessLogRule        = "rule"
+	AccessLogDecision    = "decision"
+)
+
+// AccessLogFields lists the MetadataKeyRequest fields in log order.
+var AccessLogFields = []string{
+	AccessLogUser, AccessLogGroups, AccessLogVerb, AccessLogAPIGroup, AccessLogResource,
+	AccessLogSubresource, AccessLogNamespace, AccessLogName, AccessLogRule, AccessLogDecision,
+}

@@ -61,6 +61,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		seen[st.uc.Name] = true
 
 		c := buildCluster(st, secrets, endpoints)
+		c.AccessLog = AccessLogIR{Disabled: in.Options.DisableAccessLog, Path: in.Options.AccessLogPath}
 		if !st.rejected() {
 			candidates = append(candidates, c)
 			owners = append(owners, st)
@@ -115,6 +116,7 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) 
 	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
+	c.RequestService = buildRequestService(st, spec.RequestService)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
 	c.TokenReview = buildTokenReview(st, spec.Authentication.TokenReview)
 	c.Anonymous = spec.Authentication.Anonymous.Enabled

@@ -38,9 +38,11 @@ func adsConfigSource() *corev3.ConfigSource {
 
 // mustAny packs m. Packing a generated message cannot fail; a failure is a
 // programming error, surfaced as a panic that Translate turns into a status.
+// Packing is deterministic (map fields, as in a JSON access-log format, are
+// sorted), so equal inputs give equal bytes and one config version.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(fmt.Sprintf("translator: packing %T: %v", m, err))
 	}
 	return a

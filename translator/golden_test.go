@@ -41,6 +41,9 @@ type testOptions struct {
 	Kind            string `json:"kind"`
 	ListenerAddress string `json:"listenerAddress"`
 	ListenerPort    uint32 `json:"listenerPort"`
+	AccessLogPath   string `json:"accessLogPath"`
+	// DisableAccessLog turns Envoy's access log off.
+	DisableAccessLog bool `json:"disableAccessLog"`
 }
 
 // loadInputs reads one multi-document YAML input: UpstreamClusters,
@@ -77,7 +80,10 @@ func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, er
 			if err := yaml.UnmarshalStrict(doc, &o); err != nil {
 				return in, fmt.Errorf("document %d: %w", i, err)
 			}
-			in.Options = Options{ListenerAddress: o.ListenerAddress, ListenerPort: o.ListenerPort}
+			in.Options = Options{
+				ListenerAddress: o.ListenerAddress, ListenerPort: o.ListenerPort,
+				AccessLogPath: o.AccessLogPath, DisableAccessLog: o.DisableAccessLog,
+			}
 		case "UpstreamCluster":
 			uc := &v1alpha1.UpstreamCluster{}
 			if err := yaml.UnmarshalStrict(doc, uc); err != nil {

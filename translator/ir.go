@@ -54,6 +54,10 @@ type ClusterIR struct {
 	LoadBalancing LoadBalancingIR
 	// X509 enables client-certificate authentication in the request service.
 	X509 bool
+	// AccessLog is where Envoy logs this cluster's requests (gateway-wide).
+	AccessLog AccessLogIR
+	// RequestService is the filter that calls the request service.
+	RequestService RequestServiceIR
 	// TokenReview is the defaulted bearer-token authentication.
 	TokenReview TokenReviewIR
 	// Anonymous forwards requests without credentials as system:anonymous.

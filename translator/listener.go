@@ -126,20 +126,24 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 // upgrade request, so a request is authenticated, authorized and
 // impersonated before any upgraded byte flows.
 func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
+	xfcc, xfccDetails := forwardClientCert(c)
 	return &hcmv3.HttpConnectionManager{
-		StatPrefix: c.Name,
-		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		ForwardClientCertDetails:    xfcc,
+		SetCurrentClientCertDetails: xfccDetails,
+		StatPrefix:                  c.Name,
+		CodecType:                   hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
 			RouteConfigName: routeName(c.Name),
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
+		AccessLog:         accessLogs(c.AccessLog, c.Name, requestMetadataNamespace(c)),
 		StreamIdleTimeout: duration(0),
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
 			{UpgradeType: upgradeWebSocket},
 			{UpgradeType: upgradeSPDY},
 		},
-		LocalReplyConfig: localReplyConfig(),
+		LocalReplyConfig: localReplies(c),
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
 			ConnectionKeepalive:  downstreamKeepalive(),
@@ -150,12 +154,10 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 				removeHeadersWithPrefix(remoteHeaderPrefix),
 			}}),
 		},
-		HttpFilters: []*hcmv3.HttpFilter{
-			extAuthzFilter(),
-			identityFilter(),
+		HttpFilters: append(requestServiceFilters(c),
 			localRateLimitFilter(),
-			{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
-		},
+			&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		),
 	}
 }
 

@@ -31,13 +31,14 @@ const (
 // then the catch-all default route; dispatch policies add their rule routes
 // (policy_routes.go) in between.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
+	rsFilter, rsPerRoute := requestServicePerRoute(c)
 	return &routev3.RouteConfiguration{
 		Name: routeName(c.Name),
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    c.Name,
 			Domains: []string{"*"},
 			TypedPerFilterConfig: map[string]*anypb.Any{
-				extAuthzFilterName: mustAny(extAuthzPerRoute(c.Name)),
+				rsFilter: mustAny(rsPerRoute),
 			},
 			Routes: slices.Concat([]*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
 		}},

@@ -21,6 +21,11 @@ type Options struct {
 	// ListenerAddress and ListenerPort are where Envoy serves clients.
 	ListenerAddress string
 	ListenerPort    uint32
+	// AccessLogPath is the file Envoy writes its JSON access log to; empty
+	// means Envoy's stdout.
+	AccessLogPath string
+	// DisableAccessLog turns Envoy's access log off.
+	DisableAccessLog bool
 }
 
 // Inputs is everything one translation reads.

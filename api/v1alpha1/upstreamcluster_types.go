@@ -80,6 +80,14 @@ type UpstreamClusterSpec struct {
 	// FlowControl holds the flow-control schemas policies refer to.
 	// +optional
 	FlowControl FlowControl `json:"flowControl,omitempty"`
+
+	// RequestService selects the Envoy filter that asks frontdoor's request
+	// service about each request: ExtAuthz (ext_authz, the default) or
+	// ExtProc (ext_proc, which also observes each response's status and
+	// latency). Both run the same pipeline and forward the same identity.
+	// +optional
+	// +kubebuilder:default=ExtAuthz
+	RequestService RequestService `json:"requestService,omitempty"`
 }
 
 // DispatchPolicy is one named dispatch policy: which requests it takes
@@ -248,6 +256,16 @@ type MaxRequestsInflight struct {
 
 // Exempt means no flow control.
 type Exempt struct{}
+
+// RequestService is the Envoy filter that calls the request service.
+// +kubebuilder:validation:Enum=ExtAuthz;ExtProc
+type RequestService string
+
+// Request-service filters.
+const (
+	RequestServiceExtAuthz RequestService = "ExtAuthz"
+	RequestServiceExtProc  RequestService = "ExtProc"
+)
 
 // Server is one kube-apiserver replica.
 type Server struct {

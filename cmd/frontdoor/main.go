@@ -17,6 +17,7 @@ Usage:
   frontdoor serve      [flags]   run the xDS control plane and the request service
   frontdoor bootstrap  [flags]   print the Envoy bootstrap that points Envoy at "frontdoor serve"
   frontdoor drain      [flags]   drain Envoy gracefully (its preStop hook), then optionally stop it
+  frontdoor check      [flags]   validate a config directory offline and print each UpstreamCluster's conditions
   frontdoor version              print the version
 
 Run "frontdoor <command> -h" for a command's flags.
@@ -35,6 +36,8 @@ func main() {
 		err = runBootstrap(args, os.Stdout)
 	case "drain":
 		err = runDrain(args)
+	case "check":
+		err = runCheck(args, os.Stdout)
 	case "version", "--version":
 		fmt.Println("frontdoor", version)
 	case "help", "-h", "--help":

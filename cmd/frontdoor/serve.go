@@ -17,6 +17,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -26,6 +27,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
+	"github.com/kubefrontdoor/frontdoor/configdump"
+	"github.com/kubefrontdoor/frontdoor/extproc"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
 )
@@ -45,6 +48,7 @@ type serveFlags struct {
 	pollInterval  time.Duration
 	shutdownGrace time.Duration
 	drainTimeout  time.Duration
+	accessLog     string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -55,7 +59,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Kubernetes mode: Envoy admin URL polled for status.healthyServerCount (optional)")
 	fs.DurationVar(&f.debounce, "debounce", xds.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
-	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics and /healthz")
+	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
@@ -65,6 +69,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.shutdownGrace, "shutdown-grace", 5*time.Second, "how long in-flight gRPC calls may finish once the drain is over")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 30*time.Second,
 		"on SIGTERM, how long /readyz fails while ext_authz and xDS keep serving Envoy's drain; ends early once no Envoy is connected")
+	fs.StringVar(&f.accessLog, "access-log", "stdout",
+		`where Envoy writes one JSON line per request: "stdout" (Envoy's), "off", or a file path Envoy appends to`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -100,7 +106,7 @@ func runServe(args []string) error {
 		return err
 	}
 	ctrl := xds.NewController(xds.ControllerOptions{
-		Translator: translator.Options{ListenerAddress: f.listenAddr, ListenerPort: uint32(f.listenPort)},
+		Translator: translatorOptions(f),
 		Sink:       pipeline,
 		Registry:   reg,
 		Logger:     log,
@@ -125,9 +131,16 @@ func runServe(args []string) error {
 	defer stopADS()
 	ctrl.RegisterADS(adsCtx, gs)
 	authv3.RegisterAuthorizationServer(gs, authz.NewExtAuthzServer(pipeline))
+	extProc, err := extproc.NewServer(pipeline, reg)
+	if err != nil {
+		return err
+	}
+	extprocv3.RegisterExternalProcessorServer(gs, extProc)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	// The config being served and the policy table, secrets redacted.
+	mux.Handle("/debug/config", configdump.Handler(ctrl.Current))
 	var draining atomic.Bool
 	// /readyz is the readiness probe: not ready before the first config,
 	// nor once SIGTERM started the drain, so no new traffic is sent here.
@@ -206,6 +219,23 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 	for ctrl.ConnectedProxies() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// translatorOptions are the gateway-wide translator settings from flags.
+// --access-log "stdout" is Envoy's stdout (the empty path), "off" none.
+func translatorOptions(f *serveFlags) translator.Options {
+	o := translator.Options{
+		ListenerAddress: f.listenAddr,
+		ListenerPort:    uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
+	}
+	switch f.accessLog {
+	case "stdout":
+	case "off":
+		o.DisableAccessLog = true
+	default:
+		o.AccessLogPath = f.accessLog
+	}
+	return o
 }
 
 // configSource returns the loop that feeds ctrl: a watched directory with

@@ -149,7 +149,11 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	began := time.Now()
 
 	say("starting the sandbox in %s", sbDir)
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: sbDir, Progress: opts.Progress, FrontdoorArgs: []string{"--pprof"}})
+	sb, err := sandbox.Start(ctx, sandbox.Options{
+		Dir: sbDir, Progress: opts.Progress, FrontdoorArgs: []string{"--pprof"},
+		// FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc measures the ext_proc path.
+		RequestService: sandbox.RequestServiceFromEnv(),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -127,7 +127,7 @@ spec:
   authentication:
     tokenReview: {cacheTTL: 2s, negativeCacheTTL: 1s}
     anonymous: {enabled: true}
-`
+%s`
 )
 
 var altOnce, deadOnce struct {
@@ -176,7 +176,7 @@ func ensureCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *err
 	once.Do(func() {
 		ns := sandbox.SecretNamespace
 		sni := name + "." + sandbox.TestDomain
-		uc := fmt.Sprintf(altClusterTemplate, name, servers, ns, sni, ns, ns)
+		uc := fmt.Sprintf(altClusterTemplate, name, servers, ns, sni, ns, ns, sb.RequestServiceField())
 		if *errp = os.WriteFile(filepath.Join(sb.Dir, "config", "upstreamcluster-"+name+".yaml"), []byte(uc), 0o644); *errp != nil {
 			return
 		}

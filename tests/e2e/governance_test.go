@@ -66,7 +66,7 @@ func writeGovCluster(shed bool) error {
 		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
 	}
 	ns := sandbox.SecretNamespace
-	uc := fmt.Sprintf(altClusterTemplate, govCluster, servers.String(), ns, govSNI, ns, ns)
+	uc := fmt.Sprintf(altClusterTemplate, govCluster, servers.String(), ns, govSNI, ns, ns, sb.RequestServiceField())
 	reject := ""
 	if shed {
 		reject = govReject
@@ -257,9 +257,9 @@ func TestDispatchPolicyTokenBucket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	matched, err := sandbox.SumMetric(fd, "frontdoor_authz_policy_requests_total", map[string]string{"cluster": govCluster, "rule": "limited", "decision": "allowed"})
+	matched, err := sandbox.SumMetric(fd, "frontdoor_requests_total", map[string]string{"cluster": govCluster, "rule": "limited", "decision": "allowed"})
 	if err != nil || int(matched) < res[0][0]+res[0][1] {
-		t.Errorf("frontdoor_authz_policy_requests_total{rule=limited} = %v (%v), want at least %d", matched, err, res[0][0]+res[0][1])
+		t.Errorf("frontdoor_requests_total{rule=limited} = %v (%v), want at least %d", matched, err, res[0][0]+res[0][1])
 	}
 }
 

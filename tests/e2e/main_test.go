@@ -59,7 +59,10 @@ func runMain(m *testing.M) (code int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	sb, err = sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stderr, LogRequests: true})
+	sb, err = sandbox.Start(ctx, sandbox.Options{
+		Dir: dir, Progress: os.Stderr, LogRequests: true,
+		RequestService: sandbox.RequestServiceFromEnv(),
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: starting the sandbox: %v\n(work dir kept: %s)\n", err, dir)
 		return 1

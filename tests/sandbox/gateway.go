@@ -38,7 +38,7 @@ spec:
     secretRef: {namespace: %s, name: serving}
     clientCASecretRef: {namespace: %s, name: client-ca}
   healthCheck: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}
-`
+%s`
 
 // writeConfigDir writes what `frontdoor serve --config-dir` reads: the
 // Secrets (plain v1 manifests, as they would be in a cluster) and the
@@ -83,7 +83,7 @@ func (s *Sandbox) writeConfigDir() error {
 	for _, u := range s.ReplicaURLs {
 		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
 	}
-	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace)
+	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace, s.RequestServiceField())
 	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
 }
 
@@ -99,6 +99,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
+	s.AccessLogPath = s.logPath("access")
 
 	config := []string{"--config-dir", s.path("config")}
 	if s.opts.Mode == ModeKubernetes {
@@ -114,6 +115,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		"--http-address", httpAddr,
 		"--listen-address", "127.0.0.1",
 		"--listen-port", strconv.Itoa(listenPort),
+		"--access-log", s.AccessLogPath,
 	)
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
@@ -151,7 +153,9 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 
 	s.GatewayURL = "https://127.0.0.1:" + strconv.Itoa(listenPort)
 	s.envoy = newProcess("envoy", s.bin("envoy"), s.logPath("envoy"),
-		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1")
+		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
+		// Flush the access log every 200ms (default 10s) so tests read it promptly.
+		"--file-flush-interval-msec", "200")
 	s.progress("envoy: gateway %s, admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
 	if err := s.envoy.start(); err != nil {
 		return err
@@ -170,4 +174,23 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
 	}
 	return nil
+}
+
+// RequestServiceEnv names the environment variable that selects the
+// sandbox UpstreamCluster's spec.requestService for a test run: `make test`
+// runs the identity suite once per mode.
+const RequestServiceEnv = "FRONTDOOR_E2E_REQUEST_SERVICE"
+
+// RequestServiceFromEnv returns $FRONTDOOR_E2E_REQUEST_SERVICE (empty:
+// the default, ExtAuthz).
+func RequestServiceFromEnv() string { return os.Getenv(RequestServiceEnv) }
+
+// RequestServiceField is the spec.requestService line (two-space indented,
+// with its newline) for UpstreamClusters the tests write, so every cluster of
+// a run uses the mode under test; empty for the default.
+func (s *Sandbox) RequestServiceField() string {
+	if s.opts.RequestService == "" {
+		return ""
+	}
+	return "  requestService: " + s.opts.RequestService + "\n"
 }

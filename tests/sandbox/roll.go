@@ -55,6 +55,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 		"--listen-address", "127.0.0.1",
 		"--listen-port", listenPort,
 		"--drain-timeout", drain,
+		"--access-log", s.AccessLogPath,
 	}
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")

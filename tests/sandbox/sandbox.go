@@ -44,6 +44,11 @@ type Options struct {
 	Progress io.Writer
 	// LogRequests passes --log-requests to frontdoor serve.
 	LogRequests bool
+	// RequestService is the UpstreamCluster's spec.requestService
+	// (ExtAuthz or ExtProc); empty leaves the default (ExtAuthz). Tests read
+	// it from FRONTDOOR_E2E_REQUEST_SERVICE (see RequestServiceFromEnv), so
+	// one suite runs in both modes.
+	RequestService string
 	// Mode is ModeFiles (the default) or ModeKubernetes.
 	Mode string
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then
@@ -69,6 +74,8 @@ type Sandbox struct {
 	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
 	FrontdoorHealthURL  string   // http://127.0.0.1:P/healthz
 	ETCDURL             string   // http://127.0.0.1:P
+	// AccessLogPath is Envoy's JSON access log (one line per request).
+	AccessLogPath string
 
 	AdminKubeconfig  string // admin user through the gateway
 	DirectKubeconfig string // admin user straight to replica 1

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/xds"
+)
+
+// runCheck validates a config directory offline, exactly as `frontdoor serve
+// --config-dir` would read and translate it, and prints each
+// UpstreamCluster's conditions. It fails if a file does not parse or an
+// UpstreamCluster is rejected.
+func runCheck(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	dir := fs.String("config-dir", "", "directory of UpstreamCluster and Secret YAML files to validate (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return errors.New("--config-dir is required")
+	}
+
+	var fileErrs []string
+	src := &xds.DirSource{
+		Dir: *dir,
+		Log: slog.New(slog.DiscardHandler),
+		OnFileError: func(path string, err error) {
+			fileErrs = append(fileErrs, fmt.Sprintf("%s: %v", path, err))
+		},
+	}
+	in, err := src.Load()
+	if err != nil {
+		return fmt.Errorf("--config-dir: %w", err)
+	}
+	out := translator.Translate(in)
+
+	for _, e := range fileErrs {
+		fmt.Fprintf(stdout, "file %s\n", e)
+	}
+	rejected := 0
+	for _, st := range out.Statuses {
+		ok := true
+		for _, c := range st.Conditions {
+			ok = ok && c.Status == metav1.ConditionTrue
+		}
+		verdict := "accepted"
+		if !ok {
+			verdict = "REJECTED"
+			rejected++
+		}
+		fmt.Fprintf(stdout, "UpstreamCluster %s (generation %d): %s, %d servers\n", st.Name, st.ObservedGeneration, verdict, st.ServerCount)
+		for _, c := range st.Conditions {
+			fmt.Fprintf(stdout, "  %s=%s %s: %s\n", c.Type, c.Status, c.Reason, c.Message)
+		}
+	}
+	if len(out.Statuses) == 0 {
+		fmt.Fprintln(stdout, "no UpstreamCluster found")
+	}
+	var problems []string
+	if len(fileErrs) > 0 {
+		problems = append(problems, fmt.Sprintf("%d file(s) do not parse", len(fileErrs)))
+	}
+	if rejected > 0 {
+		problems = append(problems, fmt.Sprintf("%d of %d UpstreamCluster(s) rejected", rejected, len(out.Statuses)))
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}

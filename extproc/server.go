@@ -1,0 +1,234 @@
+// Package extproc adapts the authz.Pipeline to Envoy's ext_proc protocol
+// (envoy.service.ext_proc.v3.ExternalProcessor), the alternative to
+// ext_authz an UpstreamCluster selects with spec.requestService: ExtProc.
+//
+// The request-headers message gets exactly the pipeline's decision: the
+// same header plan (as an ext_proc header mutation, each Impersonate-Group
+// its own field) with the route cache cleared so x-frontdoor-rule picks the
+// route, or the same Kubernetes Status as an immediate response. The
+// response-headers message, which ext_authz never sees, records each
+// request's status code and latency per rule.
+package extproc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/authz"
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// Server is the ext_proc service over one pipeline.
+type Server struct {
+	extprocv3.UnimplementedExternalProcessorServer
+	p       *authz.Pipeline
+	metrics *metrics
+	now     func() time.Time
+}
+
+// NewServer returns the ext_proc service backed by p; its metrics go to reg
+// (nil registers nowhere). It fails only if the metrics cannot be
+// registered.
+func NewServer(p *authz.Pipeline, reg prometheus.Registerer) (*Server, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{p: p, metrics: m, now: time.Now}, nil
+}
+
+// Process serves one HTTP request's stream: its request headers, then (if
+// it was forwarded) its response headers.
+func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	ctx := stream.Context()
+	cluster := clusterFromMetadata(ctx)
+	var (
+		rule    string
+		started time.Time
+	)
+	for {
+		in, err := stream.Recv()
+		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		var out *extprocv3.ProcessingResponse
+		switch m := in.GetRequest().(type) {
+		case *extprocv3.ProcessingRequest_RequestHeaders:
+			started = s.now()
+			req := toRequest(cluster, m.RequestHeaders.GetHeaders())
+			d := s.p.Check(ctx, &req)
+			rule = d.Rule
+			out = decisionToResponse(&d)
+			if !d.Allowed() {
+				s.metrics.observe(cluster, ruleNone, d.Code, 0)
+			}
+		case *extprocv3.ProcessingRequest_ResponseHeaders:
+			code, _ := strconv.Atoi(header(m.ResponseHeaders.GetHeaders(), ":status"))
+			s.metrics.observe(cluster, rule, code, s.now().Sub(started))
+			out = &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{
+				ResponseHeaders: &extprocv3.HeadersResponse{},
+			}}
+		default:
+			// The filter sends only headers (processing_mode); anything
+			// else is a misconfiguration: end the stream, Envoy fails closed.
+			return status.Errorf(codes.FailedPrecondition, "frontdoor ext_proc: unexpected %T", m)
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+// clusterFromMetadata reads the UpstreamCluster the virtual host named in
+// the stream's gRPC initial metadata (envoy.GRPCMetadataCluster).
+func clusterFromMetadata(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	if v := md.Get(envoy.GRPCMetadataCluster); len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// toRequest builds the pipeline's Request. Values of repeated headers are
+// comma-joined, as ext_authz delivers them. The client certificate comes
+// from x-forwarded-client-cert, which Envoy's HCM set itself
+// (SANITIZE_SET: a client's own copy never survives).
+func toRequest(cluster string, hm *corev3.HeaderMap) authz.Request {
+	headers := make(map[string]string, len(hm.GetHeaders()))
+	for _, h := range hm.GetHeaders() {
+		k := strings.ToLower(h.GetKey())
+		v := headerValue(h)
+		if old, ok := headers[k]; ok {
+			v = old + "," + v
+		}
+		headers[k] = v
+	}
+	req := authz.Request{
+		Cluster:         cluster,
+		Method:          headers[":method"],
+		Path:            headers[":path"],
+		PeerCertificate: xfccCert(headers[envoy.HeaderClientCert]),
+	}
+	delete(headers, envoy.HeaderClientCert)
+	req.Headers = headers
+	return req
+}
+
+func headerValue(h *corev3.HeaderValue) string {
+	if raw := h.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return h.GetValue()
+}
+
+func header(hm *corev3.HeaderMap, name string) string {
+	for _, h := range hm.GetHeaders() {
+		if strings.EqualFold(h.GetKey(), name) {
+			return headerValue(h)
+		}
+	}
+	return ""
+}
+
+// xfccCert returns the Cert value of the (single, Envoy-set) element of an
+// x-forwarded-client-cert header: the URL-encoded PEM of the client's
+// certificate, the form ext_authz reports it in. Empty when absent.
+func xfccCert(xfcc string) string {
+	if xfcc == "" {
+		return ""
+	}
+	// SANITIZE_SET leaves exactly one element; never trust a second.
+	elem, _, _ := strings.Cut(xfcc, ",")
+	for kv := range strings.SplitSeq(elem, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "Cert") {
+			continue
+		}
+		v = strings.Trim(strings.TrimSpace(v), `"`)
+		if _, err := url.PathUnescape(v); err != nil {
+			return ""
+		}
+		return v
+	}
+	return ""
+}
+
+// decisionToResponse maps a Decision onto ext_proc. An allowed request gets
+// a header mutation; ext_proc (unlike Envoy 1.40's ext_authz) honors
+// APPEND_IF_EXISTS_OR_ADD, so every identity value becomes its own header
+// field. The plan is applied so that the order Envoy runs removals and
+// additions in cannot matter: a name that is set is not also removed;
+// instead its first field OVERWRITEs (dropping the client's values) and the
+// others APPEND. The forwarded client certificate is always removed.
+func decisionToResponse(d *authz.Decision) *extprocv3.ProcessingResponse {
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		envoy.MetadataNamespaceExtProc: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			envoy.MetadataKeyRequest: authz.RequestMetadata(d),
+		}}),
+	}}
+	if !d.Allowed() {
+		return &extprocv3.ProcessingResponse{
+			Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Code)}, //nolint:gosec // HTTP status codes fit in int32.
+				Headers: &extprocv3.HeaderMutation{SetHeaders: setHeaders(d.ResponseHeaders)},
+				Body:    d.Body,
+				Details: "frontdoor_" + string(d.Outcome),
+			}},
+			DynamicMetadata: md,
+		}
+	}
+	set := setHeaders(d.SetHeaders)
+	setNames := make(map[string]bool, len(set))
+	for _, h := range set {
+		setNames[strings.ToLower(h.GetHeader().GetKey())] = true
+	}
+	remove := make([]string, 0, len(d.RemoveHeaders)+1)
+	for _, name := range d.RemoveHeaders {
+		if !setNames[strings.ToLower(name)] {
+			remove = append(remove, name)
+		}
+	}
+	remove = append(remove, envoy.HeaderClientCert)
+	return &extprocv3.ProcessingResponse{
+		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
+			Response: &extprocv3.CommonResponse{
+				HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove},
+				ClearRouteCache: true,
+			},
+		}},
+		DynamicMetadata: md,
+	}
+}
+
+// setHeaders: the first field of each name overwrites, later ones append.
+func setHeaders(hs []authz.Header) []*corev3.HeaderValueOption {
+	out := make([]*corev3.HeaderValueOption, 0, len(hs))
+	seen := make(map[string]bool, len(hs))
+	for _, h := range hs {
+		k := strings.ToLower(h.Name)
+		out = append(out, &corev3.HeaderValueOption{
+			Header: &corev3.HeaderValue{Key: h.Name, RawValue: []byte(h.Value)},
+			Append: wrapperspb.Bool(seen[k]),
+		})
+		seen[k] = true
+	}
+	return out
+}

@@ -1,0 +1,188 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// Envoy writes one JSON line per request with the Kubernetes coordinates the
+// request service decided (user, group count, verb, resource, namespace,
+// name, rule, decision) beside its own (code, replica, duration, bytes);
+// and no line ever carries a client's token or certificate.
+func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	probe := "accesslog-probe-" + randomHex(t, 6)
+	token := "frontdoor-secret-token-" + randomHex(t, 16)
+
+	// An x509 user with two groups reads a ConfigMap that does not exist
+	// (404 from the apiserver), with a bearer token the gateway must drop.
+	u := newUser("audrey", "system:masters", "log-readers")
+	certified, err := sb.HTTPClient(u.certPEM, u.keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/namespaces/kube-system/configmaps/" + probe
+	if code := doGet(t, ctx, certified, path, token); code != http.StatusNotFound {
+		t.Fatalf("GET %s through the gateway: %d, want 404", path, code)
+	}
+	// The same token without a certificate: 401 from the request service.
+	anonymous, err := sb.HTTPClient(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deniedPath := "/apis/apps/v1/namespaces/default/deployments/" + probe
+	if code := doGet(t, ctx, anonymous, deniedPath, token); code != http.StatusUnauthorized {
+		t.Fatalf("GET %s without a certificate: %d, want 401", deniedPath, code)
+	}
+
+	var allowed, denied map[string]any
+	var raw []byte
+	err = poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		var err error
+		raw, err = os.ReadFile(sb.AccessLogPath)
+		if err != nil {
+			return false, err
+		}
+		allowed, denied = findLogLine(t, raw, path), findLogLine(t, raw, deniedPath)
+		return allowed != nil && denied != nil, nil
+	})
+	if err != nil {
+		t.Fatalf("access log %s has no lines for %s and %s: %v\n%s", sb.AccessLogPath, path, deniedPath, err, tailBytes(raw, 2000))
+	}
+
+	if denied["upstream"] != nil {
+		t.Errorf("denied request's upstream = %v, want null (never forwarded)", denied["upstream"])
+	}
+	upstream, _ := allowed["upstream"].(string)
+	if !isReplica(upstream) {
+		t.Errorf("upstream = %q, want one of the replicas %v", upstream, sb.ReplicaURLs)
+	}
+	for _, k := range []string{"durationMs", "bytesSent", "bytesReceived", "time", "upstream"} {
+		delete(allowed, k)
+		delete(denied, k)
+	}
+	wantAllowed := map[string]any{
+		"cluster": "sandbox", "method": "GET", "path": path, "code": float64(404), "decision": "allowed",
+		"user": "audrey", "groups": float64(2), "verb": "get", "apiGroup": "", "resource": "configmaps",
+		"subresource": "", "namespace": "kube-system", "name": probe, "rule": "default",
+		"upstreamCluster": "sandbox/default",
+	}
+	wantDenied := map[string]any{
+		"cluster": "sandbox", "method": "GET", "path": deniedPath, "code": float64(401), "decision": "unauthenticated",
+		"user": nil, "groups": nil, "verb": "get", "apiGroup": "apps", "resource": "deployments",
+		"subresource": "", "namespace": "default", "name": probe, "rule": nil,
+		// The route's cluster, though nothing was sent upstream (upstream is null).
+		"upstreamCluster": "sandbox/default",
+	}
+	ignore := map[string]bool{"client": true, "flags": true, "protocol": true, "requestID": true, "userAgent": true}
+	for _, c := range []struct {
+		what      string
+		got, want map[string]any
+	}{{"allowed", allowed, wantAllowed}, {"denied", denied, wantDenied}} {
+		for k := range ignore {
+			delete(c.got, k)
+		}
+		if diff := cmp.Diff(c.want, c.got); diff != "" {
+			t.Errorf("%s request's access-log line (-want +got):\n%s", c.what, diff)
+		}
+	}
+
+	// No secret material anywhere in the log: not the token, not any
+	// line of the certificate's or key's base64 body (raw or URL-encoded,
+	// as Envoy hands the peer certificate to ext_authz).
+	secrets := map[string]string{"bearer token": token}
+	for what, p := range map[string][]byte{"certificate": u.certPEM, "key": u.keyPEM} {
+		block, _ := pem.Decode(p)
+		b64 := strings.Split(strings.TrimSpace(string(pem.EncodeToMemory(block))), "\n")
+		for i, line := range b64[1 : len(b64)-1] {
+			if len(line) >= 32 {
+				secrets[fmt.Sprintf("%s line %d", what, i+1)] = line[:32]
+			}
+		}
+		secrets[what+" (URL-encoded)"] = url.QueryEscape(string(p))[:80]
+	}
+	for what, s := range secrets {
+		if bytes.Contains(raw, []byte(s)) {
+			t.Errorf("access log contains the client's %s", what)
+		}
+	}
+}
+
+func doGet(t *testing.T, ctx context.Context, c *http.Client, path, token string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sb.GatewayURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
+}
+
+// findLogLine returns the decoded access-log line whose path is path.
+func findLogLine(t *testing.T, log []byte, path string) map[string]any {
+	t.Helper()
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if !bytes.Contains(line, []byte(path)) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatalf("access-log line is not JSON: %v\n%s", err, line)
+		}
+		if m["path"] == path {
+			return m
+		}
+	}
+	return nil
+}
+
+func isReplica(hostPort string) bool {
+	for _, u := range sb.ReplicaURLs {
+		if strings.TrimPrefix(u, "https://") == hostPort {
+			return true
+		}
+	}
+	return false
+}
+
+func randomHex(t *testing.T, n int) string {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
+
+func tailBytes(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}

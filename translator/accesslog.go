@@ -1,0 +1,77 @@
+package translator
+
+import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// Envoy writes one JSON line per request (the HCM access log, after the
+// response), with the Kubernetes coordinates the request service put in
+// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest) beside Envoy's own
+// view: code, duration, bytes and the replica that served it.
+//
+// No field can carry a credential: there is no request header other than
+// the method, path, user agent and request id, no peer certificate field,
+// and the request service's metadata holds names and counts only.
+
+const (
+	fileAccessLogName   = "envoy.access_loggers.file"
+	stdoutAccessLogName = "envoy.access_loggers.stdout"
+)
+
+// AccessLogIR says where Envoy writes the access log.
+type AccessLogIR struct {
+	// Disabled turns the access log off.
+	Disabled bool
+	// Path is the file Envoy appends to; empty means Envoy's stdout.
+	Path string
+}
+
+// accessLogs returns the HCM access log of cluster uc.
+func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.AccessLog {
+	if a.Disabled {
+		return nil
+	}
+	format := &corev3.SubstitutionFormatString{
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, metadataNamespace)},
+	}
+	if a.Path == "" {
+		return []*accesslogv3.AccessLog{{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
+			TypedConfig: mustAny(&streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: format}}),
+		}}}
+	}
+	return []*accesslogv3.AccessLog{{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
+		TypedConfig: mustAny(&filev3.FileAccessLog{Path: a.Path, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: format}}),
+	}}}
+}
+
+// accessLogFormat is the JSON object of one line. Fields the request
+// service did not decide (a denied request has no user or rule) are null.
+func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"time":            structpb.NewStringValue("%START_TIME%"),
+		"cluster":         structpb.NewStringValue(uc),
+		"method":          structpb.NewStringValue("%REQ(:METHOD)%"),
+		"path":            structpb.NewStringValue("%REQ(:PATH)%"),
+		"protocol":        structpb.NewStringValue("%PROTOCOL%"),
+		"userAgent":       structpb.NewStringValue("%REQ(USER-AGENT)%"),
+		"requestID":       structpb.NewStringValue("%REQ(X-REQUEST-ID)%"),
+		"client":          structpb.NewStringValue("%DOWNSTREAM_REMOTE_ADDRESS%"),
+		"code":            structpb.NewStringValue("%RESPONSE_CODE%"),
+		"flags":           structpb.NewStringValue("%RESPONSE_FLAGS%"),
+		"durationMs":      structpb.NewStringValue("%DURATION%"),
+		"bytesReceived":   structpb.NewStringValue("%BYTES_RECEIVED%"),
+		"bytesSent":       structpb.NewStringValue("%BYTES_SENT%"),
+		"upstream":        structpb.NewStringValue("%UPSTREAM_HOST%"),
+		"upstreamCluster": structpb.NewStringValue("%UPSTREAM_CLUSTER%"),
+	}
+	for _, k := range envoy.AccessLogFields {
+		f[k] = structpb.NewStringValue("%DYNAMIC_METADATA(" + metadataNamespace + ":" + envoy.MetadataKeyRequest + ":" + k + ")%")
+	}
+	return &structpb.Struct{Fields: f}
+}
