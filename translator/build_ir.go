@@ -115,6 +115,7 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) 
 	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers, discovered, notes)
 	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
 	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
+	c.Outlier = buildOutlier(st, spec.OutlierDetection)
 	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
 	c.RequestService = buildRequestService(st, spec.RequestService)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled

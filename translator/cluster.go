@@ -37,7 +37,8 @@ var lbPolicies = map[LoadBalancingIR]clusterv3.Cluster_LbPolicy{
 }
 
 // cluster is the default upstream cluster of c: every server, over HTTP/2
-// and mutual TLS, health-checked, never sending to an unhealthy server.
+// and mutual TLS, health-checked actively and by outlier detection, never
+// sending to an unhealthy server.
 //
 // Servers named by IP come by EDS, so a server change updates endpoints
 // without touching the cluster. Servers named by DNS make the cluster
@@ -56,7 +57,8 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 			Name:       tlsTransportSocket,
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(c))},
 		},
-		HealthChecks: []*corev3.HealthCheck{healthCheck(c)},
+		HealthChecks:     []*corev3.HealthCheck{healthCheck(c)},
+		OutlierDetection: outlierDetection(c.Outlier),
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
 			MaxConnections:     wrapperspb.UInt32(unlimited),
@@ -119,15 +121,20 @@ func upstreamHTTP1Options() *httpv3.HttpProtocolOptions {
 }
 
 // upstreamHTTP2Options makes every upstream connection HTTP/2 with
-// keepalive pings, so a dead server is noticed even on idle watch streams.
+// keepalive pings, so a dead or hung server is noticed even on idle watch
+// streams: a connection whose PING goes unanswered for 5 s is closed, and
+// the requests and watches on it fail over instead of waiting on it (an
+// ejected host keeps its connections otherwise; Envoy closes them on
+// health failure only for tcp_proxy). Go's HTTP/2 server answers PINGs from
+// its read loop, so a busy apiserver still answers in time.
 func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 	return &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 				MaxConcurrentStreams: wrapperspb.UInt32(upstreamMaxStreams),
 				ConnectionKeepalive: &corev3.KeepaliveSettings{
-					Interval: duration(30 * time.Second),
-					Timeout:  duration(10 * time.Second),
+					Interval: duration(10 * time.Second),
+					Timeout:  duration(5 * time.Second),
 				},
 			}},
 		}},

@@ -51,6 +51,7 @@ type ClusterIR struct {
 	UpstreamCA []byte
 
 	HealthCheck   HealthCheckIR
+	Outlier       OutlierIR
 	LoadBalancing LoadBalancingIR
 	// X509 enables client-certificate authentication in the request service.
 	X509 bool
@@ -96,6 +97,15 @@ type HealthCheckIR struct {
 	Timeout            time.Duration
 	UnhealthyThreshold uint32
 	HealthyThreshold   uint32
+}
+
+// OutlierIR is defaulted outlier detection; a zero count disables that
+// kind of ejection.
+type OutlierIR struct {
+	Consecutive5xx             uint32
+	ConsecutiveConnectFailures uint32
+	BaseEjectionTime           time.Duration
+	MaxEjectionPercent         uint32
 }
 
 // LoadBalancingIR is the defaulted per-request balancing policy.

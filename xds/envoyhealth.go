@@ -7,17 +7,23 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// EnvoyHealth polls Envoy's admin /clusters?format=json and counts, per
-// UpstreamCluster, the servers of its default cluster that pass Envoy's
-// active health check (and are not ejected by outlier detection). It is how
-// status.healthyServerCount is filled: Envoy, not the control plane, knows
-// which servers are healthy.
+// EnvoyHealth polls Envoy's admin /clusters?format=json and records, per
+// UpstreamCluster, which servers of its default cluster pass Envoy's active
+// health check and are not ejected by outlier detection. It is how
+// status.healthyServerCount and status.unhealthyServers are filled and what
+// the frontdoor_upstream_server_healthy metric reports: Envoy, not the
+// control plane, knows which servers are healthy.
 type EnvoyHealth struct {
 	AdminURL string
 	Interval time.Duration
@@ -26,10 +32,21 @@ type EnvoyHealth struct {
 	once    sync.Once
 	changed chan struct{}
 	mu      sync.Mutex
-	healthy map[string]int32
+	servers map[string][]ServerHealth
 }
 
-// Changed fires (coalesced) when a count changes.
+// ServerHealth is one server of an UpstreamCluster as Envoy sees it.
+type ServerHealth struct {
+	// Address is host:port as Envoy connects to it (the resolved IP for a
+	// server named by DNS).
+	Address string
+	Healthy bool
+	// Reason names Envoy's failure flags of an unhealthy server
+	// (failed_active_health_check, failed_outlier_check, ...).
+	Reason string
+}
+
+// Changed fires (coalesced) when a server's health changes.
 func (h *EnvoyHealth) Changed() <-chan struct{} {
 	h.once.Do(func() { h.changed = make(chan struct{}, 1) })
 	return h.changed
@@ -38,10 +55,23 @@ func (h *EnvoyHealth) Changed() <-chan struct{} {
 // Healthy returns the healthy count of the named UpstreamCluster, if Envoy
 // reported its cluster.
 func (h *EnvoyHealth) Healthy(name string) (int32, bool) {
+	servers, ok := h.Servers(name)
+	n := int32(0)
+	for _, s := range servers {
+		if s.Healthy {
+			n++
+		}
+	}
+	return n, ok
+}
+
+// Servers returns the servers of the named UpstreamCluster, sorted by
+// address, if Envoy reported its cluster.
+func (h *EnvoyHealth) Servers(name string) ([]ServerHealth, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n, ok := h.healthy[name]
-	return n, ok
+	s, ok := h.servers[name]
+	return s, ok
 }
 
 // Run polls until ctx is done.
@@ -55,17 +85,18 @@ func (h *EnvoyHealth) Run(ctx context.Context) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		counts, err := h.poll(ctx, client)
+		servers, err := h.poll(ctx, client)
 		if err != nil {
 			if h.Log != nil && ctx.Err() == nil {
 				h.Log.Debug("envoy health poll failed", "error", err)
 			}
 		} else {
 			h.mu.Lock()
-			diff := !maps.Equal(counts, h.healthy)
-			h.healthy = counts
+			old := h.servers
+			h.servers = servers
 			h.mu.Unlock()
-			if diff {
+			if !maps.EqualFunc(old, servers, slices.Equal) {
+				h.logTransitions(old, servers)
 				select {
 				case h.changed <- struct{}{}:
 				default:
@@ -80,16 +111,64 @@ func (h *EnvoyHealth) Run(ctx context.Context) {
 	}
 }
 
+// logTransitions logs each server whose health changed, so an operator sees
+// when and why a replica left and came back.
+func (h *EnvoyHealth) logTransitions(old, cur map[string][]ServerHealth) {
+	if h.Log == nil {
+		return
+	}
+	for name, servers := range cur {
+		was := map[string]bool{}
+		for _, s := range old[name] {
+			was[s.Address] = s.Healthy
+		}
+		for _, s := range servers {
+			if prev, ok := was[s.Address]; ok && prev != s.Healthy {
+				h.Log.Info("upstream server health changed", "upstreamCluster", name, "server", s.Address, "healthy", s.Healthy, "reason", s.Reason)
+			}
+		}
+	}
+}
+
+var serverHealthyDesc = prometheus.NewDesc("frontdoor_upstream_server_healthy",
+	"1 when Envoy sends traffic to the server (active health check passing, not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.",
+	[]string{"cluster", "server"}, nil)
+
+// Describe implements prometheus.Collector.
+func (h *EnvoyHealth) Describe(ch chan<- *prometheus.Desc) { ch <- serverHealthyDesc }
+
+// Collect implements prometheus.Collector: one series per configured server
+// of the last poll, so removed servers disappear with it.
+func (h *EnvoyHealth) Collect(ch chan<- prometheus.Metric) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, servers := range h.servers {
+		for _, s := range servers {
+			v := 0.0
+			if s.Healthy {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(serverHealthyDesc, prometheus.GaugeValue, v, name, s.Address)
+		}
+	}
+}
+
 type adminClusters struct {
 	ClusterStatuses []struct {
 		Name         string `json:"name"`
 		HostStatuses []struct {
+			Address struct {
+				SocketAddress struct {
+					Address   string `json:"address"`
+					PortValue int    `json:"port_value"`
+				} `json:"socket_address"`
+			} `json:"address"`
 			HealthStatus map[string]any `json:"health_status"`
 		} `json:"host_statuses"`
 	} `json:"cluster_statuses"`
 }
 
-func (h *EnvoyHealth) poll(ctx context.Context, client *http.Client) (map[string]int32, error) {
+func (h *EnvoyHealth) poll(ctx context.Context, client *http.Client) (map[string][]ServerHealth, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(h.AdminURL, "/")+"/clusters?format=json", nil)
 	if err != nil {
 		return nil, err
@@ -109,38 +188,46 @@ func (h *EnvoyHealth) poll(ctx context.Context, client *http.Client) (map[string
 	return parseClusterHealth(body)
 }
 
-// parseClusterHealth counts healthy hosts of every "<name>/default" cluster.
-func parseClusterHealth(body []byte) (map[string]int32, error) {
+// parseClusterHealth lists the hosts of every "<name>/default" cluster.
+func parseClusterHealth(body []byte) (map[string][]ServerHealth, error) {
 	var ac adminClusters
 	if err := json.Unmarshal(body, &ac); err != nil {
 		return nil, err
 	}
-	out := map[string]int32{}
+	out := map[string][]ServerHealth{}
 	for _, c := range ac.ClusterStatuses {
 		name, ok := strings.CutSuffix(c.Name, "/default")
 		if !ok {
 			continue
 		}
-		n := int32(0)
+		servers := make([]ServerHealth, 0, len(c.HostStatuses))
 		for _, hs := range c.HostStatuses {
-			if hostHealthy(hs.HealthStatus) {
-				n++
-			}
+			sa := hs.Address.SocketAddress
+			reason := hostFailure(hs.HealthStatus)
+			servers = append(servers, ServerHealth{
+				Address: net.JoinHostPort(sa.Address, strconv.Itoa(sa.PortValue)),
+				Healthy: reason == "",
+				Reason:  reason,
+			})
 		}
-		out[name] = n
+		slices.SortFunc(servers, func(a, b ServerHealth) int { return strings.Compare(a.Address, b.Address) })
+		out[name] = servers
 	}
 	return out, nil
 }
 
-// hostHealthy: EDS status HEALTHY (or unset) and no failure flag set.
-func hostHealthy(st map[string]any) bool {
+// hostFailure names why a host takes no traffic ("" when healthy): an EDS
+// status other than HEALTHY, or any failure or pending flag Envoy set.
+func hostFailure(st map[string]any) string {
+	var why []string
 	if eds, ok := st["eds_health_status"].(string); ok && eds != "HEALTHY" {
-		return false
+		why = append(why, "eds_"+strings.ToLower(eds))
 	}
 	for k, v := range st {
 		if b, ok := v.(bool); ok && b && (strings.HasPrefix(k, "failed_") || k == "pending_active_hc" || k == "pending_dynamic_removal") {
-			return false
+			why = append(why, k)
 		}
 	}
-	return true
+	slices.Sort(why)
+	return strings.Join(why, ",")
 }

@@ -1,33 +1,71 @@
 package xds
 
 import (
-	"maps"
+	"fmt"
+	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// TestParseClusterHealth: only "<name>/default" clusters count, and a host
-// counts as healthy only without any failure or pending flag.
+// TestParseClusterHealth: only "<name>/default" clusters count, a host is
+// healthy only without any failure or pending flag, and an unhealthy one
+// says why; the collector reports one series per server.
 func TestParseClusterHealth(t *testing.T) {
+	host := func(port int, status string) string {
+		return fmt.Sprintf(`{"address": {"socket_address": {"address": "10.0.0.1", "port_value": %d}}, "health_status": %s}`, port, status)
+	}
 	body := []byte(`{"cluster_statuses": [
-	  {"name": "a/default", "host_statuses": [
-	    {"health_status": {"eds_health_status": "HEALTHY"}},
-	    {"health_status": {"eds_health_status": "HEALTHY", "failed_active_health_check": true}},
-	    {"health_status": {"eds_health_status": "HEALTHY", "pending_active_hc": true}},
-	    {"health_status": {"eds_health_status": "UNHEALTHY"}},
-	    {"health_status": {"eds_health_status": "HEALTHY", "failed_outlier_check": false}}
-	  ]},
+	  {"name": "a/default", "host_statuses": [` + strings.Join([]string{
+		host(5, `{"eds_health_status": "HEALTHY", "failed_outlier_check": false}`),
+		host(1, `{"eds_health_status": "HEALTHY"}`),
+		host(2, `{"eds_health_status": "HEALTHY", "failed_active_health_check": true, "failed_outlier_check": true}`),
+		host(3, `{"eds_health_status": "HEALTHY", "pending_active_hc": true}`),
+		host(4, `{"eds_health_status": "UNHEALTHY"}`),
+	}, ",") + `]},
 	  {"name": "b/default", "host_statuses": []},
-	  {"name": "b/some-rule", "host_statuses": [{"health_status": {"eds_health_status": "HEALTHY"}}]},
-	  {"name": "frontdoor_grpc", "host_statuses": [{"health_status": {"eds_health_status": "HEALTHY"}}]}
+	  {"name": "b/some-rule", "host_statuses": [` + host(9, `{"eds_health_status": "HEALTHY"}`) + `]},
+	  {"name": "frontdoor_grpc", "host_statuses": [` + host(9, `{"eds_health_status": "HEALTHY"}`) + `]}
 	]}`)
 	got, err := parseClusterHealth(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := map[string]int32{"a": 2, "b": 0}; !maps.Equal(got, want) {
-		t.Fatalf("got %v, want %v", got, want)
+	want := map[string][]ServerHealth{
+		"a": {
+			{Address: "10.0.0.1:1", Healthy: true},
+			{Address: "10.0.0.1:2", Reason: "failed_active_health_check,failed_outlier_check"},
+			{Address: "10.0.0.1:3", Reason: "pending_active_hc"},
+			{Address: "10.0.0.1:4", Reason: "eds_unhealthy"},
+			{Address: "10.0.0.1:5", Healthy: true},
+		},
+		"b": {},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("servers (-want +got):\n%s", diff)
 	}
 	if _, err := parseClusterHealth([]byte("not json")); err == nil {
 		t.Fatal("bad JSON must be an error")
+	}
+
+	h := &EnvoyHealth{servers: got}
+	if n, ok := h.Healthy("a"); !ok || n != 2 {
+		t.Errorf("Healthy(a) = %d, %v; want 2, true", n, ok)
+	}
+	if _, ok := h.Healthy("c"); ok {
+		t.Error("Healthy(c) reported a cluster Envoy does not have")
+	}
+	wantMetrics := `
+# HELP frontdoor_upstream_server_healthy 1 when Envoy sends traffic to the server (active health check passing, not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.
+# TYPE frontdoor_upstream_server_healthy gauge
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:1"} 1
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:2"} 0
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:3"} 0
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:4"} 0
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:5"} 1
+`
+	if err := testutil.CollectAndCompare(h, strings.NewReader(wantMetrics)); err != nil {
+		t.Error(err)
 	}
 }

@@ -318,8 +318,15 @@ func (k *KubeSource) writeStatuses(ctx context.Context, statuses []translator.St
 			meta.SetStatusCondition(&want.Conditions, c)
 		}
 		if k.Health != nil {
-			if n, ok := k.Health.Healthy(st.Name); ok {
-				want.HealthyServerCount = n
+			if servers, ok := k.Health.Servers(st.Name); ok {
+				want.HealthyServerCount, want.UnhealthyServers = 0, nil
+				for _, s := range servers {
+					if s.Healthy {
+						want.HealthyServerCount++
+					} else {
+						want.UnhealthyServers = append(want.UnhealthyServers, s.Address+": "+s.Reason)
+					}
+				}
 			}
 		}
 		if equality.Semantic.DeepEqual(uc.Status, want) {

@@ -62,6 +62,12 @@ type UpstreamClusterSpec struct {
 	// +optional
 	HealthCheck HealthCheck `json:"healthCheck,omitempty"`
 
+	// OutlierDetection ejects a server on what its live traffic shows,
+	// between active health checks: runs of 5xx answers, or of connect
+	// failures, resets and timeouts.
+	// +optional
+	OutlierDetection OutlierDetection `json:"outlierDetection,omitempty"`
+
 	// LoadBalancing is how requests are spread over healthy servers.
 	// +optional
 	LoadBalancing LoadBalancing `json:"loadBalancing,omitempty"`
@@ -434,6 +440,38 @@ type HealthCheck struct {
 	HealthyThreshold int32 `json:"healthyThreshold,omitempty"`
 }
 
+// OutlierDetection is passive health checking: Envoy ejects a server from
+// every cluster of the UpstreamCluster for a while when its live traffic
+// fails in a row. Ejection never takes out more than maxEjectionPercent of
+// the servers (at least one can always be ejected), so one bad request
+// pattern cannot empty the pool.
+type OutlierDetection struct {
+	// Consecutive5xx is how many 5xx answers in a row from one server eject
+	// it; 0 disables. Only answers the server sent count (503 from an
+	// apiserver that lost etcd, say); failures to reach it count below.
+	// +optional
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=0
+	Consecutive5xx *int32 `json:"consecutive5xx,omitempty"`
+	// ConsecutiveConnectFailures is how many connect failures, connection
+	// resets and timeouts in a row eject a server; 0 disables.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=0
+	ConsecutiveConnectFailures *int32 `json:"consecutiveConnectFailures,omitempty"`
+	// BaseEjectionTime is how long a first ejection lasts; a server ejected
+	// again stays out that many times longer.
+	// +optional
+	// +kubebuilder:default="10s"
+	BaseEjectionTime *metav1.Duration `json:"baseEjectionTime,omitempty"`
+	// MaxEjectionPercent caps the share of servers ejected at once.
+	// +optional
+	// +kubebuilder:default=50
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxEjectionPercent *int32 `json:"maxEjectionPercent,omitempty"`
+}
+
 // LoadBalancingPolicy is how Envoy picks a server for each request.
 // +kubebuilder:validation:Enum=RoundRobin;Random;LeastRequest
 type LoadBalancingPolicy string
@@ -480,6 +518,12 @@ type UpstreamClusterStatus struct {
 	// HealthyServerCount is how many of them pass their health check.
 	// +optional
 	HealthyServerCount int32 `json:"healthyServerCount,omitempty"`
+	// UnhealthyServers are the servers Envoy sends no traffic to, with why:
+	// "host:port: failed_active_health_check" or "...: failed_outlier_check"
+	// (Envoy's flags). Empty when every server is healthy.
+	// +optional
+	// +listType=atomic
+	UnhealthyServers []string `json:"unhealthyServers,omitempty"`
 }
 
 // UpstreamClusterList is a list of UpstreamClusters.

@@ -56,7 +56,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&f.configDir, "config-dir", "", "file mode: directory of UpstreamCluster and Secret YAML files (watched for changes); without it, Kubernetes mode")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubernetes mode: kubeconfig of the control cluster (default: in-cluster config)")
-	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Kubernetes mode: Envoy admin URL polled for status.healthyServerCount (optional)")
+	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Envoy admin URL polled for upstream server health: frontdoor_upstream_server_healthy, and in Kubernetes mode status.healthyServerCount and status.unhealthyServers (optional)")
 	fs.DurationVar(&f.debounce, "debounce", xds.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
@@ -74,8 +74,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if f.configDir != "" && (f.kubeconfig != "" || f.envoyAdminURL != "") {
-		return nil, errors.New("--config-dir (file mode) and --kubeconfig/--envoy-admin-url (Kubernetes mode) exclude each other")
+	if f.configDir != "" && f.kubeconfig != "" {
+		return nil, errors.New("--config-dir (file mode) and --kubeconfig (Kubernetes mode) exclude each other")
 	}
 	if f.listenPort == 0 || f.listenPort > 65535 {
 		return nil, fmt.Errorf("--listen-port %d is not a TCP port", f.listenPort)
@@ -170,7 +170,14 @@ func runServe(args []string) error {
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	run, err := configSource(f, ctrl, log)
+	var health *xds.EnvoyHealth
+	if f.envoyAdminURL != "" {
+		health = &xds.EnvoyHealth{AdminURL: f.envoyAdminURL, Log: log}
+		if err := reg.Register(health); err != nil {
+			return err
+		}
+	}
+	run, err := configSource(f, ctrl, health, log)
 	if err != nil {
 		return err
 	}
@@ -241,7 +248,11 @@ func translatorOptions(f *serveFlags) translator.Options {
 // configSource returns the loop that feeds ctrl: a watched directory with
 // --config-dir, otherwise informers on the cluster of --kubeconfig (or the
 // in-cluster config).
-func configSource(f *serveFlags, ctrl *xds.Controller, log *slog.Logger) (func(context.Context) error, error) {
+//
+// health, when set, polls Envoy: the Kubernetes source runs it and writes
+// what it finds into statuses; in file mode it runs beside the directory
+// watch, for its metrics.
+func configSource(f *serveFlags, ctrl *xds.Controller, health *xds.EnvoyHealth, log *slog.Logger) (func(context.Context) error, error) {
 	if f.configDir != "" {
 		src := &xds.DirSource{
 			Dir:         f.configDir,
@@ -253,6 +264,9 @@ func configSource(f *serveFlags, ctrl *xds.Controller, log *slog.Logger) (func(c
 			return nil, fmt.Errorf("--config-dir: %w", err)
 		}
 		return func(ctx context.Context) error {
+			if health != nil {
+				go health.Run(ctx)
+			}
 			return src.Run(ctx, func(in translator.Inputs) {
 				if err := ctrl.Update(ctx, in); err != nil {
 					log.Error("config not published", "error", err)
@@ -271,9 +285,6 @@ func configSource(f *serveFlags, ctrl *xds.Controller, log *slog.Logger) (func(c
 		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
 	}
 	cfg.UserAgent = "frontdoor/" + version
-	src := &xds.KubeSource{Config: cfg, Debounce: f.debounce, Log: log}
-	if f.envoyAdminURL != "" {
-		src.Health = &xds.EnvoyHealth{AdminURL: f.envoyAdminURL, Log: log}
-	}
+	src := &xds.KubeSource{Config: cfg, Debounce: f.debounce, Log: log, Health: health}
 	return func(ctx context.Context) error { return src.Run(ctx, ctrl) }, nil
 }

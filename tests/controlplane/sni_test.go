@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,6 +228,25 @@ spec:
 	} else if cn := st.PeerCertificates[0].Subject.CommonName; cn == sniB {
 		t.Errorf("without SNI the gateway served cluster-b's certificate")
 	}
+
+	// A server that dies shows in status: healthy count and which one, why.
+	if err := sb.StopReplica(rb); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := sb.StartReplica(cctx, rb); err != nil {
+			t.Errorf("restarting replica %d: %v", rb, err)
+		}
+	})
+	dead := fmt.Sprintf("%s:%d", ip, port(rb))
+	uc := waitUC(t, ctx, "cluster-b", 15*time.Second, "1 of 2 servers healthy, the dead one listed", func(uc *v1alpha1.UpstreamCluster) bool {
+		return uc.Status.ServerCount == 2 && uc.Status.HealthyServerCount == 1 &&
+			len(uc.Status.UnhealthyServers) == 1 && strings.HasPrefix(uc.Status.UnhealthyServers[0], dead+": ") &&
+			strings.Contains(uc.Status.UnhealthyServers[0], "failed_active_health_check")
+	})
+	t.Logf("after replica %d died: healthyServerCount %d, unhealthyServers %q", rb, uc.Status.HealthyServerCount, uc.Status.UnhealthyServers)
 
 	// A slice's endpoint turning not ready takes that server out.
 	applyYAML(t, ctx, sliceYAML("cluster-b", "cluster-b-b", ip, port(rb), false))

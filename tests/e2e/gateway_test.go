@@ -169,13 +169,19 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 // waitHostHealth polls Envoy's /clusters until ok accepts the health_flags
 // of every line for hostPort in the gateway cluster.
 func waitHostHealth(ctx context.Context, hostPort string, ok func(flags []string) bool) error {
+	return waitClusterHostHealth(ctx, gatewayCluster, 200*time.Millisecond, hostPort, ok)
+}
+
+// waitClusterHostHealth is waitHostHealth for any Envoy cluster, polling
+// every interval.
+func waitClusterHostHealth(ctx context.Context, cluster string, interval time.Duration, hostPort string, ok func(flags []string) bool) error {
 	var last []string
-	err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
+	err := poll(ctx, interval, func() (bool, error) {
 		text, err := sb.EnvoyAdmin(ctx, "/clusters")
 		if err != nil {
 			return false, nil // Envoy busy; try again
 		}
-		last = hostHealthFlags(text, gatewayCluster, hostPort)
+		last = hostHealthFlags(text, cluster, hostPort)
 		return ok(last), nil
 	})
 	if err != nil {

@@ -145,6 +145,17 @@ func (s *Sandbox) StopReplica(i int) error {
 	return nil
 }
 
+// PauseReplica stops replica i (1-based) with SIGSTOP: it keeps its
+// listening socket, so the kernel still accepts connections, but it never
+// answers again, which is how a hung apiserver looks from outside.
+// StopReplica (SIGKILL) ends it.
+func (s *Sandbox) PauseReplica(i int) error {
+	if i < 1 || i > len(s.apiservers) {
+		return fmt.Errorf("no replica %d (have %d)", i, len(s.apiservers))
+	}
+	return s.apiservers[i-1].signal(syscall.SIGSTOP)
+}
+
 // StartReplica starts replica i (1-based) again with the same flags and port
 // and waits until it is ready.
 func (s *Sandbox) StartReplica(ctx context.Context, i int) error {

@@ -101,7 +101,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
 	s.AccessLogPath = s.logPath("access")
 
-	config := []string{"--config-dir", s.path("config")}
+	config := []string{"--config-dir", s.path("config"), "--envoy-admin-url", s.EnvoyAdminURL}
 	if s.opts.Mode == ModeKubernetes {
 		kubeconfig, err := s.installControlPlane(ctx)
 		if err != nil {

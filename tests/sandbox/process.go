@@ -93,6 +93,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	}
 	pgid := cmd.Process.Pid
 	_ = syscall.Kill(-pgid, sig)
+	_ = syscall.Kill(-pgid, syscall.SIGCONT) // a paused process must run to handle sig
 	select {
 	case <-done:
 	case <-time.After(grace):
@@ -103,6 +104,17 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+}
+
+// signal sends sig to the running process's group.
+func (p *process) signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil || isClosed(done) {
+		return fmt.Errorf("%s is not running", p.name)
+	}
+	return syscall.Kill(-cmd.Process.Pid, sig)
 }
 
 func isClosed(ch chan struct{}) bool {
