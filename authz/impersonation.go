@@ -59,13 +59,14 @@ type impersonationResult struct {
 
 type impersonationResultKey struct{}
 
-func newImpersonator(client authorizationv1client.AuthorizationV1Interface) (*impersonator, error) {
+func newImpersonator(client authorizationv1client.AuthorizationV1Interface, m *requestMetrics) (*impersonator, error) {
 	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 1, Steps: 1}
-	a, err := webhook.NewFromInterface(client, impersonationAllowedTTL, impersonationDeniedTTL, backoff,
-		authorizer.DecisionNoOpinion, webhookmetrics.NoopAuthorizerMetrics{}, nil)
+	sar, err := webhook.NewFromInterface(client, impersonationAllowedTTL, impersonationDeniedTTL, backoff,
+		authorizer.DecisionNoOpinion, sarMetrics{m: m}, nil)
 	if err != nil {
 		return nil, err
 	}
+	a := countingAuthorizer{Authorizer: sar, m: m}
 	next := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		res := r.Context().Value(impersonationResultKey{}).(*impersonationResult)
 		res.user, _ = request.UserFrom(r.Context())
@@ -131,4 +132,27 @@ func (im *impersonator) impersonate(ctx context.Context, requestor user.Info, in
 		d.Outcome = Invalid
 	}
 	return nil, &d
+}
+
+// countingAuthorizer counts SubjectAccessReview cache lookups: every
+// question the impersonation filter asks.
+type countingAuthorizer struct {
+	authorizer.Authorizer
+	m *requestMetrics
+}
+
+func (c countingAuthorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
+	c.m.reviewLookups.WithLabelValues(reviewSAR).Inc()
+	return c.Authorizer.Authorize(ctx, attrs)
+}
+
+// sarMetrics counts the SubjectAccessReviews the webhook authorizer sends
+// (it records a request only when its cache missed).
+type sarMetrics struct {
+	webhookmetrics.NoopAuthorizerMetrics
+	m *requestMetrics
+}
+
+func (s sarMetrics) RecordRequestTotal(_ context.Context, code string) {
+	s.m.reviewsSent.WithLabelValues(reviewSAR, code).Inc()
 }

@@ -201,3 +201,25 @@ func userKey(name string) string {
 	sum := sha256.Sum256([]byte(name))
 	return hex.EncodeToString(sum[:8])
 }
+
+// namedUsers collects the user names dispatch rules name explicitly (users
+// and service accounts; "*" is not a name), nil when there are none.
+func namedUsers(ds []policy.Dispatch) map[string]struct{} {
+	var out map[string]struct{}
+	for _, d := range ds {
+		for _, r := range d.Rules {
+			for _, names := range [][]string{r.Users, r.ServiceAccounts} {
+				for _, n := range names {
+					if n == "" || n == "*" {
+						continue
+					}
+					if out == nil {
+						out = map[string]struct{}{}
+					}
+					out[n] = struct{}{}
+				}
+			}
+		}
+	}
+	return out
+}

@@ -174,4 +174,11 @@ func TestPipelineDispatch(t *testing.T) {
 			t.Errorf("frontdoor_requests_total{rule=%q,verb=%q,resource=%q,decision=%q} = %v, want 1", c.rule, c.verb, c.resource, c.decision, got)
 		}
 	}
+	// Per user only for users a rule names: jane, not bob.
+	if got := testutil.ToFloat64(tp.reqMetrics.userRequests.WithLabelValues("a", "jane", "jane", "allowed")); got != 1 {
+		t.Errorf(`frontdoor_user_requests_total{user="jane"} = %v, want 1`, got)
+	}
+	if n := testutil.CollectAndCount(tp.reqMetrics.userRequests); n != 1 {
+		t.Errorf("frontdoor_user_requests_total has %d series, want 1 (bob is named by no rule)", n)
+	}
 }

@@ -170,6 +170,9 @@ type compiledCluster struct {
 	defaultRule string
 	// dispatch are the cluster's dispatch policies, in spec order.
 	dispatch []dispatchPolicy
+	// namedUsers are the users its dispatch rules name (users and service
+	// accounts, not wildcards): the bounded set counted per user.
+	namedUsers map[string]struct{}
 	// authenticators run in order; the first to authenticate wins, as in
 	// kube-apiserver's union authenticator. Token and anonymous
 	// authenticators slot in here.
@@ -272,6 +275,7 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 		name:        name,
 		defaultRule: c.DefaultRule,
 		dispatch:    compileDispatch(c.Dispatch),
+		namedUsers:  namedUsers(c.Dispatch),
 		x509Enabled: c.X509,
 		clientCA:    bytes.Clone(c.ClientCAPEM),
 	}
@@ -302,8 +306,28 @@ func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	d := p.decide(ctx, req)
 	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
 	p.reqMetrics.observeDecision(req.Cluster, &d)
+	if p.isNamedUser(req.Cluster, d.User) {
+		p.reqMetrics.observeUser(req.Cluster, &d)
+	}
 	p.logDecision(ctx, req, &d)
 	return d
+}
+
+// isNamedUser reports whether a dispatch rule of the cluster names user.
+func (p *Pipeline) isNamedUser(cluster, user string) bool {
+	if user == "" {
+		return false
+	}
+	t := p.table.Load()
+	if t == nil {
+		return false
+	}
+	cc := t.clusters[cluster]
+	if cc == nil {
+		return false
+	}
+	_, ok := cc.namedUsers[user]
+	return ok
 }
 
 func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {

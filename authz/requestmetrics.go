@@ -19,7 +19,20 @@ type requestMetrics struct {
 	requests     *prometheus.CounterVec
 	authnResults *prometheus.CounterVec
 	authnLatency *prometheus.HistogramVec
+	// The TokenReview and SubjectAccessReview caches: every lookup, and
+	// every review sent upstream (a miss, or a retry of one).
+	reviewLookups *prometheus.CounterVec
+	reviewsSent   *prometheus.CounterVec
+	// userRequests counts per user, for users named in dispatch rules
+	// only: a bounded set an operator chose to watch.
+	userRequests *prometheus.CounterVec
 }
+
+// Review kinds, the review label of the review metrics.
+const (
+	reviewToken = "tokenreview"
+	reviewSAR   = "subjectaccessreview"
+)
 
 func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 	m := &requestMetrics{
@@ -36,9 +49,21 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 			Help:    "Time one authenticator takes (cache hits included), by method.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10),
 		}, []string{"method"}),
+		reviewLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frontdoor_review_cache_lookups_total",
+			Help: "Lookups in the TokenReview cache (one per bearer-token authentication) and the SubjectAccessReview cache (one per impersonation check), by review (tokenreview, subjectaccessreview). Hit ratio: 1 - frontdoor_reviews_sent_total / this.",
+		}, []string{"review"}),
+		reviewsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frontdoor_reviews_sent_total",
+			Help: "TokenReviews and SubjectAccessReviews sent to the upstream apiserver (cache misses), by review and result (tokenreview: authenticated, unauthenticated, error; subjectaccessreview: the HTTP code, or error).",
+		}, []string{"review", "result"}),
+		userRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frontdoor_user_requests_total",
+			Help: "Requests decided by the request service for users named in the cluster's dispatch rules (users, serviceAccounts), by cluster, user, rule and decision. Other users are not counted here (unbounded); the access log has every user.",
+		}, []string{"cluster", "user", "rule", "decision"}),
 	}
 	if reg != nil {
-		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency}
+		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.userRequests}
 		for i, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				for _, done := range collectors[:i] {
@@ -63,6 +88,11 @@ func (m *requestMetrics) observeDecision(cluster string, d *Decision) {
 		resource = boundedResource(i)
 	}
 	m.requests.WithLabelValues(cluster, rule, verb, resource, string(d.Outcome)).Inc()
+}
+
+// observeUser counts one decision for a user named in the dispatch rules.
+func (m *requestMetrics) observeUser(cluster string, d *Decision) {
+	m.userRequests.WithLabelValues(cluster, d.User, d.Rule, string(d.Outcome)).Inc()
 }
 
 // timedAuthenticate runs one authenticator and records its method's

@@ -47,12 +47,13 @@ type tokenAuthenticator struct {
 	// ids maps a cached *k8sauthn.Response (the token cache returns
 	// the same pointer on every hit) to its precomputed identity, so a
 	// cached token costs no header building.
-	ids *cache.LRUExpireCache
-	ttl time.Duration
+	ids     *cache.LRUExpireCache
+	ttl     time.Duration
+	metrics *requestMetrics
 }
 
-func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration) (*tokenAuthenticator, error) {
-	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences}
+func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, m *requestMetrics) (*tokenAuthenticator, error) {
+	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences, metrics: m}
 	return &tokenAuthenticator{
 		// cacheErrs=false: a TokenReview nobody answered (apiserver
 		// unreachable) is not remembered; an answered refusal is.
@@ -60,6 +61,7 @@ func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interfa
 		audiences: audiences,
 		ids:       cache.NewLRUExpireCache(tokenIdentityCacheSize),
 		ttl:       ttl,
+		metrics:   m,
 	}, nil
 }
 
@@ -75,9 +77,23 @@ func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interfa
 type tokenReviewer struct {
 	client       authenticationv1client.TokenReviewInterface
 	implicitAuds k8sauthn.Audiences
+	metrics      *requestMetrics
 }
 
 func (r *tokenReviewer) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+	resp, ok, err := r.review(ctx, token)
+	result := "unauthenticated"
+	switch {
+	case err != nil:
+		result = "error"
+	case ok:
+		result = "authenticated"
+	}
+	r.metrics.reviewsSent.WithLabelValues(reviewToken, result).Inc()
+	return resp, ok, err
+}
+
+func (r *tokenReviewer) review(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
 	wantAuds, checkAuds := k8sauthn.AudiencesFrom(ctx)
 	ctx, cancel := context.WithTimeout(ctx, tokenReviewTimeout)
 	defer cancel()
@@ -120,6 +136,7 @@ func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 	if len(a.audiences) > 0 {
 		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
 	}
+	a.metrics.reviewLookups.WithLabelValues(reviewToken).Inc()
 	return a.tokens.AuthenticateToken(ctx, token)
 }
 

@@ -123,11 +123,11 @@ func (p *Pipeline) compileUpstream(name string, c *policy.Cluster, old *compiled
 		}
 		if c.TokenReview {
 			if cc.tokens, err = newTokenAuthenticator(client.AuthenticationV1(), c.TokenAudiences,
-				c.TokenCacheTTL, c.TokenNegativeCacheTTL); err != nil {
+				c.TokenCacheTTL, c.TokenNegativeCacheTTL, p.reqMetrics); err != nil {
 				p.log.Error("token authenticator", "cluster", name, "error", err)
 			}
 		}
-		if cc.impersonate, err = newImpersonator(client.AuthorizationV1()); err != nil {
+		if cc.impersonate, err = newImpersonator(client.AuthorizationV1(), p.reqMetrics); err != nil {
 			p.log.Error("impersonation authorizer", "cluster", name, "error", err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	certutil "k8s.io/client-go/util/cert"
@@ -193,6 +194,21 @@ func TestTokenReviewForwardsUserAndCaches(t *testing.T) {
 	}
 	if n := f.tokenReviews.Load(); n != 2 {
 		t.Errorf("TokenReviews = %d, want 2", n)
+	}
+	// Six token lookups (three good, three bad), two reviews sent.
+	m := tp.reqMetrics
+	for _, c := range []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"lookups", testutil.ToFloat64(m.reviewLookups.WithLabelValues(reviewToken)), 6},
+		{"sent authenticated", testutil.ToFloat64(m.reviewsSent.WithLabelValues(reviewToken, "authenticated")), 1},
+		{"sent unauthenticated", testutil.ToFloat64(m.reviewsSent.WithLabelValues(reviewToken, "unauthenticated")), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("tokenreview %s = %v, want %v", c.name, c.got, c.want)
+		}
 	}
 }
 
@@ -397,5 +413,13 @@ func TestImpersonation(t *testing.T) {
 		"impersonate-extra-scopes": "view", "impersonate-extra-example.com%2fteam": "blue"})
 	if f.sars.Load() != n {
 		t.Errorf("SubjectAccessReviews %d → %d, want cached", n, f.sars.Load())
+	}
+	// Every SAR the fake answered was counted as sent (a miss); the
+	// cached repeat only as lookups.
+	m := tp.reqMetrics
+	sent := testutil.ToFloat64(m.reviewsSent.WithLabelValues(reviewSAR, "200"))
+	lookups := testutil.ToFloat64(m.reviewLookups.WithLabelValues(reviewSAR))
+	if sent != float64(f.sars.Load()) || lookups <= sent {
+		t.Errorf("subjectaccessreview sent %v (fake saw %d), lookups %v: want sent = fake's count < lookups", sent, f.sars.Load(), lookups)
 	}
 }

@@ -35,6 +35,10 @@ type EnvoyHealth struct {
 	servers map[string][]ServerHealth
 }
 
+// maxFailedPolls is how many polls in a row may fail before the last
+// known health is dropped.
+const maxFailedPolls = 3
+
 // ServerHealth is one server of an UpstreamCluster as Envoy sees it.
 type ServerHealth struct {
 	// Address is host:port as Envoy connects to it (the resolved IP for a
@@ -84,13 +88,26 @@ func (h *EnvoyHealth) Run(ctx context.Context) {
 	client := &http.Client{Timeout: 5 * time.Second}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	failures := 0
 	for {
 		servers, err := h.poll(ctx, client)
 		if err != nil {
+			failures++
 			if h.Log != nil && ctx.Err() == nil {
 				h.Log.Debug("envoy health poll failed", "error", err)
 			}
+			// Stale health is worse than none: after a few failed polls
+			// the metric's series go (statuses keep their last values).
+			if failures == maxFailedPolls {
+				if h.Log != nil && ctx.Err() == nil {
+					h.Log.Warn("Envoy admin unreachable; upstream server health unknown", "url", h.AdminURL, "error", err)
+				}
+				h.mu.Lock()
+				h.servers = nil
+				h.mu.Unlock()
+			}
 		} else {
+			failures = 0
 			h.mu.Lock()
 			old := h.servers
 			h.servers = servers

@@ -180,12 +180,17 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			c: Client{URL: sb.GatewayURL, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
 		{name: PathFrontdoorTok, note: "Envoy + ext_authz, ServiceAccount bearer token (TokenReview, cached)",
 			c: Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
-		{name: PathFrontdoorExtP, na: "n/a: ext_proc is not implemented yet"},
+		{name: PathFrontdoorExtP, note: "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert",
+			c:     Client{URL: sb.GatewayURL, ServerName: extProcSNI, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM},
+			procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
 		{name: PathEnvoyPlain, note: "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")"},
 		{name: PathHAProxy, note: "Debian haproxy, mode tcp, roundrobin per connection; TLS ends at the apiservers"},
 	}
 	if ok, why := tokenSupport(ctx, sb, root, paths[2].c); !ok {
 		paths[2].na = why
+	}
+	if err := startExtProcCluster(ctx, sb, paths[3].c); err != nil {
+		paths[3].na = "n/a: " + err.Error()
 	}
 
 	envoyPlain, url, err := startPlainEnvoy(ctx, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs)

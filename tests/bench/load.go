@@ -48,12 +48,15 @@ type Client struct {
 	CertPEM []byte // client certificate, or nil
 	KeyPEM  []byte
 	Token   string // bearer token, or ""
+	// ServerName is the TLS server name (SNI) to send, when it must differ
+	// from the URL's host (to pick an UpstreamCluster by SNI).
+	ServerName string
 }
 
 // transports returns n HTTP/2 clients, each with its own connection pool,
 // so n long-lived connections carry the load as n controllers would.
 func (c Client) transports(n int) ([]*http.Client, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
 	if len(c.CAPEM) > 0 {
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(c.CAPEM) {

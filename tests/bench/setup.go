@@ -153,3 +153,52 @@ func tokenSupport(ctx context.Context, s *sandbox.Sandbox, root string, c Client
 	}
 	return false, "n/a: tokenReview enabled but a token was still refused (" + last + ")"
 }
+
+// extProcCluster is a second UpstreamCluster over the same replicas whose
+// requests go through ext_proc instead of ext_authz; clients pick it by
+// SNI, so both modes are measured against one Envoy and one frontdoor.
+const extProcCluster = "bench-extproc"
+
+var extProcSNI = "extproc." + sandbox.TestDomain
+
+// startExtProcCluster writes the ext_proc UpstreamCluster (the sandbox's,
+// renamed, with its own server name and requestService: ExtProc) and waits
+// until c gets a 200 through it.
+func startExtProcCluster(ctx context.Context, s *sandbox.Sandbox, c Client) error {
+	base, err := os.ReadFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml"))
+	if err != nil {
+		return err
+	}
+	uc := strings.Replace(string(base), "name: "+sandbox.ClusterName+"\n", "name: "+extProcCluster+"\n", 1)
+	uc = strings.Replace(uc, "  secureServing:\n", "  secureServing:\n    serverNames: ["+extProcSNI+"]\n", 1)
+	uc = strings.Replace(uc, "  requestService: ExtAuthz\n", "", 1)
+	if !strings.Contains(uc, "requestService: ExtProc") {
+		uc += "  requestService: ExtProc\n"
+	}
+	if err := os.WriteFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+extProcCluster+".yaml"), []byte(uc), 0o644); err != nil {
+		return err
+	}
+	clients, err := c.transports(1)
+	if err != nil {
+		return err
+	}
+	defer closeAll(clients)
+	deadline := time.Now().Add(15 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/namespaces/"+ListNamespace+"/configmaps/cm-0", nil)
+		resp, err := clients[0].Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		clients[0].CloseIdleConnections() // a new connection finds the new filter chain
+		time.Sleep(300 * time.Millisecond)
+	}
+	return fmt.Errorf("the ext_proc UpstreamCluster did not serve within 15 s (last: %s)", last)
+}

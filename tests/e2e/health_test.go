@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -262,7 +264,12 @@ func waitServerHealthMetric(ctx context.Context, hostPort string, want float64) 
 		if err != nil {
 			return false, nil
 		}
-		got, gerr = sandbox.SumMetric(text, "frontdoor_upstream_server_healthy", map[string]string{"cluster": healthCluster, "server": hostPort})
+		filter := map[string]string{"cluster": healthCluster, "server": hostPort}
+		if !slices.Contains(sandbox.MetricLabels(text, "frontdoor_upstream_server_healthy"), "{cluster="+healthCluster+",server="+hostPort+"}") {
+			got, gerr = 0, errors.New("no such series")
+			return false, nil
+		}
+		got, gerr = sandbox.SumMetric(text, "frontdoor_upstream_server_healthy", filter)
 		return gerr == nil && got == want, nil
 	})
 	if err != nil {

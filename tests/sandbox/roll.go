@@ -56,6 +56,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 		"--listen-port", listenPort,
 		"--drain-timeout", drain,
 		"--access-log", s.AccessLogPath,
+		"--envoy-admin-url", "http://" + adminAddr,
 	}
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
