@@ -20,8 +20,7 @@ import (
 //   - slices=N: one UpstreamCluster whose N servers come from N
 //     EndpointSlices (endpointsFrom).
 //
-// Dispatch rules do not exist yet, so "1, 100 and 1,000 rules" is
-// measured as clusters and servers, the config that scales today.
+// BenchmarkTranslateDispatchRules measures dispatch rules.
 func BenchmarkTranslate(b *testing.B) {
 	base := loadInputs(b, filepath.Join(inDir, "one-cluster.yaml"))
 	tmpl := base.UpstreamClusters[0]
@@ -86,5 +85,69 @@ func benchTranslate(b *testing.B, in Inputs, wantClusters int) {
 	b.ResetTimer()
 	for b.Loop() {
 		Translate(in)
+	}
+}
+
+// rulesPerPolicy and policiesPerCluster shape the dispatch-rule benchmarks
+// inside the CRD's limits (64 policies of up to 32 rules): N rules are
+// policies of 20 rules, at most 50 policies (1,000 rules) per
+// UpstreamCluster, on as many UpstreamClusters as N needs.
+const (
+	rulesPerPolicy     = 20
+	policiesPerCluster = 50
+)
+
+// withDispatchRules returns inputs holding n dispatch rules over
+// UpstreamClusters like tmpl, each rule matching its own user; every policy
+// of a cluster has its own flow-control schema (a token bucket per user).
+func withDispatchRules(base Inputs, tmpl *v1alpha1.UpstreamCluster, n int) Inputs {
+	in := base
+	in.UpstreamClusters = nil
+	perCluster := rulesPerPolicy * policiesPerCluster
+	for c := 0; c*perCluster < n; c++ {
+		uc := tmpl.DeepCopy()
+		uc.Name = fmt.Sprintf("cluster-%03d", c)
+		uc.Spec.SecureServing.ServerNames = []string{uc.Name + ".example.com"}
+		for p := 0; p < policiesPerCluster && c*perCluster+p*rulesPerPolicy < n; p++ {
+			name := fmt.Sprintf("policy-%02d", p)
+			pol := v1alpha1.DispatchPolicy{Name: name, FlowControlSchemaName: name}
+			for r := 0; r < rulesPerPolicy && c*perCluster+p*rulesPerPolicy+r < n; r++ {
+				pol.Rules = append(pol.Rules, v1alpha1.DispatchPolicyRule{
+					Verbs: []string{"get", "list"}, APIGroups: []string{""}, Resources: []string{"pods", "configmaps"},
+					Users: []string{fmt.Sprintf("user-%d-%d-%d", c, p, r)},
+				})
+			}
+			uc.Spec.DispatchPolicies = append(uc.Spec.DispatchPolicies, pol)
+			uc.Spec.FlowControl.FlowControlSchemas = append(uc.Spec.FlowControl.FlowControlSchemas, v1alpha1.FlowControlSchema{
+				Name: name, TokenBucket: &v1alpha1.TokenBucket{QPS: 50, Burst: 100}, PerUser: true,
+			})
+		}
+		in.UpstreamClusters = append(in.UpstreamClusters, uc)
+	}
+	return in
+}
+
+// BenchmarkTranslateDispatchRules measures one translation of 1 to 10,000
+// dispatch rules (see withDispatchRules). Every policy becomes an Envoy
+// route and cluster (plus its endpoints), so the cost follows the policy
+// count more than the rule count.
+func BenchmarkTranslateDispatchRules(b *testing.B) {
+	base := loadInputs(b, filepath.Join(inDir, "one-cluster.yaml"))
+	tmpl := base.UpstreamClusters[0]
+	for _, n := range []int{1, 100, 1000, 10000} {
+		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
+			in := withDispatchRules(base, tmpl, n)
+			out := Translate(in)
+			rules := 0
+			for _, c := range out.Policy.Clusters {
+				for _, d := range c.Dispatch {
+					rules += len(d.Rules)
+				}
+			}
+			if rules != n {
+				b.Fatalf("%d rules in the policy table, want %d: %+v", rules, n, out.Statuses)
+			}
+			benchTranslate(b, in, len(in.UpstreamClusters))
+		})
 	}
 }

@@ -307,7 +307,20 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	} else {
 		rep.ControlPlane.Translation = tr
 	}
-	rep.ControlPlane.DispatchRules = "n/a: dispatch rules are not implemented in this build (translation is timed per UpstreamCluster instead)"
+	ruleSizes := []int{1, 100, 1000, 10000}
+	if opts.Quick {
+		ruleSizes = []int{1, 1000}
+	}
+	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
+		rep.ControlPlane.RulesError = err.Error()
+	} else {
+		rep.ControlPlane.Rules = rr
+	}
+	if !opts.Quick {
+		say("loading %d dispatch rules into the running gateway", 10000)
+		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
+		rep.ControlPlane.RulesLoad = &lr
+	}
 	if pid := pids["frontdoor"]; pid > 0 {
 		r, _ := rss(pid)
 		h, _ := peakRSS(pid)

@@ -85,7 +85,9 @@ type ControlPlane struct {
 	Apply               ApplyResult         `json:"apply"`
 	Translation         []TranslationResult `json:"translation"`
 	TranslationError    string              `json:"translation_error,omitempty"`
-	DispatchRules       string              `json:"dispatch_rules"`
+	Rules               []RulesResult       `json:"dispatch_rules"`
+	RulesError          string              `json:"dispatch_rules_error,omitempty"`
+	RulesLoad           *RulesLoadResult    `json:"dispatch_rules_load,omitempty"`
 	FrontdoorRSSMiB     float64             `json:"frontdoor_rss_mib"`
 	FrontdoorPeakRSSMiB float64             `json:"frontdoor_peak_rss_mib"`
 }
@@ -283,7 +285,21 @@ func (rep *Report) Markdown() string {
 	if cp.TranslationError != "" {
 		fmt.Fprintf(&b, "- translation: %s\n", cp.TranslationError)
 	}
-	fmt.Fprintf(&b, "- dispatch rules: %s\n", cp.DispatchRules)
+	for _, r := range cp.Rules {
+		fmt.Fprintf(&b, "- translate %d dispatch rules (%d policies on %d UpstreamClusters): %.2f ms median, %.1f MiB allocated per translation\n",
+			r.Rules, r.Policies, r.Clusters, r.MedianMs, r.AllocMiB)
+	}
+	if cp.RulesError != "" {
+		fmt.Fprintf(&b, "- dispatch rules: %s\n", cp.RulesError)
+	}
+	if l := cp.RulesLoad; l != nil {
+		if l.Error != "" {
+			fmt.Fprintf(&b, "- %d dispatch rules in the running gateway: %s\n", l.Rules, l.Error)
+		} else {
+			fmt.Fprintf(&b, "- %d dispatch rules in the running gateway: in Envoy %.0f ms after the file was written; RSS frontdoor %.0f → %.0f MiB, Envoy %.0f → %.0f MiB\n",
+				l.Rules, l.AppliedMs, l.FrontdoorRSSBeforeMB, l.FrontdoorRSSMB, l.EnvoyRSSBeforeMB, l.EnvoyRSSMB)
+		}
+	}
 	fmt.Fprintf(&b, "- frontdoor memory after the run: RSS %.0f MiB, peak %.0f MiB\n", cp.FrontdoorRSSMiB, cp.FrontdoorPeakRSSMiB)
 	if p := rep.Profile; p != nil {
 		b.WriteString("\n**Request service CPU profile** (frontdoor-x509, get / closed)\n\n")

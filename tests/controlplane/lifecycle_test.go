@@ -5,10 +5,14 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -117,6 +121,7 @@ func replicaRequests(ctx context.Context, i int, filter map[string]string) (floa
 //     conditions with reasons, Envoy's config and traffic unchanged;
 //   - a good edit → Programmed again (and acknowledged by Envoy);
 //   - the serving certificate's Secret rotated → new connections get it;
+//   - the upstream client certificate's Secret rotated → Envoy loads it;
 //   - the watch opened before all this still delivers events;
 //   - lastTransitionTime of a condition that stayed True never moves.
 func TestUpstreamClusterLifecycle(t *testing.T) {
@@ -272,6 +277,42 @@ stringData:
 	}
 	t.Logf("serving certificate rotated: new connections got it %v after `kubectl apply` returned", time.Since(rotated).Round(time.Millisecond))
 
+	// Rotate the upstream client certificate (same user, new key and
+	// serial): Envoy loads it by SDS without a restart, while the load
+	// and the watch carry on.
+	upCrt, upKey, err := sb.CA.ClientCert(sandbox.GatewayUser)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(upCrt)
+	upCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial := upCert.SerialNumber
+	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata: {namespace: %s, name: upstream}
+type: kubernetes.io/tls
+stringData:
+  tls.crt: |
+%s  tls.key: |
+%s  ca.crt: |
+%s`, sandbox.SecretNamespace, indent(string(upCrt), "    "), indent(string(upKey), "    "), indent(string(sb.CA.CertPEM), "    ")))
+	rotated = time.Now()
+	for {
+		certs, err := sb.EnvoyAdmin(ctx, "/certs")
+		if err == nil && slices.ContainsFunc(certSerials(certs), func(n *big.Int) bool { return n.Cmp(serial) == 0 }) {
+			break
+		}
+		if time.Since(rotated) > 10*time.Second {
+			t.Fatalf("Envoy's /certs lacks the rotated upstream client certificate (serial %s) 10 s after the Secret changed:\n%s", serial, certs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("upstream client certificate rotated: in Envoy %v after `kubectl apply` returned", time.Since(rotated).Round(time.Millisecond))
+	time.Sleep(time.Second) // keep the load running across the rotation
+
 	ok, failed, first := l.finish()
 	l = nil
 	t.Logf("client load through all edits: %d requests, %d failed", ok+failed, failed)
@@ -304,6 +345,17 @@ stringData:
 	if got := cond(uc, v1alpha1.ConditionAccepted).LastTransitionTime; !got.Equal(&since) {
 		t.Errorf("Accepted lastTransitionTime flapped without a transition: %v → %v", since, got)
 	}
+}
+
+// certSerials returns the serial numbers in Envoy's admin /certs JSON.
+func certSerials(certs string) []*big.Int {
+	var out []*big.Int
+	for _, m := range regexp.MustCompile(`"serial_number":\s*"([0-9a-fA-F]+)"`).FindAllStringSubmatch(certs, -1) {
+		if n, ok := new(big.Int).SetString(m[1], 16); ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // gatewayCertCN opens a new TLS connection to the gateway (no SNI: the
