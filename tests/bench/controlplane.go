@@ -137,31 +137,45 @@ spec:
 			}
 			in.UpstreamClusters = append(in.UpstreamClusters, uc)
 		}
-		iters := max(1, min(20, 2000/n))
-		var times []time.Duration
-		var ms0, ms1 runtime.MemStats
-		var resources int
-		runtime.GC()
-		runtime.ReadMemStats(&ms0)
-		for range iters {
-			start := time.Now()
-			o := translator.Translate(in)
-			times = append(times, time.Since(start))
-			resources = 0
-			for _, rs := range o.Resources {
-				resources += len(rs)
-			}
-		}
-		runtime.ReadMemStats(&ms1)
-		slices.Sort(times)
+		t := timeTranslation(in, max(1, min(20, 2000/n)))
 		out = append(out, TranslationResult{
-			Clusters: n, Servers: 3 * n, MedianMs: ms(times[len(times)/2]),
-			AllocMiB:   float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(iters) / (1 << 20),
-			Resources:  resources,
-			Iterations: iters,
+			Clusters: n, Servers: 3 * n, MedianMs: t.medianMs,
+			AllocMiB:   t.allocMiB,
+			Resources:  t.resources,
+			Iterations: t.iters,
 		})
 	}
 	return out, nil
+}
+
+// translationTiming is translator.Translate run iters times on one input.
+type translationTiming struct {
+	medianMs, allocMiB float64
+	resources, iters   int
+	out                *translator.Output
+}
+
+// timeTranslation translates in iters times and reports the median time,
+// the bytes allocated per translation and the last output.
+func timeTranslation(in translator.Inputs, iters int) translationTiming {
+	res := translationTiming{iters: iters}
+	var times []time.Duration
+	var ms0, ms1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms0)
+	for range iters {
+		start := time.Now()
+		res.out = translator.Translate(in)
+		times = append(times, time.Since(start))
+	}
+	runtime.ReadMemStats(&ms1)
+	slices.Sort(times)
+	res.medianMs = ms(times[len(times)/2])
+	res.allocMiB = float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(iters) / (1 << 20)
+	for _, rs := range res.out.Resources {
+		res.resources += len(rs)
+	}
+	return res
 }
 
 func loadSecrets(dir string) ([]*corev1.Secret, error) {

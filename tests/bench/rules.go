@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -114,22 +112,10 @@ func measureRuleTranslation(s *sandbox.Sandbox, sizes []int) ([]RulesResult, err
 		if got != n {
 			return nil, fmt.Errorf("%d dispatch rules translated, want %d (statuses: %+v)", got, n, o.Statuses)
 		}
-		iters := max(1, min(20, 20000/n))
-		var times []time.Duration
-		var ms0, ms1 runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms0)
-		for range iters {
-			start := time.Now()
-			translator.Translate(in)
-			times = append(times, time.Since(start))
-		}
-		runtime.ReadMemStats(&ms1)
-		slices.Sort(times)
+		t := timeTranslation(in, max(1, min(20, 20000/n)))
 		out = append(out, RulesResult{
 			Rules: n, Clusters: len(in.UpstreamClusters), Policies: policies,
-			MedianMs: ms(times[len(times)/2]),
-			AllocMiB: float64(ms1.TotalAlloc-ms0.TotalAlloc) / float64(iters) / (1 << 20),
+			MedianMs: t.medianMs, AllocMiB: t.allocMiB,
 		})
 	}
 	return out, nil
