@@ -142,7 +142,7 @@ type countingAuthorizer struct {
 }
 
 func (c countingAuthorizer) Authorize(ctx context.Context, attrs authorizer.Attributes) (authorizer.Decision, string, error) {
-	c.m.reviewLookups.WithLabelValues(reviewSAR).Inc()
+	c.m.sarLookups.Inc()
 	return c.Authorizer.Authorize(ctx, attrs)
 }
 

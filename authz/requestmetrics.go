@@ -23,6 +23,9 @@ type requestMetrics struct {
 	// every review sent upstream (a miss, or a retry of one).
 	reviewLookups *prometheus.CounterVec
 	reviewsSent   *prometheus.CounterVec
+	// The lookup counters of each review, resolved once: they are on the
+	// hot path of every token request and impersonation check.
+	tokenLookups, sarLookups prometheus.Counter
 	// userRequests counts per user, for users named in dispatch rules
 	// only: a bounded set an operator chose to watch.
 	userRequests *prometheus.CounterVec
@@ -62,6 +65,8 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 			Help: "Requests decided by the request service for users named in the cluster's dispatch rules (users, serviceAccounts), by cluster, user, rule and decision. Other users are not counted here (unbounded); the access log has every user.",
 		}, []string{"cluster", "user", "rule", "decision"}),
 	}
+	m.tokenLookups = m.reviewLookups.WithLabelValues(reviewToken)
+	m.sarLookups = m.reviewLookups.WithLabelValues(reviewSAR)
 	if reg != nil {
 		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.userRequests}
 		for i, c := range collectors {

@@ -136,7 +136,7 @@ func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 	if len(a.audiences) > 0 {
 		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
 	}
-	a.metrics.reviewLookups.WithLabelValues(reviewToken).Inc()
+	a.metrics.tokenLookups.Inc()
 	return a.tokens.AuthenticateToken(ctx, token)
 }
 

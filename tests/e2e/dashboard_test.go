@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,9 +30,19 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 	if _, err := clientset(t, adminUser().gateway()).Discovery().ServerVersion(); err != nil {
 		t.Fatal(err)
 	}
-	fd, err := sb.FrontdoorMetrics(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// Per-server health appears after frontdoor's first successful poll of
+	// Envoy's admin API (every 2 s).
+	var fd string
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := poll(wctx, 200*time.Millisecond, func() (bool, error) {
+		fd, err = sb.FrontdoorMetrics(wctx)
+		return err == nil && strings.Contains(fd, "# TYPE frontdoor_upstream_server_healthy "), nil
+	}); err != nil {
+		t.Logf("frontdoor_upstream_server_healthy not exported within 10 s: %v", err)
+	}
+	if fd == "" {
+		t.Fatalf("frontdoor /metrics: %v", err)
 	}
 	envoyText, err := sb.EnvoyAdmin(ctx, "/stats/prometheus")
 	if err != nil {
