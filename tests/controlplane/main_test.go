@@ -8,15 +8,11 @@ package controlplane
 
 import (
 	"context"
-	"flag"
-	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,45 +29,8 @@ import (
 
 var sb *sandbox.Sandbox
 
-const startTimeout = 5 * time.Minute
-
-func TestMain(m *testing.M) { os.Exit(runMain(m)) }
-
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Fprintln(os.Stderr, "controlplane: -short: not starting the sandbox; every test skips")
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "frontdoor-controlplane-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "controlplane:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	sb, err = sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stderr, Mode: sandbox.ModeKubernetes})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "controlplane: starting the sandbox: %v\n(work dir kept: %s)\n", err, dir)
-		return 1
-	}
-	defer func() {
-		sb.Stop()
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintf(os.Stderr, "controlplane: failed; sandbox logs kept in %s\n", filepath.Join(dir, "logs"))
-		}
-	}()
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-sigs
-		fmt.Fprintf(os.Stderr, "controlplane: %v: stopping the sandbox (logs in %s)\n", sig, dir)
-		sb.Stop()
-		os.Exit(2)
-	}()
-	return m.Run()
+func TestMain(m *testing.M) {
+	os.Exit(sandbox.RunTests(m, "controlplane", sandbox.Options{Progress: os.Stderr, Mode: sandbox.ModeKubernetes}, func(s *sandbox.Sandbox) { sb = s }))
 }
 
 // setup skips without a sandbox and prints log tails on failure.

@@ -10,16 +10,12 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"flag"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,57 +30,11 @@ import (
 // sb is the package's sandbox, started by TestMain.
 var sb *sandbox.Sandbox
 
-// startTimeout bounds bringing the sandbox up (apiservers on 2 busy cores
-// are the slow part).
-const startTimeout = 5 * time.Minute
-
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-// runMain starts the sandbox, runs the tests and always stops the sandbox:
-// by defer on return or panic in this goroutine, by the signal handler on
-// Ctrl-C, and by Pdeathsig (set on every child) if the test binary dies any
-// other way, e.g. a panic in a test goroutine or `go test -timeout`.
-func runMain(m *testing.M) (code int) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Fprintln(os.Stderr, "e2e: -short: not starting the sandbox; every test skips")
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "frontdoor-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	defer cancel()
-	sb, err = sandbox.Start(ctx, sandbox.Options{
-		Dir: dir, Progress: os.Stderr, LogRequests: true,
+	os.Exit(sandbox.RunTests(m, "e2e", sandbox.Options{
+		Progress: os.Stderr, LogRequests: true,
 		RequestService: sandbox.RequestServiceFromEnv(),
-	})
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: starting the sandbox: %v\n(work dir kept: %s)\n", err, dir)
-		return 1
-	}
-	defer func() {
-		sb.Stop()
-		if code == 0 {
-			os.RemoveAll(dir)
-		} else {
-			fmt.Fprintf(os.Stderr, "e2e: failed; sandbox logs kept in %s\n", filepath.Join(dir, "logs"))
-		}
-	}()
-
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		sig := <-sigs
-		fmt.Fprintf(os.Stderr, "e2e: %v: stopping the sandbox (logs in %s)\n", sig, dir)
-		sb.Stop()
-		os.Exit(2)
-	}()
-	return m.Run()
+	}, func(s *sandbox.Sandbox) { sb = s }))
 }
 
 // setup skips without a sandbox, prints the tails of the component logs if

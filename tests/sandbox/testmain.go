@@ -1,0 +1,65 @@
+package sandbox
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds bringing a test suite's sandbox up (apiservers on two
+// busy cores can take a while).
+const startTimeout = 5 * time.Minute
+
+// RunTests is the TestMain of a suite that shares one sandbox: it starts
+// the sandbox in a fresh temporary directory (opts.Dir is ignored), hands
+// it to started, runs the tests and always stops the sandbox: by defer on
+// return or panic in this goroutine, by a signal handler on Ctrl-C, and by
+// Pdeathsig (set on every child) if the test binary dies any other way,
+// e.g. a panic in a test goroutine or `go test -timeout`. The directory is
+// removed when the tests pass and kept (its logs named) when they fail.
+// With -short no sandbox starts and started is not called. suite prefixes
+// every message.
+func RunTests(m *testing.M, suite string, opts Options, started func(*Sandbox)) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintf(os.Stderr, "%s: -short: not starting the sandbox; every test skips\n", suite)
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "frontdoor-"+suite+"-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", suite, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	opts.Dir = dir
+	sb, err := Start(ctx, opts)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: starting the sandbox: %v\n(work dir kept: %s)\n", suite, err, dir)
+		return 1
+	}
+	defer func() {
+		sb.Stop()
+		if code == 0 {
+			os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "%s: failed; sandbox logs kept in %s\n", suite, filepath.Join(dir, "logs"))
+		}
+	}()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		fmt.Fprintf(os.Stderr, "%s: %v: stopping the sandbox (logs in %s)\n", suite, sig, dir)
+		sb.Stop()
+		os.Exit(2)
+	}()
+	started(sb)
+	return m.Run()
+}
