@@ -303,38 +303,24 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 // Check decides one request.
 func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	start := time.Now()
-	d := p.decide(ctx, req)
+	var cc *compiledCluster
+	if t := p.table.Load(); t != nil {
+		cc = t.clusters[req.Cluster]
+	}
+	d := p.decide(ctx, req, cc)
 	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
 	p.reqMetrics.observeDecision(req.Cluster, &d)
-	if p.isNamedUser(req.Cluster, d.User) {
-		p.reqMetrics.observeUser(req.Cluster, &d)
+	if cc != nil && d.User != "" {
+		if _, named := cc.namedUsers[d.User]; named {
+			p.reqMetrics.observeUser(req.Cluster, &d)
+		}
 	}
 	p.logDecision(ctx, req, &d)
 	return d
 }
 
-// isNamedUser reports whether a dispatch rule of the cluster names user.
-func (p *Pipeline) isNamedUser(cluster, user string) bool {
-	if user == "" {
-		return false
-	}
-	t := p.table.Load()
-	if t == nil {
-		return false
-	}
-	cc := t.clusters[cluster]
-	if cc == nil {
-		return false
-	}
-	_, ok := cc.namedUsers[user]
-	return ok
-}
-
-func (p *Pipeline) decide(ctx context.Context, req *Request) Decision {
-	var cc *compiledCluster
-	if t := p.table.Load(); t != nil {
-		cc = t.clusters[req.Cluster]
-	}
+// decide decides req for its cluster cc (nil: no such cluster).
+func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster) Decision {
 	if cc == nil {
 		return denied(Unavailable, nil)
 	}
