@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -108,22 +109,7 @@ func seed(ctx context.Context, s *sandbox.Sandbox) (token string, err error) {
 // sandbox's UpstreamCluster and tries again until the config has applied.
 // It never fakes support: n/a is returned with the reason.
 func tokenSupport(ctx context.Context, s *sandbox.Sandbox, root string, c Client) (ok bool, why string) {
-	probe := func() (int, error) {
-		clients, err := c.transports(1)
-		if err != nil {
-			return 0, err
-		}
-		defer closeAll(clients)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/namespaces/"+ListNamespace+"/configmaps/cm-0", nil)
-		req.Header.Set("Authorization", "Bearer "+c.Token)
-		resp, err := clients[0].Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	if code, err := probe(); err == nil && code == http.StatusOK {
+	if err := c.probe(ctx); err == nil {
 		return true, ""
 	}
 	crd, _ := os.ReadFile(filepath.Join(root, "manifests", "crds", "frontdoor.dev_upstreamclusters.yaml"))
@@ -141,17 +127,10 @@ func tokenSupport(ctx context.Context, s *sandbox.Sandbox, root string, c Client
 			return false, err.Error()
 		}
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		code, err := probe()
-		if err == nil && code == http.StatusOK {
-			return true, ""
-		}
-		last = fmt.Sprint(code, err)
-		time.Sleep(300 * time.Millisecond)
+	if err := c.waitServed(ctx, 15*time.Second); err != nil {
+		return false, "n/a: tokenReview enabled but a token was still refused (" + err.Error() + ")"
 	}
-	return false, "n/a: tokenReview enabled but a token was still refused (" + last + ")"
+	return true, ""
 }
 
 // extProcCluster is a second UpstreamCluster over the same replicas whose
@@ -178,27 +157,51 @@ func startExtProcCluster(ctx context.Context, s *sandbox.Sandbox, c Client) erro
 	if err := os.WriteFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+extProcCluster+".yaml"), []byte(uc), 0o644); err != nil {
 		return err
 	}
+	if err := c.waitServed(ctx, 15*time.Second); err != nil {
+		return fmt.Errorf("the ext_proc UpstreamCluster did not serve: %w", err)
+	}
+	return nil
+}
+
+// probe sends one GET of a seeded ConfigMap as c, on a new connection (so
+// that it meets the gateway's current listener config), and fails unless
+// the answer is 200.
+func (c Client) probe(ctx context.Context) error {
 	clients, err := c.transports(1)
 	if err != nil {
 		return err
 	}
 	defer closeAll(clients)
-	deadline := time.Now().Add(15 * time.Second)
-	var last string
-	for time.Now().Before(deadline) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/namespaces/"+ListNamespace+"/configmaps/cm-0", nil)
-		resp, err := clients[0].Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+"/api/v1/namespaces/"+ListNamespace+"/configmaps/cm-0", nil)
+	if err != nil {
+		return err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	resp, err := clients[0].Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// waitServed probes every 300 ms until a probe succeeds or timeout passes,
+// and then returns the last probe's error.
+func (c Client) waitServed(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.probe(ctx)
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+			return nil
 		}
-		clients[0].CloseIdleConnections() // a new connection finds the new filter chain
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("not served within %v (last: %w)", timeout, err)
+		}
 		time.Sleep(300 * time.Millisecond)
 	}
-	return fmt.Errorf("the ext_proc UpstreamCluster did not serve within 15 s (last: %s)", last)
 }
