@@ -140,11 +140,7 @@ var altOnce, deadOnce struct {
 // anonymous /version answers 200 only there.
 func ensureAltCluster(t *testing.T, ctx context.Context) {
 	t.Helper()
-	var servers strings.Builder
-	for _, u := range sb.ReplicaURLs {
-		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
-	}
-	ensureCluster(t, ctx, &altOnce.Once, &altOnce.err, altCluster, servers.String(), nil, http.StatusOK)
+	ensureCluster(t, ctx, &altOnce.Once, &altOnce.err, altCluster, sandbox.ServersYAML(sb.ReplicaURLs), nil, http.StatusOK)
 }
 
 // deadSNI selects a third UpstreamCluster whose only server never answers
@@ -163,7 +159,7 @@ func ensureDeadCluster(t *testing.T, ctx context.Context) {
 	addr := l.Addr().String()
 	_ = l.Close()
 	admin := adminUser()
-	ensureCluster(t, ctx, &deadOnce.Once, &deadOnce.err, deadCluster, fmt.Sprintf("  - endpoint: %q\n", "https://"+addr),
+	ensureCluster(t, ctx, &deadOnce.Once, &deadOnce.err, deadCluster, sandbox.ServersYAML([]string{"https://" + addr}),
 		&admin, http.StatusServiceUnavailable)
 }
 

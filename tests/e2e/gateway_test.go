@@ -86,23 +86,12 @@ func TestRequestsSpreadOverAllReplicas(t *testing.T) {
 			t.Fatalf("GET %d: %v", i, err)
 		}
 	}
-	// The apiserver counts a request after answering it; give the last
-	// ones a moment to land.
-	var deltas []float64
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = poll(pctx, 200*time.Millisecond, func() (bool, error) {
-		after, err := sb.ReplicaRequestCounts(ctx, filter)
-		if err != nil {
-			return false, err
-		}
-		deltas = make([]float64, len(after))
+	deltas, err := replicaDeltas(ctx, filter, before, func(deltas []float64) bool {
 		var total float64
-		for i := range after {
-			deltas[i] = after[i] - before[i]
-			total += deltas[i]
+		for _, d := range deltas {
+			total += d
 		}
-		return total >= n, nil
+		return total >= n
 	})
 	if err != nil {
 		t.Fatalf("replicas counted %v configmap GETs, want %d in total: %v", deltas, n, err)
@@ -164,6 +153,28 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 			t.Fatalf("request %d after replica %d died: %v", i, victim, err)
 		}
 	}
+}
+
+// replicaDeltas polls each replica's apiserver_request_total matching
+// filter until done accepts the counts since before (one per replica), for
+// up to 10 s: an apiserver counts a request after answering it, so the last
+// ones take a moment to land. It returns the last deltas either way.
+func replicaDeltas(ctx context.Context, filter map[string]string, before []float64, done func([]float64) bool) ([]float64, error) {
+	var deltas []float64
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := poll(pctx, 200*time.Millisecond, func() (bool, error) {
+		after, err := sb.ReplicaRequestCounts(ctx, filter)
+		if err != nil {
+			return false, err
+		}
+		deltas = make([]float64, len(after))
+		for i := range after {
+			deltas[i] = after[i] - before[i]
+		}
+		return done(deltas), nil
+	})
+	return deltas, err
 }
 
 // waitHostHealth polls Envoy's /clusters until ok accepts the health_flags

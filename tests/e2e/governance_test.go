@@ -61,12 +61,8 @@ var govOnce struct {
 
 // writeGovCluster writes the gov UpstreamCluster with or without shedding.
 func writeGovCluster(shed bool) error {
-	var servers strings.Builder
-	for _, u := range sb.ReplicaURLs {
-		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
-	}
 	ns := sandbox.SecretNamespace
-	uc := fmt.Sprintf(altClusterTemplate, govCluster, servers.String(), ns, govSNI, ns, ns, sb.RequestServiceField())
+	uc := fmt.Sprintf(altClusterTemplate, govCluster, sandbox.ServersYAML(sb.ReplicaURLs), ns, govSNI, ns, ns, sb.RequestServiceField())
 	reject := ""
 	if shed {
 		reject = govReject
@@ -127,20 +123,7 @@ func TestDispatchPolicyRoutesToSubset(t *testing.T) {
 			t.Fatalf("list %d: %d %s", i, code, body)
 		}
 	}
-	var deltas []float64
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	err = poll(pctx, 200*time.Millisecond, func() (bool, error) {
-		after, err := sb.ReplicaRequestCounts(ctx, filter)
-		if err != nil {
-			return false, err
-		}
-		deltas = make([]float64, len(after))
-		for i := range after {
-			deltas[i] = after[i] - before[i]
-		}
-		return deltas[1] >= n, nil
-	})
+	deltas, err := replicaDeltas(ctx, filter, before, func(deltas []float64) bool { return deltas[1] >= n })
 	t.Logf("LIST configmaps per replica during the test: %v", deltas)
 	if err != nil {
 		t.Fatalf("replica 2 did not count %d lists: %v", n, err)

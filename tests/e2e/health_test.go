@@ -1,11 +1,11 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -54,14 +54,9 @@ func ensureOutlierCluster(t *testing.T, ctx context.Context) {
 // extra spec fields (two-space indented lines) and waits until it serves.
 func ensureTunedCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *error, name, extra string) {
 	t.Helper()
-	var spec strings.Builder
-	for _, u := range sb.ReplicaURLs {
-		fmt.Fprintf(&spec, "  - endpoint: %q\n", u)
-	}
 	// Spec fields after the servers list, at the same indentation.
-	spec.WriteString(extra)
 	admin := adminUser()
-	ensureCluster(t, ctx, once, errp, name, spec.String(), &admin, http.StatusOK)
+	ensureCluster(t, ctx, once, errp, name, sandbox.ServersYAML(sb.ReplicaURLs)+extra, &admin, http.StatusOK)
 }
 
 // A hung replica (SIGSTOP: the kernel still accepts its connections, the
@@ -265,8 +260,8 @@ func waitServerHealthMetric(ctx context.Context, hostPort string, want float64) 
 			return false, nil
 		}
 		filter := map[string]string{"cluster": healthCluster, "server": hostPort}
-		if !slices.Contains(sandbox.MetricLabels(text, "frontdoor_upstream_server_healthy"), "{cluster="+healthCluster+",server="+hostPort+"}") {
-			got, gerr = 0, errors.New("no such series")
+		if ok, err := sandbox.HasSeries(text, "frontdoor_upstream_server_healthy", filter); !ok {
+			got, gerr = 0, cmp.Or(err, errors.New("no such series"))
 			return false, nil
 		}
 		got, gerr = sandbox.SumMetric(text, "frontdoor_upstream_server_healthy", filter)

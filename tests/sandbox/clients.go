@@ -155,20 +155,30 @@ func (s *Sandbox) FrontdoorMetrics(ctx context.Context) (string, error) {
 // gauge or untyped metric name whose labels include every pair of filter.
 // A metric that is absent sums to 0 (a counter nobody has incremented yet).
 func SumMetric(text, name string, filter map[string]string) (float64, error) {
+	sum, _, err := sumSeries(text, name, filter)
+	return sum, err
+}
+
+// HasSeries reports whether the Prometheus text holds at least one series
+// of name whose labels include every pair of filter, for a gauge where 0
+// and "not exported" mean different things.
+func HasSeries(text, name string, filter map[string]string) (bool, error) {
+	_, n, err := sumSeries(text, name, filter)
+	return n > 0, err
+}
+
+// sumSeries sums the matching series of name and counts them.
+func sumSeries(text, name string, filter map[string]string) (sum float64, n int, err error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {
-		return 0, fmt.Errorf("parsing metrics: %w", err)
+		return 0, 0, fmt.Errorf("parsing metrics: %w", err)
 	}
-	fam, ok := families[name]
-	if !ok {
-		return 0, nil
-	}
-	var sum float64
-	for _, m := range fam.GetMetric() {
+	for _, m := range families[name].GetMetric() {
 		if !labelsMatch(m, filter) {
 			continue
 		}
+		n++
 		switch {
 		case m.Counter != nil:
 			sum += m.Counter.GetValue()
@@ -178,7 +188,7 @@ func SumMetric(text, name string, filter map[string]string) (float64, error) {
 			sum += m.Untyped.GetValue()
 		}
 	}
-	return sum, nil
+	return sum, n, nil
 }
 
 // MetricLabels lists the distinct label sets of a metric, for failure

@@ -79,11 +79,7 @@ func (s *Sandbox) writeConfigDir() error {
 			return err
 		}
 	}
-	var servers strings.Builder
-	for _, u := range s.ReplicaURLs {
-		fmt.Fprintf(&servers, "  - endpoint: %q\n", u)
-	}
-	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, servers.String(), SecretNamespace, SecretNamespace, SecretNamespace, s.RequestServiceField())
+	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, ServersYAML(s.ReplicaURLs), SecretNamespace, SecretNamespace, SecretNamespace, s.RequestServiceField())
 	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
 }
 
@@ -184,6 +180,17 @@ const RequestServiceEnv = "FRONTDOOR_E2E_REQUEST_SERVICE"
 // RequestServiceFromEnv returns $FRONTDOOR_E2E_REQUEST_SERVICE (empty:
 // the default, ExtAuthz).
 func RequestServiceFromEnv() string { return os.Getenv(RequestServiceEnv) }
+
+// ServersYAML is the items of an UpstreamCluster's spec.servers list for
+// the given endpoint URLs, one "  - endpoint: URL" line each (the indentation
+// of a list under "  servers:").
+func ServersYAML(urls []string) string {
+	var b strings.Builder
+	for _, u := range urls {
+		fmt.Fprintf(&b, "  - endpoint: %q\n", u)
+	}
+	return b.String()
+}
 
 // RequestServiceField is the spec.requestService line (two-space indented,
 // with its newline) for UpstreamClusters the tests write, so every cluster of
