@@ -257,14 +257,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {namespace: %s, name: serving}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-%s  tls.key: |
-%s`, sandbox.SecretNamespace, indent(string(crt), "    "), indent(string(key), "    ")))
+	applyYAML(t, ctx, tlsSecretYAML("serving", crt, key, nil))
 	rotated := time.Now()
 	for {
 		if cn, err := gatewayCertCN(); err == nil && cn == "frontdoor-gateway-rotated" {
@@ -290,15 +283,7 @@ stringData:
 		t.Fatal(err)
 	}
 	serial := upCert.SerialNumber
-	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: v1
-kind: Secret
-metadata: {namespace: %s, name: upstream}
-type: kubernetes.io/tls
-stringData:
-  tls.crt: |
-%s  tls.key: |
-%s  ca.crt: |
-%s`, sandbox.SecretNamespace, indent(string(upCrt), "    "), indent(string(upKey), "    "), indent(string(sb.CA.CertPEM), "    ")))
+	applyYAML(t, ctx, tlsSecretYAML("upstream", upCrt, upKey, sb.CA.CertPEM))
 	rotated = time.Now()
 	for {
 		certs, err := sb.EnvoyAdmin(ctx, "/certs")
@@ -345,6 +330,17 @@ stringData:
 	if got := cond(uc, v1alpha1.ConditionAccepted).LastTransitionTime; !got.Equal(&since) {
 		t.Errorf("Accepted lastTransitionTime flapped without a transition: %v → %v", since, got)
 	}
+}
+
+// tlsSecretYAML is a kubernetes.io/tls Secret in the sandbox's Secret
+// namespace holding crt and key, and ca as ca.crt when it is not nil.
+func tlsSecretYAML(name string, crt, key, ca []byte) string {
+	out := fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {namespace: %s, name: %s}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: |\n%s  tls.key: |\n%s",
+		sandbox.SecretNamespace, name, indent(string(crt), "    "), indent(string(key), "    "))
+	if ca != nil {
+		out += "  ca.crt: |\n" + indent(string(ca), "    ")
+	}
+	return out
 }
 
 // certSerials returns the serial numbers in Envoy's admin /certs JSON.
