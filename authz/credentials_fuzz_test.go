@@ -12,7 +12,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // FuzzPipelineCredentials feeds arbitrary header pairs (bearer tokens,

@@ -12,7 +12,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/kubestatus"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // matchAll is the wildcard of every rule field, as RBAC's "*".
@@ -184,7 +185,7 @@ func rejectDecision(r *policy.Reject) *Decision {
 	st := &metav1.Status{
 		Status:  metav1.StatusFailure,
 		Message: msg,
-		Reason:  reasonForCode(r.Code),
+		Reason:  kubestatus.ReasonForCode(r.Code),
 		Code:    int32(r.Code), //nolint:gosec // validated 400-599.
 	}
 	headers := slices.Clone(statusResponseHeaders)
@@ -192,7 +193,7 @@ func rejectDecision(r *policy.Reject) *Decision {
 		st.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(r.RetryAfterSeconds)} //nolint:gosec // validated non-negative int32.
 		headers = append(headers, Header{Name: "retry-after", Value: strconv.Itoa(r.RetryAfterSeconds)})
 	}
-	return &Decision{Outcome: Rejected, Code: r.Code, Body: EncodeStatus(st), ResponseHeaders: headers}
+	return &Decision{Outcome: Rejected, Code: r.Code, Body: kubestatus.Encode(st), ResponseHeaders: headers}
 }
 
 // userKey is the x-frontdoor-user value for a user: a fixed-length digest,

@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apiserver/pkg/endpoints/request"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // Request is what the pipeline needs to know about one HTTP request. Adapters

@@ -20,7 +20,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	certutil "k8s.io/client-go/util/cert"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // fakeUpstream is a stand-in kube-apiserver for the request service's own

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // fakeClock is a settable clock shared by the pipeline and a test.

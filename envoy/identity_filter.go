@@ -1,5 +1,12 @@
 package envoy
 
+import (
+	"net/http"
+	"strings"
+
+	"github.com/kubefrontdoor/frontdoor/kubestatus"
+)
+
 // IdentityFilterName is the Lua HTTP filter that sits between ext_authz and
 // the router and adds the identity headers (see MetadataKeyIdentityHeaders).
 const IdentityFilterName = "frontdoor.identity"
@@ -13,10 +20,10 @@ const IdentityFilterName = "frontdoor.identity"
 // ext_authz has already removed every client Authorization, Impersonate-*
 // and X-Remote-* header (headers_to_remove runs after its own mutations, so
 // it cannot add these fields itself without removing them again).
-const IdentityFilterLua = `
+var IdentityFilterLua = `
 local ns = "` + MetadataNamespaceExtAuthz + `"
 local key = "` + MetadataKeyIdentityHeaders + `"
-local denied = '{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"frontdoor: no identity was decided for this request","reason":"ServiceUnavailable","code":503}\n'
+local denied = ` + luaString(string(NoIdentityBody)) + `
 
 function envoy_on_request(request)
   local md = request:streamInfo():dynamicMetadata():get(ns)
@@ -31,3 +38,12 @@ function envoy_on_request(request)
   end
 end
 `
+
+// NoIdentityBody is the 503 Status of a request that reached an identity
+// step without a decided identity: the in-Envoy filters fail closed with it.
+var NoIdentityBody = kubestatus.Body(http.StatusServiceUnavailable, "frontdoor: no identity was decided for this request")
+
+// luaString quotes s as a Lua string literal.
+func luaString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, "'", `\'`, "\n", `\n`, "\r", `\r`).Replace(s) + "'"
+}

@@ -3,6 +3,8 @@
 // cluster names; plus the bootstrap renderer.
 package envoy
 
+import "strings"
+
 const (
 	// HeaderPrefix is the prefix of every internal header. Envoy strips every
 	// incoming header with this prefix before any filter sees it (an early
@@ -71,3 +73,27 @@ var AccessLogFields = []string{
 	AccessLogUser, AccessLogGroups, AccessLogVerb, AccessLogAPIGroup, AccessLogResource,
 	AccessLogSubresource, AccessLogNamespace, AccessLogName, AccessLogRule, AccessLogDecision,
 }
+
+// Names of the xDS resources of one UpstreamCluster uc. Every reference
+// between resources goes through these (LDS → RDS → CDS → EDS → SDS), and
+// whoever reads Envoy's admin API back (health polling, tests) finds the
+// resources by the same names.
+func RouteName(uc string) string                { return uc }
+func DefaultClusterName(uc string) string       { return uc + defaultClusterSuffix }
+func UpgradeClusterName(uc string) string       { return uc + "/upgrade" }
+func RuleClusterName(uc, rule string) string    { return uc + "/" + rule }
+func ServingSecretName(uc string) string        { return uc + "/serving" }
+func ClientCASecretName(uc string) string       { return uc + "/client-ca" }
+func UpstreamClientSecretName(uc string) string { return uc + "/upstream-client" }
+func UpstreamCASecretName(uc string) string     { return uc + "/upstream-ca" }
+
+const defaultClusterSuffix = "/default"
+
+// UpstreamClusterOfDefault returns the UpstreamCluster whose default Envoy
+// cluster is named cluster (the inverse of DefaultClusterName).
+func UpstreamClusterOfDefault(cluster string) (uc string, ok bool) {
+	return strings.CutSuffix(cluster, defaultClusterSuffix)
+}
+
+// ListenerName is the one listener serving every cluster.
+const ListenerName = "frontdoor"

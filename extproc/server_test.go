@@ -20,8 +20,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 

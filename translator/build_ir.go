@@ -56,7 +56,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	var owners []*statusBuilder
 	for _, st := range statuses {
 		if seen[st.uc.Name] {
-			st.reject(ReasonDuplicateName, fmt.Sprintf("another UpstreamCluster is already named %q", st.uc.Name))
+			st.reject(v1alpha1.ReasonDuplicateName, fmt.Sprintf("another UpstreamCluster is already named %q", st.uc.Name))
 		}
 		seen[st.uc.Name] = true
 
@@ -88,7 +88,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 			}
 		}
 		if len(conflicts) > 0 {
-			owners[i].reject(ReasonConflictingServerNames, strings.Join(conflicts, "; "))
+			owners[i].reject(v1alpha1.ReasonConflictingServerNames, strings.Join(conflicts, "; "))
 			continue
 		}
 		for _, n := range names {
@@ -141,7 +141,7 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) 
 		// KubeGateway panics on a CA together with insecure; here the
 		// contradiction is a condition and nothing else is affected.
 		if _, err := secrets.value(ref, keyCACert); err == nil {
-			st.reject(ReasonInvalidClientConfig, fmt.Sprintf(
+			st.reject(v1alpha1.ReasonInvalidClientConfig, fmt.Sprintf(
 				"clientConfig.insecureSkipTLSVerify is set but Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
 				ref.Namespace, ref.Name, keyCACert))
 		}
@@ -171,12 +171,12 @@ func buildServers(st *statusBuilder, servers []v1alpha1.Server, discovered []Ser
 		}
 		srv, err := parseEndpoint(s.Endpoint)
 		if err != nil {
-			st.reject(ReasonInvalidServer, fmt.Sprintf("servers[%d]: %v", i, err))
+			st.reject(v1alpha1.ReasonInvalidServer, fmt.Sprintf("servers[%d]: %v", i, err))
 			return nil, "", false
 		}
 		key := fmt.Sprintf("%s|%d", srv.Host, srv.Port)
 		if seen[key] {
-			st.reject(ReasonInvalidServer, fmt.Sprintf("servers[%d]: endpoint %q repeats an earlier server", i, s.Endpoint))
+			st.reject(v1alpha1.ReasonInvalidServer, fmt.Sprintf("servers[%d]: endpoint %q repeats an earlier server", i, s.Endpoint))
 			return nil, "", false
 		}
 		seen[key] = true
@@ -205,7 +205,7 @@ func buildServers(st *statusBuilder, servers []v1alpha1.Server, discovered []Ser
 				msg += " (" + strings.Join(notes, "; ") + ")"
 			}
 		}
-		st.reject(ReasonNoServers, msg)
+		st.reject(v1alpha1.ReasonNoServers, msg)
 		return nil, "", false
 	}
 	if allDNS && len(hosts) == 1 {
@@ -222,7 +222,7 @@ func buildServerNames(st *statusBuilder, names []string) []string {
 	for i, n := range names {
 		n = strings.ToLower(n)
 		if errs := validation.IsDNS1123Subdomain(strings.TrimPrefix(n, "*.")); len(errs) > 0 {
-			st.reject(ReasonInvalidServerName, fmt.Sprintf("secureServing.serverNames[%d] %q: %s", i, n, strings.Join(errs, "; ")))
+			st.reject(v1alpha1.ReasonInvalidServerName, fmt.Sprintf("secureServing.serverNames[%d] %q: %s", i, n, strings.Join(errs, "; ")))
 			return nil
 		}
 		out = append(out, n)
@@ -250,15 +250,15 @@ func buildHealthCheck(st *statusBuilder, hc v1alpha1.HealthCheck) HealthCheckIR 
 	}
 	switch {
 	case !strings.HasPrefix(out.Path, "/") || strings.ContainsAny(out.Path, " \t\r\n#"):
-		st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.path %q must be an absolute path", out.Path))
+		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.path %q must be an absolute path", out.Path))
 	case out.Interval < time.Millisecond:
-		st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.interval %s must be at least 1ms", out.Interval))
+		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.interval %s must be at least 1ms", out.Interval))
 	case out.Timeout < time.Millisecond:
-		st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.timeout %s must be at least 1ms", out.Timeout))
+		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.timeout %s must be at least 1ms", out.Timeout))
 	case hc.UnhealthyThreshold < 0:
-		st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.unhealthyThreshold %d must be positive", hc.UnhealthyThreshold))
+		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.unhealthyThreshold %d must be positive", hc.UnhealthyThreshold))
 	case hc.HealthyThreshold < 0:
-		st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.healthyThreshold %d must be positive", hc.HealthyThreshold))
+		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.healthyThreshold %d must be positive", hc.HealthyThreshold))
 	}
 	if hc.UnhealthyThreshold > 0 {
 		out.UnhealthyThreshold = uint32(hc.UnhealthyThreshold)
@@ -278,7 +278,7 @@ func buildLoadBalancing(st *statusBuilder, lb v1alpha1.LoadBalancing) LoadBalanc
 	case v1alpha1.LeastRequest:
 		return LBLeastRequest
 	default:
-		st.reject(ReasonInvalidLoadBalancing, fmt.Sprintf("loadBalancing.policy %q is not one of RoundRobin, Random, LeastRequest", lb.Policy))
+		st.reject(v1alpha1.ReasonInvalidLoadBalancing, fmt.Sprintf("loadBalancing.policy %q is not one of RoundRobin, Random, LeastRequest", lb.Policy))
 		return LBRoundRobin
 	}
 }
@@ -297,13 +297,13 @@ func buildTokenReview(st *statusBuilder, tr v1alpha1.TokenReviewAuthentication) 
 	}
 	switch {
 	case out.CacheTTL < 0:
-		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.cacheTTL %s must not be negative", out.CacheTTL))
+		st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.cacheTTL %s must not be negative", out.CacheTTL))
 	case out.NegativeCacheTTL < 0:
-		st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.negativeCacheTTL %s must not be negative", out.NegativeCacheTTL))
+		st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.negativeCacheTTL %s must not be negative", out.NegativeCacheTTL))
 	}
 	for i, a := range tr.Audiences {
 		if a == "" {
-			st.reject(ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.audiences[%d] is empty", i))
+			st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.audiences[%d] is empty", i))
 			continue
 		}
 		out.Audiences = append(out.Audiences, a)

@@ -13,20 +13,6 @@ import (
 // Small proto builders shared by the xDS files. They keep the per-concept
 // files readable: a listener reads as a listener, not as Any plumbing.
 
-// Names of the xDS resources of one UpstreamCluster. Every reference between
-// resources goes through these, so LDS → RDS → CDS → EDS → SDS stay linked.
-func routeName(uc string) string                { return uc }
-func defaultClusterName(uc string) string       { return uc + "/default" }
-func upgradeClusterName(uc string) string       { return uc + "/upgrade" }
-func ruleClusterName(uc, rule string) string    { return uc + "/" + rule }
-func servingSecretName(uc string) string        { return uc + "/serving" }
-func clientCASecretName(uc string) string       { return uc + "/client-ca" }
-func upstreamClientSecretName(uc string) string { return uc + "/upstream-client" }
-func upstreamCASecretName(uc string) string     { return uc + "/upstream-ca" }
-
-// ListenerName is the one listener serving every cluster.
-const ListenerName = "frontdoor"
-
 // adsConfigSource points a dynamic resource (RDS, EDS, SDS) back at the
 // same ADS stream, so one connection carries everything in order.
 func adsConfigSource() *corev3.ConfigSource {

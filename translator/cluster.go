@@ -11,6 +11,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 const (
@@ -45,7 +47,7 @@ var lbPolicies = map[LoadBalancingIR]clusterv3.Cluster_LbPolicy{
 // STRICT_DNS with its endpoints inline, because Envoy resolves names only in
 // DNS clusters (an EDS endpoint must be an IP address).
 func cluster(c *ClusterIR) *clusterv3.Cluster {
-	name := defaultClusterName(c.Name)
+	name := envoy.DefaultClusterName(c.Name)
 	out := &clusterv3.Cluster{
 		Name:           name,
 		ConnectTimeout: duration(upstreamConnectTimeout),
@@ -96,7 +98,7 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 // same client certificate and offers only http/1.1 by ALPN.
 func upgradeCluster(c *ClusterIR) *clusterv3.Cluster {
 	out := cluster(c)
-	out.Name = upgradeClusterName(c.Name)
+	out.Name = envoy.UpgradeClusterName(c.Name)
 	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options()),
 	}
@@ -150,12 +152,12 @@ func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
 		Sni: c.SNI,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			AlpnProtocols:                  []string{"h2"},
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(upstreamClientSecretName(c.Name))},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(envoy.UpstreamClientSecretName(c.Name))},
 		},
 	}
 	if c.UpstreamCA != nil {
 		out.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: sdsSecret(upstreamCASecretName(c.Name)),
+			ValidationContextSdsSecretConfig: sdsSecret(envoy.UpstreamCASecretName(c.Name)),
 		}
 	}
 	return out
@@ -193,7 +195,7 @@ func loadAssignment(c *ClusterIR) *endpointv3.ClusterLoadAssignment {
 		}}})
 	}
 	return &endpointv3.ClusterLoadAssignment{
-		ClusterName: defaultClusterName(c.Name),
+		ClusterName: envoy.DefaultClusterName(c.Name),
 		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
 	}
 }

@@ -27,9 +27,6 @@ const (
 	extProcFilterName = "envoy.filters.http.ext_proc"
 	// extProcTimeout bounds each ext_proc message, like extAuthzTimeout.
 	extProcTimeout = extAuthzTimeout
-
-	// ReasonInvalidRequestService: spec.requestService is not a known filter.
-	ReasonInvalidRequestService = "InvalidRequestService"
 )
 
 // RequestServiceIR is the filter that calls the request service.
@@ -48,7 +45,7 @@ func buildRequestService(st *statusBuilder, rs v1alpha1.RequestService) RequestS
 	case v1alpha1.RequestServiceExtProc:
 		return RequestServiceExtProc
 	default:
-		st.reject(ReasonInvalidRequestService, fmt.Sprintf("requestService %q is not one of ExtAuthz, ExtProc", rs))
+		st.reject(v1alpha1.ReasonInvalidRequestService, fmt.Sprintf("requestService %q is not one of ExtAuthz, ExtProc", rs))
 		return RequestServiceExtAuthz
 	}
 }

@@ -8,12 +8,13 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"

@@ -49,7 +49,7 @@ const (
 // of clusters. The tls_inspector reads the SNI before the chain is chosen.
 func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:    ListenerName,
+		Name:    envoy.ListenerName,
 		Address: socketAddress(l.Address, l.Port),
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       tlsInspectorName,
@@ -87,7 +87,7 @@ func filterChain(c *ClusterIR) *listenerv3.FilterChain {
 func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 	common := &tlsv3.CommonTlsContext{
 		AlpnProtocols:                  []string{"h2", "http/1.1"},
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(servingSecretName(c.Name))},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsSecret(envoy.ServingSecretName(c.Name))},
 	}
 	if c.ClientCA != nil {
 		// The SDS secret only carries the CA; the policy on how to apply it
@@ -97,7 +97,7 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 				DefaultValidationContext: &tlsv3.CertificateValidationContext{
 					TrustChainVerification: tlsv3.CertificateValidationContext_ACCEPT_UNTRUSTED,
 				},
-				ValidationContextSdsSecretConfig: sdsSecret(clientCASecretName(c.Name)),
+				ValidationContextSdsSecretConfig: sdsSecret(envoy.ClientCASecretName(c.Name)),
 			},
 		}
 	}
@@ -133,7 +133,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 		StatPrefix:                  c.Name,
 		CodecType:                   hcmv3.HttpConnectionManager_AUTO,
 		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
-			RouteConfigName: routeName(c.Name),
+			RouteConfigName: envoy.RouteName(c.Name),
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress:  wrapperspb.Bool(true),

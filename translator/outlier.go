@@ -34,7 +34,7 @@ func buildOutlier(st *statusBuilder, od v1alpha1.OutlierDetection) OutlierIR {
 		switch {
 		case v == nil:
 		case *v < 0 || *v > max:
-			st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.%s %d must be between 0 and %d", field, *v, max))
+			st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.%s %d must be between 0 and %d", field, *v, max))
 		default:
 			*dst = uint32(*v)
 		}
@@ -44,7 +44,7 @@ func buildOutlier(st *statusBuilder, od v1alpha1.OutlierDetection) OutlierIR {
 	count("maxEjectionPercent", od.MaxEjectionPercent, 100, &out.MaxEjectionPercent)
 	if od.BaseEjectionTime != nil {
 		if d := od.BaseEjectionTime.Duration; d < time.Millisecond {
-			st.reject(ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.baseEjectionTime %s must be at least 1ms", d))
+			st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.baseEjectionTime %s must be at least 1ms", d))
 		} else {
 			out.BaseEjectionTime = d
 		}

@@ -5,8 +5,8 @@ import (
 	"slices"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // DispatchIR is one validated dispatch policy.
@@ -63,7 +63,7 @@ func buildDispatch(st *statusBuilder, c *ClusterIR) []DispatchIR {
 	for i, p := range spec.DispatchPolicies {
 		at := fmt.Sprintf("dispatchPolicies[%d] %q", i, p.Name)
 		bad := func(format string, args ...any) []DispatchIR {
-			st.reject(ReasonInvalidDispatchPolicy, at+": "+fmt.Sprintf(format, args...))
+			st.reject(v1alpha1.ReasonInvalidDispatchPolicy, at+": "+fmt.Sprintf(format, args...))
 			return nil
 		}
 		switch {
@@ -138,7 +138,7 @@ func buildFlowSchemas(st *statusBuilder, in []v1alpha1.FlowControlSchema) (map[s
 	out := map[string]FlowIR{}
 	for i, s := range in {
 		bad := func(msg string) (map[string]FlowIR, bool) {
-			st.reject(ReasonInvalidFlowControl, fmt.Sprintf("flowControl.flowControlSchemas[%d] %q: %s", i, s.Name, msg))
+			st.reject(v1alpha1.ReasonInvalidFlowControl, fmt.Sprintf("flowControl.flowControlSchemas[%d] %q: %s", i, s.Name, msg))
 			return nil, false
 		}
 		if s.Name == "" {

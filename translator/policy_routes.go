@@ -12,7 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // Every dispatch policy has a route (an exact match on x-frontdoor-rule,
@@ -55,7 +56,7 @@ func longRunningRule(d *DispatchIR) string {
 // protocol and health check, the policy's balancing, and its own endpoints.
 func policyCluster(c *ClusterIR, d *DispatchIR) *clusterv3.Cluster {
 	out := cluster(c)
-	out.Name = ruleClusterName(c.Name, d.Name)
+	out.Name = envoy.RuleClusterName(c.Name, d.Name)
 	out.LbPolicy = lbPolicies[d.LoadBalancing]
 	if out.GetEdsClusterConfig() != nil {
 		out.GetEdsClusterConfig().ServiceName = out.Name // renamed by versionedEDSName
@@ -83,7 +84,7 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 		if lr := longRunningRule(d); lr != "" {
 			// Same endpoints resource: the twin differs only in its cap.
 			twin := policyCluster(c, d)
-			twin.Name = ruleClusterName(c.Name, lr)
+			twin.Name = envoy.RuleClusterName(c.Name, lr)
 			twin.CircuitBreakers.Thresholds[0].MaxRequests = wrapperspb.UInt32(unlimited)
 			if cl.GetEdsClusterConfig() != nil {
 				twin.GetEdsClusterConfig().ServiceName = cl.GetEdsClusterConfig().ServiceName

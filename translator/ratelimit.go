@@ -3,6 +3,8 @@ package translator
 import (
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -13,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/kubestatus"
 )
 
 // Token buckets run in Envoy's local rate limit filter. The HCM carries the
@@ -43,9 +46,11 @@ const (
 	// internalRateLimitedStatus is what the local rate limit filter answers
 	// before the mapper rewrites it to 429; no reject policy may use it.
 	internalRateLimitedStatus = 402 // Payment Required: neither the apiserver nor the gateway uses it
-
-	statusTooManyRequests = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests for this dispatch policy of the gateway, please try again later","reason":"TooManyRequests","details":{"retryAfterSeconds":1},"code":429}` + "\n"
 )
+
+// statusTooManyRequests is the body of every rate-limited or capped reply.
+var statusTooManyRequests = kubestatus.Encode(&apierrors.NewTooManyRequests(
+	"too many requests for this dispatch policy of the gateway, please try again later", 1).ErrStatus)
 
 // localRateLimitFilter is the HCM's disabled local rate limit filter.
 func localRateLimitFilter() *hcmv3.HttpFilter {
@@ -70,7 +75,7 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 	}
 	all := &corev3.RuntimeFractionalPercent{DefaultValue: &typev3.FractionalPercent{Numerator: 100, Denominator: typev3.FractionalPercent_HUNDRED}}
 	out := &localratelimitv3.LocalRateLimit{
-		StatPrefix:     "policy." + ruleClusterName(c.Name, d.Name),
+		StatPrefix:     "policy." + envoy.RuleClusterName(c.Name, d.Name),
 		TokenBucket:    bucket,
 		FilterEnabled:  all,
 		FilterEnforced: all,
@@ -96,26 +101,15 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 // circuit-breaker overflow (UO) local replies status 429, Retry-After and
 // the Status body.
 func tooManyRequestsMapper() *hcmv3.ResponseMapper {
-	return &hcmv3.ResponseMapper{
-		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
-			Filters: []*accesslogv3.AccessLogFilter{
-				{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-					Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
-						DefaultValue: internalRateLimitedStatus, RuntimeKey: "frontdoor.local_reply.rate_limited_status",
-					}},
-				}}},
-				{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UO"}}}},
-			},
-		}}},
-		Body: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: statusTooManyRequests}},
-		BodyFormatOverride: &corev3.SubstitutionFormatString{
-			Format:      &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: "%LOCAL_REPLY_BODY%"}}},
-			ContentType: "application/json",
+	return statusReplyMapper(&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+		Filters: []*accesslogv3.AccessLogFilter{
+			{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+				Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
+					DefaultValue: internalRateLimitedStatus, RuntimeKey: "frontdoor.local_reply.rate_limited_status",
+				}},
+			}}},
+			{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UO"}}}},
 		},
-		HeadersToAdd: []*corev3.HeaderValueOption{
-			{Header: &corev3.HeaderValue{Key: "cache-control", Value: "no-cache, private"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD},
-			{Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT},
-		},
-		StatusCode: wrapperspb.UInt32(429),
-	}
+	}}}, statusTooManyRequestsCode, statusTooManyRequests,
+		&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT})
 }

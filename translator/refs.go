@@ -19,12 +19,6 @@ const (
 	keyCACert  = corev1.ServiceAccountRootCAKey
 )
 
-// Reasons of a False ResolvedRefs condition.
-const (
-	ReasonSecretNotFound = "SecretNotFound"
-	ReasonInvalidSecret  = "InvalidSecret"
-)
-
 // refError is a reference that could not be resolved; reason becomes the
 // ResolvedRefs condition's reason.
 type refError struct {
@@ -57,7 +51,7 @@ func newSecretIndex(secrets []*corev1.Secret) secretIndex {
 func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, error) {
 	s, ok := idx[ref.Namespace+"/"+ref.Name]
 	if !ok {
-		return nil, &refError{ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)}
+		return nil, &refError{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)}
 	}
 	if v, ok := s.Data[key]; ok && len(v) > 0 {
 		return v, nil
@@ -65,7 +59,7 @@ func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, 
 	if v, ok := s.StringData[key]; ok && v != "" {
 		return []byte(v), nil
 	}
-	return nil, &refError{ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}
+	return nil, &refError{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}
 }
 
 // certKey reads and checks tls.crt and tls.key: every certificate must
@@ -102,7 +96,7 @@ func (idx secretIndex) caBundle(ref v1alpha1.SecretReference) ([]byte, error) {
 }
 
 func invalidSecret(ref v1alpha1.SecretReference, key string, err error) error {
-	return &refError{ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s key %q: %v", ref.Namespace, ref.Name, key, err)}
+	return &refError{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s key %q: %v", ref.Namespace, ref.Name, key, err)}
 }
 
 // checkCertificates requires data to be one or more PEM CERTIFICATE blocks,

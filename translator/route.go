@@ -33,7 +33,7 @@ const (
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 	rsFilter, rsPerRoute := requestServicePerRoute(c)
 	return &routev3.RouteConfiguration{
-		Name: routeName(c.Name),
+		Name: envoy.RouteName(c.Name),
 		VirtualHosts: []*routev3.VirtualHost{{
 			Name:    c.Name,
 			Domains: []string{"*"},
@@ -59,7 +59,7 @@ func upgradeRoute(c *ClusterIR) *routev3.Route {
 		Name:                 "upgrade",
 		HeaderMatchSpecifier: &routev3.HeaderMatcher_PresentMatch{PresentMatch: true},
 	}}
-	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: upgradeClusterName(c.Name)}
+	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: envoy.UpgradeClusterName(c.Name)}
 	return r
 }
 
@@ -77,7 +77,7 @@ func ruleRoute(c *ClusterIR, rule string) *routev3.Route {
 			}},
 		}},
 	}
-	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: ruleClusterName(c.Name, rule)}
+	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: envoy.RuleClusterName(c.Name, rule)}
 	return r
 }
 
@@ -87,7 +87,7 @@ func defaultRoute(c *ClusterIR) *routev3.Route {
 		Name:  envoy.DefaultRule,
 		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: defaultClusterName(c.Name)},
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: envoy.DefaultClusterName(c.Name)},
 			// Watches, logs -f and exec streams live for minutes to hours;
 			// kube-apiserver enforces its own request timeouts, so Envoy
 			// must not cut requests (0 disables both timeouts).

@@ -3,6 +3,8 @@ package translator
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 // secrets are the SDS resources of one cluster. Certificates travel by SDS
@@ -10,14 +12,14 @@ import (
 // updates one small resource and no listener drains.
 func secrets(c *ClusterIR) []*tlsv3.Secret {
 	out := []*tlsv3.Secret{
-		tlsCertificateSecret(servingSecretName(c.Name), c.Serving),
-		tlsCertificateSecret(upstreamClientSecretName(c.Name), c.UpstreamClient),
+		tlsCertificateSecret(envoy.ServingSecretName(c.Name), c.Serving),
+		tlsCertificateSecret(envoy.UpstreamClientSecretName(c.Name), c.UpstreamClient),
 	}
 	if c.UpstreamCA != nil { // nil: clientConfig.insecureSkipTLSVerify
-		out = append(out, trustedCASecret(upstreamCASecretName(c.Name), c.UpstreamCA))
+		out = append(out, trustedCASecret(envoy.UpstreamCASecretName(c.Name), c.UpstreamCA))
 	}
 	if c.ClientCA != nil {
-		out = append(out, trustedCASecret(clientCASecretName(c.Name), c.ClientCA))
+		out = append(out, trustedCASecret(envoy.ClientCASecretName(c.Name), c.ClientCA))
 	}
 	return out
 }

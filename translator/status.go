@@ -6,26 +6,6 @@ import (
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
 
-// Reasons of the Accepted and ResolvedRefs conditions. They are part of the
-// API (users alert on them), so they are exported and never reworded.
-const (
-	ReasonAccepted               = "Accepted"
-	ReasonResolvedRefs           = "ResolvedRefs"
-	ReasonUnresolvedRefs         = "UnresolvedRefs"
-	ReasonDuplicateName          = "DuplicateName"
-	ReasonInvalidServer          = "InvalidServer"
-	ReasonNoServers              = "NoServers"
-	ReasonInvalidServerName      = "InvalidServerName"
-	ReasonConflictingServerNames = "ConflictingServerNames"
-	ReasonInvalidHealthCheck     = "InvalidHealthCheck"
-	ReasonInvalidLoadBalancing   = "InvalidLoadBalancing"
-	ReasonInvalidAuthentication  = "InvalidAuthentication"
-	ReasonInvalidConfig          = "InvalidConfig"
-	ReasonInvalidClientConfig    = "InvalidClientConfig"
-	ReasonInvalidDispatchPolicy  = "InvalidDispatchPolicy"
-	ReasonInvalidFlowControl     = "InvalidFlowControl"
-)
-
 // statusBuilder records the verdict on one input while it moves through the
 // stages. Each stage may reject; the first rejection wins so the message
 // names the root cause, not a consequence.
@@ -53,7 +33,7 @@ func (s *statusBuilder) unresolved(err *refError) {
 	if s.refsReason == "" {
 		s.refsReason, s.refsMessage = err.reason, err.msg
 	}
-	s.reject(ReasonUnresolvedRefs, "not translated: "+err.msg)
+	s.reject(v1alpha1.ReasonUnresolvedRefs, "not translated: "+err.msg)
 }
 
 // status renders the conditions. LastTransitionTime stays zero: the
@@ -62,14 +42,14 @@ func (s *statusBuilder) status() Status {
 	gen := s.uc.Generation
 	accepted := metav1.Condition{
 		Type: v1alpha1.ConditionAccepted, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-		Reason: ReasonAccepted, Message: "translated",
+		Reason: v1alpha1.ReasonAccepted, Message: "translated",
 	}
 	if s.acceptedReason != "" {
 		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, s.acceptedReason, s.acceptedMessage
 	}
 	refs := metav1.Condition{
 		Type: v1alpha1.ConditionResolvedRefs, Status: metav1.ConditionTrue, ObservedGeneration: gen,
-		Reason: ReasonResolvedRefs, Message: "all referenced Secrets are valid",
+		Reason: v1alpha1.ReasonResolvedRefs, Message: "all referenced Secrets are valid",
 	}
 	if s.refsReason != "" {
 		refs.Status, refs.Reason, refs.Message = metav1.ConditionFalse, s.refsReason, s.refsMessage

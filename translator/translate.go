@@ -13,7 +13,7 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // Options are the gateway-wide settings that are not part of any CRD.
@@ -85,7 +85,7 @@ func Translate(in Inputs) *Output {
 	for _, c := range ir.Clusters {
 		cr, err := buildClusterResources(c)
 		if err != nil {
-			byName[c.Name].reject(ReasonInvalidConfig, err.Error())
+			byName[c.Name].reject(v1alpha1.ReasonInvalidConfig, err.Error())
 			continue
 		}
 		built = append(built, cr)
@@ -96,7 +96,7 @@ func Translate(in Inputs) *Output {
 		// Only the shared listener can fail here (each chain passed on its
 		// own); nothing can be served without it.
 		for _, cr := range built {
-			byName[cr.ir.Name].reject(ReasonInvalidConfig, err.Error())
+			byName[cr.ir.Name].reject(v1alpha1.ReasonInvalidConfig, err.Error())
 		}
 		out, _ = assemble(ir.Listener, nil)
 	}

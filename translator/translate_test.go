@@ -83,7 +83,7 @@ func TestInvalidListenerAddress(t *testing.T) {
 	if len(out.Resources[resourcev3.ListenerType]) != 0 {
 		t.Error("listener emitted with an invalid address")
 	}
-	if c := out.Statuses[0].Conditions[0]; c.Reason != ReasonInvalidConfig || !strings.Contains(c.Message, "not-an-ip") {
+	if c := out.Statuses[0].Conditions[0]; c.Reason != v1alpha1.ReasonInvalidConfig || !strings.Contains(c.Message, "not-an-ip") {
 		t.Errorf("Accepted = %+v, want InvalidConfig naming the address", c)
 	}
 }

@@ -17,8 +17,8 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // resourceTypes is the order resources are hashed in: the order Envoy

@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubefrontdoor/frontdoor/authz/policy"
+	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 

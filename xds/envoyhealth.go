@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 // EnvoyHealth polls Envoy's admin /clusters?format=json and records, per
@@ -213,7 +215,7 @@ func parseClusterHealth(body []byte) (map[string][]ServerHealth, error) {
 	}
 	out := map[string][]ServerHealth{}
 	for _, c := range ac.ClusterStatuses {
-		name, ok := strings.CutSuffix(c.Name, "/default")
+		name, ok := envoy.UpstreamClusterOfDefault(c.Name)
 		if !ok {
 			continue
 		}

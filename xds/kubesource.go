@@ -29,9 +29,6 @@ import (
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
-// UpstreamClusterResource is the CRD's resource.
-var UpstreamClusterResource = v1alpha1.GroupVersion.WithResource("upstreamclusters")
-
 // DefaultDebounce is how long a change waits for more changes before the
 // config is rebuilt (counted from the first change of a burst, so a steady
 // stream of changes still reaches Envoy every interval): a `kubectl apply`
@@ -93,7 +90,7 @@ func (k *KubeSource) Run(ctx context.Context, ctrl *Controller) error {
 	k.refs = map[string]bool{}
 
 	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(k.dyn, 0)
-	k.ucs = dynFactory.ForResource(UpstreamClusterResource).Informer()
+	k.ucs = dynFactory.ForResource(v1alpha1.UpstreamClusterResource).Informer()
 	factory := informers.NewSharedInformerFactory(cs, 0)
 	k.secrets = factory.Core().V1().Secrets().Informer()
 	k.slices = factory.Discovery().V1().EndpointSlices().Informer()
@@ -339,7 +336,7 @@ func (k *KubeSource) writeStatuses(ctx context.Context, statuses []translator.St
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err = k.dyn.Resource(UpstreamClusterResource).UpdateStatus(wctx, &unstructured.Unstructured{Object: u}, metav1.UpdateOptions{})
+		_, err = k.dyn.Resource(v1alpha1.UpstreamClusterResource).UpdateStatus(wctx, &unstructured.Unstructured{Object: u}, metav1.UpdateOptions{})
 		cancel()
 		switch {
 		case apierrors.IsConflict(err), apierrors.IsNotFound(err):

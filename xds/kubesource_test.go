@@ -38,7 +38,7 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	}
 	scheme := runtime.NewScheme()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme,
-		map[schema.GroupVersionResource]string{UpstreamClusterResource: "UpstreamClusterList"}, &unstructured.Unstructured{Object: u})
+		map[schema.GroupVersionResource]string{v1alpha1.UpstreamClusterResource: "UpstreamClusterList"}, &unstructured.Unstructured{Object: u})
 	// The fake replaces the whole object on UpdateStatus; the apiserver
 	// takes only the status and rejects a stale resourceVersion. Do the same.
 	dyn.PrependReactor("update", "upstreamclusters", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -47,16 +47,16 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 			return false, nil, nil
 		}
 		in := ua.GetObject().(*unstructured.Unstructured)
-		cur, err := dyn.Tracker().Get(UpstreamClusterResource, "", in.GetName())
+		cur, err := dyn.Tracker().Get(v1alpha1.UpstreamClusterResource, "", in.GetName())
 		if err != nil {
 			return true, nil, err
 		}
 		stored := cur.(*unstructured.Unstructured).DeepCopy()
 		if stored.GetResourceVersion() != in.GetResourceVersion() {
-			return true, nil, apierrors.NewConflict(UpstreamClusterResource.GroupResource(), in.GetName(), fmt.Errorf("stale resourceVersion"))
+			return true, nil, apierrors.NewConflict(v1alpha1.UpstreamClusterResource.GroupResource(), in.GetName(), fmt.Errorf("stale resourceVersion"))
 		}
 		stored.Object["status"] = in.Object["status"]
-		return true, stored, dyn.Tracker().Update(UpstreamClusterResource, stored, "")
+		return true, stored, dyn.Tracker().Update(v1alpha1.UpstreamClusterResource, stored, "")
 	})
 	var objs []runtime.Object
 	for _, s := range in.Secrets {
@@ -69,7 +69,7 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	go func() { _ = src.Run(ctx, c) }()
 
 	status := func() v1alpha1.UpstreamClusterStatus {
-		got, err := dyn.Resource(UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
+		got, err := dyn.Resource(v1alpha1.UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +106,7 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	bad := uc.DeepCopy()
 	bad.Generation++
 	bad.Spec.ClientConfig.SecretRef.Name = "missing"
-	got, err := dyn.Resource(UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
+	got, err := dyn.Resource(v1alpha1.UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +115,12 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := dyn.Resource(UpstreamClusterResource).Update(ctx, &unstructured.Unstructured{Object: bu}, metav1.UpdateOptions{}); err != nil {
+	if _, err := dyn.Resource(v1alpha1.UpstreamClusterResource).Update(ctx, &unstructured.Unstructured{Object: bu}, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus("Programmed False/LastGoodServed", func(st v1alpha1.UpstreamClusterStatus) bool {
 		for _, cond := range st.Conditions {
-			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == ReasonLastGoodServed {
+			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == v1alpha1.ReasonLastGoodServed {
 				return st.ObservedGeneration == bad.Generation
 			}
 		}
@@ -135,7 +135,7 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	}
 	waitStatus("Programmed False/NotServed", func(st v1alpha1.UpstreamClusterStatus) bool {
 		for _, cond := range st.Conditions {
-			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == ReasonNotServed {
+			if cond.Type == v1alpha1.ConditionProgrammed && cond.Reason == v1alpha1.ReasonNotServed {
 				return true
 			}
 		}

@@ -10,20 +10,6 @@ import (
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
-// Reasons of the Programmed condition.
-const (
-	ReasonProgrammed = "Programmed"
-	// ReasonLastGoodServed: this generation was rejected, and the last
-	// accepted version of the object keeps serving in its place.
-	ReasonLastGoodServed = "LastGoodServed"
-	// ReasonNotServed: this generation was rejected and no earlier version
-	// was ever accepted, so nothing of the object is served.
-	ReasonNotServed = "NotServed"
-	// ReasonSnapshotFailed: the translated config could not be served; the
-	// previous snapshot stays.
-	ReasonSnapshotFailed = "SnapshotFailed"
-)
-
 // translateLastGood translates in; every UpstreamCluster that is rejected
 // but had an accepted version before is replaced by that version, so a bad
 // edit never changes what Envoy serves for it. It returns the output to
@@ -126,20 +112,20 @@ func withProgrammed(verdicts []translator.Status, substituted map[string]int64, 
 	for i, st := range verdicts {
 		cond := metav1.Condition{
 			Type: v1alpha1.ConditionProgrammed, Status: metav1.ConditionTrue, ObservedGeneration: st.ObservedGeneration,
-			Reason:  ReasonProgrammed,
+			Reason:  v1alpha1.ReasonProgrammed,
 			Message: fmt.Sprintf("served in xDS snapshot %s; acknowledged by %d of %d connected Envoys", version, acked, open),
 		}
 		ok, bad := allTrue(st.Conditions)
 		switch gen, sub := substituted[st.Name]; {
 		case !ok && sub:
-			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonLastGoodServed
+			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonLastGoodServed
 			cond.Message = fmt.Sprintf("generation %d is not served (%s: %s); the last accepted version (generation %d) keeps serving",
 				st.ObservedGeneration, bad.Type, bad.Reason, gen)
 		case !ok:
-			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonNotServed
+			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonNotServed
 			cond.Message = fmt.Sprintf("not served (%s: %s)", bad.Type, bad.Reason)
 		case setErr != nil:
-			cond.Status, cond.Reason = metav1.ConditionFalse, ReasonSnapshotFailed
+			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonSnapshotFailed
 			cond.Message = setErr.Error()
 		}
 		st.Conditions = append(append([]metav1.Condition(nil), st.Conditions...), cond)

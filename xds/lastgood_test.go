@@ -70,10 +70,10 @@ func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := findStatus(t, c.Statuses(), "beta")
-	if got := condition(st, v1alpha1.ConditionResolvedRefs); got.Status != metav1.ConditionFalse || got.Reason != translator.ReasonSecretNotFound {
+	if got := condition(st, v1alpha1.ConditionResolvedRefs); got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonSecretNotFound {
 		t.Fatalf("ResolvedRefs = %+v, want False/SecretNotFound", got)
 	}
-	if got := condition(st, v1alpha1.ConditionProgrammed); got.Status != metav1.ConditionFalse || got.Reason != ReasonLastGoodServed || got.ObservedGeneration != 3 {
+	if got := condition(st, v1alpha1.ConditionProgrammed); got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonLastGoodServed || got.ObservedGeneration != 3 {
 		t.Fatalf("Programmed = %+v, want False/LastGoodServed for generation 3", got)
 	}
 	if c.Current().Version != good {
@@ -90,7 +90,7 @@ func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
 	if err := c.Update(ctx, badField); err != nil {
 		t.Fatal(err)
 	}
-	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != translator.ReasonInvalidServer {
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != v1alpha1.ReasonInvalidServer {
 		t.Fatalf("Accepted = %+v, want InvalidServer", got)
 	}
 	if c.Current().Version != good {
@@ -124,7 +124,7 @@ func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
 	if err := c.Update(ctx, badRef); err != nil {
 		t.Fatal(err)
 	}
-	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); got.Reason != ReasonNotServed {
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); got.Reason != v1alpha1.ReasonNotServed {
 		t.Fatalf("re-created broken object: Programmed = %+v, want NotServed", got)
 	}
 	if _, ok := c.Current().Policy.Clusters["beta"]; ok {
@@ -154,10 +154,10 @@ func TestLastGoodKeepsItsServerName(t *testing.T) {
 	if err := c.Update(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	if got := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionProgrammed).Reason; got != ReasonLastGoodServed {
+	if got := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionProgrammed).Reason; got != v1alpha1.ReasonLastGoodServed {
 		t.Fatalf("alpha Programmed reason %q, want LastGoodServed", got)
 	}
-	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != translator.ReasonConflictingServerNames {
+	if got := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionAccepted); got.Reason != v1alpha1.ReasonConflictingServerNames {
 		t.Fatalf("beta Accepted = %+v, want ConflictingServerNames (alpha's last good version holds the names)", got)
 	}
 }

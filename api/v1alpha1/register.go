@@ -9,6 +9,10 @@ import (
 // GroupVersion is the API group and version of every type in this package.
 var GroupVersion = schema.GroupVersion{Group: "frontdoor.dev", Version: "v1alpha1"}
 
+// UpstreamClusterResource is the UpstreamCluster CRD's resource, for dynamic
+// clients and informers.
+var UpstreamClusterResource = GroupVersion.WithResource("upstreamclusters")
+
 var (
 	// SchemeBuilder registers this package's types with a runtime.Scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)

@@ -491,17 +491,6 @@ type LoadBalancing struct {
 	Policy LoadBalancingPolicy `json:"policy,omitempty"`
 }
 
-// Condition types set on an UpstreamCluster.
-const (
-	// ConditionAccepted is True when the spec is valid and was translated.
-	ConditionAccepted = "Accepted"
-	// ConditionResolvedRefs is True when every referenced Secret was found and valid.
-	ConditionResolvedRefs = "ResolvedRefs"
-	// ConditionProgrammed is True when the snapshot holding this generation
-	// was set in the xDS server (Envoy is then sent it).
-	ConditionProgrammed = "Programmed"
-)
-
 // UpstreamClusterStatus is what the control plane observed.
 type UpstreamClusterStatus struct {
 	// Conditions are Accepted, ResolvedRefs and Programmed.

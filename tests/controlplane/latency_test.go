@@ -50,7 +50,7 @@ spec:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ucs := dyn.Resource(xds.UpstreamClusterResource)
+	ucs := dyn.Resource(v1alpha1.UpstreamClusterResource)
 	var lat []time.Duration
 	for i := range edits {
 		urls := []string{r1}

@@ -27,8 +27,6 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
-	"github.com/kubefrontdoor/frontdoor/translator"
-	"github.com/kubefrontdoor/frontdoor/xds"
 )
 
 // serversPatch is a merge patch setting spec.servers to urls (a merge patch
@@ -213,8 +211,8 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	uc = waitUC(t, ctx, name, 20*time.Second, "ResolvedRefs False (SecretNotFound) and Programmed False (LastGoodServed)", func(uc *v1alpha1.UpstreamCluster) bool {
 		rr, p := cond(uc, v1alpha1.ConditionResolvedRefs), cond(uc, v1alpha1.ConditionProgrammed)
 		return uc.Status.ObservedGeneration == uc.Generation &&
-			rr.Status == metav1.ConditionFalse && rr.Reason == translator.ReasonSecretNotFound &&
-			p.Status == metav1.ConditionFalse && p.Reason == xds.ReasonLastGoodServed
+			rr.Status == metav1.ConditionFalse && rr.Reason == v1alpha1.ReasonSecretNotFound &&
+			p.Status == metav1.ConditionFalse && p.Reason == v1alpha1.ReasonLastGoodServed
 	})
 	t.Logf("bad Secret ref: ResolvedRefs=%s/%s %q; Programmed=%s/%s %q",
 		cond(uc, v1alpha1.ConditionResolvedRefs).Status, cond(uc, v1alpha1.ConditionResolvedRefs).Reason, cond(uc, v1alpha1.ConditionResolvedRefs).Message,
@@ -224,7 +222,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	patchUC(t, ctx, name, `{"spec":{"clientConfig":{"secretRef":{"namespace":"frontdoor-system","name":"upstream"}},"servers":[{"endpoint":"https://999.1.1.1:6443"}]}}`)
 	uc = waitUC(t, ctx, name, 20*time.Second, "Accepted False (InvalidServer)", func(uc *v1alpha1.UpstreamCluster) bool {
 		a := cond(uc, v1alpha1.ConditionAccepted)
-		return uc.Status.ObservedGeneration == uc.Generation && a.Status == metav1.ConditionFalse && a.Reason == translator.ReasonInvalidServer
+		return uc.Status.ObservedGeneration == uc.Generation && a.Status == metav1.ConditionFalse && a.Reason == v1alpha1.ReasonInvalidServer
 	})
 	t.Logf("bad endpoint: Accepted=%s/%s %q", cond(uc, v1alpha1.ConditionAccepted).Status, cond(uc, v1alpha1.ConditionAccepted).Reason, cond(uc, v1alpha1.ConditionAccepted).Message)
 	time.Sleep(500 * time.Millisecond) // past the debounce: nothing may follow

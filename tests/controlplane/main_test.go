@@ -24,7 +24,6 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
-	"github.com/kubefrontdoor/frontdoor/xds"
 )
 
 var sb *sandbox.Sandbox
@@ -98,7 +97,7 @@ func getUC(ctx context.Context, name string) (*v1alpha1.UpstreamCluster, error) 
 	if err != nil {
 		return nil, err
 	}
-	u, err := dyn.Resource(xds.UpstreamClusterResource).Get(ctx, name, metav1.GetOptions{})
+	u, err := dyn.Resource(v1alpha1.UpstreamClusterResource).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, err
 	}
