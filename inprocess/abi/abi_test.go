@@ -48,6 +48,7 @@ type fixture struct {
 	first, second *upstream
 	envoy         *envoyProc
 	url, plainURL string
+	minimalURL    string // the same module with a second config that only continues
 	accessLog     string
 	client        *http.Client // HTTP/1.1 with a client certificate
 	noCert        *http.Client // HTTP/1.1 without one
@@ -82,7 +83,7 @@ func sharedFixture(t *testing.T) *fixture {
 		if sharedErr = f.envoy.waitReady(30 * time.Second); sharedErr != nil {
 			return
 		}
-		for name, u := range map[string]*string{"filtered": &f.url, "plain": &f.plainURL} {
+		for name, u := range map[string]*string{"filtered": &f.url, "plain": &f.plainURL, "minimal": &f.minimalURL} {
 			port, err := f.envoy.listenerPort(name)
 			if err != nil {
 				sharedErr = err
@@ -229,6 +230,67 @@ func TestHeaderCalls(t *testing.T) {
 	want(t, r, "x-test-md-num", "42.5")
 }
 
+// TestTwoConfigsOneModule: one module, two filter configs on two listeners,
+// each with its own FilterConfig.
+func TestTwoConfigsOneModule(t *testing.T) {
+	f := sharedFixture(t)
+	want(t, echo(t, f.client, f.minimalURL+"/minimal", nil), "x-test-config")
+	want(t, echo(t, f.client, f.url+"/full", nil), "x-test-config", "shared")
+	want(t, echo(t, f.client, f.plainURL+"/plain", nil), "x-test-config")
+}
+
+// TestHotPathDoesNotAllocate: header iteration, header setters, int/bool
+// attributes and metadata do not allocate on the Go heap (pointer arguments
+// stay on the stack thanks to #cgo noescape).
+func TestHotPathDoesNotAllocate(t *testing.T) {
+	f := sharedFixture(t)
+	r := echo(t, f.client, f.url+"/allocs", hdr("x-test-measure-allocs", "1"))
+	n, err := strconv.Atoi(strings.Join(r.Headers["X-Test-Allocs"], ""))
+	if err != nil {
+		t.Fatalf("x-test-allocs %q", r.Headers["X-Test-Allocs"])
+	}
+	// 700 calls; a per-call allocation would show as hundreds.
+	if n > 20 {
+		t.Errorf("%d heap allocations for 100 rounds of non-copying calls", n)
+	}
+	t.Logf("%d allocations for 700 calls", n)
+}
+
+// TestRoughOverhead prints p50/p90 latencies of sequential HTTP/1.1 requests
+// (keep-alive, TLS) through the listener without the module, with a filter
+// that only continues, and with the full test filter (~40 ABI calls).
+func TestRoughOverhead(t *testing.T) {
+	if os.Getenv("FRONTDOOR_ABI_OVERHEAD") == "" {
+		t.Skip("set FRONTDOOR_ABI_OVERHEAD=1 to measure")
+	}
+	f := sharedFixture(t)
+	const n = 2000
+	measure := func(url string) (p50, p90 time.Duration) {
+		c := f.pki.httpClient(true, false)
+		lat := make([]time.Duration, n)
+		for i := -200; i < n; i++ { // 200 warm-up requests
+			start := time.Now()
+			resp, err := c.Get(url + "/overhead")
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if i >= 0 {
+				lat[i] = time.Since(start)
+			}
+		}
+		slices.Sort(lat)
+		return lat[n/2], lat[n*9/10]
+	}
+	for round := range 2 {
+		for _, l := range []struct{ name, url string }{{"plain", f.plainURL}, {"minimal", f.minimalURL}, {"full", f.url}} {
+			p50, p90 := measure(l.url)
+			t.Logf("round %d %-8s p50 %v p90 %v", round, l.name, p50, p90)
+		}
+	}
+}
+
 func TestClearRouteCache(t *testing.T) {
 	f := sharedFixture(t)
 	// Envoy picks the route before the filter chain: setting the header
@@ -283,23 +345,30 @@ func TestStreamCompleteSeesResponseCode(t *testing.T) {
 
 func TestAsyncResume(t *testing.T) {
 	f := sharedFixture(t)
-	start := time.Now()
-	resp, body := request(t, f.client, f.url+"/async", hdr("x-test-async", "1"), "hello body")
-	if resp.StatusCode != 200 {
-		t.Fatalf("status %d: %s", resp.StatusCode, body)
-	}
-	if d := time.Since(start); d < 50*time.Millisecond {
-		t.Errorf("answered after %v: the request did not wait for the scheduled event", d)
-	}
-	var r echoReply
-	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatal(err)
-	}
-	// The header set in OnScheduled reached the upstream, so did the body
-	// Envoy buffered while the request was paused.
-	want(t, r, "x-test-resumed", "42")
-	if r.Body != "hello body" {
-		t.Errorf("upstream body %q", r.Body)
+	// StopAllIterationAndBuffer makes Envoy hold the body; with StopIteration
+	// the body reaches the filter while it is paused and this package holds
+	// it back. Either way nothing goes upstream before OnScheduled resumes.
+	for _, mode := range []string{"x-test-async", "x-test-async-stop"} {
+		t.Run(mode, func(t *testing.T) {
+			start := time.Now()
+			resp, body := request(t, f.client, f.url+"/"+mode, hdr(mode, "1"), "hello body")
+			if resp.StatusCode != 200 {
+				t.Fatalf("status %d: %s", resp.StatusCode, body)
+			}
+			if d := time.Since(start); d < 50*time.Millisecond {
+				t.Errorf("answered after %v: the request did not wait for the scheduled event", d)
+			}
+			var r echoReply
+			if err := json.Unmarshal(body, &r); err != nil {
+				t.Fatal(err)
+			}
+			// The header set in OnScheduled reached the upstream, so did the
+			// body held while the request was paused.
+			want(t, r, "x-test-resumed", "42")
+			if r.Body != "hello body" {
+				t.Errorf("upstream body %q", r.Body)
+			}
+		})
 	}
 }
 

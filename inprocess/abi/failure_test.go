@@ -6,10 +6,12 @@ package abi
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,6 +163,33 @@ func TestLDSRejectsBrokenModule(t *testing.T) {
 	})
 	r = echo(t, p.httpClient(true, false), url+"/lds-fixed", nil)
 	want(t, r, "x-test-config", "lds")
+
+	// Replace the listener: the new filter config is created, and once the
+	// old listener has drained Envoy destroys the old one through
+	// on_http_filter_config_destroy (FilterConfig.Destroy).
+	o.filterConfig = `{"tag":"lds3"}`
+	if err := os.WriteFile(tmp, o.ldsFile("3"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, lds); err != nil {
+		t.Fatal(err)
+	}
+	ok := waitFor(20*time.Second, func() bool {
+		resp, err := p.httpClient(true, false).Get(url + "/lds-replaced")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+			return false
+		}
+		return slices.Equal(r.Headers["X-Test-Config"], []string{"lds3"}) &&
+			slices.Equal(r.Headers["X-Test-Configs-Live"], []string{"1"})
+	})
+	if !ok {
+		t.Errorf("after replacing the listener: config %q, live configs %q (want lds3, 1)",
+			r.Headers["X-Test-Config"], r.Headers["X-Test-Configs-Live"])
+	}
 }
 
 // TestCrashReachesEnvoyCrashHandler: the Go runtime installs its SIGSEGV

@@ -236,7 +236,7 @@ type bootOpts struct {
 	second       *upstream
 	accessLog    string
 	port         int  // the filtered listener's port; 0 lets Envoy pick
-	plain        bool // add a "plain" listener: same routes, no module
+	plain        bool // add listeners "plain" (same routes, no module) and "minimal" (a filter that only continues)
 }
 
 func sockaddr(port int) m {
@@ -323,7 +323,9 @@ func (o bootOpts) bootstrap(lds string) []byte {
 	if lds == "" {
 		listeners := []any{o.listener("filtered", o.port, true)}
 		if o.plain {
-			listeners = append(listeners, o.listener("plain", 0, false))
+			minimal := o
+			minimal.filterConfig = `{"tag":"minimal","minimal":true}`
+			listeners = append(listeners, o.listener("plain", 0, false), minimal.listener("minimal", 0, true))
 		}
 		static["listeners"] = listeners
 	} else {

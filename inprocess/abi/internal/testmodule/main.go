@@ -3,18 +3,22 @@
 // and drives it with request headers; everything it observes is written into
 // request headers that the test's upstream echoes back.
 //
-// Filter config (JSON): {"tag": "...", "fail": bool, "panic": bool}.
+// Filter config (JSON): {"tag": "...", "fail": bool, "panic": bool,
+// "minimal": bool}; a minimal filter only returns Continue (for overhead
+// measurements).
 // Request headers it reacts to:
 //
 //	x-test-panic: 1            panic in OnRequestHeaders
 //	x-test-deny: 1             local 403 with a JSON body
 //	x-test-async: 1            pause; a goroutine Commits after 50ms; OnScheduled resumes
+//	x-test-async-stop: 1       the same, pausing with StopIteration instead of StopAllIterationAndBuffer
 //	x-test-async-panic: 1      like async, but OnScheduled panics
 //	x-test-route: NAME         set x-test-rule: NAME and clear the route cache
 //	x-test-noclear: 1          ... but do not clear it
 //	x-test-nil: 1              dereference a nil Go pointer (a runtime panic via SIGSEGV)
 //	x-test-crash: 1            dereference NULL in C (the crash must reach Envoy's handler)
 //	x-test-query-complete: P   report the response code OnStreamComplete saw for path P
+//	x-test-measure-allocs: 1   report Go heap allocations of 100 rounds of non-copying calls
 package main
 
 /*
@@ -28,6 +32,7 @@ import "C"
 import (
 	"encoding/json"
 	"errors"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,9 +49,10 @@ func init() {
 }
 
 type config struct {
-	Tag   string `json:"tag"`
-	Fail  bool   `json:"fail"`
-	Panic bool   `json:"panic"`
+	Tag     string `json:"tag"`
+	Fail    bool   `json:"fail"`
+	Panic   bool   `json:"panic"`
+	Minimal bool   `json:"minimal"`
 }
 
 func newConfig(raw []byte) (abi.FilterConfig, error) {
@@ -61,12 +67,13 @@ func newConfig(raw []byte) (abi.FilterConfig, error) {
 		return nil, errors.New("testmodule: config asked to fail")
 	}
 	abi.Log(abi.LogInfo, "frontdoor-test config loaded: tag="+c.Tag)
+	liveConfigs.Add(1)
 	return &c, nil
 }
 
-// live counts filters created and not yet destroyed, so the test can see
-// every OnDestroy happened.
-var live atomic.Int64
+// live counts filters created and not yet destroyed, liveConfigs the same
+// for filter configs, so the test can see every OnDestroy/Destroy happened.
+var live, liveConfigs atomic.Int64
 
 // nilFilter and sink let x-test-nil fault on a nil pointer the compiler
 // cannot see through.
@@ -83,7 +90,7 @@ func (c *config) NewFilter() abi.Filter {
 	return &filter{cfg: c}
 }
 
-func (c *config) Destroy() {}
+func (c *config) Destroy() { liveConfigs.Add(-1) }
 
 type filter struct {
 	cfg  *config
@@ -91,7 +98,13 @@ type filter struct {
 }
 
 func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersStatus {
+	if f.cfg.Minimal {
+		return abi.Continue
+	}
 	f.path, _ = s.RequestHeader(":path")
+	if is(s, "x-test-measure-allocs") {
+		s.SetRequestHeader("x-test-allocs", strconv.FormatUint(measureAllocs(s), 10))
+	}
 	if is(s, "x-test-panic") {
 		panic("testmodule: request asked to panic")
 	}
@@ -108,12 +121,15 @@ func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersSta
 		return abi.StopIteration
 	}
 	f.mutate(s)
-	if is(s, "x-test-async") || is(s, "x-test-async-panic") {
+	if is(s, "x-test-async") || is(s, "x-test-async-panic") || is(s, "x-test-async-stop") {
 		sched := s.NewScheduler()
 		go func() {
 			time.Sleep(50 * time.Millisecond)
 			sched.Commit(42)
 		}()
+		if is(s, "x-test-async-stop") {
+			return abi.StopIteration
+		}
 		return abi.StopAllIterationAndBuffer
 	}
 	return abi.Continue
@@ -162,6 +178,7 @@ func (f *filter) mutate(s abi.Stream) {
 	s.SetRequestHeader("x-test-overwrite", "module")
 	s.SetRequestHeader("x-test-config", f.cfg.Tag)
 	s.SetRequestHeader("x-test-live", strconv.FormatInt(live.Load(), 10))
+	s.SetRequestHeader("x-test-configs-live", strconv.FormatInt(liveConfigs.Load(), 10))
 
 	if rule, ok := s.RequestHeader("x-test-route"); ok {
 		s.SetRequestHeader("x-test-rule", rule)
@@ -207,6 +224,27 @@ func (f *filter) mutate(s abi.Stream) {
 	}
 	mtls, ok := s.AttributeBool(abi.AttrConnectionMTLS)
 	s.SetRequestHeader("x-test-attr-mtls", orAbsent(strconv.FormatBool(mtls), ok))
+}
+
+// measureAllocs counts Go heap allocations (process-wide, so only meaningful
+// while no other request runs) of 100 rounds of the calls that should not
+// allocate: header iteration and setters, int/bool attributes, metadata.
+func measureAllocs(s abi.Stream) uint64 {
+	fields := 0
+	count := func(name, value []byte) { fields++ }
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 100 {
+		s.RequestHeaders(count)
+		s.SetRequestHeader("x-test-scratch", "v")
+		s.AddRequestHeader("x-test-scratch", "w")
+		s.RemoveRequestHeader("x-test-scratch")
+		s.AttributeInt(abi.AttrConnectionID)
+		s.AttributeBool(abi.AttrConnectionMTLS)
+		s.SetDynamicMetadataNumber("frontdoor.test", "scratch", 1)
+	}
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
 }
 
 func orAbsent(v string, ok bool) string {
