@@ -45,6 +45,29 @@
 //     appends a new field and refuses an empty value; set_header replaces all
 //     fields of the name, and an empty value removes them.
 //
+// # Loading
+//
+// Configure the filter as envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+// with dynamic_module_config {module: {local: {filename: "/abs/lib.so"}},
+// do_not_close: true}, filter_name selecting the RegisterFilter factory, and
+// filter_config as a google.protobuf.StringValue (or BytesValue), passed to
+// the factory verbatim. A missing or broken local file, or a factory error,
+// makes Envoy reject the configuration: a static bootstrap does not start, an
+// LDS update is rejected and no listener serves (failure_test.go). Do not use
+// module.remote: Envoy 1.40 documents that a failed remote fetch installs no
+// filter and forwards requests unfiltered (fail open).
+//
+// One Go c-shared module per Envoy process: each carries a whole Go runtime
+// and Go does not support two in one process. The Go linker marks the library
+// NODELETE, so Envoy's dlclose never unloads the runtime.
+//
+// The Go runtime installs handlers for SIGSEGV, SIGBUS, SIGFPE, SIGPIPE and
+// SIGURG when the module loads. A fault in Go code becomes a panic (recovered,
+// 503); a fault anywhere else is forwarded to Envoy's crash handler
+// (TestCrashReachesEnvoyCrashHandler); SIGTERM and SIGINT stay Envoy's
+// (TestSIGTERMStillHandled). An unrecoverable Go fatal error (e.g. concurrent
+// map writes) still kills Envoy with a Go traceback.
+//
 // # Threading
 //
 // Envoy calls the hooks on its worker threads (config hooks on the main

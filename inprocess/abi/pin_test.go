@@ -108,14 +108,15 @@ func TestModuleExportsRequiredHooks(t *testing.T) {
 
 	image := envoyImage(t)
 	known := envoyHTTPFilterHooks(image)
-	if len(known) < len(requiredHooks) {
+	if len(known) < len(requiredHooks)-1 {
 		t.Fatalf("found only %d HTTP filter hook names in bin/envoy: %v", len(known), known)
 	}
+	t.Logf("bin/envoy knows %d HTTP filter hooks", len(known))
 	if !bytes.Contains(image, []byte("\x00envoy_dynamic_module_on_program_init\x00")) {
 		t.Errorf("bin/envoy does not look up envoy_dynamic_module_on_program_init")
 	}
-	for _, h := range requiredHooks[1:] {
-		if !slices.Contains(known, h) {
+	for _, h := range requiredHooks {
+		if strings.HasPrefix(h, "envoy_dynamic_module_on_http_filter_") && !slices.Contains(known, h) {
 			t.Errorf("bin/envoy does not know the hook %s that this package exports", h)
 		}
 	}
