@@ -1,0 +1,91 @@
+// frontdoor_abi.h: Frontdoor's own declarations of the part of Envoy's
+// dynamic-module C ABI (HTTP filter subset) that package abi uses.
+//
+// This is not Envoy's abi.h. It declares only the callbacks we call, with our
+// own type names; the function names and the machine-level shapes (argument
+// order, by-value structs of pointer+length, integer enums) are what Envoy
+// 1.40.0 (ABI v0.2.0) implements. abi.go records which header revisions were
+// read and how each declaration was checked against the bin/envoy binary.
+//
+// Every callback is declared weak: inside Envoy the dynamic linker binds it to
+// the symbol Envoy exports; in a plain executable (the package's own test
+// binary) it stays NULL, so the package links and its pure-Go parts can be
+// unit-tested. fd_in_envoy tells the two apart.
+//
+// This header is included from a cgo preamble of a file with //export, so it
+// may only contain declarations, typedefs and static inline functions.
+
+#ifndef FRONTDOOR_ABI_H
+#define FRONTDOOR_ABI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// A byte range: Envoy's envoy_buffer / module_buffer (same layout, owner
+// differs by direction). Passed by value: two integer registers on LP64.
+typedef struct {
+  const char* ptr;
+  size_t length;
+} fd_buffer;
+
+// One header field as two byte ranges: Envoy's envoy_http_header /
+// module_http_header (same layout).
+typedef struct {
+  const char* key_ptr;
+  size_t key_length;
+  const char* value_ptr;
+  size_t value_length;
+} fd_http_header;
+
+// Enum values are passed as int (C enums are int-sized); the constants live
+// on the Go side (headerTypeRequest, Attribute, LogLevel, statuses).
+
+// ---- callbacks Envoy implements (exported from the envoy binary) ----------
+
+extern void envoy_dynamic_module_callback_log(int level, fd_buffer message) __attribute__((weak));
+
+extern size_t envoy_dynamic_module_callback_http_get_headers_size(void* filter, int header_type)
+    __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_get_headers(void* filter, int header_type,
+                                                           fd_http_header* out) __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_get_header(void* filter, int header_type, fd_buffer key,
+                                                          fd_buffer* out, size_t index,
+                                                          size_t* count) __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_add_header(void* filter, int header_type, fd_buffer key,
+                                                          fd_buffer value) __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_set_header(void* filter, int header_type, fd_buffer key,
+                                                          fd_buffer value) __attribute__((weak));
+
+extern void envoy_dynamic_module_callback_http_clear_route_cache(void* filter) __attribute__((weak));
+extern void envoy_dynamic_module_callback_http_send_response(void* filter, uint32_t status_code,
+                                                             fd_http_header* headers, size_t headers_count,
+                                                             fd_buffer body, fd_buffer details)
+    __attribute__((weak));
+extern void envoy_dynamic_module_callback_http_filter_continue_decoding(void* filter) __attribute__((weak));
+
+extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(void* filter, fd_buffer ns,
+                                                                           fd_buffer key, fd_buffer value)
+    __attribute__((weak));
+extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(void* filter, fd_buffer ns,
+                                                                           fd_buffer key, double value)
+    __attribute__((weak));
+
+extern bool envoy_dynamic_module_callback_http_filter_get_attribute_string(void* filter, int attribute_id,
+                                                                           fd_buffer* out)
+    __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_filter_get_attribute_int(void* filter, int attribute_id,
+                                                                        uint64_t* out) __attribute__((weak));
+extern bool envoy_dynamic_module_callback_http_filter_get_attribute_bool(void* filter, int attribute_id,
+                                                                         bool* out) __attribute__((weak));
+
+extern void* envoy_dynamic_module_callback_http_filter_scheduler_new(void* filter) __attribute__((weak));
+extern void envoy_dynamic_module_callback_http_filter_scheduler_commit(void* scheduler, uint64_t event_id)
+    __attribute__((weak));
+extern void envoy_dynamic_module_callback_http_filter_scheduler_delete(void* scheduler) __attribute__((weak));
+
+// fd_in_envoy reports whether the callbacks were bound, i.e. whether this
+// code runs inside an Envoy process that exports them.
+static inline int fd_in_envoy(void) { return envoy_dynamic_module_callback_log != 0; }
+
+#endif // FRONTDOOR_ABI_H

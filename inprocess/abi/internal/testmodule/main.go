@@ -1,0 +1,258 @@
+// Command testmodule is a test-only Envoy dynamic module built on package abi
+// (go build -buildmode=c-shared). abi_test.go loads it into the real Envoy
+// and drives it with request headers; everything it observes is written into
+// request headers that the test's upstream echoes back.
+//
+// Filter config (JSON): {"tag": "...", "fail": bool, "panic": bool,
+// "minimal": bool}; a minimal filter only returns Continue (for overhead
+// measurements).
+// Request headers it reacts to:
+//
+//	x-test-panic: 1            panic in OnRequestHeaders
+//	x-test-deny: 1             local 403 with a JSON body
+//	x-test-async: 1            pause; a goroutine Commits after 50ms; OnScheduled resumes
+//	x-test-async-stop: 1       the same, pausing with StopIteration instead of StopAllIterationAndBuffer
+//	x-test-async-panic: 1      like async, but OnScheduled panics
+//	x-test-route: NAME         set x-test-rule: NAME and clear the route cache
+//	x-test-noclear: 1          ... but do not clear it
+//	x-test-nil: 1              dereference a nil Go pointer (a runtime panic via SIGSEGV)
+//	x-test-crash: 1            dereference NULL in C (the crash must reach Envoy's handler)
+//	x-test-query-complete: P   report the response code OnStreamComplete saw for path P
+//	x-test-measure-allocs: 1   report Go heap allocations of 100 rounds of non-copying calls
+package main
+
+/*
+static void frontdoor_test_crash(void) {
+	volatile int* p = (volatile int*)0;
+	*p = 1;
+}
+*/
+import "C"
+
+import (
+	"encoding/json"
+	"errors"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/inprocess/abi"
+)
+
+func main() {}
+
+func init() {
+	abi.RegisterFilter("frontdoor-test", newConfig)
+}
+
+type config struct {
+	Tag     string `json:"tag"`
+	Fail    bool   `json:"fail"`
+	Panic   bool   `json:"panic"`
+	Minimal bool   `json:"minimal"`
+}
+
+func newConfig(raw []byte) (abi.FilterConfig, error) {
+	var c config
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return nil, err
+	}
+	if c.Panic {
+		panic("testmodule: config asked to panic")
+	}
+	if c.Fail {
+		return nil, errors.New("testmodule: config asked to fail")
+	}
+	abi.Log(abi.LogInfo, "frontdoor-test config loaded: tag="+c.Tag)
+	liveConfigs.Add(1)
+	return &c, nil
+}
+
+// live counts filters created and not yet destroyed, liveConfigs the same
+// for filter configs, so the test can see every OnDestroy/Destroy happened.
+var live, liveConfigs atomic.Int64
+
+// nilFilter and sink let x-test-nil fault on a nil pointer the compiler
+// cannot see through.
+var (
+	nilFilter *filter
+	sink      string
+)
+
+// completed maps a request path to the response code OnStreamComplete saw.
+var completed sync.Map
+
+func (c *config) NewFilter() abi.Filter {
+	live.Add(1)
+	return &filter{cfg: c}
+}
+
+func (c *config) Destroy() { liveConfigs.Add(-1) }
+
+type filter struct {
+	cfg  *config
+	path string
+}
+
+func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersStatus {
+	if f.cfg.Minimal {
+		return abi.Continue
+	}
+	f.path, _ = s.RequestHeader(":path")
+	if is(s, "x-test-measure-allocs") {
+		s.SetRequestHeader("x-test-allocs", strconv.FormatUint(measureAllocs(s), 10))
+	}
+	if is(s, "x-test-panic") {
+		panic("testmodule: request asked to panic")
+	}
+	if is(s, "x-test-nil") {
+		sink = nilFilter.cfg.Tag
+	}
+	if is(s, "x-test-crash") {
+		C.frontdoor_test_crash()
+	}
+	if is(s, "x-test-deny") {
+		s.SendLocalResponse(403,
+			[][2]string{{"content-type", "application/json"}, {"x-test-denied", "yes"}},
+			[]byte(`{"denied":true}`), "frontdoor_test_denied")
+		return abi.StopIteration
+	}
+	f.mutate(s)
+	if is(s, "x-test-async") || is(s, "x-test-async-panic") || is(s, "x-test-async-stop") {
+		sched := s.NewScheduler()
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			sched.Commit(42)
+		}()
+		if is(s, "x-test-async-stop") {
+			return abi.StopIteration
+		}
+		return abi.StopAllIterationAndBuffer
+	}
+	return abi.Continue
+}
+
+func (f *filter) OnScheduled(s abi.Stream, eventID uint64) {
+	if is(s, "x-test-async-panic") {
+		panic("testmodule: scheduled event asked to panic")
+	}
+	s.SetRequestHeader("x-test-resumed", strconv.FormatUint(eventID, 10))
+	s.ContinueDecoding()
+}
+
+func (f *filter) OnStreamComplete(s abi.Stream) {
+	if code, ok := s.AttributeInt(abi.AttrResponseCode); ok && f.path != "" {
+		completed.Store(f.path, code)
+	}
+}
+
+func (f *filter) OnDestroy() { live.Add(-1) }
+
+func is(s abi.Stream, name string) bool {
+	v, _ := s.RequestHeader(name)
+	return v == "1"
+}
+
+// mutate exercises every header and metadata call and records what it saw.
+func (f *filter) mutate(s abi.Stream) {
+	// Iterate all fields; report the repeated x-test-in field in order and
+	// the total number of fields.
+	var in []string
+	fields := 0
+	s.RequestHeaders(func(name, value []byte) {
+		fields++
+		if string(name) == "x-test-in" {
+			in = append(in, string(value))
+		}
+	})
+	s.SetRequestHeader("x-test-in-seen", strings.Join(in, "|"))
+	s.SetRequestHeader("x-test-fields", strconv.Itoa(fields))
+
+	s.AddRequestHeader("x-test-group", "system:masters")
+	s.AddRequestHeader("x-test-group", "devs")
+	s.SetRequestHeader("x-test-add-empty", strconv.FormatBool(s.AddRequestHeader("x-test-empty", "")))
+	s.RemoveRequestHeader("x-drop-me")
+	s.SetRequestHeader("x-test-overwrite", "module")
+	s.SetRequestHeader("x-test-config", f.cfg.Tag)
+	s.SetRequestHeader("x-test-live", strconv.FormatInt(live.Load(), 10))
+	s.SetRequestHeader("x-test-configs-live", strconv.FormatInt(liveConfigs.Load(), 10))
+
+	if rule, ok := s.RequestHeader("x-test-route"); ok {
+		s.SetRequestHeader("x-test-rule", rule)
+		if !is(s, "x-test-noclear") {
+			s.ClearRouteCache()
+		}
+	}
+	if p, ok := s.RequestHeader("x-test-query-complete"); ok {
+		code, found := completed.Load(p)
+		if found {
+			s.SetRequestHeader("x-test-complete-code", strconv.FormatUint(code.(uint64), 10))
+		}
+	}
+
+	s.SetDynamicMetadataString("frontdoor.test", "tag", f.cfg.Tag)
+	s.SetDynamicMetadataNumber("frontdoor.test", "n", 42.5)
+
+	for _, a := range []struct {
+		name string
+		id   abi.Attribute
+	}{
+		{"path", abi.AttrRequestPath},
+		{"method", abi.AttrRequestMethod},
+		{"protocol", abi.AttrRequestProtocol},
+		{"source-address", abi.AttrSourceAddress},
+		{"tls-version", abi.AttrConnectionTLSVersion},
+		{"subject", abi.AttrConnectionSubjectPeerCertificate},
+		{"dns-san", abi.AttrConnectionDNSSANPeerCertificate},
+		{"uri-san", abi.AttrConnectionURISANPeerCertificate},
+		{"digest", abi.AttrConnectionSHA256PeerCertificateDigest},
+	} {
+		s.SetRequestHeader("x-test-attr-"+a.name, orAbsent(s.AttributeString(a.id)))
+	}
+	for _, a := range []struct {
+		name string
+		id   abi.Attribute
+	}{
+		{"source-port", abi.AttrSourcePort},
+		{"connection-id", abi.AttrConnectionID},
+	} {
+		v, ok := s.AttributeInt(a.id)
+		s.SetRequestHeader("x-test-attr-"+a.name, orAbsent(strconv.FormatUint(v, 10), ok))
+	}
+	mtls, ok := s.AttributeBool(abi.AttrConnectionMTLS)
+	s.SetRequestHeader("x-test-attr-mtls", orAbsent(strconv.FormatBool(mtls), ok))
+}
+
+// measureAllocs counts Go heap allocations (process-wide, so only meaningful
+// while no other request runs) of 100 rounds of the calls that should not
+// allocate: header iteration and setters, int/bool attributes, metadata.
+func measureAllocs(s abi.Stream) uint64 {
+	fields := 0
+	count := func(name, value []byte) { fields++ }
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 100 {
+		s.RequestHeaders(count)
+		s.SetRequestHeader("x-test-scratch", "v")
+		s.AddRequestHeader("x-test-scratch", "w")
+		s.RemoveRequestHeader("x-test-scratch")
+		s.AttributeInt(abi.AttrConnectionID)
+		s.AttributeBool(abi.AttrConnectionMTLS)
+		s.SetDynamicMetadataNumber("frontdoor.test", "scratch", 1)
+	}
+	runtime.ReadMemStats(&after)
+	return after.Mallocs - before.Mallocs
+}
+
+func orAbsent(v string, ok bool) string {
+	switch {
+	case !ok:
+		return "<absent>"
+	case v == "":
+		return "<empty>"
+	}
+	return v
+}
