@@ -111,7 +111,7 @@ func deadURL(t testing.TB) string {
 func tokenTable(up policy.Upstream, mutate func(*policy.Cluster)) *policy.Table {
 	c := &policy.Cluster{
 		Name: "a", DefaultRule: "default",
-		TokenReview: true, TokenCacheTTL: time.Minute, TokenNegativeCacheTTL: time.Minute,
+		TokenReview: policy.TokenReview{Enabled: true, CacheTTL: policy.Duration(time.Minute), NegativeCacheTTL: policy.Duration(time.Minute)},
 		Upstream: up,
 	}
 	if mutate != nil {
@@ -241,7 +241,7 @@ func TestTokenReviewAudiences(t *testing.T) {
 	f := newFakeUpstream(t)
 	f.tokens["aud"] = saUser
 	tp := newTestPipeline(t, nil)
-	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenAudiences = []string{"https://gw.example"} }))
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenReview.Audiences = []string{"https://gw.example"} }))
 	d := tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api",
 		Headers: map[string]string{"authorization": "Bearer aud"}})
 	if !d.Allowed() {

@@ -108,9 +108,9 @@ func TestDumpIsRedacted(t *testing.T) {
 	if sec.PrivateKey != "[redacted]" || len(sec.Certificate) == 0 || sec.Certificate[0].Certificate == nil {
 		t.Errorf("tls secret summary = %+v, want a certificate summary and a redacted key", sec)
 	}
-	ca, _ := d.Policy["alpha"]["ClientCAPEM"].([]PEMBlock)
+	ca, _ := d.Policy["alpha"]["clientCAPEM"].([]PEMBlock)
 	if len(ca) != 1 || ca[0].Certificate == nil || ca[0].Certificate.Subject != "CN=dump-ca" {
-		t.Errorf("policy client CA = %+v, want the summary of CN=dump-ca", d.Policy["alpha"]["ClientCAPEM"])
+		t.Errorf("policy client CA = %+v, want the summary of CN=dump-ca", d.Policy["alpha"]["clientCAPEM"])
 	}
 }
 
