@@ -225,21 +225,6 @@ func TestDenyIsImmediateStatus(t *testing.T) {
 	}
 }
 
-func TestXFCCCert(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                   "",
-		`Hash=1;Cert="a%20b";Subject="CN=x"`: "a%20b",
-		`Hash=1;cert=abc`:                    "abc",
-		`Hash=1`:                             "",
-		`Hash=1,Cert="abc"`:                  "",
-		`Cert="%zz"`:                         "",
-	} {
-		if got := xfccCert(in); got != want {
-			t.Errorf("xfccCert(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestResponseOrderIsStable(t *testing.T) {
 	d := &authz.Decision{Outcome: authz.Allowed, SetHeaders: []authz.Header{{Name: "A", Value: "1"}, {Name: "a", Value: "2"}}, RemoveHeaders: []string{"a", "b"}}
 	got := decisionToResponse(d).GetRequestHeaders().GetResponse().GetHeaderMutation()
