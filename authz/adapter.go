@@ -166,3 +166,37 @@ func (d *Decision) EachAccessLogField(str func(key, value string), num func(key 
 		s(envoy.AccessLogName, i.Name)
 	}
 }
+
+// The headers the pipeline reads: every name it looks up (exact) or scans
+// for (prefixes). An adapter may hand the pipeline only these (Envoy's
+// ext_authz allowed_headers, the in-process filter's copy); the pipeline's
+// tests run with every other header filtered out, so a new lookup that is
+// not listed here fails them.
+var (
+	readHeaders = []string{
+		":method", ":path", headerAuthz, headerWSProtocol, "connection", "upgrade",
+		envoy.HeaderClientCert,
+	}
+	readHeaderPrefixes = []string{impersonatePrefix, remotePrefix}
+)
+
+// ReadsHeader reports whether the pipeline reads the header field name
+// (lowercase, as Envoy hands it over).
+func ReadsHeader(name []byte) bool {
+	for _, h := range readHeaders {
+		if string(name) == h {
+			return true
+		}
+	}
+	for _, p := range readHeaderPrefixes {
+		if len(name) >= len(p) && string(name[:len(p)]) == p {
+			return true
+		}
+	}
+	return false
+}
+
+// ReadHeaders lists what ReadsHeader accepts: exact names and prefixes.
+func ReadHeaders() (exact, prefixes []string) {
+	return append([]string(nil), readHeaders...), append([]string(nil), readHeaderPrefixes...)
+}

@@ -43,6 +43,10 @@ type testOptions struct {
 	AccessLogPath   string `json:"accessLogPath"`
 	// DisableAccessLog turns Envoy's access log off.
 	DisableAccessLog bool `json:"disableAccessLog"`
+	// The in-process module's path and frontdoor serve's addresses.
+	InProcessModule         string `json:"inProcessModule"`
+	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
+	InProcessMetricsAddress string `json:"inProcessMetricsAddress"`
 }
 
 // loadInputs reads one multi-document YAML input: UpstreamClusters,
@@ -82,6 +86,8 @@ func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, er
 			in.Options = Options{
 				ListenerAddress: o.ListenerAddress, ListenerPort: o.ListenerPort,
 				AccessLogPath: o.AccessLogPath, DisableAccessLog: o.DisableAccessLog,
+				InProcessModule: o.InProcessModule, InProcessPolicyAddress: o.InProcessPolicyAddress,
+				InProcessMetricsAddress: o.InProcessMetricsAddress,
 			}
 		case "UpstreamCluster":
 			uc := &v1alpha1.UpstreamCluster{}

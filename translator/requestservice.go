@@ -48,8 +48,23 @@ type RequestServiceIR string
 // requestServices are the modes, by the spec.requestService value that
 // selects them.
 var requestServices = map[RequestServiceIR]requestService{
-	RequestServiceIR(v1alpha1.RequestServiceExtAuthz): extAuthz{},
-	RequestServiceIR(v1alpha1.RequestServiceExtProc):  extProc{},
+	RequestServiceIR(v1alpha1.RequestServiceExtAuthz):  extAuthz{},
+	RequestServiceIR(v1alpha1.RequestServiceExtProc):   extProc{},
+	RequestServiceIR(v1alpha1.RequestServiceInProcess): inProcess{},
+}
+
+// modeValidator is a mode with requirements beyond the spec (gateway
+// flags, files): an error rejects the cluster.
+type modeValidator interface {
+	validate(c *ClusterIR) error
+}
+
+// validateRequestService checks c's mode's own requirements.
+func validateRequestService(c *ClusterIR) error {
+	if v, ok := requestServiceOf(c).(modeValidator); ok {
+		return v.validate(c)
+	}
+	return nil
 }
 
 // defaultRequestService is the mode of a cluster that names none.
