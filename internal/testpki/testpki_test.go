@@ -5,10 +5,28 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"net"
+	"os/exec"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
+
+// TestOnlyTestsImportIt: testpki is test scaffolding; no package of the
+// product module may import it outside its _test.go files.
+func TestOnlyTestsImportIt(t *testing.T) {
+	const self = "github.com/kubefrontdoor/frontdoor/internal/testpki"
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Imports}} {{.}}{{end}}`, "github.com/kubefrontdoor/frontdoor/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line)
+		if slices.Contains(f[1:], self) {
+			t.Errorf("%s imports %s outside its tests", f[0], self)
+		}
+	}
+}
 
 func TestIssuedCertsVerifyOnlyAgainstTheirCA(t *testing.T) {
 	ca, err := NewCA("test-ca")
