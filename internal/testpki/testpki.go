@@ -49,29 +49,17 @@ func NewCA(commonName string) (*CA, error) {
 // cert sign, digital signature and CRL sign. A test with a fixed clock sets
 // NotBefore and NotAfter around it.
 func NewCAFrom(tmpl *x509.Certificate) (*CA, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	fillSerialAndValidity(tmpl)
 	if tmpl.KeyUsage == 0 {
 		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign
 	}
 	tmpl.BasicConstraintsValid = true
 	tmpl.IsCA = true
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("self-signing CA %q: %w", tmpl.Subject.CommonName, err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	c, err := sign(tmpl, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := KeyPEM(key)
-	if err != nil {
-		return nil, err
-	}
-	return &CA{Cert: cert, Key: key, CertPEM: CertPEM(der), KeyPEM: keyPEM}, nil
+	return &CA{Cert: c.Cert, Key: c.Key, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM}, nil
 }
 
 // ClientCert mints a client certificate the way kube-apiserver's x509
@@ -108,10 +96,6 @@ func (ca *CA) ServingCert(commonName string, dnsNames []string, ips []net.IP) (c
 // signature and, for a nil ExtKeyUsage, client auth (an empty non-nil slice
 // stays empty). Everything else, hostile fields included, is signed as given.
 func (ca *CA) Issue(tmpl *x509.Certificate) (*Cert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
 	fillSerialAndValidity(tmpl)
 	if tmpl.KeyUsage == 0 {
 		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
@@ -119,9 +103,22 @@ func (ca *CA) Issue(tmpl *x509.Certificate) (*Cert, error) {
 	if tmpl.ExtKeyUsage == nil {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	return sign(tmpl, ca.Cert, ca.Key)
+}
+
+// sign creates tmpl's certificate for a fresh key, signed by parent with
+// parentKey, or self-signed if parent is nil.
+func sign(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*Cert, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("issuing %q: %w", tmpl.Subject.CommonName, err)
+		return nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, fmt.Errorf("signing %q: %w", tmpl.Subject.CommonName, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
