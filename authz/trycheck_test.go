@@ -111,7 +111,7 @@ func TestTryCheckBlocksImpersonationAndWebSocketTokens(t *testing.T) {
 	_, cert := ca.issue(t, clientCert{cn: "ops"})
 	f := newFakeUpstream(t)
 	tp := newTestPipeline(t, nil)
-	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.pem }))
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.CertPEM }))
 
 	for name, r := range map[string]*Request{
 		"impersonation": {Cluster: "a", Method: "GET", Path: "/api/v1/pods", PeerCertificate: cert,

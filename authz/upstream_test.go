@@ -302,7 +302,7 @@ func TestCertificateBeforeToken(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	foreign := newTestCA(t, "foreign")
 	tp := newTestPipeline(t, nil)
-	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.pem }))
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.CertPEM }))
 	_, cert := ca.issue(t, clientCert{cn: "jane"})
 	_, foreignCert := foreign.issue(t, clientCert{cn: "mallory"})
 	h := map[string]string{"authorization": "Bearer good"}

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
-	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
@@ -24,7 +24,7 @@ import (
 // three Secrets, and every secret PEM it was made from.
 func translated(t *testing.T) (*translator.Output, [][]byte) {
 	t.Helper()
-	ca, err := sandbox.NewCA("dump-ca")
+	ca, err := testpki.NewCA("dump-ca")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,8 +21,8 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/policy"
-	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 type fixture struct {
@@ -36,7 +36,7 @@ type fixture struct {
 // trusts a fresh CA, and mints jane (groups dev, ops) from it.
 func start(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := sandbox.NewCA("extproc-test-ca")
+	ca, err := testpki.NewCA("extproc-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}

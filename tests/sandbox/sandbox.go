@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 )
 
 // ClusterName is the name of the sandbox's UpstreamCluster.
@@ -64,7 +66,12 @@ type Sandbox struct {
 	Dir    string
 	BinDir string
 	// CA signs every certificate in the sandbox; DIR/ca.crt and DIR/ca.key.
-	CA *CA
+	// One CA for everything (apiserver serving certs, client certs, the
+	// gateway's serving cert) means a user of `make up` needs only these two
+	// files to trust the sandbox and to mint more users; tests make a second,
+	// foreign CA (testpki.NewCA) to check that anyone else's certs are
+	// rejected.
+	CA *testpki.CA
 	// AdminCertPEM/AdminKeyPEM: CN sandbox-admin, O system:masters.
 	AdminCertPEM, AdminKeyPEM []byte
 
@@ -249,7 +256,7 @@ func (s *Sandbox) progress(format string, args ...any) {
 // disk. Certs that go into frontdoor's config dir are written there as
 // Secrets by writeConfigDir.
 func (s *Sandbox) writePKI() error {
-	ca, err := NewCA("frontdoor-sandbox-ca")
+	ca, err := testpki.NewCA("frontdoor-sandbox-ca")
 	if err != nil {
 		return err
 	}
@@ -305,7 +312,7 @@ func (s *Sandbox) ClientCert(user string, groups ...string) (certPEM, keyPEM []b
 // in the sandbox trusts: the TLS handshake succeeds (client certs are
 // optional) but authentication must fail.
 func ForeignClientCert(user string, groups ...string) (certPEM, keyPEM []byte, err error) {
-	ca, err := NewCA("foreign-ca")
+	ca, err := testpki.NewCA("foreign-ca")
 	if err != nil {
 		return nil, nil, err
 	}
