@@ -25,18 +25,21 @@ tools: ## install envoy, etcd, kube-apiserver, kubectl into bin/ (cached by vers
 	@bash tools/install.sh
 
 .PHONY: build
-build: ## build bin/frontdoor
+build: ## build bin/frontdoor and bin/libfrontdoor.so (the in-process request service, an Envoy dynamic module)
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/frontdoor ./cmd/frontdoor
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o $(BIN)/libfrontdoor.so ./cmd/frontdoor-module
+	@rm -f $(BIN)/libfrontdoor.h
 
 .PHONY: up
 up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; Ctrl-C stops it)
 	$(TESTS_GO) run ./sandbox/up -mode $(MODE)
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes, then a bounded fuzz
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
+	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 	@$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
@@ -53,6 +56,10 @@ fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TI
 .PHONY: test-extproc
 test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: ExtProc
 	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
+
+.PHONY: test-inprocess
+test-inprocess: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: InProcess
+	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 
 .PHONY: unit
 unit: ## unit tests only: the product module, and the tests module's own with -short (no sandbox)

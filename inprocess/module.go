@@ -76,7 +76,10 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 	defer m.mu.Unlock()
 	if m.pipeline == nil {
 		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		// The Go runtime inside Envoy (and Envoy's process) under their own
+		// prefix, so they never collide with frontdoor serve's go_* series.
+		prometheus.WrapRegistererWithPrefix("frontdoor_module_", reg).MustRegister(
+			collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 		log := slog.New(slog.NewTextHandler(envoyLog{}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		p, err := authz.NewPipeline(authz.Options{Registry: reg, Logger: log})
 		if err != nil {
