@@ -37,6 +37,7 @@ up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy
 .PHONY: test
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./inprocess/... ./authz/...
 	$(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
@@ -45,12 +46,13 @@ test: tools build ## unit tests and the end-to-end suite against real Envoy, etc
 # Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
 # crash or stall the request service. Keep it short; CI's budget is the suite.
 FUZZ_TIME    ?= 10s
-FUZZ_TARGETS := FuzzPipeline FuzzPipelineCredentials FuzzCredentialParsing
+FUZZ_TARGETS := authz:FuzzPipeline authz:FuzzPipelineCredentials authz:FuzzCredentialParsing inprocess:FuzzFilter
 
 .PHONY: fuzz
-fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TIME each)
-	@for f in $(FUZZ_TARGETS); do \
-		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./authz || exit 1; \
+fuzz: ## fuzz the request service's header, credential and path parsing and the in-process filter (FUZZ_TIME each)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; f=$${t#*:}; \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./$$pkg || exit 1; \
 	done
 
 .PHONY: test-extproc
