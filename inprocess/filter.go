@@ -25,12 +25,14 @@ package inprocess
 
 import (
 	"context"
+	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/inprocess/abi"
+	"github.com/kubefrontdoor/frontdoor/kubestatus"
 )
 
 // checkTimeout bounds a decision that waits on the apiserver, as the
@@ -126,6 +128,9 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 	)
 	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceMicros,
 		float64(time.Since(f.start).Microseconds()))
+	if d.Allowed() && !carriable(d) {
+		d = &emptyValueDenial
+	}
 	if !d.Allowed() {
 		headers := make([][2]string, len(d.ResponseHeaders))
 		for i, h := range d.ResponseHeaders {
@@ -138,6 +143,29 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 	// x-frontdoor-rule picks the route: choose it again.
 	s.ClearRouteCache()
 	return abi.Continue
+}
+
+// carriable reports whether every header the decision sets has a value:
+// Envoy's ABI cannot add an empty header field (setting one removes the
+// name), so an identity with an empty value (a user extra "") could only
+// be forwarded without it, which would change the identity.
+func carriable(d *authz.Decision) bool {
+	for _, h := range d.SetHeaders {
+		if h.Value == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// emptyValueDenial refuses, rather than alter, an identity the module
+// cannot forward.
+var emptyValueDenial = authz.Decision{
+	Outcome: authz.Unavailable,
+	Code:    http.StatusInternalServerError,
+	Body: kubestatus.Body(http.StatusInternalServerError,
+		"frontdoor: the identity has an empty header value, which the in-process request service cannot forward; serve this cluster with requestService ExtAuthz or ExtProc"),
+	ResponseHeaders: []authz.Header{{Name: "content-type", Value: kubestatus.ContentType}, {Name: "cache-control", Value: kubestatus.CacheControl}},
 }
 
 // readRequest copies the headers the pipeline reads into a Request;

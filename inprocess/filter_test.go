@@ -228,3 +228,19 @@ func TestReadsHeaderList(t *testing.T) {
 		}
 	}
 }
+
+// An identity with an empty value cannot be carried through the ABI: the
+// request is refused, never forwarded with the value dropped.
+func TestEmptyIdentityValueIsRefused(t *testing.T) {
+	d := allowed
+	d.SetHeaders = append(append([]authz.Header(nil), allowed.SetHeaders...), authz.Header{Name: "Impersonate-Extra-scopes", Value: ""})
+	c := &fakeChecker{inline: true, d: d, gotReq: make(chan *authz.Request, 1)}
+	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
+	s := newFakeStream(":method", "GET", ":path", "/api")
+	if st := f.onRequestHeaders(s, nil); st != abi.StopIteration {
+		t.Fatalf("status = %v, want StopIteration", st)
+	}
+	if s.reply == nil || s.reply.code != 500 || !strings.Contains(s.reply.body, "ExtAuthz or ExtProc") || len(s.ops) != 0 {
+		t.Errorf("reply %+v, ops %v", s.reply, s.ops)
+	}
+}
