@@ -86,9 +86,7 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 			return nil, err
 		}
 		if cfg.MetricsAddress != "" {
-			if err := serveMetrics(cfg.MetricsAddress, reg, log); err != nil {
-				return nil, err
-			}
+			go serveMetrics(cfg.MetricsAddress, reg, log)
 			m.metrics = cfg.MetricsAddress
 		}
 		go policyfeed.Subscribe(context.Background(), cfg.PolicyAddress, p.SetPolicy, log)
@@ -106,22 +104,27 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 }
 
 // serveMetrics serves the pipeline's metrics on addr for the life of the
-// process. The listener is bound before returning, so a taken port rejects
-// the config instead of failing later.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) error {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("frontdoor in-process metrics on %s: %w", addr, err)
-	}
+// process. A taken address is retried every second, never fatal: during an
+// Envoy hot restart (or two Envoys sharing a port) the old process holds it
+// until it exits, and requests must not wait for metrics.
+func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := srv.Serve(lis); err != nil {
-			log.Error("in-process metrics server stopped", "error", err)
+	for warned := false; ; {
+		lis, err := net.Listen("tcp", addr)
+		if err == nil {
+			log.Info("in-process metrics served", "address", addr)
+			err = srv.Serve(lis)
+			log.Error("in-process metrics server stopped", "address", addr, "error", err)
+			return
 		}
-	}()
-	return nil
+		if !warned {
+			log.Warn("in-process metrics address taken; retrying every second", "address", addr, "error", err)
+			warned = true
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // envoyLog writes the pipeline's log lines into Envoy's log.

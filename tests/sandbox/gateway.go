@@ -108,21 +108,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		}
 		config = []string{"--kubeconfig", kubeconfig, "--envoy-admin-url", s.EnvoyAdminURL}
 	}
-	args := append([]string{"serve"}, config...)
-	args = append(args,
-		"--grpc-address", grpcAddr,
-		"--http-address", httpAddr,
-		"--listen-address", "127.0.0.1",
-		"--listen-port", strconv.Itoa(listenPort),
-		"--access-log", s.AccessLogPath,
-		// Every cluster may choose InProcess: give serve the module.
-		"--inprocess-module", absPath(s.bin(ModuleFile)),
-		"--inprocess-metrics-address", moduleMetricsAddr,
-	)
-	if s.opts.LogRequests {
-		args = append(args, "--log-requests")
-	}
-	args = append(args, s.opts.FrontdoorArgs...)
+	args := s.serveArgs(config, grpcAddr, httpAddr, strconv.Itoa(listenPort), moduleMetricsAddr)
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
 	if err := s.frontdoor.start(); err != nil {
@@ -176,6 +162,27 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
 	}
 	return nil
+}
+
+// serveArgs are the flags of every `frontdoor serve` the sandbox starts:
+// config source, addresses, the module for InProcess clusters, and the
+// test's extra flags.
+func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, moduleMetricsAddr string) []string {
+	args := append([]string{"serve"}, config...)
+	args = append(args,
+		"--grpc-address", grpcAddr,
+		"--http-address", httpAddr,
+		"--listen-address", "127.0.0.1",
+		"--listen-port", listenPort,
+		"--access-log", s.AccessLogPath,
+		// Every cluster may choose InProcess: give serve the module.
+		"--inprocess-module", absPath(s.bin(ModuleFile)),
+		"--inprocess-metrics-address", moduleMetricsAddr,
+	)
+	if s.opts.LogRequests {
+		args = append(args, "--log-requests")
+	}
+	return append(args, s.opts.FrontdoorArgs...)
 }
 
 // ModuleFile is the in-process request service (make build), in BinDir.
