@@ -9,34 +9,6 @@ import (
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
-// DispatchIR is one validated dispatch policy.
-type DispatchIR struct {
-	// Name names the policy's route and cluster (<uc>/<name>).
-	Name string
-	// Rules are the compiled match rules (service accounts as user names).
-	Rules []policy.Rule
-	// Servers are the policy's servers: its upstreamSubset, or every server.
-	Servers []ServerIR
-	// LoadBalancing is the policy's strategy (defaulted to the cluster's).
-	LoadBalancing LoadBalancingIR
-	// Reject, when set, is answered by the request service.
-	Reject *policy.Reject
-	// Flow is the referenced flow-control schema; zero when none.
-	Flow FlowIR
-}
-
-// FlowIR is a resolved flow-control schema.
-type FlowIR struct {
-	// Schema is the schema's name; empty means no flow control.
-	Schema string
-	// QPS and Burst are the token bucket (QPS 0: no bucket).
-	QPS, Burst uint32
-	// PerUser gives each user its own bucket.
-	PerUser bool
-	// MaxInflight caps concurrent non-long-running requests (0: no cap).
-	MaxInflight uint32
-}
-
 // reservedPolicyNames are the routes every cluster already has.
 var reservedPolicyNames = []string{envoy.DefaultRule, upgradeRouteName}
 

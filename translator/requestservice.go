@@ -41,10 +41,6 @@ type requestService interface {
 	localReplyMappers() []*hcmv3.ResponseMapper
 }
 
-// RequestServiceIR names the mode of a cluster's request service (the
-// defaulted spec.requestService).
-type RequestServiceIR string
-
 // requestServices are the modes, by the spec.requestService value that
 // selects them.
 var requestServices = map[RequestServiceIR]requestService{
