@@ -35,7 +35,7 @@ var _ requestService = inProcess{}
 // given the module and the address of frontdoor serve.
 func (inProcess) validate(c *ClusterIR) error {
 	if c.Module.Path == "" || c.Module.PolicyAddress == "" {
-		return fmt.Errorf("requestService InProcess needs the dynamic module: start frontdoor serve with --inprocess-module (and --inprocess-policy-address if Envoy reaches it elsewhere than --grpc-address)")
+		return fmt.Errorf("needs the dynamic module: start frontdoor serve with --inprocess-module (and --inprocess-policy-address if Envoy reaches it elsewhere than --grpc-address)")
 	}
 	return nil
 }
