@@ -74,6 +74,16 @@ bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; tab
 	$(TESTS_GO) build -o $(BIN)/bench ./bench/cmd/bench
 	$(BIN)/bench $(BENCH_FLAGS)
 
+# make soak: a long steady mixed load on one request-service mode; flat
+# memory, the same Envoy throughout and no failed request, or it fails.
+SOAK_MODE     ?= InProcess
+SOAK_DURATION ?= 30m
+
+.PHONY: soak
+soak: tools build ## soak the gateway for SOAK_DURATION (30m) on SOAK_MODE (InProcess): report in _bench/soak-<mode>.md (not run by make test)
+	$(TESTS_GO) build -o $(BIN)/soak ./soak/cmd/soak
+	$(BIN)/soak -mode $(SOAK_MODE) -duration $(SOAK_DURATION)
+
 .PHONY: generate
 generate: ## regenerate deepcopy and CRD YAML with controller-gen
 	$(CONTROLLER_GEN) object:headerFile=tools/boilerplate.go.txt paths=./api/...

@@ -47,7 +47,7 @@ type Options struct {
 	// LogRequests passes --log-requests to frontdoor serve.
 	LogRequests bool
 	// RequestService is the UpstreamCluster's spec.requestService
-	// (ExtAuthz or ExtProc); empty leaves the default (ExtAuthz). Tests read
+	// (ExtAuthz, ExtProc or InProcess); empty leaves the default (ExtAuthz). Tests read
 	// it from FRONTDOOR_E2E_REQUEST_SERVICE (see RequestServiceFromEnv), so
 	// one suite runs in both modes.
 	RequestService string
