@@ -220,7 +220,7 @@ func TestGolden(t *testing.T) {
 }
 
 // statusesView renders statuses with API field names and without
-// lastTransitionTime, which the translator leaves for xds/ to set.
+// lastTransitionTime, which the translator leaves for status.Merge to set.
 func statusesView(sts []translator.Status) any {
 	type conditionView struct {
 		Type               string `json:"type"`
