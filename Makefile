@@ -12,6 +12,9 @@ TEST_TIMEOUT ?= 25m
 # the sandbox cluster; files: --config-dir _sandbox/config).
 MODE ?= kubernetes
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
+# tests/ is its own Go module (harness, e2e suites, benchmarks), so its
+# dependencies stay out of the product go.mod; run its packages through it.
+TESTS_GO := $(GO) -C tests
 
 .PHONY: help
 help: ## list the targets
@@ -22,42 +25,54 @@ tools: ## install envoy, etcd, kube-apiserver, kubectl into bin/ (cached by vers
 	@bash tools/install.sh
 
 .PHONY: build
-build: ## build bin/frontdoor
+build: ## build bin/frontdoor and bin/libfrontdoor.so (the in-process request service, an Envoy dynamic module)
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/frontdoor ./cmd/frontdoor
+	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o $(BIN)/libfrontdoor.so ./cmd/frontdoor-module
+	@rm -f $(BIN)/libfrontdoor.h
 
 .PHONY: up
 up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; Ctrl-C stops it)
-	$(GO) run ./tests/sandbox/up -mode $(MODE)
+	$(TESTS_GO) run ./sandbox/up -mode $(MODE)
 
 .PHONY: test
-test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in both request-service modes, then a bounded fuzz
+test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
-	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./inprocess/... ./authz/...
+	$(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
+	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 	@$(MAKE) --no-print-directory fuzz
 
 # Each fuzz target runs FUZZ_TIME: bad or missing credentials must never
 # crash or stall the request service. Keep it short; CI's budget is the suite.
 FUZZ_TIME    ?= 10s
-FUZZ_TARGETS := FuzzPipeline FuzzPipelineCredentials FuzzCredentialParsing
+FUZZ_TARGETS := authz:FuzzPipeline authz:FuzzPipelineCredentials authz:FuzzCredentialParsing inprocess:FuzzFilter
 
 .PHONY: fuzz
-fuzz: ## fuzz the request service's header, credential and path parsing (FUZZ_TIME each)
-	@for f in $(FUZZ_TARGETS); do \
-		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./authz || exit 1; \
+fuzz: ## fuzz the request service's header, credential and path parsing and the in-process filter (FUZZ_TIME each)
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; f=$${t#*:}; \
+		$(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) ./$$pkg || exit 1; \
 	done
 
 .PHONY: test-extproc
 test-extproc: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: ExtProc
-	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./tests/e2e
+	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
+
+.PHONY: test-inprocess
+test-inprocess: tools build ## the end-to-end suite with the sandbox UpstreamCluster on spec.requestService: InProcess
+	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 
 .PHONY: unit
-unit: ## unit tests only (no real components)
-	$(GO) test -count=1 $$($(GO) list ./... | grep -v /tests/)
+unit: ## unit tests only: the product module, and the tests module's own with -short (no sandbox)
+	$(GO) test -count=1 ./...
+	$(TESTS_GO) test -count=1 -short ./...
 
 .PHONY: bench
-bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; table in _bench/ (BENCH_FLAGS=--quick for a 2-minute smoke run)
+bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; table in _bench/, binary in bin/bench (BENCH_FLAGS=--quick for a 2-minute smoke run)
 	@bash tools/install.sh haproxy || echo ">> haproxy unavailable: the HAProxy path will be reported n/a"
-	$(GO) run ./tests/bench/cmd/bench $(BENCH_FLAGS)
+	$(TESTS_GO) build -o $(BIN)/bench ./bench/cmd/bench
+	$(BIN)/bench $(BENCH_FLAGS)
 
 .PHONY: generate
 generate: ## regenerate deepcopy and CRD YAML with controller-gen
@@ -71,15 +86,17 @@ golden: ## rewrite the translator's golden files
 .PHONY: verify
 verify: generate golden ## regenerate everything and fail if the tree changed
 	$(GO) mod tidy
+	$(TESTS_GO) mod tidy
 	cd tools && $(GO) mod tidy
 	cd tools/etcd && $(GO) mod tidy
 	@git diff --exit-code -- . || { echo "generated files, goldens or go.mod are stale: run make verify and commit the result"; exit 1; }
 
 .PHONY: lint
-lint: ## go vet and gofmt
+lint: ## go vet (product and tests modules) and gofmt
 	$(GO) vet ./...
+	$(TESTS_GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
 
 .PHONY: clean
 clean: ## remove built binaries and sandbox state (not the cached bin/ components)
-	rm -rf $(BIN)/frontdoor _sandbox _bench
+	rm -rf $(BIN)/frontdoor $(BIN)/bench _sandbox _bench

@@ -41,29 +41,26 @@ func (s *extAuthzServer) Check(ctx context.Context, in *authv3.CheckRequest) (*a
 func checkRequestToRequest(in *authv3.CheckRequest) Request {
 	attrs := in.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	headers := h.GetHeaders()
-	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
+	req := Request{
+		Cluster:         attrs.GetContextExtensions()[envoy.ContextKeyCluster],
+		Method:          h.GetMethod(),
+		Path:            h.GetPath(),
+		Headers:         h.GetHeaders(),
+		PeerCertificate: attrs.GetSource().GetCertificate(),
+	}
+	if raw := h.GetHeaderMap().GetHeaders(); len(req.Headers) == 0 && len(raw) > 0 {
 		// encode_raw_headers: fold into the map form the pipeline takes.
-		headers = make(map[string]string, len(h.GetHeaderMap().GetHeaders()))
-		for _, hv := range h.GetHeaderMap().GetHeaders() {
-			k := strings.ToLower(hv.GetKey())
+		b := NewRequestBuilder(req.Cluster, len(raw))
+		for _, hv := range raw {
 			v := string(hv.GetRawValue())
 			if v == "" {
 				v = hv.GetValue()
 			}
-			if old, ok := headers[k]; ok {
-				v = old + "," + v
-			}
-			headers[k] = v
+			b.Add(hv.GetKey(), v)
 		}
+		req.Headers = b.Request().Headers
 	}
-	return Request{
-		Cluster:         attrs.GetContextExtensions()[envoy.ContextKeyCluster],
-		Method:          h.GetMethod(),
-		Path:            h.GetPath(),
-		Headers:         headers,
-		PeerCertificate: attrs.GetSource().GetCertificate(),
-	}
+	return req
 }
 
 func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {

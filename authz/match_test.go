@@ -149,7 +149,7 @@ func TestPolicyRuleLongRunning(t *testing.T) {
 func TestPipelineDispatch(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	tp := newTestPipeline(t, ca)
-	tab := testTable(ca.pem)
+	tab := testTable(ca.CertPEM)
 	tab.Clusters["a"].Dispatch = []policy.Dispatch{
 		{Name: "jane", Rules: []policy.Rule{{Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, Users: []string{"jane"}}}},
 		{Name: "shed", Rules: []policy.Rule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}}},
@@ -197,7 +197,7 @@ func BenchmarkPipelineDispatchRules(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			tab := testTable(ca.pem)
+			tab := testTable(ca.CertPEM)
 			for i := range n {
 				name := fmt.Sprintf("p%d", i/20)
 				if len(tab.Clusters["a"].Dispatch) == 0 || tab.Clusters["a"].Dispatch[len(tab.Clusters["a"].Dispatch)-1].Name != name {

@@ -199,6 +199,16 @@ type authenticator interface {
 	authenticate(ctx context.Context, req *Request) (id *identity, ok bool, err error)
 }
 
+// peeker is an authenticator that may call the apiserver. cached reports
+// whether authenticate would answer req without doing so: the request has
+// no credential of its kind, or the credential's answer is cached.
+type peeker interface {
+	cached(req *Request) bool
+}
+
+// errWouldBlock stops a TryCheck that would have to call the apiserver.
+var errWouldBlock = errors.New("authz: the decision needs a call to the apiserver")
+
 // NewPipeline builds a pipeline with no policy: every request is answered
 // 503 until the first SetPolicy. It fails only if metrics cannot be
 // registered (e.g. twice in one registry).
@@ -303,61 +313,97 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 // Check decides one request.
 func (p *Pipeline) Check(ctx context.Context, req *Request) Decision {
 	start := time.Now()
-	var cc *compiledCluster
-	if t := p.table.Load(); t != nil {
-		cc = t.clusters[req.Cluster]
-	}
-	d := p.decide(ctx, req, cc)
-	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
-	p.reqMetrics.observeDecision(req.Cluster, &d)
-	if cc != nil && d.User != "" {
-		if _, named := cc.namedUsers[d.User]; named {
-			p.reqMetrics.observeUser(req.Cluster, &d)
-		}
-	}
-	p.logDecision(ctx, req, &d)
+	cc := p.cluster(req.Cluster)
+	d, _ := p.decide(ctx, req, cc, false)
+	p.finish(ctx, req, cc, &d, start)
 	return d
 }
 
-// decide decides req for its cluster cc (nil: no such cluster).
-func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster) Decision {
+// TryCheck decides req if that needs no network call: every authenticator
+// that would ask the apiserver answers from its cache, and the client asked
+// for no impersonation (whose SubjectAccessReviews it would have to wait
+// for). ok=false means nothing was decided or counted: call Check. Envoy's
+// worker thread calls it in process, so it never blocks.
+func (p *Pipeline) TryCheck(req *Request) (Decision, bool) {
+	start := time.Now()
+	cc := p.cluster(req.Cluster)
+	d, blocked := p.decide(context.Background(), req, cc, true)
+	if blocked {
+		return Decision{}, false
+	}
+	p.finish(context.Background(), req, cc, &d, start)
+	return d, true
+}
+
+// cluster is the compiled policy of the named cluster; nil if none.
+func (p *Pipeline) cluster(name string) *compiledCluster {
+	if t := p.table.Load(); t != nil {
+		return t.clusters[name]
+	}
+	return nil
+}
+
+// finish records a decision: metrics, the per-user count, the log line.
+func (p *Pipeline) finish(ctx context.Context, req *Request, cc *compiledCluster, d *Decision, start time.Time) {
+	p.metrics.observe(req.Cluster, d.Outcome, time.Since(start))
+	p.reqMetrics.observeDecision(req.Cluster, d)
+	if cc != nil && d.User != "" {
+		if _, named := cc.namedUsers[d.User]; named {
+			p.reqMetrics.observeUser(req.Cluster, d)
+		}
+	}
+	p.logDecision(ctx, req, d)
+}
+
+// decide decides req for its cluster cc (nil: no such cluster). With
+// noWait it makes no network call: blocked reports that it would have had
+// to, and the Decision is then meaningless.
+func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster, noWait bool) (d Decision, blocked bool) {
 	if cc == nil {
-		return denied(Unavailable, nil)
+		return denied(Unavailable, nil), false
 	}
 
 	info, err := parseRequestInfo(req.Method, req.Path)
 	if info == nil {
 		p.log.Debug("unparsable request target", "cluster", req.Cluster, "error", err)
-		return denied(Invalid, nil)
+		return denied(Invalid, nil), false
 	}
 	// A RequestInfo error (e.g. "/api/v1/watch") still yields partial info;
 	// kube-apiserver answers such requests itself, so forward them.
 
-	id, err := p.authenticate(ctx, cc, req)
+	id, err := p.authenticate(ctx, cc, req, noWait)
+	if errors.Is(err, errWouldBlock) {
+		return Decision{}, true
+	}
 	if id == nil {
 		if err != nil {
 			p.log.Debug("authentication failed", "cluster", req.Cluster, "error", err)
 		}
-		return denied(Unauthenticated, info)
+		return denied(Unauthenticated, info), false
 	}
 
 	ih, ok := impersonationHeaders(req.Headers)
 	if !ok {
-		return denied(Invalid, info)
+		return denied(Invalid, info), false
 	}
 	if ih != nil {
 		if cc.impersonate == nil {
-			return denied(Unavailable, info)
+			return denied(Unavailable, info), false
+		}
+		if noWait {
+			// Each impersonation asks SubjectAccessReviews (cached, but
+			// the cache cannot be read without possibly calling out).
+			return Decision{}, true
 		}
 		u, deny := cc.impersonate.impersonate(ctx, id.user, info, ih)
 		if deny != nil {
 			p.log.Debug("impersonation refused", "cluster", req.Cluster, "user", id.user.GetName(), "code", deny.Code)
 			deny.User = id.user.GetName()
-			return *deny
+			return *deny, false
 		}
 		if id, err = newIdentity(u); err != nil {
 			p.log.Debug("impersonated identity cannot be forwarded", "cluster", req.Cluster, "error", err)
-			return denied(Invalid, info)
+			return denied(Invalid, info), false
 		}
 	}
 
@@ -366,7 +412,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		if dp.reject != nil {
 			d := *dp.reject
 			d.Info, d.User, d.Rule = info, id.user.GetName(), dp.name
-			return d
+			return d, false
 		}
 		rule = dp.rule(info)
 	}
@@ -380,13 +426,22 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		User:          id.user.GetName(),
 		Groups:        len(id.user.GetGroups()),
 		Info:          info,
-	}
+	}, false
 }
 
 // authenticate runs the cluster's authenticators in order, as kube-apiserver's
 // union authenticator does: errors from one do not stop the next, and only
-// if none authenticates is the request unauthenticated.
-func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *Request) (*identity, error) {
+// if none authenticates is the request unauthenticated. With noWait an
+// authenticator that would call the apiserver (a cache miss) stops it with
+// errWouldBlock before anything is counted.
+func (p *Pipeline) authenticate(ctx context.Context, cc *compiledCluster, req *Request, noWait bool) (*identity, error) {
+	if noWait {
+		for _, a := range cc.authenticators {
+			if pk, ok := a.(peeker); ok && !pk.cached(req) {
+				return nil, errWouldBlock
+			}
+		}
+	}
 	var errs []error
 	for _, a := range cc.authenticators {
 		id, ok, err := p.reqMetrics.timedAuthenticate(ctx, a, req)

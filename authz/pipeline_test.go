@@ -28,17 +28,17 @@ func TestPipelineDenials(t *testing.T) {
 		wantCode int
 	}{
 		{"no policy yet", nil, Request{Cluster: "a", Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
-		{"unknown cluster", testTable(ca.pem), Request{Cluster: "b", Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
-		{"no cluster named", testTable(ca.pem), Request{Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
-		{"bearer token only", testTable(ca.pem), Request{
+		{"unknown cluster", testTable(ca.CertPEM), Request{Cluster: "b", Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
+		{"no cluster named", testTable(ca.CertPEM), Request{Method: "GET", Path: "/api", PeerCertificate: cert}, Unavailable, 503},
+		{"bearer token only", testTable(ca.CertPEM), Request{
 			Cluster: "a", Method: "GET", Path: "/api/v1/pods",
 			Headers: map[string]string{"authorization": "Bearer abc.def"},
 		}, Unauthenticated, 401},
-		{"client impersonation only", testTable(ca.pem), Request{
+		{"client impersonation only", testTable(ca.CertPEM), Request{
 			Cluster: "a", Method: "GET", Path: "/api/v1/pods",
 			Headers: map[string]string{"impersonate-user": "system:admin"},
 		}, Unauthenticated, 401},
-		{"malformed target", testTable(ca.pem), Request{Cluster: "a", Method: "GET", Path: "/api/%zz", PeerCertificate: cert}, Invalid, 400},
+		{"malformed target", testTable(ca.CertPEM), Request{Cluster: "a", Method: "GET", Path: "/api/%zz", PeerCertificate: cert}, Invalid, 400},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -183,7 +183,7 @@ func TestPipelineLogging(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p.SetPolicy(testTable(ca.pem))
+			p.SetPolicy(testTable(ca.CertPEM))
 			buf.Reset()
 			headers := map[string]string{"authorization": "Bearer sekrit-token"}
 			p.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/ns/pods/web-0/log", Headers: headers, PeerCertificate: cert})
@@ -214,14 +214,14 @@ func TestSetPolicyKeepsUnchangedAuthenticator(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	tp := newTestPipeline(t, ca)
 	before := tp.table.Load().clusters["a"].x509
-	tab := testTable(ca.pem)
+	tab := testTable(ca.CertPEM)
 	tab.Clusters["a"].DefaultRule = "other"
 	tp.SetPolicy(tab)
 	after := tp.table.Load().clusters["a"]
 	if after.x509 != before || after.defaultRule != "other" {
 		t.Errorf("unchanged CA: authenticator replaced (%p -> %p) or rule not updated (%q)", before, after.x509, after.defaultRule)
 	}
-	tab = testTable(newTestCA(t, "new").pem)
+	tab = testTable(newTestCA(t, "new").CertPEM)
 	tp.SetPolicy(tab)
 	if got := tp.table.Load().clusters["a"].x509; got == before || got.gen == before.gen {
 		t.Error("changed CA: authenticator (and generation) kept")
@@ -244,7 +244,7 @@ func TestPipelineConcurrentSetPolicy(t *testing.T) {
 		})
 	}
 	for i := range 50 {
-		tab := testTable(ca.pem)
+		tab := testTable(ca.CertPEM)
 		tab.Version = strconv.Itoa(i)
 		tp.SetPolicy(tab)
 	}
@@ -273,7 +273,7 @@ func FuzzPipeline(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	p.SetPolicy(testTable(ca.pem))
+	p.SetPolicy(testTable(ca.CertPEM))
 	f.Fuzz(func(t *testing.T, method, path, hk, hv, cert string) {
 		d := p.Check(context.Background(), &Request{
 			Cluster: "a", Method: method, Path: path,
@@ -305,7 +305,7 @@ func BenchmarkPipelineX509Cached(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p.SetPolicy(testTable(ca.pem))
+			p.SetPolicy(testTable(ca.CertPEM))
 			req := &Request{
 				Cluster: "a", Method: "GET", Path: bc.path, PeerCertificate: cert,
 				Headers: map[string]string{

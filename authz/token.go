@@ -47,22 +47,48 @@ type tokenAuthenticator struct {
 	// ids maps a cached *k8sauthn.Response (the token cache returns
 	// the same pointer on every hit) to its precomputed identity, so a
 	// cached token costs no header building.
-	ids     *cache.LRUExpireCache
-	ttl     time.Duration
-	metrics *requestMetrics
+	ids *cache.LRUExpireCache
+	// reviewed remembers, by the token's SHA-256, the identity of every
+	// token a TokenReview just authenticated, for as long as the token cache
+	// will (its entry is added at the same time, with the same TTL, and the
+	// token cache never evicts early), so cached tells without calling out
+	// whether authenticate would call the apiserver.
+	reviewed *cache.LRUExpireCache
+	ttl      time.Duration
+	metrics  *requestMetrics
 }
 
 func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, m *requestMetrics) (*tokenAuthenticator, error) {
 	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences, metrics: m}
-	return &tokenAuthenticator{
+	a := &tokenAuthenticator{
 		// cacheErrs=false: a TokenReview nobody answered (apiserver
 		// unreachable) is not remembered; an answered refusal is.
 		tokens:    tokencache.New(reviewer, false, ttl, negTTL),
 		audiences: audiences,
 		ids:       cache.NewLRUExpireCache(tokenIdentityCacheSize),
+		reviewed:  cache.NewLRUExpireCache(tokenIdentityCacheSize),
 		ttl:       ttl,
 		metrics:   m,
-	}, nil
+	}
+	reviewer.onAuthenticated = a.rememberReviewed
+	return a, nil
+}
+
+// rememberReviewed records that a TokenReview just authenticated token.
+func (a *tokenAuthenticator) rememberReviewed(token string, resp *k8sauthn.Response) {
+	if a.ttl <= 0 {
+		return
+	}
+	if id, err := a.identityFor(resp); err == nil {
+		a.reviewed.Add(hashString(token), id, a.ttl)
+	}
+}
+
+// cachedToken reports whether token authenticated in a TokenReview the
+// token cache still remembers.
+func (a *tokenAuthenticator) cachedToken(token string) bool {
+	_, ok := a.reviewed.Get(hashString(token))
+	return ok
 }
 
 // tokenReviewer is k8s.io/apiserver's webhook token authenticator
@@ -78,10 +104,15 @@ type tokenReviewer struct {
 	client       authenticationv1client.TokenReviewInterface
 	implicitAuds k8sauthn.Audiences
 	metrics      *requestMetrics
+	// onAuthenticated learns of every token a review authenticated.
+	onAuthenticated func(token string, resp *k8sauthn.Response)
 }
 
 func (r *tokenReviewer) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
 	resp, ok, err := r.review(ctx, token)
+	if ok && r.onAuthenticated != nil {
+		r.onAuthenticated(token, resp)
+	}
 	result := "unauthenticated"
 	switch {
 	case err != nil:
@@ -181,6 +212,12 @@ func (b bearerAuthenticator) authenticate(ctx context.Context, req *Request) (*i
 	return id, true, nil
 }
 
+// cached: no bearer token, or one the token cache answers.
+func (b bearerAuthenticator) cached(req *Request) bool {
+	token, ok := bearerToken(req.Headers)
+	return !ok || b.t.cachedToken(token)
+}
+
 // bearerToken mirrors k8s.io/apiserver/pkg/authentication/request/bearertoken.
 func bearerToken(h map[string]string) (string, bool) {
 	auth := strings.TrimSpace(header(h, headerAuthz))
@@ -227,6 +264,14 @@ func (w websocketAuthenticator) authenticate(ctx context.Context, req *Request) 
 	}
 	id, err := w.t.identityFor(resp)
 	return id, err == nil, err
+}
+
+// cached: no bearer-token subprotocol. A WebSocket upgrade carrying a
+// token always takes the slow path (Check): upgrades are long-running, a
+// goroutine hop is nothing to them, and the protocol parsing stays
+// kube-apiserver's own.
+func (w websocketAuthenticator) cached(req *Request) bool {
+	return !strings.Contains(header(req.Headers, headerWSProtocol), bearerProtocolPrefix)
 }
 
 // header returns the value of a lowercase header name, tolerating other

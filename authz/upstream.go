@@ -1,13 +1,12 @@
 package authz
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"slices"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -121,9 +120,9 @@ func (p *Pipeline) compileUpstream(name string, c *policy.Cluster, old *compiled
 				"cluster", name, "error", err)
 			return
 		}
-		if c.TokenReview {
-			if cc.tokens, err = newTokenAuthenticator(client.AuthenticationV1(), c.TokenAudiences,
-				c.TokenCacheTTL, c.TokenNegativeCacheTTL, p.reqMetrics); err != nil {
+		if tr := c.TokenReview; tr.Enabled {
+			if cc.tokens, err = newTokenAuthenticator(client.AuthenticationV1(), tr.Audiences,
+				time.Duration(tr.CacheTTL), time.Duration(tr.NegativeCacheTTL), p.reqMetrics); err != nil {
 				p.log.Error("token authenticator", "cluster", name, "error", err)
 			}
 		}
@@ -137,15 +136,8 @@ func (p *Pipeline) compileUpstream(name string, c *policy.Cluster, old *compiled
 }
 
 // sameUpstream reports whether two cluster policies build the same token
-// authenticator and impersonator.
+// authenticator and impersonator: the same token settings and upstream,
+// compared whole, so a field added to either is compared too.
 func sameUpstream(a, b *policy.Cluster) bool {
-	return a.TokenReview == b.TokenReview &&
-		a.TokenCacheTTL == b.TokenCacheTTL &&
-		a.TokenNegativeCacheTTL == b.TokenNegativeCacheTTL &&
-		slices.Equal(a.TokenAudiences, b.TokenAudiences) &&
-		slices.Equal(a.Upstream.ServerURLs, b.Upstream.ServerURLs) &&
-		a.Upstream.ServerName == b.Upstream.ServerName &&
-		bytes.Equal(a.Upstream.ClientCertPEM, b.Upstream.ClientCertPEM) &&
-		bytes.Equal(a.Upstream.ClientKeyPEM, b.Upstream.ClientKeyPEM) &&
-		bytes.Equal(a.Upstream.CAPEM, b.Upstream.CAPEM)
+	return reflect.DeepEqual(a.TokenReview, b.TokenReview) && reflect.DeepEqual(a.Upstream, b.Upstream)
 }

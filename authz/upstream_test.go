@@ -111,7 +111,7 @@ func deadURL(t testing.TB) string {
 func tokenTable(up policy.Upstream, mutate func(*policy.Cluster)) *policy.Table {
 	c := &policy.Cluster{
 		Name: "a", DefaultRule: "default",
-		TokenReview: true, TokenCacheTTL: time.Minute, TokenNegativeCacheTTL: time.Minute,
+		TokenReview: policy.TokenReview{Enabled: true, CacheTTL: policy.Duration(time.Minute), NegativeCacheTTL: policy.Duration(time.Minute)},
 		Upstream: up,
 	}
 	if mutate != nil {
@@ -241,7 +241,7 @@ func TestTokenReviewAudiences(t *testing.T) {
 	f := newFakeUpstream(t)
 	f.tokens["aud"] = saUser
 	tp := newTestPipeline(t, nil)
-	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenAudiences = []string{"https://gw.example"} }))
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenReview.Audiences = []string{"https://gw.example"} }))
 	d := tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api",
 		Headers: map[string]string{"authorization": "Bearer aud"}})
 	if !d.Allowed() {
@@ -302,7 +302,7 @@ func TestCertificateBeforeToken(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	foreign := newTestCA(t, "foreign")
 	tp := newTestPipeline(t, nil)
-	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.pem }))
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.X509, c.ClientCAPEM = true, ca.CertPEM }))
 	_, cert := ca.issue(t, clientCert{cn: "jane"})
 	_, foreignCert := foreign.issue(t, clientCert{cn: "mallory"})
 	h := map[string]string{"authorization": "Bearer good"}

@@ -49,7 +49,7 @@ func newTestPipeline(tb testing.TB, ca *testCA) *testPipeline {
 		tb.Fatal(err)
 	}
 	if ca != nil {
-		p.SetPolicy(testTable(ca.pem))
+		p.SetPolicy(testTable(ca.CertPEM))
 	}
 	return &testPipeline{Pipeline: p, reg: reg, clock: clock}
 }
@@ -188,7 +188,7 @@ func TestX509Cache(t *testing.T) {
 	}
 
 	// A new config version with the same CA keeps the cached identity.
-	tp.SetPolicy(testTable(ca.pem))
+	tp.SetPolicy(testTable(ca.CertPEM))
 	checkCert(tp, cert)
 	if hit := tp.cacheCount("hit"); hit != 3 {
 		t.Errorf("same CA: hit=%v, want 3", hit)
@@ -196,7 +196,7 @@ func TestX509Cache(t *testing.T) {
 
 	// A new CA invalidates: the certificate is verified again, and fails.
 	other := newTestCA(t, "rotated-ca")
-	tp.SetPolicy(testTable(other.pem))
+	tp.SetPolicy(testTable(other.CertPEM))
 	if d := checkCert(tp, cert); d.Outcome != Unauthenticated {
 		t.Errorf("after CA rotation: %s, want unauthenticated", d.Outcome)
 	}
@@ -250,7 +250,7 @@ func TestX509DisabledOrBadCA(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	_, cert := ca.issue(t, clientCert{cn: "jane"})
 	for name, c := range map[string]*policy.Cluster{
-		"x509 disabled": {X509: false, ClientCAPEM: ca.pem, DefaultRule: "default"},
+		"x509 disabled": {X509: false, ClientCAPEM: ca.CertPEM, DefaultRule: "default"},
 		"no CA":         {X509: true, DefaultRule: "default"},
 		"garbage CA":    {X509: true, ClientCAPEM: []byte("not a pem"), DefaultRule: "default"},
 	} {
@@ -267,7 +267,7 @@ func TestX509DisabledOrBadCA(t *testing.T) {
 func TestParseCertificateChainIntermediates(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	_, leaf := ca.issue(t, clientCert{cn: "jane"})
-	chain, err := parseCertificateChain(leaf + envoyURLEncode(string(ca.pem)))
+	chain, err := parseCertificateChain(leaf + envoyURLEncode(string(ca.CertPEM)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -34,8 +32,9 @@ type Dump struct {
 	// Statuses are the UpstreamClusters' conditions as the control plane
 	// sets them.
 	Statuses []translator.Status `json:"statuses"`
-	// Policy is the request service's table, by cluster name. Fields that
-	// hold PEM become certificate summaries.
+	// Policy is the request service's table, by cluster name, as
+	// policy.Table.View derives it: fields that hold PEM become certificate
+	// summaries (private keys only named).
 	Policy map[string]map[string]any `json:"policy"`
 	// Resources are the xDS resources by short type (Cluster, Listener,
 	// ...). Secrets are summarized, never dumped.
@@ -79,15 +78,15 @@ func Build(out *translator.Output) (*Dump, error) {
 	d.Version = out.Version
 	d.Statuses = out.Statuses
 	if out.Policy != nil {
-		for name, c := range out.Policy.Clusters {
-			if c == nil {
-				continue
+		v, err := out.Policy.View(func(_ string, b []byte) any { return PEMBlocks(b) })
+		if err != nil {
+			return nil, err
+		}
+		clusters, _ := v["clusters"].(map[string]any)
+		for name, c := range clusters {
+			if m, ok := c.(map[string]any); ok {
+				d.Policy[name] = m
 			}
-			m, err := redactStruct(c)
-			if err != nil {
-				return nil, err
-			}
-			d.Policy[name] = m
 		}
 	}
 	typeURLs := make([]string, 0, len(out.Resources))
@@ -151,68 +150,6 @@ func summarizeSecret(r any) secretSummary {
 		out.Kind = "other"
 	}
 	return out
-}
-
-// redactStruct turns a plain struct (or pointer to one) into a JSON object
-// keyed by field name, recursively: []byte fields named *PEM become PEM
-// summaries (certificates described, keys only named), any other []byte
-// field is left out (a dump shows no opaque bytes).
-func redactStruct(v any) (map[string]any, error) {
-	rv := reflect.Indirect(reflect.ValueOf(v))
-	if rv.Kind() != reflect.Struct {
-		return nil, fmt.Errorf("configdump: %T is not a struct", v)
-	}
-	m, _ := redactValue(rv, "").(map[string]any)
-	return m, nil
-}
-
-var bytesType = reflect.TypeFor[[]byte]()
-
-// redactValue is redactStruct for any value; name is the field holding v.
-// It returns nil for values a dump must leave out.
-func redactValue(v reflect.Value, name string) any {
-	if v.Type() == bytesType {
-		if strings.HasSuffix(name, "PEM") {
-			return PEMBlocks(v.Bytes())
-		}
-		return nil
-	}
-	switch v.Kind() {
-	case reflect.Pointer, reflect.Interface:
-		if v.IsNil() {
-			return nil
-		}
-		return redactValue(v.Elem(), name)
-	case reflect.Struct:
-		if _, ok := v.Interface().(time.Time); ok {
-			return v.Interface()
-		}
-		m := map[string]any{}
-		for i := range v.NumField() {
-			f := v.Type().Field(i)
-			if !f.IsExported() {
-				continue
-			}
-			if fv := redactValue(v.Field(i), f.Name); fv != nil {
-				m[f.Name] = fv
-			}
-		}
-		return m
-	case reflect.Slice, reflect.Array:
-		out := make([]any, 0, v.Len())
-		for i := range v.Len() {
-			out = append(out, redactValue(v.Index(i), name))
-		}
-		return out
-	case reflect.Map:
-		out := map[string]any{}
-		for _, k := range v.MapKeys() {
-			out[fmt.Sprint(k.Interface())] = redactValue(v.MapIndex(k), name)
-		}
-		return out
-	default:
-		return v.Interface()
-	}
 }
 
 // PEMBlocks summarizes every PEM block in b: certificates by subject,

@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
-	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
@@ -24,7 +24,7 @@ import (
 // three Secrets, and every secret PEM it was made from.
 func translated(t *testing.T) (*translator.Output, [][]byte) {
 	t.Helper()
-	ca, err := sandbox.NewCA("dump-ca")
+	ca, err := testpki.NewCA("dump-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +108,9 @@ func TestDumpIsRedacted(t *testing.T) {
 	if sec.PrivateKey != "[redacted]" || len(sec.Certificate) == 0 || sec.Certificate[0].Certificate == nil {
 		t.Errorf("tls secret summary = %+v, want a certificate summary and a redacted key", sec)
 	}
-	ca, _ := d.Policy["alpha"]["ClientCAPEM"].([]PEMBlock)
+	ca, _ := d.Policy["alpha"]["clientCAPEM"].([]PEMBlock)
 	if len(ca) != 1 || ca[0].Certificate == nil || ca[0].Certificate.Subject != "CN=dump-ca" {
-		t.Errorf("policy client CA = %+v, want the summary of CN=dump-ca", d.Policy["alpha"]["ClientCAPEM"])
+		t.Errorf("policy client CA = %+v, want the summary of CN=dump-ca", d.Policy["alpha"]["clientCAPEM"])
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -107,29 +106,15 @@ func clusterFromMetadata(ctx context.Context) string {
 	return ""
 }
 
-// toRequest builds the pipeline's Request. Values of repeated headers are
-// comma-joined, as ext_authz delivers them. The client certificate comes
-// from x-forwarded-client-cert, which Envoy's HCM set itself
-// (SANITIZE_SET: a client's own copy never survives).
+// toRequest builds the pipeline's Request from the request headers
+// (authz.RequestBuilder: the client certificate comes from
+// x-forwarded-client-cert, which Envoy's HCM set itself).
 func toRequest(cluster string, hm *corev3.HeaderMap) authz.Request {
-	headers := make(map[string]string, len(hm.GetHeaders()))
+	b := authz.NewRequestBuilder(cluster, len(hm.GetHeaders()))
 	for _, h := range hm.GetHeaders() {
-		k := strings.ToLower(h.GetKey())
-		v := headerValue(h)
-		if old, ok := headers[k]; ok {
-			v = old + "," + v
-		}
-		headers[k] = v
+		b.Add(h.GetKey(), headerValue(h))
 	}
-	req := authz.Request{
-		Cluster:         cluster,
-		Method:          headers[":method"],
-		Path:            headers[":path"],
-		PeerCertificate: xfccCert(headers[envoy.HeaderClientCert]),
-	}
-	delete(headers, envoy.HeaderClientCert)
-	req.Headers = headers
-	return req
+	return *b.Request()
 }
 
 func headerValue(h *corev3.HeaderValue) string {
@@ -148,36 +133,11 @@ func header(hm *corev3.HeaderMap, name string) string {
 	return ""
 }
 
-// xfccCert returns the Cert value of the (single, Envoy-set) element of an
-// x-forwarded-client-cert header: the URL-encoded PEM of the client's
-// certificate, the form ext_authz reports it in. Empty when absent.
-func xfccCert(xfcc string) string {
-	if xfcc == "" {
-		return ""
-	}
-	// SANITIZE_SET leaves exactly one element; never trust a second.
-	elem, _, _ := strings.Cut(xfcc, ",")
-	for kv := range strings.SplitSeq(elem, ";") {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !strings.EqualFold(strings.TrimSpace(k), "Cert") {
-			continue
-		}
-		v = strings.Trim(strings.TrimSpace(v), `"`)
-		if _, err := url.PathUnescape(v); err != nil {
-			return ""
-		}
-		return v
-	}
-	return ""
-}
-
-// decisionToResponse maps a Decision onto ext_proc. An allowed request gets
-// a header mutation; ext_proc (unlike Envoy 1.40's ext_authz) honors
-// APPEND_IF_EXISTS_OR_ADD, so every identity value becomes its own header
-// field. The plan is applied so that the order Envoy runs removals and
-// additions in cannot matter: a name that is set is not also removed;
-// instead its first field OVERWRITEs (dropping the client's values) and the
-// others APPEND. The forwarded client certificate is always removed.
+// decisionToResponse maps a Decision onto ext_proc: a denial becomes an
+// immediate response with its Status; an allowed request a header mutation
+// (authz.Decision.Apply: ext_proc, unlike Envoy 1.40's ext_authz, honors
+// per-field append, so every identity value is its own header field) with
+// the route cache cleared so x-frontdoor-rule picks the route.
 func decisionToResponse(d *authz.Decision) *extprocv3.ProcessingResponse {
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		envoy.MetadataNamespaceExtProc: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
@@ -188,29 +148,19 @@ func decisionToResponse(d *authz.Decision) *extprocv3.ProcessingResponse {
 		return &extprocv3.ProcessingResponse{
 			Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 				Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Code)}, //nolint:gosec // HTTP status codes fit in int32.
-				Headers: &extprocv3.HeaderMutation{SetHeaders: setHeaders(d.ResponseHeaders)},
+				Headers: &extprocv3.HeaderMutation{SetHeaders: overwrite(d.ResponseHeaders)},
 				Body:    d.Body,
 				Details: "frontdoor_" + string(d.Outcome),
 			}},
 			DynamicMetadata: md,
 		}
 	}
-	set := setHeaders(d.SetHeaders)
-	setNames := make(map[string]bool, len(set))
-	for _, h := range set {
-		setNames[strings.ToLower(h.GetHeader().GetKey())] = true
-	}
-	remove := make([]string, 0, len(d.RemoveHeaders)+1)
-	for _, name := range d.RemoveHeaders {
-		if !setNames[strings.ToLower(name)] {
-			remove = append(remove, name)
-		}
-	}
-	remove = append(remove, envoy.HeaderClientCert)
+	var m mutation
+	d.Apply(&m)
 	return &extprocv3.ProcessingResponse{
 		Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{
 			Response: &extprocv3.CommonResponse{
-				HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: set, RemoveHeaders: remove},
+				HeaderMutation:  &extprocv3.HeaderMutation{SetHeaders: m.set, RemoveHeaders: m.remove},
 				ClearRouteCache: true,
 			},
 		}},
@@ -218,17 +168,30 @@ func decisionToResponse(d *authz.Decision) *extprocv3.ProcessingResponse {
 	}
 }
 
-// setHeaders: the first field of each name overwrites, later ones append.
-func setHeaders(hs []authz.Header) []*corev3.HeaderValueOption {
-	out := make([]*corev3.HeaderValueOption, 0, len(hs))
-	seen := make(map[string]bool, len(hs))
+// mutation collects a Decision's header plan as an ext_proc HeaderMutation.
+type mutation struct {
+	set    []*corev3.HeaderValueOption
+	remove []string
+}
+
+func (m *mutation) RemoveHeader(name string) { m.remove = append(m.remove, name) }
+
+func (m *mutation) SetHeader(name, value string) { m.add(name, value, false) }
+
+func (m *mutation) AppendHeader(name, value string) { m.add(name, value, true) }
+
+func (m *mutation) add(name, value string, appendField bool) {
+	m.set = append(m.set, &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
+		Append: wrapperspb.Bool(appendField),
+	})
+}
+
+// overwrite: the headers of an immediate response, one field per name.
+func overwrite(hs []authz.Header) []*corev3.HeaderValueOption {
+	var m mutation
 	for _, h := range hs {
-		k := strings.ToLower(h.Name)
-		out = append(out, &corev3.HeaderValueOption{
-			Header: &corev3.HeaderValue{Key: h.Name, RawValue: []byte(h.Value)},
-			Append: wrapperspb.Bool(seen[k]),
-		})
-		seen[k] = true
+		m.SetHeader(h.Name, h.Value)
 	}
-	return out
+	return m.set
 }

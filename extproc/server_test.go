@@ -21,8 +21,8 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/policy"
-	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 type fixture struct {
@@ -36,7 +36,7 @@ type fixture struct {
 // trusts a fresh CA, and mints jane (groups dev, ops) from it.
 func start(t *testing.T) *fixture {
 	t.Helper()
-	ca, err := sandbox.NewCA("extproc-test-ca")
+	ca, err := testpki.NewCA("extproc-test-ca")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,21 +222,6 @@ func TestDenyIsImmediateStatus(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(mustCounter(t, f.reg, "a", ruleNone, "4xx")); got != 2 {
 		t.Errorf("denials counted = %v, want 2", got)
-	}
-}
-
-func TestXFCCCert(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                                   "",
-		`Hash=1;Cert="a%20b";Subject="CN=x"`: "a%20b",
-		`Hash=1;cert=abc`:                    "abc",
-		`Hash=1`:                             "",
-		`Hash=1,Cert="abc"`:                  "",
-		`Cert="%zz"`:                         "",
-	} {
-		if got := xfccCert(in); got != want {
-			t.Errorf("xfccCert(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 

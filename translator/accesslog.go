@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"strings"
+
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
@@ -33,12 +35,12 @@ type AccessLogIR struct {
 }
 
 // accessLogs returns the HCM access log of cluster uc.
-func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.AccessLog {
+func accessLogs(a AccessLogIR, uc string, rs requestService) []*accesslogv3.AccessLog {
 	if a.Disabled {
 		return nil
 	}
 	format := &corev3.SubstitutionFormatString{
-		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, metadataNamespace)},
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, rs)},
 	}
 	if a.Path == "" {
 		return []*accesslogv3.AccessLog{{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
@@ -52,7 +54,7 @@ func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.Acce
 
 // accessLogFormat is the JSON object of one line. Fields the request
 // service did not decide (a denied request has no user or rule) are null.
-func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
+func accessLogFormat(uc string, rs requestService) *structpb.Struct {
 	f := map[string]*structpb.Value{
 		"time":            structpb.NewStringValue("%START_TIME%"),
 		"cluster":         structpb.NewStringValue(uc),
@@ -70,8 +72,10 @@ func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
 		"upstream":        structpb.NewStringValue("%UPSTREAM_HOST%"),
 		"upstreamCluster": structpb.NewStringValue("%UPSTREAM_CLUSTER%"),
 	}
+	ns, path := rs.requestMetadata()
+	prefix := "%DYNAMIC_METADATA(" + strings.Join(append([]string{ns}, path...), ":") + ":"
 	for _, k := range envoy.AccessLogFields {
-		f[k] = structpb.NewStringValue("%DYNAMIC_METADATA(" + metadataNamespace + ":" + envoy.MetadataKeyRequest + ":" + k + ")%")
+		f[k] = structpb.NewStringValue(prefix + k + ")%")
 	}
 	return &structpb.Struct{Fields: f}
 }

@@ -62,6 +62,11 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 
 		c := buildCluster(st, secrets, endpoints)
 		c.AccessLog = AccessLogIR{Disabled: in.Options.DisableAccessLog, Path: in.Options.AccessLogPath}
+		c.Module = ModuleIR{Path: in.Options.InProcessModule, PolicyAddress: in.Options.InProcessPolicyAddress,
+			MetricsAddress: in.Options.InProcessMetricsAddress}
+		if err := validateRequestService(c); err != nil {
+			st.reject(v1alpha1.ReasonInvalidRequestService, err.Error())
+		}
 		if !st.rejected() {
 			candidates = append(candidates, c)
 			owners = append(owners, st)

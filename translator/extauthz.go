@@ -8,15 +8,43 @@ import (
 	luav3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/lua/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 // The ext_authz filter sends every request to the frontdoor request service,
 // which authenticates the client, picks the dispatch rule and answers with
-// the impersonation headers. Its configuration lives here, in one place:
-// the HCM filter (extAuthzFilter) and the per-virtual-host settings
-// (extAuthzPerRoute) that tell the service which cluster a request is for.
+// the impersonation headers; the identity Lua filter then adds them, one
+// field per value. The default mode (spec.requestService: ExtAuthz). Its
+// configuration lives here, in one place.
+
+// extAuthz asks the request service over ext_authz.
+type extAuthz struct{}
+
+var _ requestService = extAuthz{}
+
+func (extAuthz) httpFilters(*ClusterIR) []*hcmv3.HttpFilter {
+	return []*hcmv3.HttpFilter{extAuthzFilter(), identityFilter()}
+}
+
+func (extAuthz) perRoute(c *ClusterIR) (string, proto.Message) {
+	return extAuthzFilterName, extAuthzPerRoute(c.Name)
+}
+
+func (extAuthz) requestMetadata() (string, []string) {
+	return envoy.MetadataNamespaceExtAuthz, []string{envoy.MetadataKeyRequest}
+}
+
+// forwardClientCert: ext_authz gets the certificate in its CheckRequest,
+// so the header never passes (SANITIZE).
+func (extAuthz) forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCertDetails, *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) {
+	return hcmv3.HttpConnectionManager_SANITIZE, nil
+}
+
+// localReplyMappers: the shared mappers already give ext_authz's own 503
+// (flag UAEX) its Status body.
+func (extAuthz) localReplyMappers() []*hcmv3.ResponseMapper { return nil }
 
 const (
 	extAuthzFilterName = "envoy.filters.http.ext_authz"

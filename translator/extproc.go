@@ -1,8 +1,6 @@
 package translator
 
 import (
-	"fmt"
-
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -12,7 +10,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
@@ -29,67 +26,69 @@ const (
 	extProcTimeout = extAuthzTimeout
 )
 
-// RequestServiceIR is the filter that calls the request service.
-type RequestServiceIR string
+// extProc asks the request service over ext_proc.
+type extProc struct{}
 
-// IR request services.
-const (
-	RequestServiceExtAuthz RequestServiceIR = "ExtAuthz"
-	RequestServiceExtProc  RequestServiceIR = "ExtProc"
-)
+var _ requestService = extProc{}
 
-func buildRequestService(st *statusBuilder, rs v1alpha1.RequestService) RequestServiceIR {
-	switch rs {
-	case "", v1alpha1.RequestServiceExtAuthz:
-		return RequestServiceExtAuthz
-	case v1alpha1.RequestServiceExtProc:
-		return RequestServiceExtProc
-	default:
-		st.reject(v1alpha1.ReasonInvalidRequestService, fmt.Sprintf("requestService %q is not one of ExtAuthz, ExtProc", rs))
-		return RequestServiceExtAuthz
-	}
+func (extProc) httpFilters(*ClusterIR) []*hcmv3.HttpFilter {
+	return []*hcmv3.HttpFilter{extProcFilter()}
 }
 
-// requestServiceFilters are the HTTP filters before the router.
-func requestServiceFilters(c *ClusterIR) []*hcmv3.HttpFilter {
-	if c.RequestService == RequestServiceExtProc {
-		return []*hcmv3.HttpFilter{extProcFilter()}
-	}
-	return []*hcmv3.HttpFilter{extAuthzFilter(), identityFilter()}
+// perRoute names the cluster in the stream's gRPC initial metadata and
+// sends the response headers of routed requests to the service (see
+// extProcFilter).
+func (extProc) perRoute(c *ClusterIR) (string, proto.Message) {
+	return extProcFilterName, &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+		GrpcInitialMetadata: []*corev3.HeaderValue{{Key: envoy.GRPCMetadataCluster, Value: c.Name}},
+		ProcessingMode:      extProcMode(extprocv3.ProcessingMode_SEND),
+	}}}
 }
 
-// requestServicePerRoute is the virtual host's per-filter config naming
-// the cluster for the request service.
-func requestServicePerRoute(c *ClusterIR) (string, proto.Message) {
-	if c.RequestService == RequestServiceExtProc {
-		return extProcFilterName, &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
-			GrpcInitialMetadata: []*corev3.HeaderValue{{Key: envoy.GRPCMetadataCluster, Value: c.Name}},
-			// Responses of routed requests go to the service; see extProcFilter.
-			ProcessingMode: extProcMode(extprocv3.ProcessingMode_SEND),
-		}}}
-	}
-	return extAuthzFilterName, extAuthzPerRoute(c.Name)
-}
-
-// requestMetadataNamespace is where the access log finds the request
-// service's fields.
-func requestMetadataNamespace(c *ClusterIR) string {
-	if c.RequestService == RequestServiceExtProc {
-		return envoy.MetadataNamespaceExtProc
-	}
-	return envoy.MetadataNamespaceExtAuthz
+// requestMetadata: the service answers the access-log fields as ext_proc
+// dynamic metadata.
+func (extProc) requestMetadata() (string, []string) {
+	return envoy.MetadataNamespaceExtProc, []string{envoy.MetadataKeyRequest}
 }
 
 // forwardClientCert makes Envoy hand the client certificate to the ext_proc
 // service in envoy.HeaderClientCert: SANITIZE_SET replaces whatever the
 // client sent with Envoy's own view (the verified TLS session), and removes
-// it when the client presented no certificate. ext_authz gets the
-// certificate in its CheckRequest instead, so its chains keep the default
-// (SANITIZE: the header never passes).
-func forwardClientCert(c *ClusterIR) (hcmv3.HttpConnectionManager_ForwardClientCertDetails, *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) {
-	if c.RequestService != RequestServiceExtProc {
-		return hcmv3.HttpConnectionManager_SANITIZE, nil
-	}
+// it when the client presented no certificate. The service removes the
+// header again before the request is forwarded.
+func (extProc) forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCertDetails, *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) {
+	return forwardClientCertToFilters()
+}
+
+// localReplyMappers give the 503 Envoy answers when the ext_proc service is
+// unreachable or too slow the Status body. Unlike ext_authz (flag UAEX)
+// ext_proc sets no response flag; what marks that 503 is that the service
+// never answered, so its access-log metadata is absent.
+func (extProc) localReplyMappers() []*hcmv3.ResponseMapper {
+	m := statusMapper(nil, statusRequestServiceUnavailable)
+	m.Filter.GetAndFilter().Filters[1] = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+		MetadataFilter: &accesslogv3.MetadataFilter{
+			Matcher: &matcherv3.MetadataMatcher{
+				Filter: envoy.MetadataNamespaceExtProc,
+				Path: []*matcherv3.MetadataMatcher_PathSegment{
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
+				},
+				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
+				Invert: true, // match when no decision was recorded
+			},
+			MatchIfKeyNotFound: wrapperspb.Bool(true),
+		},
+	}}
+	return []*hcmv3.ResponseMapper{m}
+}
+
+// forwardClientCertToFilters is the x-forwarded-client-cert handling of
+// modes whose filter reads the client certificate from the request
+// headers: SANITIZE_SET replaces whatever the client sent with Envoy's own
+// view of the verified TLS session (and removes it when the client showed
+// no certificate), Cert puts the URL-encoded PEM in it.
+func forwardClientCertToFilters() (hcmv3.HttpConnectionManager_ForwardClientCertDetails, *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails) {
 	return hcmv3.HttpConnectionManager_SANITIZE_SET, &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Cert: true}
 }
 
@@ -106,7 +105,7 @@ func extProcFilter() *hcmv3.HttpFilter {
 		},
 		FailureModeAllow: false,
 		// Response headers are skipped here and sent only per virtual host
-		// (requestServicePerRoute): a request Envoy refuses before routing
+		// (perRoute): a request Envoy refuses before routing
 		// (a malformed HTTP/1.1 request, oversized headers) gets its local
 		// reply at once instead of waiting on an ext_proc stream while the
 		// codec closes the connection.
@@ -132,32 +131,4 @@ func extProcMode(responses extprocv3.ProcessingMode_HeaderSendMode) *extprocv3.P
 		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
 		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 	}
-}
-
-// localReplies adds, for an ExtProc cluster, the Status body to the 503
-// Envoy answers when the ext_proc service is unreachable or too slow. Unlike
-// ext_authz (flag UAEX) ext_proc sets no response flag; what marks that 503
-// is that the service never answered, so its access-log metadata is absent.
-func localReplies(c *ClusterIR) *hcmv3.LocalReplyConfig {
-	lr := localReplyConfig()
-	if c.RequestService != RequestServiceExtProc {
-		return lr
-	}
-	m := statusMapper(nil, statusRequestServiceUnavailable)
-	m.Filter.GetAndFilter().Filters[1] = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
-		MetadataFilter: &accesslogv3.MetadataFilter{
-			Matcher: &matcherv3.MetadataMatcher{
-				Filter: envoy.MetadataNamespaceExtProc,
-				Path: []*matcherv3.MetadataMatcher_PathSegment{
-					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
-					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
-				},
-				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
-				Invert: true, // match when no decision was recorded
-			},
-			MatchIfKeyNotFound: wrapperspb.Bool(true),
-		},
-	}}
-	lr.Mappers = append(lr.Mappers, m)
-	return lr
 }

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
@@ -55,41 +54,17 @@ func goldenFiles(t testing.TB, out *translator.Output) map[string][]byte {
 		files[file] = resourcesYAML(t, out.Resources[typeURL])
 	}
 
-	type clusterView struct {
-		Name        string            `json:"name"`
-		X509        bool              `json:"x509"`
-		ClientCAPEM string            `json:"clientCAPEM,omitempty"`
-		DefaultRule string            `json:"defaultRule"`
-		Dispatch    []policy.Dispatch `json:"dispatch,omitempty"`
-
-		TokenReview           bool     `json:"tokenReview"`
-		TokenCacheTTL         string   `json:"tokenCacheTTL"`
-		TokenNegativeCacheTTL string   `json:"tokenNegativeCacheTTL"`
-		TokenAudiences        []string `json:"tokenAudiences,omitempty"`
-		Anonymous             bool     `json:"anonymous"`
-		UpstreamServerURLs    []string `json:"upstreamServerURLs"`
-		UpstreamServerName    string   `json:"upstreamServerName,omitempty"`
-		UpstreamClientCert    string   `json:"upstreamClientCert"`
-		UpstreamCA            string   `json:"upstreamCA"`
-	}
-	pv := struct {
-		Version  string        `json:"version"`
-		Clusters []clusterView `json:"clusters"`
-	}{Version: out.Policy.Version, Clusters: []clusterView{}}
-	for _, c := range out.Policy.Clusters {
-		v := clusterView{
-			Name: c.Name, X509: c.X509, DefaultRule: c.DefaultRule, Dispatch: c.Dispatch,
-			TokenReview: c.TokenReview, TokenCacheTTL: c.TokenCacheTTL.String(), TokenNegativeCacheTTL: c.TokenNegativeCacheTTL.String(),
-			TokenAudiences: c.TokenAudiences, Anonymous: c.Anonymous,
-			UpstreamServerURLs: c.Upstream.ServerURLs, UpstreamServerName: c.Upstream.ServerName,
-			UpstreamClientCert: digest(c.Upstream.ClientCertPEM), UpstreamCA: digest(c.Upstream.CAPEM),
+	// The policy view is derived from the table's whole encoding: PEM
+	// fields become digests, private keys never appear.
+	pv, err := out.Policy.View(func(field string, b []byte) any {
+		if strings.HasSuffix(field, "KeyPEM") {
+			return "[redacted]"
 		}
-		if c.ClientCAPEM != nil {
-			v.ClientCAPEM = digest(c.ClientCAPEM)
-		}
-		pv.Clusters = append(pv.Clusters, v)
+		return digest(b)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	slices.SortFunc(pv.Clusters, func(a, b clusterView) int { return strings.Compare(a.Name, b.Name) })
 	files["policy.yaml"] = mustYAML(t, pv)
 	files["statuses.yaml"] = mustYAML(t, statusesView(out.Statuses))
 	return files

@@ -26,6 +26,15 @@ type Options struct {
 	AccessLogPath string
 	// DisableAccessLog turns Envoy's access log off.
 	DisableAccessLog bool
+	// InProcessModule is the absolute path of frontdoor's dynamic module on
+	// the Envoy host; clusters with requestService InProcess need it.
+	InProcessModule string
+	// InProcessPolicyAddress is where the module reaches frontdoor serve's
+	// gRPC server for the policy table (host:port or unix:///path).
+	InProcessPolicyAddress string
+	// InProcessMetricsAddress, when set, is where the module serves the
+	// pipeline's metrics.
+	InProcessMetricsAddress string
 }
 
 // Inputs is everything one translation reads.

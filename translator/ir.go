@@ -57,8 +57,10 @@ type ClusterIR struct {
 	X509 bool
 	// AccessLog is where Envoy logs this cluster's requests (gateway-wide).
 	AccessLog AccessLogIR
-	// RequestService is the filter that calls the request service.
+	// RequestService is how Envoy asks the request service.
 	RequestService RequestServiceIR
+	// Module is how Envoy loads the in-process request service (gateway-wide).
+	Module ModuleIR
 	// TokenReview is the defaulted bearer-token authentication.
 	TokenReview TokenReviewIR
 	// Anonymous forwards requests without credentials as system:anonymous.

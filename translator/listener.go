@@ -126,7 +126,10 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 // upgrade request, so a request is authenticated, authorized and
 // impersonated before any upgraded byte flows.
 func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
-	xfcc, xfccDetails := forwardClientCert(c)
+	rs := requestServiceOf(c)
+	xfcc, xfccDetails := rs.forwardClientCert()
+	lr := localReplyConfig()
+	lr.Mappers = append(lr.Mappers, rs.localReplyMappers()...)
 	return &hcmv3.HttpConnectionManager{
 		ForwardClientCertDetails:    xfcc,
 		SetCurrentClientCertDetails: xfccDetails,
@@ -137,13 +140,13 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
-		AccessLog:         accessLogs(c.AccessLog, c.Name, requestMetadataNamespace(c)),
+		AccessLog:         accessLogs(c.AccessLog, c.Name, rs),
 		StreamIdleTimeout: duration(0),
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
 			{UpgradeType: upgradeWebSocket},
 			{UpgradeType: upgradeSPDY},
 		},
-		LocalReplyConfig: localReplies(c),
+		LocalReplyConfig: lr,
 		Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
 			MaxConcurrentStreams: wrapperspb.UInt32(downstreamMaxStreams),
 			ConnectionKeepalive:  downstreamKeepalive(),
@@ -154,7 +157,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 				removeHeadersWithPrefix(remoteHeaderPrefix),
 			}}),
 		},
-		HttpFilters: append(requestServiceFilters(c),
+		HttpFilters: append(rs.httpFilters(c),
 			localRateLimitFilter(),
 			&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		),

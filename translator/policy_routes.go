@@ -1,9 +1,6 @@
 package translator
 
 import (
-	"fmt"
-	"strings"
-
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -117,17 +114,4 @@ func dispatchPolicy(c *ClusterIR) []policy.Dispatch {
 		out = append(out, policy.Dispatch{Name: d.Name, Rules: d.Rules, Reject: d.Reject, LongRunningRule: longRunningRule(&d)})
 	}
 	return out
-}
-
-// dispatchKey is a deterministic text of the policies for the version hash.
-func dispatchKey(ds []policy.Dispatch) string {
-	var b strings.Builder
-	for _, d := range ds {
-		fmt.Fprintf(&b, "%q %q %+v ", d.Name, d.LongRunningRule, d.Rules)
-		if d.Reject != nil {
-			fmt.Fprintf(&b, "reject %+v", *d.Reject)
-		}
-		b.WriteString("\n")
-	}
-	return b.String()
 }

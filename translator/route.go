@@ -31,18 +31,15 @@ const (
 // then the catch-all default route; dispatch policies add their rule routes
 // (policy_routes.go) in between.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
-	rsFilter, rsPerRoute := requestServicePerRoute(c)
-	return &routev3.RouteConfiguration{
-		Name: envoy.RouteName(c.Name),
-		VirtualHosts: []*routev3.VirtualHost{{
-			Name:    c.Name,
-			Domains: []string{"*"},
-			TypedPerFilterConfig: map[string]*anypb.Any{
-				rsFilter: mustAny(rsPerRoute),
-			},
-			Routes: slices.Concat([]*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
-		}},
+	vh := &routev3.VirtualHost{
+		Name:    c.Name,
+		Domains: []string{"*"},
+		Routes:  slices.Concat([]*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
 	}
+	if filter, cfg := requestServiceOf(c).perRoute(c); filter != "" {
+		vh.TypedPerFilterConfig = map[string]*anypb.Any{filter: mustAny(cfg)}
+	}
+	return &routev3.RouteConfiguration{Name: envoy.RouteName(c.Name), VirtualHosts: []*routev3.VirtualHost{vh}}
 }
 
 // upgradeRoute sends every request carrying an Upgrade header (kubectl

@@ -1,13 +1,16 @@
 package translator_test
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -143,11 +146,17 @@ func TestEnvoyValidate(t *testing.T) {
 	}
 	for _, name := range inputCases(t) {
 		t.Run(name, func(t *testing.T) {
-			out := translator.Translate(loadCase(t, name))
+			in := loadCase(t, name)
+			out := translator.Translate(in)
 			if len(out.Resources[resourcev3.ListenerType]) == 0 {
 				t.Skip("no listener")
 			}
 			cfg := staticBootstrap(t, out)
+			if in.Options.InProcessModule != "" {
+				// Envoy loads the module even to validate: give it the real
+				// one, so its config parser checks what we translate.
+				cfg = bytes.ReplaceAll(cfg, []byte(in.Options.InProcessModule), []byte(frontdoorModule(t)))
+			}
 			path := filepath.Join(t.TempDir(), "envoy.json")
 			if err := os.WriteFile(path, cfg, 0o600); err != nil {
 				t.Fatal(err)
@@ -159,6 +168,37 @@ func TestEnvoyValidate(t *testing.T) {
 		})
 	}
 }
+
+// frontdoorModule builds cmd/frontdoor-module, the in-process request
+// service, once per test binary and returns its path.
+func frontdoorModule(t *testing.T) string {
+	t.Helper()
+	moduleOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..")
+		dir, err := os.MkdirTemp("", "frontdoor-module")
+		if err != nil {
+			moduleErr = err
+			return
+		}
+		modulePath = filepath.Join(dir, "libfrontdoor.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", modulePath, "./cmd/frontdoor-module")
+		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			moduleErr = fmt.Errorf("building the in-process module: %v\n%s", err, out)
+		}
+	})
+	if moduleErr != nil {
+		t.Fatal(moduleErr)
+	}
+	return modulePath
+}
+
+var (
+	moduleOnce sync.Once
+	modulePath string
+	moduleErr  error
+)
 
 func staticBootstrap(t *testing.T, out *translator.Output) []byte {
 	t.Helper()
@@ -244,4 +284,13 @@ func dropKey(v any, key string) any {
 		}
 	}
 	return v
+}
+
+// TestMain removes the module frontdoorModule built, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if modulePath != "" {
+		_ = os.RemoveAll(filepath.Dir(modulePath))
+	}
+	os.Exit(code)
 }

@@ -112,12 +112,14 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			DefaultRule: envoy.DefaultRule,
 			Dispatch:    dispatchPolicy(cr.ir),
 
-			TokenReview:           cr.ir.TokenReview.Enabled,
-			TokenCacheTTL:         cr.ir.TokenReview.CacheTTL,
-			TokenNegativeCacheTTL: cr.ir.TokenReview.NegativeCacheTTL,
-			TokenAudiences:        cr.ir.TokenReview.Audiences,
-			Anonymous:             cr.ir.Anonymous,
-			Upstream:              upstreamPolicy(cr.ir),
+			TokenReview: policy.TokenReview{
+				Enabled:          cr.ir.TokenReview.Enabled,
+				CacheTTL:         policy.Duration(cr.ir.TokenReview.CacheTTL),
+				NegativeCacheTTL: policy.Duration(cr.ir.TokenReview.NegativeCacheTTL),
+				Audiences:        cr.ir.TokenReview.Audiences,
+			},
+			Anonymous: cr.ir.Anonymous,
+			Upstream:  upstreamPolicy(cr.ir),
 		}
 	}
 	if len(chains) > 0 {
@@ -139,8 +141,9 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 }
 
 // version hashes every resource (deterministic marshal, in type and name
-// order) and the policy table, so a change of either changes the version,
-// and equal inputs give equal versions across processes.
+// order) and the policy table's whole encoding, so a change of either
+// changes the version, and equal inputs give equal versions across
+// processes. The table's Version is still empty here.
 func version(resources map[string][]types.Resource, pt *policy.Table) string {
 	h := sha256.New()
 	marshal := proto.MarshalOptions{Deterministic: true}
@@ -157,25 +160,12 @@ func version(resources map[string][]types.Resource, pt *policy.Table) string {
 			writeField(h, b)
 		}
 	}
-	names := make([]string, 0, len(pt.Clusters))
-	for n := range pt.Clusters {
-		names = append(names, n)
+	b, err := pt.Encode()
+	if err != nil {
+		b = []byte(err.Error()) // plain data always encodes; see above
 	}
-	slices.Sort(names)
-	for _, n := range names {
-		c := pt.Clusters[n]
-		writeField(h, []byte("policy"))
-		writeField(h, []byte(c.Name))
-		writeField(h, []byte(fmt.Sprint(c.X509)))
-		writeField(h, c.ClientCAPEM)
-		writeField(h, []byte(c.DefaultRule))
-		writeField(h, []byte(dispatchKey(c.Dispatch)))
-		writeField(h, []byte(fmt.Sprint(c.TokenReview, c.TokenCacheTTL, c.TokenNegativeCacheTTL, c.TokenAudiences, c.Anonymous)))
-		writeField(h, []byte(strings.Join(c.Upstream.ServerURLs, " ")+"|"+c.Upstream.ServerName))
-		writeField(h, c.Upstream.ClientCertPEM)
-		writeField(h, c.Upstream.ClientKeyPEM)
-		writeField(h, c.Upstream.CAPEM)
-	}
+	writeField(h, []byte("policy"))
+	writeField(h, b)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -87,10 +87,13 @@ type UpstreamClusterSpec struct {
 	// +optional
 	FlowControl FlowControl `json:"flowControl,omitempty"`
 
-	// RequestService selects the Envoy filter that asks frontdoor's request
-	// service about each request: ExtAuthz (ext_authz, the default) or
-	// ExtProc (ext_proc, which also observes each response's status and
-	// latency). Both run the same pipeline and forward the same identity.
+	// RequestService selects how Envoy asks frontdoor's request service
+	// about each request: ExtAuthz (ext_authz over gRPC, the default),
+	// ExtProc (ext_proc over gRPC, which also observes each response's
+	// status and latency) or InProcess (the same pipeline compiled into
+	// Envoy as a dynamic module: no gRPC hop; frontdoor serve must be given
+	// the module with --inprocess-module). All run the same pipeline and
+	// forward the same identity.
 	// +optional
 	// +kubebuilder:default=ExtAuthz
 	RequestService RequestService `json:"requestService,omitempty"`
@@ -263,14 +266,15 @@ type MaxRequestsInflight struct {
 // Exempt means no flow control.
 type Exempt struct{}
 
-// RequestService is the Envoy filter that calls the request service.
-// +kubebuilder:validation:Enum=ExtAuthz;ExtProc
+// RequestService is how Envoy asks the request service.
+// +kubebuilder:validation:Enum=ExtAuthz;ExtProc;InProcess
 type RequestService string
 
-// Request-service filters.
+// Request-service modes.
 const (
-	RequestServiceExtAuthz RequestService = "ExtAuthz"
-	RequestServiceExtProc  RequestService = "ExtProc"
+	RequestServiceExtAuthz  RequestService = "ExtAuthz"
+	RequestServiceExtProc   RequestService = "ExtProc"
+	RequestServiceInProcess RequestService = "InProcess"
 )
 
 // Server is one kube-apiserver replica.

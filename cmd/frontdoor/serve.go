@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +32,8 @@ import (
 	"github.com/kubefrontdoor/frontdoor/envoy/admin"
 	"github.com/kubefrontdoor/frontdoor/extproc"
 	"github.com/kubefrontdoor/frontdoor/health"
+	"github.com/kubefrontdoor/frontdoor/inprocess/policyfeed"
+	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/source"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
@@ -52,6 +55,10 @@ type serveFlags struct {
 	shutdownGrace time.Duration
 	drainTimeout  time.Duration
 	accessLog     string
+
+	inProcessModule         string
+	inProcessPolicyAddress  string
+	inProcessMetricsAddress string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -74,8 +81,20 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"on SIGTERM, how long /readyz fails while ext_authz and xDS keep serving Envoy's drain; ends early once no Envoy is connected")
 	fs.StringVar(&f.accessLog, "access-log", "stdout",
 		`where Envoy writes one JSON line per request: "stdout" (Envoy's), "off", or a file path Envoy appends to`)
+	fs.StringVar(&f.inProcessModule, "inprocess-module", "",
+		"absolute path of frontdoor's Envoy dynamic module (libfrontdoor.so) on the Envoy host; UpstreamClusters with requestService InProcess need it")
+	fs.StringVar(&f.inProcessPolicyAddress, "inprocess-policy-address", "",
+		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
+	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
+		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if f.inProcessModule != "" && !filepath.IsAbs(f.inProcessModule) {
+		return nil, fmt.Errorf("--inprocess-module %q must be an absolute path (Envoy loads it from its own working directory)", f.inProcessModule)
+	}
+	if f.inProcessPolicyAddress == "" {
+		f.inProcessPolicyAddress = f.grpcAddr
 	}
 	if f.configDir != "" && f.kubeconfig != "" {
 		return nil, errors.New("--config-dir (file mode) and --kubeconfig (Kubernetes mode) exclude each other")
@@ -108,9 +127,10 @@ func runServe(args []string) error {
 	if err != nil {
 		return err
 	}
+	feed := policyfeed.NewServer(log)
 	ctrl := xds.NewController(xds.ControllerOptions{
 		Translator: translatorOptions(f),
-		Sink:       pipeline,
+		Sink:       policySinks{pipeline, feed},
 		Registry:   reg,
 		Logger:     log,
 	})
@@ -139,6 +159,7 @@ func runServe(args []string) error {
 		return err
 	}
 	extprocv3.RegisterExternalProcessorServer(gs, extProc)
+	feed.Register(gs)
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -227,6 +248,17 @@ func runServe(args []string) error {
 	return nil
 }
 
+// policySinks hands every published policy table to each request service:
+// the pipeline behind ext_authz and ext_proc, and the feed the in-process
+// modules subscribe to.
+type policySinks []xds.PolicySink
+
+func (s policySinks) SetPolicy(t *policy.Table) {
+	for _, sink := range s {
+		sink.SetPolicy(t)
+	}
+}
+
 // waitForProxiesGone returns once no Envoy holds an ADS stream, or after
 // timeout.
 func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
@@ -240,8 +272,11 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 // --access-log "stdout" is Envoy's stdout (the empty path), "off" none.
 func translatorOptions(f *serveFlags) translator.Options {
 	o := translator.Options{
-		ListenerAddress: f.listenAddr,
-		ListenerPort:    uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
+		ListenerAddress:         f.listenAddr,
+		ListenerPort:            uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
+		InProcessModule:         f.inProcessModule,
+		InProcessPolicyAddress:  f.inProcessPolicyAddress,
+		InProcessMetricsAddress: f.inProcessMetricsAddress,
 	}
 	switch f.accessLog {
 	case "stdout":

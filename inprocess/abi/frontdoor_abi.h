@@ -84,6 +84,9 @@ extern void envoy_dynamic_module_callback_http_filter_scheduler_commit(void* sch
     __attribute__((weak));
 extern void envoy_dynamic_module_callback_http_filter_scheduler_delete(void* scheduler) __attribute__((weak));
 
+// Main thread only (config hooks): whether Envoy runs with --mode validate.
+extern bool envoy_dynamic_module_callback_is_validation_mode(void) __attribute__((weak));
+
 // fd_in_envoy reports whether the callbacks were bound, i.e. whether this
 // code runs inside an Envoy process that exports them.
 static inline int fd_in_envoy(void) { return envoy_dynamic_module_callback_log != 0; }

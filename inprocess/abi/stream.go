@@ -287,6 +287,17 @@ func (s Stream) AttributeBool(id Attribute) (value, ok bool) {
 	return bool(out), true
 }
 
+// InValidationMode reports whether Envoy only validates its configuration
+// (envoy --mode validate): a filter config should then check its input and
+// start nothing (no listeners, no connections). Call it from a config
+// factory (Envoy's main thread) only.
+func InValidationMode() bool {
+	if C.fd_in_envoy() == 0 {
+		return false
+	}
+	return bool(C.envoy_dynamic_module_callback_is_validation_mode())
+}
+
 // Log writes msg to Envoy's log under the dynamic_modules logger (visible at
 // Envoy's log level for that logger). Outside Envoy it writes to stderr.
 func Log(level LogLevel, msg string) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -100,7 +101,7 @@ func TestSNISelectsCluster(t *testing.T) {
 	extra := extraReplicas(t, ctx, 2)
 	ra, rb := extra[0], extra[1]
 	ip := hostIP(t)
-	caB, err := sandbox.NewCA("cluster-b-ca")
+	caB, err := testpki.NewCA("cluster-b-ca")
 	if err != nil {
 		t.Fatal(err)
 	}

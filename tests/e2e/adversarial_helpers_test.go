@@ -9,71 +9,39 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 )
 
 // Helpers of the adversarial suite: hostile certificates and tokens, and
 // raw HTTP/1.1 over TLS for what no well-behaved client library sends.
 
-// certTemplate mints a client certificate from the sandbox CA (or a
-// foreign one) with full control over the fields a hostile client plays with.
+// mintCert mints a client certificate from the sandbox CA (or a foreign
+// one) with full control over the fields a hostile client plays with;
+// testpki.Issue fills only what tmpl leaves zero.
 func mintCert(t *testing.T, foreign bool, tmpl *x509.Certificate) (certPEM, keyPEM []byte) {
 	t.Helper()
-	issuer, issuerKey := sb.CA.Cert, sb.CA.Key
+	issuer := sb.CA
 	if foreign {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
+		var err error
+		if issuer, err = testpki.NewCA("foreign-ca"); err != nil {
 			t.Fatal(err)
 		}
-		ca := &x509.Certificate{
-			SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "foreign-ca"},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, ca, ca, &k.PublicKey, k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if issuer, err = x509.ParseCertificate(der); err != nil {
-			t.Fatal(err)
-		}
-		issuerKey = k
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := issuer.Issue(tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	if tmpl.NotBefore.IsZero() {
-		tmpl.NotBefore = time.Now().Add(-time.Hour)
-	}
-	if tmpl.NotAfter.IsZero() {
-		tmpl.NotAfter = time.Now().Add(time.Hour)
-	}
-	if tmpl.ExtKeyUsage == nil {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, issuerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return c.CertPEM, c.KeyPEM
 }
 
 // mintSAToken signs a service-account JWT (ES256) for default/sa with the

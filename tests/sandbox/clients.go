@@ -143,12 +143,24 @@ func (s *Sandbox) EnvoyAdmin(ctx context.Context, path string) (string, error) {
 	return get(ctx, &http.Client{Timeout: 10 * time.Second}, s.EnvoyAdminURL+path)
 }
 
-// FrontdoorMetrics fetches frontdoor's Prometheus text.
+// FrontdoorMetrics fetches frontdoor's Prometheus text: frontdoor serve's
+// and, when the sandbox's cluster runs InProcess, the request pipeline's
+// inside Envoy (its Go runtime's series are prefixed frontdoor_module_, so
+// the two never share a name).
 func (s *Sandbox) FrontdoorMetrics(ctx context.Context) (string, error) {
 	if s.FrontdoorMetricsURL == "" {
 		return "", errors.New("the sandbox runs no frontdoor")
 	}
-	return get(ctx, &http.Client{Timeout: 10 * time.Second}, s.FrontdoorMetricsURL)
+	c := &http.Client{Timeout: 10 * time.Second}
+	text, err := get(ctx, c, s.FrontdoorMetricsURL)
+	if err != nil || s.opts.RequestService != "InProcess" {
+		return text, err
+	}
+	module, err := get(ctx, c, s.ModuleMetricsURL)
+	if err != nil {
+		return "", fmt.Errorf("in-process module metrics: %w", err)
+	}
+	return text + module, nil
 }
 
 // SumMetric parses Prometheus text and sums the samples of the counter,

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -86,7 +87,7 @@ func (s *Sandbox) writeConfigDir() error {
 // startGateway starts frontdoor, renders Envoy's bootstrap with frontdoor
 // itself (so the sandbox exercises the real bootstrap), starts Envoy, and
 // waits until a request makes it through to an apiserver.
-func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcPort, httpPort int) error {
+func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcPort, httpPort, moduleMetricsPort int) error {
 	if err := s.writeConfigDir(); err != nil {
 		return fmt.Errorf("writing config dir: %w", err)
 	}
@@ -94,6 +95,8 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	httpAddr := "127.0.0.1:" + strconv.Itoa(httpPort)
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
+	moduleMetricsAddr := "127.0.0.1:" + strconv.Itoa(moduleMetricsPort)
+	s.ModuleMetricsURL = "http://" + moduleMetricsAddr + "/metrics"
 	s.EnvoyAdminURL = "http://127.0.0.1:" + strconv.Itoa(adminPort)
 	s.AccessLogPath = s.logPath("access")
 
@@ -105,18 +108,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		}
 		config = []string{"--kubeconfig", kubeconfig, "--envoy-admin-url", s.EnvoyAdminURL}
 	}
-	args := append([]string{"serve"}, config...)
-	args = append(args,
-		"--grpc-address", grpcAddr,
-		"--http-address", httpAddr,
-		"--listen-address", "127.0.0.1",
-		"--listen-port", strconv.Itoa(listenPort),
-		"--access-log", s.AccessLogPath,
-	)
-	if s.opts.LogRequests {
-		args = append(args, "--log-requests")
-	}
-	args = append(args, s.opts.FrontdoorArgs...)
+	args := s.serveArgs(config, grpcAddr, httpAddr, strconv.Itoa(listenPort), moduleMetricsAddr)
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
 	if err := s.frontdoor.start(); err != nil {
@@ -172,6 +164,30 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	return nil
 }
 
+// serveArgs are the flags of every `frontdoor serve` the sandbox starts:
+// config source, addresses, the module for InProcess clusters, and the
+// test's extra flags.
+func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, moduleMetricsAddr string) []string {
+	args := append([]string{"serve"}, config...)
+	args = append(args,
+		"--grpc-address", grpcAddr,
+		"--http-address", httpAddr,
+		"--listen-address", "127.0.0.1",
+		"--listen-port", listenPort,
+		"--access-log", s.AccessLogPath,
+		// Every cluster may choose InProcess: give serve the module.
+		"--inprocess-module", absPath(s.bin(ModuleFile)),
+		"--inprocess-metrics-address", moduleMetricsAddr,
+	)
+	if s.opts.LogRequests {
+		args = append(args, "--log-requests")
+	}
+	return append(args, s.opts.FrontdoorArgs...)
+}
+
+// ModuleFile is the in-process request service (make build), in BinDir.
+const ModuleFile = "libfrontdoor.so"
+
 // RequestServiceEnv names the environment variable that selects the
 // sandbox UpstreamCluster's spec.requestService for a test run: `make test`
 // runs the identity suite once per mode.
@@ -200,4 +216,13 @@ func (s *Sandbox) RequestServiceField() string {
 		return ""
 	}
 	return "  requestService: " + s.opts.RequestService + "\n"
+}
+
+// absPath is p made absolute (Envoy loads the module from its own working
+// directory).
+func absPath(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		return abs
+	}
+	return p
 }

@@ -184,9 +184,10 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// RepoRoot finds the Frontdoor module root by walking up from the working
-// directory, so `go test` (run in the package dir) and `go run` (run in the
-// repo root) agree on where bin/ and _sandbox/ are.
+// RepoRoot finds the Frontdoor (product) module root by walking up from the
+// working directory, past tests/go.mod, so `go test` (run in the package
+// dir), `go -C tests run` and bin/bench (run in the repo root) agree on
+// where bin/ and _sandbox/ are.
 func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {

@@ -37,7 +37,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	if s.envoy == nil || s.frontdoor == nil {
 		return fmt.Errorf("no gateway to roll")
 	}
-	ports, err := freePorts(3)
+	ports, err := freePorts(4)
 	if err != nil {
 		return err
 	}
@@ -45,22 +45,15 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	grpcAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
+	// The new pod's module serves its metrics on its own port (the old
+	// Envoy's module holds the old one until it exits).
+	moduleMetricsAddr := "127.0.0.1:" + strconv.Itoa(ports[3])
 	listenPort := strings.TrimPrefix(s.GatewayURL, "https://127.0.0.1:")
 	drain := opts.DrainTimeout.String()
 
-	args := []string{"serve",
-		"--config-dir", s.path("config"),
-		"--grpc-address", grpcAddr,
-		"--http-address", httpAddr,
-		"--listen-address", "127.0.0.1",
-		"--listen-port", listenPort,
-		"--drain-timeout", drain,
-		"--access-log", s.AccessLogPath,
-		"--envoy-admin-url", "http://" + adminAddr,
-	}
-	if s.opts.LogRequests {
-		args = append(args, "--log-requests")
-	}
+	args := s.serveArgs([]string{"--config-dir", s.path("config"), "--envoy-admin-url", "http://" + adminAddr},
+		grpcAddr, httpAddr, listenPort, moduleMetricsAddr)
+	args = append(args, "--drain-timeout", drain)
 	fd := newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor-"+epoch), args...)
 	s.progress("rolling the gateway: new frontdoor on %s (log: %s)", grpcAddr, fd.logPath)
 	if err := fd.start(); err != nil {
@@ -143,5 +136,6 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	s.EnvoyAdminURL = "http://" + adminAddr
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
+	s.ModuleMetricsURL = "http://" + moduleMetricsAddr + "/metrics"
 	return drainErr
 }

@@ -21,6 +21,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 )
 
 // ClusterName is the name of the sandbox's UpstreamCluster.
@@ -64,7 +66,12 @@ type Sandbox struct {
 	Dir    string
 	BinDir string
 	// CA signs every certificate in the sandbox; DIR/ca.crt and DIR/ca.key.
-	CA *CA
+	// One CA for everything (apiserver serving certs, client certs, the
+	// gateway's serving cert) means a user of `make up` needs only these two
+	// files to trust the sandbox and to mint more users; tests make a second,
+	// foreign CA (testpki.NewCA) to check that anyone else's certs are
+	// rejected.
+	CA *testpki.CA
 	// AdminCertPEM/AdminKeyPEM: CN sandbox-admin, O system:masters.
 	AdminCertPEM, AdminKeyPEM []byte
 
@@ -72,6 +79,9 @@ type Sandbox struct {
 	ReplicaURLs         []string // ReplicaURLs[0] is replica 1
 	EnvoyAdminURL       string   // http://127.0.0.1:P
 	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
+	// ModuleMetricsURL is where the in-process module inside Envoy serves
+	// the request pipeline's metrics (once a cluster runs InProcess).
+	ModuleMetricsURL string // http://127.0.0.1:P/metrics
 	FrontdoorHealthURL  string   // http://127.0.0.1:P/healthz
 	ETCDURL             string   // http://127.0.0.1:P
 	// AccessLogPath is Envoy's JSON access log (one line per request).
@@ -133,8 +143,9 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if err := s.writePKI(); err != nil {
 		return s, fmt.Errorf("PKI: %w", err)
 	}
-	// etcd client+peer, one per replica, envoy listener+admin, frontdoor grpc+http.
-	ports, err := freePorts(2 + opts.Replicas + 4)
+	// etcd client+peer, one per replica, envoy listener+admin, frontdoor
+	// grpc+http, the in-process module's metrics.
+	ports, err := freePorts(2 + opts.Replicas + 5)
 	if err != nil {
 		return s, err
 	}
@@ -150,7 +161,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	gw := ports[2+opts.Replicas:]
 	s.GatewayURL = s.ReplicaURLs[0]
 	if !opts.SkipGateway {
-		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3]); err != nil {
+		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4]); err != nil {
 			return s, err
 		}
 	}
@@ -218,7 +229,7 @@ func (s *Sandbox) all() []*process {
 func (s *Sandbox) checkBinaries() error {
 	need := []string{"etcd", "kube-apiserver", "kubectl"}
 	if !s.opts.SkipGateway {
-		need = append(need, "frontdoor", "envoy")
+		need = append(need, "frontdoor", ModuleFile, "envoy")
 	}
 	var missing []string
 	for _, b := range need {
@@ -227,7 +238,7 @@ func (s *Sandbox) checkBinaries() error {
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("missing binaries in %s: %s (run `make tools` for envoy/etcd/kube-apiserver/kubectl and `make build` for frontdoor)",
+		return fmt.Errorf("missing binaries in %s: %s (run `make tools` for envoy/etcd/kube-apiserver/kubectl and `make build` for frontdoor and its module)",
 			s.BinDir, strings.Join(missing, ", "))
 	}
 	return nil
@@ -249,7 +260,7 @@ func (s *Sandbox) progress(format string, args ...any) {
 // disk. Certs that go into frontdoor's config dir are written there as
 // Secrets by writeConfigDir.
 func (s *Sandbox) writePKI() error {
-	ca, err := NewCA("frontdoor-sandbox-ca")
+	ca, err := testpki.NewCA("frontdoor-sandbox-ca")
 	if err != nil {
 		return err
 	}
@@ -305,7 +316,7 @@ func (s *Sandbox) ClientCert(user string, groups ...string) (certPEM, keyPEM []b
 // in the sandbox trusts: the TLS handshake succeeds (client certs are
 // optional) but authentication must fail.
 func ForeignClientCert(user string, groups ...string) (certPEM, keyPEM []byte, err error) {
-	ca, err := NewCA("foreign-ca")
+	ca, err := testpki.NewCA("foreign-ca")
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,22 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
+
+// TestRepoRootSkipsTheTestsModule: run from inside tests/ (its own module),
+// RepoRoot still finds the product module, where bin/ and _sandbox/ are.
+func TestRepoRootSkipsTheTestsModule(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root != want {
+		t.Errorf("RepoRoot() = %s, want %s (the directory above tests/)", root, want)
+	}
+}
 
 // TestControlPlaneOnly checks the part of the harness every e2e test stands
 // on, without frontdoor: one etcd and one apiserver come up, the gateway's

@@ -4,9 +4,9 @@
 // (translator.DecodeInputs, the loader the binary uses) plus two test-only
 // extras handled here:
 //
-//   - at most one `kind: Options` document (listenerAddress, listenerPort,
-//     accessLogPath, disableAccessLog), standing for the translator.Options
-//     the binary takes from flags;
+//   - at most one `kind: Options` document (the fields of
+//     translator.Options, in camelCase), standing for the options the binary
+//     takes from flags;
 //   - Secret values `file:<path>`, replaced by the contents of <path>
 //     relative to the inputs directory, so every case shares the PEMs in
 //     pki/.
@@ -46,6 +46,10 @@ type options struct {
 	ListenerPort     uint32 `json:"listenerPort"`
 	AccessLogPath    string `json:"accessLogPath"`
 	DisableAccessLog bool   `json:"disableAccessLog"`
+	// The in-process module's path and frontdoor serve's addresses.
+	InProcessModule         string `json:"inProcessModule"`
+	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
+	InProcessMetricsAddress string `json:"inProcessMetricsAddress"`
 }
 
 // Cases returns the names of the golden cases in fsys (its *.yaml files,
@@ -114,6 +118,8 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 		opts = &translator.Options{
 			ListenerAddress: docOpts.ListenerAddress, ListenerPort: docOpts.ListenerPort,
 			AccessLogPath: docOpts.AccessLogPath, DisableAccessLog: docOpts.DisableAccessLog,
+			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
+			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 		}
 		config = append(config, []byte("# kind: Options (test-only, taken out)\n"))
 	}

@@ -53,6 +53,9 @@ type config struct {
 	Fail    bool   `json:"fail"`
 	Panic   bool   `json:"panic"`
 	Minimal bool   `json:"minimal"`
+	// FailUnlessValidating makes the config fail when Envoy serves and
+	// succeed when it only validates (abi.InValidationMode).
+	FailUnlessValidating bool `json:"failUnlessValidating"`
 }
 
 func newConfig(raw []byte) (abi.FilterConfig, error) {
@@ -65,6 +68,9 @@ func newConfig(raw []byte) (abi.FilterConfig, error) {
 	}
 	if c.Fail {
 		return nil, errors.New("testmodule: config asked to fail")
+	}
+	if c.FailUnlessValidating && !abi.InValidationMode() {
+		return nil, errors.New("testmodule: not validating")
 	}
 	abi.Log(abi.LogInfo, "frontdoor-test config loaded: tag="+c.Tag)
 	liveConfigs.Add(1)

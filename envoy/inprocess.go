@@ -1,0 +1,42 @@
+package envoy
+
+// In-process mode (UpstreamCluster spec.requestService: InProcess): the
+// request pipeline runs inside Envoy as a dynamic module
+// (cmd/frontdoor-module, package inprocess). What the translator writes
+// into the filter's config and what the module reads from it.
+
+const (
+	// InProcessFilterName is the HCM filter running the module.
+	InProcessFilterName = "frontdoor.inprocess"
+	// InProcessModuleFilter is the filter_name the module registers its
+	// request filter under.
+	InProcessModuleFilter = "request_service"
+
+	// MetadataNamespaceInProcess is the dynamic metadata namespace the
+	// module writes the access-log fields (AccessLogFields) into, one key
+	// each, and AccessLogRequestServiceMicros.
+	MetadataNamespaceInProcess = "frontdoor.inprocess"
+)
+
+// InProcessConfig is the module filter's config (filter_config, JSON in a
+// google.protobuf.StringValue). It changes only with the cluster or the
+// gateway's flags, never with a policy edit: the module receives the
+// policy table from frontdoor serve (PolicyAddress), so editing an
+// UpstreamCluster never replaces the listener and never drains
+// connections.
+type InProcessConfig struct {
+	// Cluster is the UpstreamCluster whose requests the filter decides.
+	Cluster string `json:"cluster"`
+	// PolicyAddress is frontdoor serve's gRPC address (host:port or
+	// unix:///path), where the module subscribes to the policy table.
+	PolicyAddress string `json:"policyAddress"`
+	// MetricsAddress, when set, is where the module serves the pipeline's
+	// Prometheus metrics (/metrics), host:port.
+	MetricsAddress string `json:"metricsAddress,omitempty"`
+}
+
+// AccessLogRequestServiceMicros is the module's metadata key (in
+// MetadataNamespaceInProcess) holding how long the request service took for
+// the request, in microseconds: inline, the pipeline's own time; paused,
+// the time until the decision was applied.
+const AccessLogRequestServiceMicros = "requestServiceMicros"

@@ -1,0 +1,188 @@
+// Package inprocess is the request service inside Envoy: the same
+// authz.Pipeline as frontdoor serve's ext_authz and ext_proc services,
+// compiled into Envoy as a dynamic module (cmd/frontdoor-module, a Go
+// c-shared library) and run as an HTTP filter on Envoy's worker threads.
+// There is no gRPC round trip and no identity Lua filter: the filter reads
+// the request headers, asks the pipeline and rewrites the headers itself,
+// each identity value its own header field.
+//
+// A request whose credentials are cached (certificates always, tokens a
+// TokenReview authenticated) is decided inline (authz.Checker.TryCheck).
+// One that needs the apiserver (a new token, client impersonation) is paused,
+// decided on a goroutine with the same caches, and resumed on its worker
+// thread through the ABI's scheduler: a worker never waits on the network.
+//
+// It fails closed: until the first policy table arrives every request is
+// answered 503; a Go panic in the filter becomes a 503 Status (package abi);
+// a decision that never comes is cut at checkTimeout with a 503.
+//
+// The module gets its policy from frontdoor serve (package policyfeed), not
+// from its Envoy config, so a policy edit never rebuilds Envoy's listener.
+//
+// This package imports the ABI binding (cgo); frontdoor serve never links
+// it (it links policyfeed only).
+package inprocess
+
+import (
+	"context"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/authz"
+	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/inprocess/abi"
+	"github.com/kubefrontdoor/frontdoor/kubestatus"
+)
+
+// checkTimeout bounds a decision that waits on the apiserver, as the
+// ext_authz and ext_proc filters' timeout does in the other modes.
+const checkTimeout = 2 * time.Second
+
+// scheduledDecision is the only event id the filter schedules.
+const scheduledDecision = 1
+
+// stream is what the filter needs of an Envoy stream (abi.Stream); tests
+// drive the filter through a fake.
+type stream interface {
+	RequestHeaders(fn func(name, value []byte))
+	SetRequestHeader(name, value string) bool
+	AddRequestHeader(name, value string) bool
+	RemoveRequestHeader(name string) bool
+	ClearRouteCache()
+	SendLocalResponse(code int, headers [][2]string, body []byte, details string)
+	ContinueDecoding()
+	SetDynamicMetadataString(namespace, key, value string)
+	SetDynamicMetadataNumber(namespace, key string, value float64)
+}
+
+// scheduler brings a result back to the stream's worker thread.
+type scheduler interface {
+	Commit(eventID uint64) bool
+}
+
+// filterConfig is one UpstreamCluster's filter config.
+type filterConfig struct {
+	cluster string
+	checker authz.Checker
+}
+
+func (c *filterConfig) NewFilter() abi.Filter { return &filter{cfg: c} }
+
+func (c *filterConfig) Destroy() {}
+
+// filter handles one request.
+type filter struct {
+	cfg *filterConfig
+	// result is the asynchronous decision, written by its goroutine
+	// before Commit and read on the worker thread in OnScheduled.
+	result atomic.Pointer[authz.Decision]
+	start  time.Time
+}
+
+func (f *filter) OnRequestHeaders(s abi.Stream, _ bool) abi.HeadersStatus {
+	return f.onRequestHeaders(s, func() scheduler { return s.NewScheduler() })
+}
+
+func (f *filter) OnScheduled(s abi.Stream, eventID uint64) { f.onScheduled(s, eventID) }
+
+func (f *filter) OnDestroy() {}
+
+// onRequestHeaders decides inline when it can, else pauses the request
+// and decides on a goroutine.
+func (f *filter) onRequestHeaders(s stream, newScheduler func() scheduler) abi.HeadersStatus {
+	f.start = time.Now()
+	req := readRequest(s, f.cfg.cluster)
+	if d, ok := f.cfg.checker.TryCheck(req); ok {
+		return f.apply(s, &d)
+	}
+	sched := newScheduler()
+	checker := f.cfg.checker
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
+		defer cancel()
+		d := checker.Check(ctx, req)
+		f.result.Store(&d)
+		sched.Commit(scheduledDecision) // false: the stream is gone, nothing to do
+	}()
+	return abi.StopAllIterationAndBuffer
+}
+
+// onScheduled applies the asynchronous decision and resumes the request.
+func (f *filter) onScheduled(s stream, eventID uint64) {
+	d := f.result.Load()
+	if eventID != scheduledDecision || d == nil {
+		return
+	}
+	if f.apply(s, d) == abi.Continue {
+		s.ContinueDecoding()
+	}
+}
+
+// apply records the access-log fields, then forwards the request with its
+// identity headers (Continue) or answers the denial (StopIteration).
+func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
+	d.EachAccessLogField(
+		func(k, v string) { s.SetDynamicMetadataString(envoy.MetadataNamespaceInProcess, k, v) },
+		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
+	)
+	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceMicros,
+		float64(time.Since(f.start).Microseconds()))
+	if d.Allowed() && !carriable(d) {
+		d = &emptyValueDenial
+	}
+	if !d.Allowed() {
+		headers := make([][2]string, len(d.ResponseHeaders))
+		for i, h := range d.ResponseHeaders {
+			headers[i] = [2]string{h.Name, h.Value}
+		}
+		s.SendLocalResponse(d.Code, headers, d.Body, "frontdoor_"+string(d.Outcome))
+		return abi.StopIteration
+	}
+	d.Apply(mutator{s})
+	// x-frontdoor-rule picks the route: choose it again.
+	s.ClearRouteCache()
+	return abi.Continue
+}
+
+// carriable reports whether every header the decision sets has a value:
+// Envoy's ABI cannot add an empty header field (setting one removes the
+// name), so an identity with an empty value (a user extra "") could only
+// be forwarded without it, which would change the identity.
+func carriable(d *authz.Decision) bool {
+	for _, h := range d.SetHeaders {
+		if h.Value == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// emptyValueDenial refuses, rather than alter, an identity the module
+// cannot forward.
+var emptyValueDenial = authz.Decision{
+	Outcome: authz.Unavailable,
+	Code:    http.StatusInternalServerError,
+	Body: kubestatus.Body(http.StatusInternalServerError,
+		"frontdoor: the identity has an empty header value, which the in-process request service cannot forward; serve this cluster with requestService ExtAuthz or ExtProc"),
+	ResponseHeaders: []authz.Header{{Name: "content-type", Value: kubestatus.ContentType}, {Name: "cache-control", Value: kubestatus.CacheControl}},
+}
+
+// readRequest copies the headers the pipeline reads into a Request;
+// everything else stays in Envoy.
+func readRequest(s stream, cluster string) *authz.Request {
+	b := authz.NewRequestBuilder(cluster, 8)
+	s.RequestHeaders(func(name, value []byte) {
+		if authz.ReadsHeader(name) {
+			b.Add(string(name), string(value))
+		}
+	})
+	return b.Request()
+}
+
+// mutator applies a decision's header plan to the stream.
+type mutator struct{ s stream }
+
+func (m mutator) RemoveHeader(name string)        { m.s.RemoveRequestHeader(name) }
+func (m mutator) SetHeader(name, value string)    { m.s.SetRequestHeader(name, value) }
+func (m mutator) AppendHeader(name, value string) { m.s.AddRequestHeader(name, value) }

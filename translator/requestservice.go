@@ -1,0 +1,95 @@
+package translator
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+)
+
+// Every request passes the request service before it is routed: it
+// authenticates the client, picks the dispatch rule and decides the
+// identity headers. spec.requestService picks how Envoy reaches it; each
+// way is one requestService implementation, in a file of its own
+// (extauthz.go, extproc.go), and the rest of the translator only talks to
+// this interface. Adding a way is adding a file and a line in
+// requestServices, not a branch anywhere else.
+type requestService interface {
+	// httpFilters are the HCM filters that ask the request service and
+	// apply its answer, in order. They run after the early header mutation
+	// (client x-frontdoor-* and x-remote-* already stripped) and before
+	// the local rate limit filter and the router.
+	httpFilters(c *ClusterIR) []*hcmv3.HttpFilter
+	// perRoute is the virtual host's per-filter config for filter, which
+	// names the cluster to a service shared by every cluster; filter ""
+	// means the mode needs none.
+	perRoute(c *ClusterIR) (filter string, cfg proto.Message)
+	// requestMetadata is where the access log finds the request's
+	// Kubernetes fields (envoy.AccessLogFields): Envoy dynamic metadata
+	// namespace, then the keys leading to the fields' struct.
+	requestMetadata() (namespace string, path []string)
+	// forwardClientCert is how the HCM treats x-forwarded-client-cert,
+	// which carries the client certificate to modes that read it from the
+	// request headers.
+	forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCertDetails, *hcmv3.HttpConnectionManager_SetCurrentClientCertDetails)
+	// localReplyMappers come after the shared mappers (localReplyConfig):
+	// Status bodies for the mode's own failure replies.
+	localReplyMappers() []*hcmv3.ResponseMapper
+}
+
+// RequestServiceIR names the mode of a cluster's request service (the
+// defaulted spec.requestService).
+type RequestServiceIR string
+
+// requestServices are the modes, by the spec.requestService value that
+// selects them.
+var requestServices = map[RequestServiceIR]requestService{
+	RequestServiceIR(v1alpha1.RequestServiceExtAuthz):  extAuthz{},
+	RequestServiceIR(v1alpha1.RequestServiceExtProc):   extProc{},
+	RequestServiceIR(v1alpha1.RequestServiceInProcess): inProcess{},
+}
+
+// modeValidator is a mode with requirements beyond the spec (gateway
+// flags, files): an error rejects the cluster.
+type modeValidator interface {
+	validate(c *ClusterIR) error
+}
+
+// validateRequestService checks c's mode's own requirements.
+func validateRequestService(c *ClusterIR) error {
+	if v, ok := requestServiceOf(c).(modeValidator); ok {
+		return v.validate(c)
+	}
+	return nil
+}
+
+// defaultRequestService is the mode of a cluster that names none.
+const defaultRequestService = RequestServiceIR(v1alpha1.RequestServiceExtAuthz)
+
+func buildRequestService(st *statusBuilder, rs v1alpha1.RequestService) RequestServiceIR {
+	if rs == "" {
+		return defaultRequestService
+	}
+	if _, ok := requestServices[RequestServiceIR(rs)]; !ok {
+		st.reject(v1alpha1.ReasonInvalidRequestService, fmt.Sprintf("requestService %q is not one of %s", rs, requestServiceNames()))
+		return defaultRequestService
+	}
+	return RequestServiceIR(rs)
+}
+
+// requestServiceNames lists the modes for messages: "A, B".
+func requestServiceNames() string {
+	names := make([]string, 0, len(requestServices))
+	for n := range requestServices {
+		names = append(names, string(n))
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
+}
+
+// requestServiceOf is the mode of c. The IR only holds validated modes.
+func requestServiceOf(c *ClusterIR) requestService { return requestServices[c.RequestService] }
