@@ -26,14 +26,6 @@ const (
 	stdoutAccessLogName = "envoy.access_loggers.stdout"
 )
 
-// AccessLogIR says where Envoy writes the access log.
-type AccessLogIR struct {
-	// Disabled turns the access log off.
-	Disabled bool
-	// Path is the file Envoy appends to; empty means Envoy's stdout.
-	Path string
-}
-
 // accessLogs returns the HCM access log of cluster uc.
 func accessLogs(a AccessLogIR, uc string, rs requestService) []*accesslogv3.AccessLog {
 	if a.Disabled {

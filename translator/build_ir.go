@@ -1,12 +1,13 @@
 package translator
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
@@ -25,6 +26,11 @@ const (
 
 	DefaultListenerAddress = "0.0.0.0"
 	DefaultListenerPort    = 6443
+
+	DefaultConsecutive5xx             = 5
+	DefaultConsecutiveConnectFailures = 3
+	DefaultBaseEjectionTime           = 10 * time.Second
+	DefaultMaxEjectionPercent         = 50
 )
 
 // buildIR validates every input and resolves its references. It returns the
@@ -50,7 +56,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	slices.SortStableFunc(statuses, func(a, b *statusBuilder) int { return strings.Compare(a.uc.Name, b.uc.Name) })
 
 	secrets := newSecretIndex(in.Secrets)
-	endpoints := newSliceIndex(in.EndpointSlices)
+	endpointSlices := newSliceIndex(in.EndpointSlices)
 	seen := map[string]bool{}
 	var candidates []*ClusterIR
 	var owners []*statusBuilder
@@ -60,22 +66,24 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		}
 		seen[st.uc.Name] = true
 
-		c := buildCluster(st, secrets, endpoints)
-		c.AccessLog = AccessLogIR{Disabled: in.Options.DisableAccessLog, Path: in.Options.AccessLogPath}
-		c.Module = ModuleIR{Path: in.Options.InProcessModule, PolicyAddress: in.Options.InProcessPolicyAddress,
-			MetricsAddress: in.Options.InProcessMetricsAddress}
-		if err := validateRequestService(c); err != nil {
-			st.reject(v1alpha1.ReasonInvalidRequestService, err.Error())
-		}
+		c := buildCluster(st, secrets, endpointSlices, in.Options)
 		if !st.rejected() {
+			st.serverCount = int32(len(c.Servers))
 			candidates = append(candidates, c)
 			owners = append(owners, st)
 		}
 	}
 
-	// Server names are claimed in name order; only clusters that are
-	// otherwise valid claim names, so a broken cluster cannot take a name
-	// (or the default chain) away from a working one.
+	ir.Clusters = claimServerNames(candidates, owners)
+	return ir, statuses
+}
+
+// claimServerNames lets the candidates, in name order, claim their server
+// names, and returns those that got every one. Only clusters that are
+// otherwise valid claim names, so a broken cluster cannot take a name (or
+// the default chain) away from a working one.
+func claimServerNames(candidates []*ClusterIR, owners []*statusBuilder) []*ClusterIR {
+	var out []*ClusterIR
 	claimed := map[string]string{} // server name ("" = default chain) → cluster
 	for i, c := range candidates {
 		names := c.ServerNames
@@ -99,171 +107,139 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 		for _, n := range names {
 			claimed[n] = c.Name
 		}
-		ir.Clusters = append(ir.Clusters, c)
+		out = append(out, c)
 	}
-
-	return ir, statuses
+	return out
 }
 
-// buildCluster validates one UpstreamCluster and resolves its Secrets. It
-// always resolves the references, even for a rejected spec, so the
-// ResolvedRefs condition is truthful on its own.
-func buildCluster(st *statusBuilder, secrets secretIndex, endpoints sliceIndex) *ClusterIR {
+// buildCluster validates one UpstreamCluster, defaults it and resolves
+// what it references, recording the verdict in st. The stages go in the
+// order of the Accepted reasons' precedence: the spec (with what the
+// EndpointSlices say about it), then the Secrets, then what needs the
+// Secrets' content or the gateway's flags. References are resolved even
+// for a rejected spec, so the ResolvedRefs condition is truthful on its own.
+func buildCluster(st *statusBuilder, secrets secretIndex, endpointSlices sliceIndex, opts Options) *ClusterIR {
 	spec := &st.uc.Spec
-	c := &ClusterIR{Name: st.uc.Name}
-
-	var discovered []ServerIR
-	var notes []string
-	if spec.EndpointsFrom != nil {
-		discovered, notes = endpoints.servers(spec.EndpointsFrom.Service)
+	eps, errs := validateUpstreamCluster(st.uc)
+	c, resolveErrs := buildSpec(st.uc.Name, spec, eps, endpointSlices)
+	errs = append(resolveErrs, errs...) // about spec.servers: first, as servers are
+	if len(errs) == 0 {
+		c.Dispatch, errs = buildDispatch(spec, c, eps)
 	}
-	c.Servers, c.SNI, c.ResolveDNS = buildServers(st, spec.Servers, discovered, notes)
-	c.ServerNames = buildServerNames(st, spec.SecureServing.ServerNames)
-	c.HealthCheck = buildHealthCheck(st, spec.HealthCheck)
-	c.Outlier = buildOutlier(st, spec.OutlierDetection)
-	c.LoadBalancing = buildLoadBalancing(st, spec.LoadBalancing)
-	c.RequestService = buildRequestService(st, spec.RequestService)
-	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
-	c.TokenReview = buildTokenReview(st, spec.Authentication.TokenReview)
-	c.Anonymous = spec.Authentication.Anonymous.Enabled
-	if !st.rejected() {
-		c.Dispatch = buildDispatch(st, c)
+	st.invalid(errs)
+
+	if err := resolveSecrets(c, spec, secrets); err != nil {
+		st.unresolved(err)
 	}
 
-	var err error
-	if c.Serving, err = secrets.certKey(spec.SecureServing.SecretRef); err != nil {
-		st.unresolved(err.(*refError))
-	}
-	if ref := spec.SecureServing.ClientCASecretRef; ref != nil {
-		if c.ClientCA, err = secrets.caBundle(*ref); err != nil {
-			st.unresolved(err.(*refError))
-		}
-	}
-	if c.UpstreamClient, err = secrets.certKey(spec.ClientConfig.SecretRef); err != nil {
-		st.unresolved(err.(*refError))
-	}
-	if ref := spec.ClientConfig.SecretRef; spec.ClientConfig.InsecureSkipTLSVerify {
-		// KubeGateway panics on a CA together with insecure; here the
-		// contradiction is a condition and nothing else is affected.
-		if _, err := secrets.value(ref, keyCACert); err == nil {
-			st.reject(v1alpha1.ReasonInvalidClientConfig, fmt.Sprintf(
-				"clientConfig.insecureSkipTLSVerify is set but Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
-				ref.Namespace, ref.Name, keyCACert))
-		}
-	} else if c.UpstreamCA, err = secrets.caBundle(ref); err != nil {
-		st.unresolved(err.(*refError))
-	}
-	if !st.rejected() {
-		st.serverCount = int32(len(c.Servers))
-	}
+	c.AccessLog = AccessLogIR{Disabled: opts.DisableAccessLog, Path: opts.AccessLogPath}
+	c.Module = ModuleIR{Path: opts.InProcessModule, PolicyAddress: opts.InProcessPolicyAddress, MetricsAddress: opts.InProcessMetricsAddress}
+	st.invalid(append(checkInsecureClientConfig(spec.ClientConfig, secrets), validateRequestService(c)...))
 	return c
 }
 
-// buildServers parses the enabled servers and decides how Envoy reaches
+// validateRequestService checks c's mode's own requirements, as an error
+// on spec.requestService.
+func validateRequestService(c *ClusterIR) field.ErrorList {
+	if v, ok := requestServiceOf(c).(modeValidator); ok {
+		if err := v.validate(c); err != nil {
+			return field.ErrorList{field.Invalid(field.NewPath("spec", "requestService"), string(c.RequestService), err.Error())}
+		}
+	}
+	return nil
+}
+
+// buildSpec defaults the spec into a ClusterIR (without dispatch policies
+// and Secrets). The only error is resolving endpointsFrom to no server.
+func buildSpec(name string, spec *v1alpha1.UpstreamClusterSpec, eps endpoints, endpointSlices sliceIndex) (*ClusterIR, field.ErrorList) {
+	c := &ClusterIR{Name: name}
+	var errs field.ErrorList
+	c.Servers, c.SNI, c.ResolveDNS, errs = buildServers(spec, eps, endpointSlices)
+	c.ServerNames = buildServerNames(spec.SecureServing.ServerNames)
+	c.HealthCheck = buildHealthCheck(spec.HealthCheck)
+	c.Outlier = buildOutlier(spec.OutlierDetection)
+	c.LoadBalancing = loadBalancing(spec.LoadBalancing.Policy, LBRoundRobin)
+	c.RequestService = buildRequestService(spec.RequestService)
+	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
+	c.TokenReview = buildTokenReview(spec.Authentication.TokenReview)
+	c.Anonymous = spec.Authentication.Anonymous.Enabled
+	return c, errs
+}
+
+// buildServers collects the enabled servers and decides how Envoy reaches
 // them: SNI only when every server shares one DNS name (an IP in SNI is
 // forbidden by RFC 6066), and DNS resolution when any host is a name.
 //
-// discovered are the servers found through endpointsFrom (already parsed,
-// sorted and deduplicated); they follow the static ones, and one that
-// repeats a static server is the same server, not an error.
-func buildServers(st *statusBuilder, servers []v1alpha1.Server, discovered []ServerIR, notes []string) (out []ServerIR, sni string, dns bool) {
-	seen := map[string]bool{}
-	hosts := map[string]bool{}
-	allDNS := true
-	for i, s := range servers {
-		if s.Disabled {
-			continue
+// The servers found through endpointsFrom (parsed, sorted and deduplicated)
+// follow the static ones; one that repeats a static server is the same
+// server, not an error. Finding no server at all is, and only the slices
+// can tell (validateServers checks the spec without endpointsFrom).
+func buildServers(spec *v1alpha1.UpstreamClusterSpec, eps endpoints, endpointSlices sliceIndex) (out []ServerIR, sni string, dns bool, errs field.ErrorList) {
+	seen := map[ServerIR]bool{}
+	add := func(srv ServerIR) {
+		if !seen[srv] {
+			seen[srv] = true
+			out = append(out, srv)
 		}
-		srv, err := parseEndpoint(s.Endpoint)
-		if err != nil {
-			st.reject(v1alpha1.ReasonInvalidServer, fmt.Sprintf("servers[%d]: %v", i, err))
-			return nil, "", false
-		}
-		key := fmt.Sprintf("%s|%d", srv.Host, srv.Port)
-		if seen[key] {
-			st.reject(v1alpha1.ReasonInvalidServer, fmt.Sprintf("servers[%d]: endpoint %q repeats an earlier server", i, s.Endpoint))
-			return nil, "", false
-		}
-		seen[key] = true
-		hosts[srv.Host] = true
-		allDNS = allDNS && !srv.IsIP
-		dns = dns || !srv.IsIP
-		out = append(out, srv)
 	}
-	for _, srv := range discovered {
-		key := fmt.Sprintf("%s|%d", srv.Host, srv.Port)
-		if seen[key] {
-			continue
+	static := false
+	for _, s := range spec.Servers {
+		if srv, ok := eps.server(s.Endpoint); ok && !s.Disabled {
+			add(srv)
 		}
-		seen[key] = true
-		hosts[srv.Host] = true
-		allDNS = allDNS && !srv.IsIP
-		dns = dns || !srv.IsIP
-		out = append(out, srv)
+		static = static || !s.Disabled
 	}
-	if len(out) == 0 {
-		msg := "no enabled server"
-		if st.uc.Spec.EndpointsFrom != nil {
-			svc := st.uc.Spec.EndpointsFrom.Service
-			msg = fmt.Sprintf("no enabled server and no ready endpoint in the EndpointSlices of Service %s/%s", svc.Namespace, svc.Name)
+	if ef := spec.EndpointsFrom; ef != nil {
+		discovered, notes := endpointSlices.servers(ef.Service)
+		for _, srv := range discovered {
+			add(srv)
+		}
+		if !static && len(out) == 0 {
+			msg := fmt.Sprintf("no enabled server, and no ready endpoint in the EndpointSlices of Service %s/%s", ef.Service.Namespace, ef.Service.Name)
 			if len(notes) > 0 {
 				msg += " (" + strings.Join(notes, "; ") + ")"
 			}
+			errs = append(errs, field.Required(field.NewPath("spec", "servers"), msg))
 		}
-		st.reject(v1alpha1.ReasonNoServers, msg)
-		return nil, "", false
+	}
+
+	hosts := map[string]bool{}
+	allDNS := true
+	for _, srv := range out {
+		hosts[srv.Host] = true
+		allDNS = allDNS && !srv.IsIP
+		dns = dns || !srv.IsIP
 	}
 	if allDNS && len(hosts) == 1 {
 		sni = out[0].Host
 	}
-	return out, sni, dns
+	return out, sni, dns, errs
 }
 
-// buildServerNames checks the SNI names (DNS names, optionally with a
-// leading "*." wildcard as Envoy's server_names accept) and returns them
-// lowercased, sorted and deduplicated.
-func buildServerNames(st *statusBuilder, names []string) []string {
+// buildServerNames returns the SNI names lowercased, sorted and
+// deduplicated.
+func buildServerNames(names []string) []string {
 	var out []string
-	for i, n := range names {
-		n = strings.ToLower(n)
-		if errs := validation.IsDNS1123Subdomain(strings.TrimPrefix(n, "*.")); len(errs) > 0 {
-			st.reject(v1alpha1.ReasonInvalidServerName, fmt.Sprintf("secureServing.serverNames[%d] %q: %s", i, n, strings.Join(errs, "; ")))
-			return nil
-		}
-		out = append(out, n)
+	for _, n := range names {
+		out = append(out, strings.ToLower(n))
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
-func buildHealthCheck(st *statusBuilder, hc v1alpha1.HealthCheck) HealthCheckIR {
+func buildHealthCheck(hc v1alpha1.HealthCheck) HealthCheckIR {
 	out := HealthCheckIR{
-		Path:               hc.Path,
+		Path:               cmp.Or(hc.Path, DefaultHealthCheckPath),
 		Interval:           DefaultHealthCheckInterval,
 		Timeout:            DefaultHealthCheckTimeout,
 		UnhealthyThreshold: DefaultUnhealthyThreshold,
 		HealthyThreshold:   DefaultHealthyThreshold,
-	}
-	if out.Path == "" {
-		out.Path = DefaultHealthCheckPath
 	}
 	if hc.Interval != nil {
 		out.Interval = hc.Interval.Duration
 	}
 	if hc.Timeout != nil {
 		out.Timeout = hc.Timeout.Duration
-	}
-	switch {
-	case !strings.HasPrefix(out.Path, "/") || strings.ContainsAny(out.Path, " \t\r\n#"):
-		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.path %q must be an absolute path", out.Path))
-	case out.Interval < time.Millisecond:
-		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.interval %s must be at least 1ms", out.Interval))
-	case out.Timeout < time.Millisecond:
-		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.timeout %s must be at least 1ms", out.Timeout))
-	case hc.UnhealthyThreshold < 0:
-		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.unhealthyThreshold %d must be positive", hc.UnhealthyThreshold))
-	case hc.HealthyThreshold < 0:
-		st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("healthCheck.healthyThreshold %d must be positive", hc.HealthyThreshold))
 	}
 	if hc.UnhealthyThreshold > 0 {
 		out.UnhealthyThreshold = uint32(hc.UnhealthyThreshold)
@@ -274,21 +250,56 @@ func buildHealthCheck(st *statusBuilder, hc v1alpha1.HealthCheck) HealthCheckIR 
 	return out
 }
 
-func buildLoadBalancing(st *statusBuilder, lb v1alpha1.LoadBalancing) LoadBalancingIR {
-	switch lb.Policy {
-	case "", v1alpha1.RoundRobin:
-		return LBRoundRobin
-	case v1alpha1.Random:
-		return LBRandom
-	case v1alpha1.LeastRequest:
-		return LBLeastRequest
-	default:
-		st.reject(v1alpha1.ReasonInvalidLoadBalancing, fmt.Sprintf("loadBalancing.policy %q is not one of RoundRobin, Random, LeastRequest", lb.Policy))
-		return LBRoundRobin
+func buildOutlier(od v1alpha1.OutlierDetection) OutlierIR {
+	out := OutlierIR{
+		Consecutive5xx:             DefaultConsecutive5xx,
+		ConsecutiveConnectFailures: DefaultConsecutiveConnectFailures,
+		BaseEjectionTime:           DefaultBaseEjectionTime,
+		MaxEjectionPercent:         DefaultMaxEjectionPercent,
 	}
+	count := func(v *int32, dst *uint32) {
+		if v != nil && *v >= 0 {
+			*dst = uint32(*v)
+		}
+	}
+	count(od.Consecutive5xx, &out.Consecutive5xx)
+	count(od.ConsecutiveConnectFailures, &out.ConsecutiveConnectFailures)
+	count(od.MaxEjectionPercent, &out.MaxEjectionPercent)
+	if od.BaseEjectionTime != nil {
+		out.BaseEjectionTime = od.BaseEjectionTime.Duration
+	}
+	return out
 }
 
-func buildTokenReview(st *statusBuilder, tr v1alpha1.TokenReviewAuthentication) TokenReviewIR {
+// loadBalancingPolicies is the one mapping of the API's load-balancing
+// policies (spec.loadBalancing.policy, a dispatch policy's strategy) to the
+// IR's; validation lists its keys as the supported values.
+var loadBalancingPolicies = map[v1alpha1.LoadBalancingPolicy]LoadBalancingIR{
+	v1alpha1.RoundRobin:   LBRoundRobin,
+	v1alpha1.Random:       LBRandom,
+	v1alpha1.LeastRequest: LBLeastRequest,
+}
+
+// loadBalancing is policy p, or def when p is empty (or invalid, which
+// validation has reported).
+func loadBalancing(p v1alpha1.LoadBalancingPolicy, def LoadBalancingIR) LoadBalancingIR {
+	if lb, ok := loadBalancingPolicies[p]; ok {
+		return lb
+	}
+	return def
+}
+
+// defaultRequestService is the mode of a cluster that names none.
+const defaultRequestService = RequestServiceIR(v1alpha1.RequestServiceExtAuthz)
+
+func buildRequestService(rs v1alpha1.RequestService) RequestServiceIR {
+	if _, ok := requestServices[RequestServiceIR(rs)]; !ok {
+		return defaultRequestService
+	}
+	return RequestServiceIR(rs)
+}
+
+func buildTokenReview(tr v1alpha1.TokenReviewAuthentication) TokenReviewIR {
 	out := TokenReviewIR{
 		Enabled:          tr.Enabled == nil || *tr.Enabled,
 		CacheTTL:         DefaultTokenCacheTTL,
@@ -300,18 +311,10 @@ func buildTokenReview(st *statusBuilder, tr v1alpha1.TokenReviewAuthentication) 
 	if tr.NegativeCacheTTL != nil {
 		out.NegativeCacheTTL = tr.NegativeCacheTTL.Duration
 	}
-	switch {
-	case out.CacheTTL < 0:
-		st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.cacheTTL %s must not be negative", out.CacheTTL))
-	case out.NegativeCacheTTL < 0:
-		st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.negativeCacheTTL %s must not be negative", out.NegativeCacheTTL))
-	}
-	for i, a := range tr.Audiences {
-		if a == "" {
-			st.reject(v1alpha1.ReasonInvalidAuthentication, fmt.Sprintf("authentication.tokenReview.audiences[%d] is empty", i))
-			continue
+	for _, a := range tr.Audiences {
+		if a != "" {
+			out.Audiences = append(out.Audiences, a)
 		}
-		out.Audiences = append(out.Audiences, a)
 	}
 	slices.Sort(out.Audiences)
 	out.Audiences = slices.Compact(out.Audiences)

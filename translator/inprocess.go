@@ -26,17 +26,6 @@ import (
 // remote module source would, on a failed fetch, install no filter and pass
 // requests through, so it is never used.
 
-// ModuleIR is how Envoy loads the module and where the module finds
-// frontdoor serve (gateway-wide, from Options).
-type ModuleIR struct {
-	// Path is the absolute path of the module (libfrontdoor.so) on the
-	// Envoy host; empty when the gateway was not given one.
-	Path string
-	// PolicyAddress and MetricsAddress are envoy.InProcessConfig's.
-	PolicyAddress  string
-	MetricsAddress string
-}
-
 // inProcess runs the request service inside Envoy.
 type inProcess struct{}
 
@@ -46,7 +35,7 @@ var _ requestService = inProcess{}
 // given the module and the address of frontdoor serve.
 func (inProcess) validate(c *ClusterIR) error {
 	if c.Module.Path == "" || c.Module.PolicyAddress == "" {
-		return fmt.Errorf("requestService InProcess needs the dynamic module: start frontdoor serve with --inprocess-module (and --inprocess-policy-address if Envoy reaches it elsewhere than --grpc-address)")
+		return fmt.Errorf("needs the dynamic module: start frontdoor serve with --inprocess-module (and --inprocess-policy-address if Envoy reaches it elsewhere than --grpc-address)")
 	}
 	return nil
 }

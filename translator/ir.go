@@ -1,6 +1,10 @@
 package translator
 
-import "time"
+import (
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
+)
 
 // The IR (intermediate representation) sits between the CRDs and the xDS
 // protos, as in Envoy Gateway. It holds only validated, resolved, defaulted
@@ -119,3 +123,54 @@ const (
 	LBRandom       LoadBalancingIR = "Random"
 	LBLeastRequest LoadBalancingIR = "LeastRequest"
 )
+
+// DispatchIR is one validated dispatch policy.
+type DispatchIR struct {
+	// Name names the policy's route and cluster (<uc>/<name>).
+	Name string
+	// Rules are the compiled match rules (service accounts as user names).
+	Rules []policy.Rule
+	// Servers are the policy's servers: its upstreamSubset, or every server.
+	Servers []ServerIR
+	// LoadBalancing is the policy's strategy (defaulted to the cluster's).
+	LoadBalancing LoadBalancingIR
+	// Reject, when set, is answered by the request service.
+	Reject *policy.Reject
+	// Flow is the referenced flow-control schema; zero when none.
+	Flow FlowIR
+}
+
+// FlowIR is a resolved flow-control schema.
+type FlowIR struct {
+	// Schema is the schema's name; empty means no flow control.
+	Schema string
+	// QPS and Burst are the token bucket (QPS 0: no bucket).
+	QPS, Burst uint32
+	// PerUser gives each user its own bucket.
+	PerUser bool
+	// MaxInflight caps concurrent non-long-running requests (0: no cap).
+	MaxInflight uint32
+}
+
+// RequestServiceIR names the mode of a cluster's request service (the
+// defaulted spec.requestService).
+type RequestServiceIR string
+
+// AccessLogIR says where Envoy writes the access log (accesslog.go).
+type AccessLogIR struct {
+	// Disabled turns the access log off.
+	Disabled bool
+	// Path is the file Envoy appends to; empty means Envoy's stdout.
+	Path string
+}
+
+// ModuleIR is how Envoy loads frontdoor's dynamic module (inprocess.go)
+// and where the module finds frontdoor serve (gateway-wide, from Options).
+type ModuleIR struct {
+	// Path is the absolute path of the module (libfrontdoor.so) on the
+	// Envoy host; empty when the gateway was not given one.
+	Path string
+	// PolicyAddress and MetricsAddress are envoy.InProcessConfig's.
+	PolicyAddress  string
+	MetricsAddress string
+}

@@ -1,56 +1,15 @@
 package translator
 
 import (
-	"fmt"
 	"time"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
-
-	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
 
-// Outlier-detection defaults (the CRD's defaults, applied again for file
-// mode).
-const (
-	DefaultConsecutive5xx             = 5
-	DefaultConsecutiveConnectFailures = 3
-	DefaultBaseEjectionTime           = 10 * time.Second
-	DefaultMaxEjectionPercent         = 50
-
-	// outlierInterval is how often Envoy returns ejected servers whose
-	// ejection time is over; it bounds how late a server comes back.
-	outlierInterval = time.Second
-)
-
-func buildOutlier(st *statusBuilder, od v1alpha1.OutlierDetection) OutlierIR {
-	out := OutlierIR{
-		Consecutive5xx:             DefaultConsecutive5xx,
-		ConsecutiveConnectFailures: DefaultConsecutiveConnectFailures,
-		BaseEjectionTime:           DefaultBaseEjectionTime,
-		MaxEjectionPercent:         DefaultMaxEjectionPercent,
-	}
-	count := func(field string, v *int32, max int32, dst *uint32) {
-		switch {
-		case v == nil:
-		case *v < 0 || *v > max:
-			st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.%s %d must be between 0 and %d", field, *v, max))
-		default:
-			*dst = uint32(*v)
-		}
-	}
-	count("consecutive5xx", od.Consecutive5xx, 1<<20, &out.Consecutive5xx)
-	count("consecutiveConnectFailures", od.ConsecutiveConnectFailures, 1<<20, &out.ConsecutiveConnectFailures)
-	count("maxEjectionPercent", od.MaxEjectionPercent, 100, &out.MaxEjectionPercent)
-	if od.BaseEjectionTime != nil {
-		if d := od.BaseEjectionTime.Duration; d < time.Millisecond {
-			st.reject(v1alpha1.ReasonInvalidHealthCheck, fmt.Sprintf("outlierDetection.baseEjectionTime %s must be at least 1ms", d))
-		} else {
-			out.BaseEjectionTime = d
-		}
-	}
-	return out
-}
+// outlierInterval is how often Envoy returns ejected servers whose
+// ejection time is over; it bounds how late a server comes back.
+const outlierInterval = time.Second
 
 // outlierDetection ejects servers on consecutive failures of live traffic.
 // Errors Envoy sees itself (connect failures, resets, timeouts) are counted

@@ -2,12 +2,14 @@ package translator
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
@@ -48,7 +50,7 @@ func newSecretIndex(secrets []*corev1.Secret) secretIndex {
 
 // value returns one key of the referenced Secret's data (the apiserver, and
 // DecodeInputs for files, fold stringData into data).
-func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, error) {
+func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, *refError) {
 	s, ok := idx[ref.Namespace+"/"+ref.Name]
 	if !ok {
 		return nil, &refError{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)}
@@ -62,7 +64,7 @@ func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, 
 // certKey reads and checks tls.crt and tls.key: every certificate must
 // parse and the key must match the leaf, so Envoy never receives a pair it
 // would reject (which would NACK the whole SDS update).
-func (idx secretIndex) certKey(ref v1alpha1.SecretReference) (CertKeyIR, error) {
+func (idx secretIndex) certKey(ref v1alpha1.SecretReference) (CertKeyIR, *refError) {
 	crt, err := idx.value(ref, keyTLSCert)
 	if err != nil {
 		return CertKeyIR{}, err
@@ -81,7 +83,7 @@ func (idx secretIndex) certKey(ref v1alpha1.SecretReference) (CertKeyIR, error) 
 }
 
 // caBundle reads and checks ca.crt.
-func (idx secretIndex) caBundle(ref v1alpha1.SecretReference) ([]byte, error) {
+func (idx secretIndex) caBundle(ref v1alpha1.SecretReference) ([]byte, *refError) {
 	ca, err := idx.value(ref, keyCACert)
 	if err != nil {
 		return nil, err
@@ -92,7 +94,7 @@ func (idx secretIndex) caBundle(ref v1alpha1.SecretReference) ([]byte, error) {
 	return ca, nil
 }
 
-func invalidSecret(ref v1alpha1.SecretReference, key string, err error) error {
+func invalidSecret(ref v1alpha1.SecretReference, key string, err error) *refError {
 	return &refError{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s key %q: %v", ref.Namespace, ref.Name, key, err)}
 }
 
@@ -122,4 +124,35 @@ func checkCertificates(data []byte) error {
 		return fmt.Errorf("trailing data after certificate %d", n)
 	}
 	return nil
+}
+
+// resolveSecrets reads every referenced Secret into c and returns the
+// first failure (the ResolvedRefs condition names one).
+func resolveSecrets(c *ClusterIR, spec *v1alpha1.UpstreamClusterSpec, secrets secretIndex) *refError {
+	var serving, clientCA, client, ca *refError
+	c.Serving, serving = secrets.certKey(spec.SecureServing.SecretRef)
+	if ref := spec.SecureServing.ClientCASecretRef; ref != nil {
+		c.ClientCA, clientCA = secrets.caBundle(*ref)
+	}
+	c.UpstreamClient, client = secrets.certKey(spec.ClientConfig.SecretRef)
+	if !spec.ClientConfig.InsecureSkipTLSVerify {
+		c.UpstreamCA, ca = secrets.caBundle(spec.ClientConfig.SecretRef)
+	}
+	return cmp.Or(serving, clientCA, client, ca)
+}
+
+// checkInsecureClientConfig rejects skipping verification of the servers
+// while the client Secret holds a CA to verify them with. KubeGateway
+// panics on the contradiction; here it is a condition and nothing else is
+// affected.
+func checkInsecureClientConfig(cc v1alpha1.ClientConfig, secrets secretIndex) field.ErrorList {
+	if !cc.InsecureSkipTLSVerify {
+		return nil
+	}
+	if _, err := secrets.value(cc.SecretRef, keyCACert); err != nil {
+		return nil
+	}
+	return field.ErrorList{field.Invalid(field.NewPath("spec", "clientConfig", "insecureSkipTLSVerify"), true, fmt.Sprintf(
+		"Secret %s/%s has a %s: verify the servers with the CA or skip verification, not both",
+		cc.SecretRef.Namespace, cc.SecretRef.Name, keyCACert))}
 }

@@ -1,10 +1,6 @@
 package translator
 
 import (
-	"fmt"
-	"slices"
-	"strings"
-
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
 
@@ -41,10 +37,6 @@ type requestService interface {
 	localReplyMappers() []*hcmv3.ResponseMapper
 }
 
-// RequestServiceIR names the mode of a cluster's request service (the
-// defaulted spec.requestService).
-type RequestServiceIR string
-
 // requestServices are the modes, by the spec.requestService value that
 // selects them.
 var requestServices = map[RequestServiceIR]requestService{
@@ -54,41 +46,10 @@ var requestServices = map[RequestServiceIR]requestService{
 }
 
 // modeValidator is a mode with requirements beyond the spec (gateway
-// flags, files): an error rejects the cluster.
+// flags, files): an error rejects the cluster, as the detail of an error
+// on spec.requestService (validateRequestService).
 type modeValidator interface {
 	validate(c *ClusterIR) error
-}
-
-// validateRequestService checks c's mode's own requirements.
-func validateRequestService(c *ClusterIR) error {
-	if v, ok := requestServiceOf(c).(modeValidator); ok {
-		return v.validate(c)
-	}
-	return nil
-}
-
-// defaultRequestService is the mode of a cluster that names none.
-const defaultRequestService = RequestServiceIR(v1alpha1.RequestServiceExtAuthz)
-
-func buildRequestService(st *statusBuilder, rs v1alpha1.RequestService) RequestServiceIR {
-	if rs == "" {
-		return defaultRequestService
-	}
-	if _, ok := requestServices[RequestServiceIR(rs)]; !ok {
-		st.reject(v1alpha1.ReasonInvalidRequestService, fmt.Sprintf("requestService %q is not one of %s", rs, requestServiceNames()))
-		return defaultRequestService
-	}
-	return RequestServiceIR(rs)
-}
-
-// requestServiceNames lists the modes for messages: "A, B".
-func requestServiceNames() string {
-	names := make([]string, 0, len(requestServices))
-	for n := range requestServices {
-		names = append(names, string(n))
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
 }
 
 // requestServiceOf is the mode of c. The IR only holds validated modes.

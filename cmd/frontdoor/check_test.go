@@ -86,7 +86,7 @@ func TestCheck(t *testing.T) {
 			wantErr: "1 of 2 UpstreamCluster(s) rejected",
 			want: []string{
 				"UpstreamCluster bad (generation 0): REJECTED",
-				`  Accepted=False InvalidServer: servers[0]: endpoint "ftp://10.0.0.2": scheme must be https`,
+				`  Accepted=False InvalidServer: spec.servers[0].endpoint: Invalid value: "ftp://10.0.0.2": scheme must be https`,
 				"  ResolvedRefs=False SecretNotFound: Secret fd/missing not found",
 				"UpstreamCluster good (generation 4): accepted",
 			},

@@ -225,6 +225,9 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 		return uc.Status.ObservedGeneration == uc.Generation && a.Status == metav1.ConditionFalse && a.Reason == v1alpha1.ReasonInvalidServer
 	})
 	t.Logf("bad endpoint: Accepted=%s/%s %q", cond(uc, v1alpha1.ConditionAccepted).Status, cond(uc, v1alpha1.ConditionAccepted).Reason, cond(uc, v1alpha1.ConditionAccepted).Message)
+	if msg := cond(uc, v1alpha1.ConditionAccepted).Message; !strings.Contains(msg, "spec.servers[0].endpoint") {
+		t.Errorf("the Accepted message does not name the field spec.servers[0].endpoint: %q", msg)
+	}
 	time.Sleep(500 * time.Millisecond) // past the debounce: nothing may follow
 	if v := snapshotVersion(t, ctx); v != versionBefore {
 		t.Errorf("invalid edits changed the served snapshot: %s → %s", versionBefore, v)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -52,13 +53,17 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 			t.Errorf("client-go error %v, want ServiceUnavailable with the Status message", err)
 		}
 	})
-	t.Run("503 when the request service is down", func(t *testing.T) {
+	// frontdoor serve down: ext_authz and ext_proc fail closed with 503. In
+	// process, the request service is Envoy itself: it keeps deciding with
+	// the last policy table it received, still refusing what has no
+	// identity.
+	t.Run("frontdoor serve down", func(t *testing.T) {
 		sb.StopFrontdoor()
 		defer func() {
 			if err := sb.StartFrontdoor(context.Background()); err != nil {
 				t.Fatalf("restarting frontdoor: %v", err)
 			}
-			// Back to normal: Envoy reconnects to the request service.
+			// Back to normal: Envoy reconnects to frontdoor.
 			c := httpClient(t, "", admin.certPEM, admin.keyPEM)
 			if err := poll(ctx, 200*time.Millisecond, func() (bool, error) {
 				code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+"/version", nil, nil)
@@ -67,7 +72,15 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 				t.Fatalf("gateway not serving after frontdoor restarted: %v", err)
 			}
 		}()
-		// A credential the request service would accept: fail closed.
-		check(t, httpClient(t, "", admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
+		if sandbox.RequestServiceFromEnv() != "InProcess" {
+			// A credential the request service would accept: fail closed.
+			check(t, httpClient(t, "", admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
+			return
+		}
+		code, _, body := do(t, ctx, httpClient(t, "", admin.certPEM, admin.keyPEM), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", nil, nil)
+		if code != http.StatusOK {
+			t.Errorf("with frontdoor serve down: status %d %s, want 200 (decided in Envoy with the last table)", code, body)
+		}
+		check(t, httpClient(t, "", nil, nil), nil, 401, metav1.StatusReasonUnauthorized)
 	})
 }

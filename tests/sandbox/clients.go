@@ -145,8 +145,9 @@ func (s *Sandbox) EnvoyAdmin(ctx context.Context, path string) (string, error) {
 
 // FrontdoorMetrics fetches frontdoor's Prometheus text: frontdoor serve's
 // and, when the sandbox's cluster runs InProcess, the request pipeline's
-// inside Envoy (its Go runtime's series are prefixed frontdoor_module_, so
-// the two never share a name).
+// inside Envoy, merged as Prometheus would aggregate the two scrapes: a
+// family both expose (serve's idle pipeline and the module's) lists the
+// series of both, so sums count each request once.
 func (s *Sandbox) FrontdoorMetrics(ctx context.Context) (string, error) {
 	if s.FrontdoorMetricsURL == "" {
 		return "", errors.New("the sandbox runs no frontdoor")
@@ -160,7 +161,38 @@ func (s *Sandbox) FrontdoorMetrics(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("in-process module metrics: %w", err)
 	}
-	return text + module, nil
+	return mergeMetrics(text, module)
+}
+
+// mergeMetrics merges two Prometheus text expositions family by family.
+func mergeMetrics(texts ...string) (string, error) {
+	merged := map[string]*dto.MetricFamily{}
+	for _, text := range texts {
+		parser := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+		if err != nil {
+			return "", fmt.Errorf("parsing metrics: %w", err)
+		}
+		for name, f := range fams {
+			if m, ok := merged[name]; ok {
+				m.Metric = append(m.Metric, f.Metric...)
+			} else {
+				merged[name] = f
+			}
+		}
+	}
+	names := make([]string, 0, len(merged))
+	for n := range merged {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		if _, err := expfmt.MetricFamilyToText(&b, merged[n]); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
 }
 
 // SumMetric parses Prometheus text and sums the samples of the counter,
