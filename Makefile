@@ -91,7 +91,7 @@ generate: ## regenerate deepcopy and CRD YAML with controller-gen
 
 .PHONY: golden
 golden: ## rewrite the translator's golden files
-	$(GO) test ./translator/... -update
+	$(GO) test ./translator -update
 
 .PHONY: verify
 verify: generate golden ## regenerate everything and fail if the tree changed

@@ -1,14 +1,14 @@
-package translator
+package translator_test
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
 // BenchmarkTranslate measures one full translation (validation, Secret
@@ -22,7 +22,7 @@ import (
 //
 // BenchmarkTranslateDispatchRules measures dispatch rules.
 func BenchmarkTranslate(b *testing.B) {
-	base := loadInputs(b, filepath.Join(inDir, "one-cluster.yaml"))
+	base := loadCase(b, "one-cluster")
 	tmpl := base.UpstreamClusters[0]
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) {
@@ -75,16 +75,16 @@ func BenchmarkTranslate(b *testing.B) {
 	}
 }
 
-func benchTranslate(b *testing.B, in Inputs, wantClusters int) {
+func benchTranslate(b *testing.B, in translator.Inputs, wantClusters int) {
 	b.Helper()
-	out := Translate(in)
+	out := translator.Translate(in)
 	if got := len(out.Policy.Clusters); got != wantClusters {
 		b.Fatalf("%d clusters accepted, want %d: %+v", got, wantClusters, out.Statuses[0])
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		Translate(in)
+		translator.Translate(in)
 	}
 }
 
@@ -100,7 +100,7 @@ const (
 // withDispatchRules returns inputs holding n dispatch rules over
 // UpstreamClusters like tmpl, each rule matching its own user; every policy
 // of a cluster has its own flow-control schema (a token bucket per user).
-func withDispatchRules(base Inputs, tmpl *v1alpha1.UpstreamCluster, n int) Inputs {
+func withDispatchRules(base translator.Inputs, tmpl *v1alpha1.UpstreamCluster, n int) translator.Inputs {
 	in := base
 	in.UpstreamClusters = nil
 	perCluster := rulesPerPolicy * policiesPerCluster
@@ -132,12 +132,12 @@ func withDispatchRules(base Inputs, tmpl *v1alpha1.UpstreamCluster, n int) Input
 // route and cluster (plus its endpoints), so the cost follows the policy
 // count more than the rule count.
 func BenchmarkTranslateDispatchRules(b *testing.B) {
-	base := loadInputs(b, filepath.Join(inDir, "one-cluster.yaml"))
+	base := loadCase(b, "one-cluster")
 	tmpl := base.UpstreamClusters[0]
 	for _, n := range []int{1, 100, 1000, 10000} {
 		b.Run(fmt.Sprintf("rules=%d", n), func(b *testing.B) {
 			in := withDispatchRules(base, tmpl, n)
-			out := Translate(in)
+			out := translator.Translate(in)
 			rules := 0
 			for _, c := range out.Policy.Clusters {
 				for _, d := range c.Dispatch {

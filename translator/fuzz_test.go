@@ -1,8 +1,7 @@
-package translator
+package translator_test
 
 import (
 	"os"
-	"path/filepath"
 	"testing"
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -10,6 +9,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
 
 // FuzzTranslate feeds arbitrary UpstreamCluster specs (as YAML) next to a
@@ -17,20 +18,15 @@ import (
 // panic, and its output must stay valid and consistent: one bad object can
 // never take the gateway down.
 func FuzzTranslate(f *testing.F) {
-	base := loadInputs(f, filepath.Join(inDir, "sni-clusters.yaml"))
+	base := loadCase(f, "sni-clusters")
 	// EndpointSlices for specs with endpointsFrom (default/kubernetes and others).
-	base.EndpointSlices = loadInputs(f, filepath.Join(inDir, "endpointslice-servers.yaml")).EndpointSlices
-	paths, _ := filepath.Glob(filepath.Join(inDir, "*.yaml"))
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		for _, doc := range splitYAML(data) {
-			var uc v1alpha1.UpstreamCluster
-			if yaml.Unmarshal(doc, &uc) != nil || uc.Kind != "UpstreamCluster" {
-				continue
-			}
+	base.EndpointSlices = loadCase(f, "endpointslice-servers").EndpointSlices
+	cases, err := translatortest.Cases(os.DirFS(inDir))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range cases {
+		for _, uc := range loadCase(f, name).UpstreamClusters {
 			spec, err := yaml.Marshal(uc.Spec)
 			if err != nil {
 				f.Fatal(err)
@@ -46,7 +42,7 @@ func FuzzTranslate(f *testing.F) {
 		}
 		in := base
 		in.UpstreamClusters = append([]*v1alpha1.UpstreamCluster{uc}, base.UpstreamClusters...)
-		out := Translate(in)
+		out := translator.Translate(in)
 		if len(out.Statuses) != len(in.UpstreamClusters) {
 			t.Fatalf("%d statuses for %d inputs", len(out.Statuses), len(in.UpstreamClusters))
 		}

@@ -1,13 +1,11 @@
-package translator
+package translator_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -18,11 +16,10 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
 
 var update = flag.Bool("update", false, "rewrite translator/testdata/out from the current output")
@@ -30,111 +27,21 @@ var update = flag.Bool("update", false, "rewrite translator/testdata/out from th
 const (
 	inDir  = "testdata/in"
 	outDir = "testdata/out"
-	// filePrefix in a Secret's stringData value is replaced by the contents
-	// of that file (relative to testdata/in), so test PEMs live in one place.
-	filePrefix = "file:"
 )
 
-// testOptions is the test-only "kind: Options" document of an input file.
-type testOptions struct {
-	Kind            string `json:"kind"`
-	ListenerAddress string `json:"listenerAddress"`
-	ListenerPort    uint32 `json:"listenerPort"`
-	AccessLogPath   string `json:"accessLogPath"`
-	// DisableAccessLog turns Envoy's access log off.
-	DisableAccessLog bool `json:"disableAccessLog"`
-	// The in-process module's path and frontdoor serve's addresses.
-	InProcessModule         string `json:"inProcessModule"`
-	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
-	InProcessMetricsAddress string `json:"inProcessMetricsAddress"`
-}
-
-// loadInputs reads one multi-document YAML input: UpstreamClusters,
-// Secrets and at most one Options document.
-func loadInputs(t testing.TB, path string) Inputs {
+// loadCase reads the golden case testdata/in/<name>.yaml through
+// translatortest, as every other package's tests do.
+func loadCase(t testing.TB, name string) translator.Inputs {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	in, err := translatortest.Load(os.DirFS(inDir), name)
 	if err != nil {
 		t.Fatal(err)
-	}
-	in, err := parseInputs(data, func(name string) ([]byte, error) {
-		return os.ReadFile(filepath.Join(inDir, filepath.FromSlash(name)))
-	})
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
 	}
 	return in
 }
 
-func parseInputs(data []byte, readFile func(string) ([]byte, error)) (Inputs, error) {
-	var in Inputs
-	for i, doc := range splitYAML(data) {
-		var meta struct {
-			Kind string `json:"kind"`
-		}
-		if err := yaml.Unmarshal(doc, &meta); err != nil {
-			return in, fmt.Errorf("document %d: %w", i, err)
-		}
-		switch meta.Kind {
-		case "":
-			continue // comments only
-		case "Options":
-			var o testOptions
-			if err := yaml.UnmarshalStrict(doc, &o); err != nil {
-				return in, fmt.Errorf("document %d: %w", i, err)
-			}
-			in.Options = Options{
-				ListenerAddress: o.ListenerAddress, ListenerPort: o.ListenerPort,
-				AccessLogPath: o.AccessLogPath, DisableAccessLog: o.DisableAccessLog,
-				InProcessModule: o.InProcessModule, InProcessPolicyAddress: o.InProcessPolicyAddress,
-				InProcessMetricsAddress: o.InProcessMetricsAddress,
-			}
-		case "UpstreamCluster":
-			uc := &v1alpha1.UpstreamCluster{}
-			if err := yaml.UnmarshalStrict(doc, uc); err != nil {
-				return in, fmt.Errorf("document %d: %w", i, err)
-			}
-			in.UpstreamClusters = append(in.UpstreamClusters, uc)
-		case "Secret":
-			s := &corev1.Secret{}
-			if err := yaml.UnmarshalStrict(doc, s); err != nil {
-				return in, fmt.Errorf("document %d: %w", i, err)
-			}
-			for k, v := range s.StringData {
-				if name, ok := strings.CutPrefix(v, filePrefix); ok {
-					b, err := readFile(name)
-					if err != nil {
-						return in, fmt.Errorf("document %d: %w", i, err)
-					}
-					s.StringData[k] = string(b)
-				}
-			}
-			in.Secrets = append(in.Secrets, s)
-		case "EndpointSlice":
-			es := &discoveryv1.EndpointSlice{}
-			if err := yaml.UnmarshalStrict(doc, es); err != nil {
-				return in, fmt.Errorf("document %d: %w", i, err)
-			}
-			in.EndpointSlices = append(in.EndpointSlices, es)
-		default:
-			return in, fmt.Errorf("document %d: unknown kind %q", i, meta.Kind)
-		}
-	}
-	return in, nil
-}
-
-func splitYAML(data []byte) [][]byte {
-	var docs [][]byte
-	for _, d := range bytes.Split(append([]byte("\n"), data...), []byte("\n---")) {
-		if len(bytes.TrimSpace(d)) > 0 {
-			docs = append(docs, d)
-		}
-	}
-	return docs
-}
-
 // goldenFiles renders an Output as the golden files, by name.
-func goldenFiles(t testing.TB, out *Output) map[string][]byte {
+func goldenFiles(t testing.TB, out *translator.Output) map[string][]byte {
 	t.Helper()
 	files := map[string][]byte{}
 	for file, typeURL := range map[string]string{
@@ -219,16 +126,12 @@ func mustYAML(t testing.TB, v any) []byte {
 
 func inputCases(t testing.TB) []string {
 	t.Helper()
-	paths, err := filepath.Glob(filepath.Join(inDir, "*.yaml"))
+	cases, err := translatortest.Cases(os.DirFS(inDir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(paths) == 0 {
+	if len(cases) == 0 {
 		t.Fatal("no golden inputs")
-	}
-	var cases []string
-	for _, p := range paths {
-		cases = append(cases, strings.TrimSuffix(filepath.Base(p), ".yaml"))
 	}
 	return cases
 }
@@ -240,7 +143,7 @@ func TestGolden(t *testing.T) {
 	cases := inputCases(t)
 	for _, name := range cases {
 		t.Run(name, func(t *testing.T) {
-			out := Translate(loadInputs(t, filepath.Join(inDir, name+".yaml")))
+			out := translator.Translate(loadCase(t, name))
 			dir := filepath.Join(outDir, name)
 			files := goldenFiles(t, out)
 			if *update {
@@ -292,8 +195,8 @@ func TestGolden(t *testing.T) {
 }
 
 // statusesView renders statuses with API field names and without
-// lastTransitionTime, which the translator leaves for xds/ to set.
-func statusesView(sts []Status) any {
+// lastTransitionTime, which the translator leaves for status.Merge to set.
+func statusesView(sts []translator.Status) any {
 	type conditionView struct {
 		Type               string `json:"type"`
 		Status             string `json:"status"`

@@ -48,8 +48,8 @@ func newSecretIndex(secrets []*corev1.Secret) secretIndex {
 	return idx
 }
 
-// value returns one key of the referenced Secret. stringData is honoured too:
-// the apiserver folds it into data, but file mode reads manifests as written.
+// value returns one key of the referenced Secret's data (the apiserver, and
+// DecodeInputs for files, fold stringData into data).
 func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, *refError) {
 	s, ok := idx[ref.Namespace+"/"+ref.Name]
 	if !ok {
@@ -57,9 +57,6 @@ func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, 
 	}
 	if v, ok := s.Data[key]; ok && len(v) > 0 {
 		return v, nil
-	}
-	if v, ok := s.StringData[key]; ok && v != "" {
-		return []byte(v), nil
 	}
 	return nil, &refError{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s/%s has no key %q", ref.Namespace, ref.Name, key)}
 }

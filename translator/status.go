@@ -81,7 +81,8 @@ func (s *statusBuilder) unresolved(err *refError) {
 }
 
 // status renders the conditions. LastTransitionTime stays zero: the
-// translator has no clock; xds/ sets it when a condition actually changes.
+// translator has no clock; status.Merge sets it when a condition actually
+// changes.
 func (s *statusBuilder) status() Status {
 	gen := s.uc.Generation
 	accepted := metav1.Condition{

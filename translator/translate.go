@@ -6,8 +6,6 @@
 package translator
 
 import (
-	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -15,38 +13,6 @@ import (
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
-
-// Options are the gateway-wide settings that are not part of any CRD.
-type Options struct {
-	// ListenerAddress and ListenerPort are where Envoy serves clients.
-	ListenerAddress string
-	ListenerPort    uint32
-	// AccessLogPath is the file Envoy writes its JSON access log to; empty
-	// means Envoy's stdout.
-	AccessLogPath string
-	// DisableAccessLog turns Envoy's access log off.
-	DisableAccessLog bool
-	// InProcessModule is the absolute path of frontdoor's dynamic module on
-	// the Envoy host; clusters with requestService InProcess need it.
-	InProcessModule string
-	// InProcessPolicyAddress is where the module reaches frontdoor serve's
-	// gRPC server for the policy table (host:port or unix:///path).
-	InProcessPolicyAddress string
-	// InProcessMetricsAddress, when set, is where the module serves the
-	// pipeline's metrics.
-	InProcessMetricsAddress string
-}
-
-// Inputs is everything one translation reads.
-type Inputs struct {
-	Options          Options
-	UpstreamClusters []*v1alpha1.UpstreamCluster
-	// Secrets are the Secrets UpstreamClusters may reference (others are ignored).
-	Secrets []*corev1.Secret
-	// EndpointSlices are the slices spec.endpointsFrom may select (others
-	// are ignored).
-	EndpointSlices []*discoveryv1.EndpointSlice
-}
 
 // Status is the translator's verdict on one UpstreamCluster.
 type Status struct {

@@ -1,4 +1,4 @@
-package translator
+package translator_test
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
 // TestConsistent checks every golden case against go-control-plane's own
@@ -26,7 +27,7 @@ import (
 // route), which the xds/ server checks before serving a snapshot.
 func TestConsistent(t *testing.T) {
 	for _, name := range inputCases(t) {
-		out := Translate(loadInputs(t, filepath.Join(inDir, name+".yaml")))
+		out := translator.Translate(loadCase(t, name))
 		snap, err := cachev3.NewSnapshot(out.Version, out.Resources)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -39,7 +40,7 @@ func TestConsistent(t *testing.T) {
 		}
 		for typeURL, rs := range out.Resources {
 			for _, r := range rs {
-				if err := r.(validator).ValidateAll(); err != nil {
+				if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
 					t.Errorf("%s: %s: %v", name, typeURL, err)
 				}
 			}
@@ -50,15 +51,15 @@ func TestConsistent(t *testing.T) {
 // TestDeterministic: input order must not change anything, including the
 // version, and a change of config must change the version.
 func TestDeterministic(t *testing.T) {
-	in := loadInputs(t, filepath.Join(inDir, "sni-clusters.yaml"))
-	want := Translate(in)
+	in := loadCase(t, "sni-clusters")
+	want := translator.Translate(in)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 10 {
 		rng.Shuffle(len(in.UpstreamClusters), func(i, j int) {
 			in.UpstreamClusters[i], in.UpstreamClusters[j] = in.UpstreamClusters[j], in.UpstreamClusters[i]
 		})
 		rng.Shuffle(len(in.Secrets), func(i, j int) { in.Secrets[i], in.Secrets[j] = in.Secrets[j], in.Secrets[i] })
-		if got := Translate(in); got.Version != want.Version {
+		if got := translator.Translate(in); got.Version != want.Version {
 			t.Fatalf("version changed with input order: %s != %s", got.Version, want.Version)
 		}
 	}
@@ -67,42 +68,27 @@ func TestDeterministic(t *testing.T) {
 	in.UpstreamClusters[0] = in.UpstreamClusters[0].DeepCopy()
 	off := false
 	in.UpstreamClusters[0].Spec.Authentication.X509.Enabled = &off
-	if got := Translate(in); got.Version == want.Version {
+	if got := translator.Translate(in); got.Version == want.Version {
 		t.Error("disabling x509 did not change the version")
 	}
 }
 
 func TestTranslateEmptyAndNil(t *testing.T) {
-	out := Translate(Inputs{UpstreamClusters: []*v1alpha1.UpstreamCluster{nil}, Secrets: nil})
+	out := translator.Translate(translator.Inputs{UpstreamClusters: []*v1alpha1.UpstreamCluster{nil}, Secrets: nil})
 	if len(out.Statuses) != 0 || len(out.Resources[resourcev3.ListenerType]) != 0 || out.Version == "" {
 		t.Errorf("unexpected output for empty input: %+v", out)
 	}
 }
 
 func TestInvalidListenerAddress(t *testing.T) {
-	in := loadInputs(t, filepath.Join(inDir, "one-cluster.yaml"))
+	in := loadCase(t, "one-cluster")
 	in.Options.ListenerAddress = "not-an-ip"
-	out := Translate(in)
+	out := translator.Translate(in)
 	if len(out.Resources[resourcev3.ListenerType]) != 0 {
 		t.Error("listener emitted with an invalid address")
 	}
 	if c := out.Statuses[0].Conditions[0]; c.Reason != v1alpha1.ReasonInvalidConfig || !strings.Contains(c.Message, "not-an-ip") {
 		t.Errorf("Accepted = %+v, want InvalidConfig naming the address", c)
-	}
-}
-
-// TestRuleRoute validates the rule route shape dispatch policies will use.
-func TestRuleRoute(t *testing.T) {
-	c := &ClusterIR{Name: "alpha"}
-	r := ruleRoute(c, "controller-manager")
-	if err := r.ValidateAll(); err != nil {
-		t.Fatal(err)
-	}
-	if got := r.GetRoute().GetCluster(); got != "alpha/controller-manager" {
-		t.Errorf("cluster = %q", got)
-	}
-	if h := r.GetMatch().GetHeaders()[0]; h.GetName() != envoy.HeaderRule || h.GetStringMatch().GetExact() != "controller-manager" {
-		t.Errorf("header match = %v", h)
 	}
 }
 
@@ -160,12 +146,13 @@ func TestEnvoyValidate(t *testing.T) {
 	}
 	for _, name := range inputCases(t) {
 		t.Run(name, func(t *testing.T) {
-			out := Translate(loadInputs(t, filepath.Join(inDir, name+".yaml")))
+			in := loadCase(t, name)
+			out := translator.Translate(in)
 			if len(out.Resources[resourcev3.ListenerType]) == 0 {
 				t.Skip("no listener")
 			}
 			cfg := staticBootstrap(t, out)
-			if in := loadInputs(t, filepath.Join(inDir, name+".yaml")); in.Options.InProcessModule != "" {
+			if in.Options.InProcessModule != "" {
 				// Envoy loads the module even to validate: give it the real
 				// one, so its config parser checks what we translate.
 				cfg = bytes.ReplaceAll(cfg, []byte(in.Options.InProcessModule), []byte(frontdoorModule(t)))
@@ -213,7 +200,7 @@ var (
 	moduleErr  error
 )
 
-func staticBootstrap(t *testing.T, out *Output) []byte {
+func staticBootstrap(t *testing.T, out *translator.Output) []byte {
 	t.Helper()
 	toMaps := func(typeURL string) []any {
 		var l []any
@@ -249,7 +236,7 @@ func staticBootstrap(t *testing.T, out *Output) []byte {
 	}
 	clusters = append(clusters, map[string]any{
 		"name": envoy.ControlPlaneCluster, "type": "STATIC",
-		"typedExtensionProtocolOptions": map[string]any{httpProtocolOptionsKey: map[string]any{
+		"typedExtensionProtocolOptions": map[string]any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": map[string]any{
 			"@type":              "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
 			"explicitHttpConfig": map[string]any{"http2ProtocolOptions": map[string]any{}},
 		}},

@@ -10,10 +10,10 @@ import (
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/policy"
+	"github.com/kubefrontdoor/frontdoor/status"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
@@ -96,8 +96,10 @@ func (c *Controller) Statuses() []translator.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	version := c.currentVersion()
-	at, open := c.acks.count(version)
-	return withProgrammed(c.verdicts, c.substituted, version, c.publishErr, at, open)
+	acked, open := c.acks.count(version)
+	return status.WithProgrammed(c.verdicts, status.Served{
+		Version: version, Err: c.publishErr, Substituted: c.substituted, Acked: acked, Open: open,
+	})
 }
 
 // Ready reports whether a config has been published.
@@ -130,7 +132,7 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 
 	accepted, rejected := 0, 0
 	for _, st := range verdicts {
-		if ok, cond := allTrue(st.Conditions); !ok {
+		if ok, cond := status.AllTrue(st.Conditions); !ok {
 			rejected++
 			c.metrics.configErrors.WithLabelValues("UpstreamCluster", st.Name).Inc()
 			_, lastGood := substituted[st.Name]
@@ -186,16 +188,6 @@ func (c *Controller) currentVersion() string {
 		return "nothing"
 	}
 	return c.current.Version
-}
-
-// allTrue reports whether every condition is True, and the first that is not.
-func allTrue(conds []metav1.Condition) (bool, metav1.Condition) {
-	for _, cond := range conds {
-		if cond.Status != metav1.ConditionTrue {
-			return false, cond
-		}
-	}
-	return true, metav1.Condition{}
 }
 
 // CountFileError records a config file that failed to parse.

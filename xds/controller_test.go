@@ -5,7 +5,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,66 +16,25 @@ import (
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"sigs.k8s.io/yaml"
 
 	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
 
 type recordingSink struct{ tables []*policy.Table }
 
 func (r *recordingSink) SetPolicy(t *policy.Table) { r.tables = append(r.tables, t) }
 
-// goldenInputs loads a translator golden input (with its shared PEMs) through
-// the same DirSource the binary uses.
+// goldenInputs loads a translator golden input (with its shared PEMs) as
+// the translator's own tests do; the controller sets the Options.
 func goldenInputs(t *testing.T, name string) translator.Inputs {
 	t.Helper()
-	src := filepath.Join("..", "translator", "testdata", "in")
-	b, err := os.ReadFile(filepath.Join(src, name+".yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var docs []string
-	for _, doc := range strings.Split(string(b), "\n---\n") {
-		if strings.Contains(doc, "kind: Options") {
-			continue
-		}
-		docs = append(docs, inlineFiles(t, src, doc))
-	}
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "config.yaml"), strings.Join(docs, "\n---\n"))
-	in, err := (&DirSource{Dir: dir}).Load()
+	in, err := translatortest.Load(os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return in
-}
-
-// inlineFiles replaces "file:<path>" values by the file's contents, as the
-// translator's golden harness does.
-func inlineFiles(t *testing.T, base, doc string) string {
-	var m map[string]any
-	if err := yaml.Unmarshal([]byte(doc), &m); err != nil || m == nil {
-		return doc
-	}
-	sd, ok := m["stringData"].(map[string]any)
-	if !ok {
-		return doc
-	}
-	for k, v := range sd {
-		if s, ok := v.(string); ok && strings.HasPrefix(s, "file:") {
-			b, err := os.ReadFile(filepath.Join(base, strings.TrimPrefix(s, "file:")))
-			if err != nil {
-				t.Fatal(err)
-			}
-			sd[k] = string(b)
-		}
-	}
-	out, err := yaml.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }
 
 // TestControllerServesSnapshotOverADS: a real gRPC ADS stream on 127.0.0.1

@@ -1,12 +1,10 @@
 package xds
 
 import (
-	"fmt"
-
 	"k8s.io/apimachinery/pkg/api/equality"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/status"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
@@ -36,7 +34,7 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 
 	rejected := map[string]bool{}
 	for _, st := range verdicts {
-		if ok, _ := allTrue(st.Conditions); !ok {
+		if ok, _ := status.AllTrue(st.Conditions); !ok {
 			rejected[st.Name] = true
 		}
 	}
@@ -66,7 +64,7 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 	}
 	servedOK := map[string]bool{}
 	for _, st := range served.Statuses {
-		if ok, _ := allTrue(st.Conditions); ok {
+		if ok, _ := status.AllTrue(st.Conditions); ok {
 			servedOK[st.Name] = true
 		}
 	}
@@ -102,34 +100,4 @@ func translateLastGood(in translator.Inputs, lastGood map[string]*v1alpha1.Upstr
 		}
 	}
 	return served, verdicts, substituted
-}
-
-// withProgrammed appends the Programmed condition to each verdict: True when
-// the snapshot that holds this generation was set (setErr nil), False with
-// the reason otherwise. acked of open connected Envoys have acknowledged it.
-func withProgrammed(verdicts []translator.Status, substituted map[string]int64, version string, setErr error, acked, open int) []translator.Status {
-	out := make([]translator.Status, len(verdicts))
-	for i, st := range verdicts {
-		cond := metav1.Condition{
-			Type: v1alpha1.ConditionProgrammed, Status: metav1.ConditionTrue, ObservedGeneration: st.ObservedGeneration,
-			Reason:  v1alpha1.ReasonProgrammed,
-			Message: fmt.Sprintf("served in xDS snapshot %s; acknowledged by %d of %d connected Envoys", version, acked, open),
-		}
-		ok, bad := allTrue(st.Conditions)
-		switch gen, sub := substituted[st.Name]; {
-		case !ok && sub:
-			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonLastGoodServed
-			cond.Message = fmt.Sprintf("generation %d is not served (%s: %s); the last accepted version (generation %d) keeps serving",
-				st.ObservedGeneration, bad.Type, bad.Reason, gen)
-		case !ok:
-			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonNotServed
-			cond.Message = fmt.Sprintf("not served (%s: %s)", bad.Type, bad.Reason)
-		case setErr != nil:
-			cond.Status, cond.Reason = metav1.ConditionFalse, v1alpha1.ReasonSnapshotFailed
-			cond.Message = setErr.Error()
-		}
-		st.Conditions = append(append([]metav1.Condition(nil), st.Conditions...), cond)
-		out[i] = st
-	}
-	return out
 }

@@ -1,8 +1,3 @@
-// Package xds is Frontdoor's control plane around the pure translator: it
-// reads config sources (a watched directory of YAML today), runs
-// translator.Translate, hands the policy table to the request service and
-// serves the xDS resources to Envoy over ADS from a go-control-plane
-// snapshot cache.
 package xds
 
 import (

@@ -8,10 +8,9 @@ import (
 	"log/slog"
 	"strings"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
+	"github.com/kubefrontdoor/frontdoor/source"
+	"github.com/kubefrontdoor/frontdoor/status"
 	"github.com/kubefrontdoor/frontdoor/translator"
-	"github.com/kubefrontdoor/frontdoor/xds"
 )
 
 // runCheck validates a config directory offline, exactly as `frontdoor serve
@@ -20,7 +19,7 @@ import (
 // UpstreamCluster is rejected.
 func runCheck(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	dir := fs.String("config-dir", "", "directory of UpstreamCluster and Secret YAML files to validate (required)")
+	dir := fs.String("config-dir", "", "directory of UpstreamCluster, Secret and EndpointSlice YAML files to validate (required)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -29,9 +28,9 @@ func runCheck(args []string, stdout io.Writer) error {
 	}
 
 	var fileErrs []string
-	src := &xds.DirSource{
-		Dir: *dir,
-		Log: slog.New(slog.DiscardHandler),
+	src := &source.Dir{
+		Path: *dir,
+		Log:  slog.New(slog.DiscardHandler),
 		OnFileError: func(path string, err error) {
 			fileErrs = append(fileErrs, fmt.Sprintf("%s: %v", path, err))
 		},
@@ -47,10 +46,7 @@ func runCheck(args []string, stdout io.Writer) error {
 	}
 	rejected := 0
 	for _, st := range out.Statuses {
-		ok := true
-		for _, c := range st.Conditions {
-			ok = ok && c.Status == metav1.ConditionTrue
-		}
+		ok, _ := status.AllTrue(st.Conditions)
 		verdict := "accepted"
 		if !ok {
 			verdict = "REJECTED"

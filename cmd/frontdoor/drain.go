@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/envoy/admin"
 )
 
 type drainFlags struct {
@@ -49,16 +45,16 @@ func runDrain(args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout+10*time.Second)
 	defer cancel()
-	admin := "http://" + f.adminAddr
+	envoyAdmin := admin.New("http://" + f.adminAddr)
 	for _, path := range []string{"/healthcheck/fail", "/drain_listeners?graceful"} {
-		if err := post(ctx, admin+path); err != nil {
+		if err := envoyAdmin.Post(ctx, path); err != nil {
 			return err
 		}
 	}
 	log.Info("envoy draining", "admin", f.adminAddr, "timeout", f.timeout)
 	deadline := time.Now().Add(f.timeout)
 	for {
-		active, err := activeRequests(ctx, admin)
+		active, err := activeRequests(ctx, envoyAdmin)
 		if err != nil {
 			return err
 		}
@@ -73,63 +69,26 @@ func runDrain(args []string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if f.quit {
-		if err := post(ctx, admin+"/quitquitquit"); err != nil {
+		if err := envoyAdmin.Post(ctx, "/quitquitquit"); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func post(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
-}
-
 // activeRequests sums http.*.downstream_rq_active over every HTTP
-// connection manager (one per UpstreamCluster).
-func activeRequests(ctx context.Context, admin string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, admin+"/stats?filter=^http\\..*\\.downstream_rq_active$", nil)
+// connection manager (one per UpstreamCluster), leaving out the admin's
+// own (this very request).
+func activeRequests(ctx context.Context, a *admin.Client) (int64, error) {
+	stats, err := a.Stats(ctx, `^http\..*\.downstream_rq_active$`)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("GET /stats: %s", resp.Status)
-	}
-	total := 0
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "http.admin.") {
-			continue // this very request
+	var total int64
+	for name, n := range stats {
+		if !strings.HasPrefix(name, "http.admin.") {
+			total += n
 		}
-		_, v, ok := strings.Cut(sc.Text(), ": ")
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			return 0, fmt.Errorf("stat line %q: %w", sc.Text(), err)
-		}
-		total += n
-	}
-	if err := sc.Err(); err != nil && !errors.Is(err, io.EOF) {
-		return 0, err
 	}
 	return total, nil
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/kubefrontdoor/frontdoor/envoy/admin"
 )
 
 // fakeAdmin is the part of Envoy's admin API `frontdoor drain` uses: the
@@ -48,7 +50,7 @@ func fakeAdmin(t *testing.T, active int64) (*httptest.Server, func() []string) {
 
 func TestActiveRequestsSkipsAdmin(t *testing.T) {
 	srv, _ := fakeAdmin(t, 3)
-	n, err := activeRequests(context.Background(), srv.URL)
+	n, err := activeRequests(context.Background(), admin.New(srv.URL))
 	if err != nil || n != 3 {
 		t.Fatalf("activeRequests = %d, %v; want 3 (the admin's own request excluded)", n, err)
 	}

@@ -29,9 +29,12 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/configdump"
+	"github.com/kubefrontdoor/frontdoor/envoy/admin"
 	"github.com/kubefrontdoor/frontdoor/extproc"
+	"github.com/kubefrontdoor/frontdoor/health"
 	"github.com/kubefrontdoor/frontdoor/inprocess/policyfeed"
 	"github.com/kubefrontdoor/frontdoor/policy"
+	"github.com/kubefrontdoor/frontdoor/source"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
 )
@@ -61,10 +64,10 @@ type serveFlags struct {
 func parseServeFlags(args []string) (*serveFlags, error) {
 	f := &serveFlags{}
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.StringVar(&f.configDir, "config-dir", "", "file mode: directory of UpstreamCluster and Secret YAML files (watched for changes); without it, Kubernetes mode")
+	fs.StringVar(&f.configDir, "config-dir", "", "file mode: directory of UpstreamCluster, Secret and EndpointSlice YAML files (watched for changes); without it, Kubernetes mode")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubernetes mode: kubeconfig of the control cluster (default: in-cluster config)")
 	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Envoy admin URL polled for upstream server health: frontdoor_upstream_server_healthy, and in Kubernetes mode status.healthyServerCount and status.unhealthyServers (optional)")
-	fs.DurationVar(&f.debounce, "debounce", xds.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
+	fs.DurationVar(&f.debounce, "debounce", source.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
@@ -191,14 +194,16 @@ func runServe(args []string) error {
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	var health *xds.EnvoyHealth
+	// Envoy's view of the upstream servers: the frontdoor_upstream_server_healthy
+	// metric in both modes, and status health in Kubernetes mode.
+	var poller *health.Poller
 	if f.envoyAdminURL != "" {
-		health = &xds.EnvoyHealth{AdminURL: f.envoyAdminURL, Log: log}
-		if err := reg.Register(health); err != nil {
+		poller = &health.Poller{Admin: admin.New(f.envoyAdminURL), Log: log}
+		if err := reg.Register(poller); err != nil {
 			return err
 		}
 	}
-	run, err := configSource(f, ctrl, health, log)
+	src, err := configSource(f, ctrl, poller, log)
 	if err != nil {
 		return err
 	}
@@ -206,7 +211,10 @@ func runServe(args []string) error {
 	errc := make(chan error, 3)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
-	go func() { errc <- run(ctx) }()
+	go func() { errc <- src.Run(ctx, ctrl) }()
+	if poller != nil {
+		go poller.Run(ctx)
+	}
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))),
 		"configDir", f.configDir, "kubeconfig", f.kubeconfig)
@@ -280,17 +288,14 @@ func translatorOptions(f *serveFlags) translator.Options {
 	return o
 }
 
-// configSource returns the loop that feeds ctrl: a watched directory with
-// --config-dir, otherwise informers on the cluster of --kubeconfig (or the
-// in-cluster config).
-//
-// health, when set, polls Envoy: the Kubernetes source runs it and writes
-// what it finds into statuses; in file mode it runs beside the directory
-// watch, for its metrics.
-func configSource(f *serveFlags, ctrl *xds.Controller, health *xds.EnvoyHealth, log *slog.Logger) (func(context.Context) error, error) {
+// configSource returns the source that feeds ctrl: a watched directory
+// with --config-dir, otherwise informers on the cluster of --kubeconfig (or
+// the in-cluster config). The Kubernetes source writes poller's findings
+// (if any) into statuses.
+func configSource(f *serveFlags, ctrl *xds.Controller, poller *health.Poller, log *slog.Logger) (source.Source, error) {
 	if f.configDir != "" {
-		src := &xds.DirSource{
-			Dir:         f.configDir,
+		src := &source.Dir{
+			Path:        f.configDir,
 			Interval:    f.pollInterval,
 			Log:         log,
 			OnFileError: func(path string, _ error) { ctrl.CountFileError(path) },
@@ -298,16 +303,7 @@ func configSource(f *serveFlags, ctrl *xds.Controller, health *xds.EnvoyHealth, 
 		if _, err := src.Load(); err != nil {
 			return nil, fmt.Errorf("--config-dir: %w", err)
 		}
-		return func(ctx context.Context) error {
-			if health != nil {
-				go health.Run(ctx)
-			}
-			return src.Run(ctx, func(in translator.Inputs) {
-				if err := ctrl.Update(ctx, in); err != nil {
-					log.Error("config not published", "error", err)
-				}
-			})
-		}, nil
+		return src, nil
 	}
 	var cfg *rest.Config
 	var err error
@@ -320,6 +316,9 @@ func configSource(f *serveFlags, ctrl *xds.Controller, health *xds.EnvoyHealth, 
 		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
 	}
 	cfg.UserAgent = "frontdoor/" + version
-	src := &xds.KubeSource{Config: cfg, Debounce: f.debounce, Log: log, Health: health}
-	return func(ctx context.Context) error { return src.Run(ctx, ctrl) }, nil
+	o := source.KubeOptions{Debounce: f.debounce, Log: log}
+	if poller != nil {
+		o.Health = poller // not a typed nil in the interface
+	}
+	return source.NewKubeForConfig(cfg, o)
 }

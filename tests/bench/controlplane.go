@@ -11,9 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/yaml"
 
-	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
@@ -131,11 +129,11 @@ spec:
     secretRef: {namespace: %[4]s, name: serving}
     clientCASecretRef: {namespace: %[4]s, name: client-ca}
 `, i, i/256, i%256, sandbox.SecretNamespace)
-			uc := &v1alpha1.UpstreamCluster{}
-			if err := yaml.UnmarshalStrict([]byte(doc), uc); err != nil {
+			one, err := translator.DecodeInputs([]byte(doc))
+			if err != nil {
 				return nil, err
 			}
-			in.UpstreamClusters = append(in.UpstreamClusters, uc)
+			in.UpstreamClusters = append(in.UpstreamClusters, one.UpstreamClusters...)
 		}
 		t := timeTranslation(in, max(1, min(20, 2000/n)))
 		out = append(out, TranslationResult{
@@ -178,6 +176,8 @@ func timeTranslation(in translator.Inputs, iters int) translationTiming {
 	return res
 }
 
+// loadSecrets reads the sandbox's secret-*.yaml files with the loader
+// `frontdoor serve --config-dir` uses.
 func loadSecrets(dir string) ([]*corev1.Secret, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "secret-*.yaml"))
 	if err != nil {
@@ -189,18 +189,11 @@ func loadSecrets(dir string) ([]*corev1.Secret, error) {
 		if err != nil {
 			return nil, err
 		}
-		sec := &corev1.Secret{}
-		if err := yaml.Unmarshal(b, sec); err != nil {
+		in, err := translator.DecodeInputs(b)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if sec.Data == nil {
-			sec.Data = map[string][]byte{}
-		}
-		for k, v := range sec.StringData {
-			sec.Data[k] = []byte(v)
-		}
-		sec.StringData = nil
-		out = append(out, sec)
+		out = append(out, in.Secrets...)
 	}
 	return out, nil
 }

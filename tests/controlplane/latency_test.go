@@ -14,8 +14,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/source"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
-	"github.com/kubefrontdoor/frontdoor/xds"
 )
 
 // TestConfigPropagationLatency measures the time from an UpstreamCluster
@@ -78,7 +78,7 @@ spec:
 	slices.Sort(lat)
 	p := func(q float64) time.Duration { return lat[int(q*float64(len(lat)-1)+0.5)] }
 	t.Logf("CRD update → Envoy serving it, %d edits (debounce %v, Envoy /clusters polled every 10 ms): p50 %v, p99 %v, max %v, min %v",
-		edits, xds.DefaultDebounce, p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond),
+		edits, source.DefaultDebounce, p(0.5).Round(time.Millisecond), p(0.99).Round(time.Millisecond),
 		lat[len(lat)-1].Round(time.Millisecond), lat[0].Round(time.Millisecond))
 	over := 0
 	for _, d := range lat {

@@ -1,10 +1,16 @@
-package xds
+package source
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
 const clusterDoc = `apiVersion: frontdoor.dev/v1alpha1
@@ -32,7 +38,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func clusterNames(t *testing.T, d *DirSource) (names []string, changed bool) {
+func clusterNames(t *testing.T, d *Dir) (names []string, changed bool) {
 	t.Helper()
 	in, changed, err := d.load()
 	if err != nil {
@@ -48,7 +54,7 @@ func clusterNames(t *testing.T, d *DirSource) (names []string, changed bool) {
 // delete are all seen; an unchanged directory reports no change.
 func TestDirSourceFollowsEveryKindOfChange(t *testing.T) {
 	dir := t.TempDir()
-	d := &DirSource{Dir: dir}
+	d := &Dir{Path: dir}
 	writeFile(t, filepath.Join(dir, "a.yaml"), strings.ReplaceAll(clusterDoc, "NAME", "a"))
 	writeFile(t, filepath.Join(dir, "secrets.yaml"), secretDoc)
 	writeFile(t, filepath.Join(dir, "notes.txt"), "not config")
@@ -92,7 +98,7 @@ func TestDirSourceFollowsEveryKindOfChange(t *testing.T) {
 func TestDirSourceKeepsLastGoodObjectsOfABrokenFile(t *testing.T) {
 	dir := t.TempDir()
 	var errs []string
-	d := &DirSource{Dir: dir, OnFileError: func(path string, err error) { errs = append(errs, err.Error()) }}
+	d := &Dir{Path: dir, OnFileError: func(path string, err error) { errs = append(errs, err.Error()) }}
 	path := filepath.Join(dir, "a.yaml")
 	writeFile(t, path, strings.ReplaceAll(clusterDoc, "NAME", "a"))
 	if names, _ := clusterNames(t, d); strings.Join(names, ",") != "a" {
@@ -113,5 +119,71 @@ func TestDirSourceKeepsLastGoodObjectsOfABrokenFile(t *testing.T) {
 		if len(errs) != 1 {
 			t.Errorf("broken file %q: %d errors reported, want 1", bad, len(errs))
 		}
+	}
+}
+
+// recorder is a Publisher that keeps every Update.
+type recorder struct {
+	mu      sync.Mutex
+	updates []translator.Inputs
+}
+
+func (r *recorder) Update(_ context.Context, in translator.Inputs) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.updates = append(r.updates, in)
+	return nil
+}
+func (r *recorder) LastGood() []*v1alpha1.UpstreamCluster { return nil }
+func (r *recorder) Statuses() []translator.Status         { return nil }
+func (r *recorder) AcksChanged() <-chan struct{}          { return nil }
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.updates)
+}
+
+// TestDirSourcePublishesOnChange: Run publishes at start (EndpointSlices
+// included) and again only when a file changes.
+func TestDirSourcePublishesOnChange(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), strings.ReplaceAll(clusterDoc, "NAME", "a"))
+	writeFile(t, filepath.Join(dir, "slice.yaml"), `apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: default, name: kubernetes, labels: {kubernetes.io/service-name: kubernetes}}
+addressType: IPv4
+endpoints: [{addresses: [10.0.0.1]}]
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p := &recorder{}
+	done := make(chan error)
+	go func() { done <- (&Dir{Path: dir, Interval: 10 * time.Millisecond}).Run(ctx, p) }()
+	waitFor := func(n int) {
+		t.Helper()
+		for p.count() < n {
+			if ctx.Err() != nil {
+				t.Fatalf("%d updates, want %d", p.count(), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(1)
+	time.Sleep(100 * time.Millisecond) // ten polls of an unchanged directory
+	if n := p.count(); n != 1 {
+		t.Fatalf("%d updates of an unchanged directory, want 1", n)
+	}
+	p.mu.Lock()
+	first := p.updates[0]
+	p.mu.Unlock()
+	if len(first.UpstreamClusters) != 1 || len(first.EndpointSlices) != 1 {
+		t.Fatalf("first update: %d clusters, %d slices; want 1, 1", len(first.UpstreamClusters), len(first.EndpointSlices))
+	}
+	writeFile(t, filepath.Join(dir, "b.yaml"), strings.ReplaceAll(clusterDoc, "NAME", "b"))
+	waitFor(2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package xds
+package health
 
 import (
 	"fmt"
@@ -7,12 +7,15 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubefrontdoor/frontdoor/envoy/admin"
+	"github.com/kubefrontdoor/frontdoor/status"
 )
 
-// TestParseClusterHealth: only "<name>/default" clusters count, a host is
-// healthy only without any failure or pending flag, and an unhealthy one
-// says why; the collector reports one series per server.
-func TestParseClusterHealth(t *testing.T) {
+// TestServersOfDefaultClusters: only "<name>/default" clusters count, a
+// host is healthy only without any failure or pending flag, and an
+// unhealthy one says why; the collector reports one series per server.
+func TestServersOfDefaultClusters(t *testing.T) {
 	host := func(port int, status string) string {
 		return fmt.Sprintf(`{"address": {"socket_address": {"address": "10.0.0.1", "port_value": %d}}, "health_status": %s}`, port, status)
 	}
@@ -28,11 +31,12 @@ func TestParseClusterHealth(t *testing.T) {
 	  {"name": "b/some-rule", "host_statuses": [` + host(9, `{"eds_health_status": "HEALTHY"}`) + `]},
 	  {"name": "frontdoor_grpc", "host_statuses": [` + host(9, `{"eds_health_status": "HEALTHY"}`) + `]}
 	]}`)
-	got, err := parseClusterHealth(body)
+	clusters, err := admin.ParseClusters(body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]ServerHealth{
+	got := byUpstreamCluster(clusters)
+	want := map[string][]status.ServerHealth{
 		"a": {
 			{Address: "10.0.0.1:1", Healthy: true},
 			{Address: "10.0.0.1:2", Reason: "failed_active_health_check,failed_outlier_check"},
@@ -45,16 +49,28 @@ func TestParseClusterHealth(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("servers (-want +got):\n%s", diff)
 	}
-	if _, err := parseClusterHealth([]byte("not json")); err == nil {
+	if _, err := admin.ParseClusters([]byte("not json")); err == nil {
 		t.Fatal("bad JSON must be an error")
 	}
 
-	h := &EnvoyHealth{servers: got}
-	if n, ok := h.Healthy("a"); !ok || n != 2 {
-		t.Errorf("Healthy(a) = %d, %v; want 2, true", n, ok)
+	p := &Poller{}
+	p.set(got)
+	select {
+	case <-p.Changed():
+	default:
+		t.Error("new health did not fire Changed")
 	}
-	if _, ok := h.Healthy("c"); ok {
-		t.Error("Healthy(c) reported a cluster Envoy does not have")
+	p.set(byUpstreamCluster(clusters))
+	select {
+	case <-p.Changed():
+		t.Error("unchanged health fired Changed")
+	default:
+	}
+	if s, ok := p.Servers("a"); !ok || len(s) != 5 {
+		t.Errorf("Servers(a) = %v, %v; want 5 servers", s, ok)
+	}
+	if _, ok := p.Servers("c"); ok {
+		t.Error("Servers(c) reported a cluster Envoy does not have")
 	}
 	wantMetrics := `
 # HELP frontdoor_upstream_server_healthy 1 when Envoy sends traffic to the server (active health check passing, not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.
@@ -65,7 +81,7 @@ frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:3"} 0
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:4"} 0
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:5"} 1
 `
-	if err := testutil.CollectAndCompare(h, strings.NewReader(wantMetrics)); err != nil {
+	if err := testutil.CollectAndCompare(p, strings.NewReader(wantMetrics)); err != nil {
 		t.Error(err)
 	}
 }

@@ -1,8 +1,11 @@
-package xds
+package source
 
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,13 +20,51 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
+	"github.com/kubefrontdoor/frontdoor/status"
 	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
+	"github.com/kubefrontdoor/frontdoor/xds"
 )
+
+// goldenInputs loads a translator golden input as the translator's own
+// tests do.
+func goldenInputs(t *testing.T, name string) translator.Inputs {
+	t.Helper()
+	in, err := translatortest.Load(os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// fakeHealth is Envoy's view of the servers, set by the test.
+type fakeHealth struct {
+	mu      sync.Mutex
+	servers map[string][]status.ServerHealth
+	changed chan struct{}
+}
+
+func (h *fakeHealth) Servers(name string) ([]status.ServerHealth, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s, ok := h.servers[name]
+	return s, ok
+}
+
+func (h *fakeHealth) Changed() <-chan struct{} { return h.changed }
+
+func (h *fakeHealth) set(name string, servers []status.ServerHealth) {
+	h.mu.Lock()
+	h.servers = map[string][]status.ServerHealth{name: servers}
+	h.mu.Unlock()
+	h.changed <- struct{}{}
+}
 
 // TestKubeSourceFollowsObjects runs the Kubernetes source against fake
 // clients: the UpstreamCluster and its Secrets become a served config, the
 // status is written with Accepted, ResolvedRefs and Programmed for the
-// object's generation; an invalid edit keeps the last good version served;
+// object's generation, and with Envoy's view of the servers once it has
+// one; an invalid edit keeps the last good version served;
 // a deleted Secret that every version needs takes the cluster out, and the
 // status says why.
 func TestKubeSourceFollowsObjects(t *testing.T) {
@@ -64,11 +105,12 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	}
 	kube := kubefake.NewClientset(objs...)
 
-	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
-	src := &KubeSource{Dynamic: dyn, Kube: kube, Debounce: 10 * time.Millisecond}
+	c := xds.NewController(xds.ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	health := &fakeHealth{changed: make(chan struct{}, 1)}
+	src := NewKube(dyn, kube, KubeOptions{Debounce: 10 * time.Millisecond, Health: health})
 	go func() { _ = src.Run(ctx, c) }()
 
-	status := func() v1alpha1.UpstreamClusterStatus {
+	getStatus := func() v1alpha1.UpstreamClusterStatus {
 		got, err := dyn.Resource(v1alpha1.UpstreamClusterResource).Get(ctx, uc.Name, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +124,7 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 	waitStatus := func(what string, ok func(v1alpha1.UpstreamClusterStatus) bool) v1alpha1.UpstreamClusterStatus {
 		t.Helper()
 		for {
-			st := status()
+			st := getStatus()
 			if ok(st) {
 				return st
 			}
@@ -100,7 +142,22 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 			t.Fatalf("condition %+v, want True with a lastTransitionTime", cond)
 		}
 	}
+	if st.HealthyServerCount != 0 || st.UnhealthyServers != nil {
+		t.Fatalf("health written before Envoy reported any: %+v", st)
+	}
 	served := c.Current().Version
+
+	// Envoy's view of the servers reaches the status without a rebuild.
+	health.set(uc.Name, []status.ServerHealth{
+		{Address: "10.0.0.1:6443", Healthy: true}, {Address: "10.0.0.2:6443", Healthy: true},
+		{Address: "10.0.0.3:6443", Reason: "failed_outlier_check"},
+	})
+	waitStatus("2 healthy servers", func(st v1alpha1.UpstreamClusterStatus) bool {
+		return st.HealthyServerCount == 2 && len(st.UnhealthyServers) == 1 && st.UnhealthyServers[0] == "10.0.0.3:6443: failed_outlier_check"
+	})
+	if c.Current().Version != served {
+		t.Fatal("a health change changed the served config")
+	}
 
 	// An invalid edit (the fake does not bump generations: done by hand).
 	bad := uc.DeepCopy()
