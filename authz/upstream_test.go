@@ -112,7 +112,7 @@ func tokenTable(up policy.Upstream, mutate func(*policy.Cluster)) *policy.Table 
 	c := &policy.Cluster{
 		Name: "a", DefaultRule: "default",
 		TokenReview: policy.TokenReview{Enabled: true, CacheTTL: policy.Duration(time.Minute), NegativeCacheTTL: policy.Duration(time.Minute)},
-		Upstream: up,
+		Upstream:    up,
 	}
 	if mutate != nil {
 		mutate(c)

@@ -81,9 +81,9 @@ type Sandbox struct {
 	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
 	// ModuleMetricsURL is where the in-process module inside Envoy serves
 	// the request pipeline's metrics (once a cluster runs InProcess).
-	ModuleMetricsURL string // http://127.0.0.1:P/metrics
-	FrontdoorHealthURL  string   // http://127.0.0.1:P/healthz
-	ETCDURL             string   // http://127.0.0.1:P
+	ModuleMetricsURL   string // http://127.0.0.1:P/metrics
+	FrontdoorHealthURL string // http://127.0.0.1:P/healthz
+	ETCDURL            string // http://127.0.0.1:P
 	// AccessLogPath is Envoy's JSON access log (one line per request).
 	AccessLogPath string
 

@@ -83,7 +83,7 @@ func (l *load) start(ctx context.Context, wg *sync.WaitGroup) {
 		l.expect(ctx, l.admin, l.get(cm(i), "Impersonate-User", "system:serviceaccount:"+namespace+":soak"), http.StatusOK)
 	})
 	every(5*time.Second, func(int) { l.newToken(ctx) }) // TokenReviews of new tokens
-	for range 10 { // watches held 30 s, then renewed
+	for range 10 {                                      // watches held 30 s, then renewed
 		every(100*time.Millisecond, func(int) {
 			l.expect(ctx, l.admin, l.get("/api/v1/namespaces/"+namespace+"/configmaps?watch=1&timeoutSeconds=30"), http.StatusOK)
 		})
