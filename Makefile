@@ -12,6 +12,7 @@ TEST_TIMEOUT ?= 25m
 # the sandbox cluster; files: --config-dir _sandbox/config).
 MODE ?= kubernetes
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
+GOLANGCI_LINT  := $(GO) tool -modfile=$(CURDIR)/tools/lint/go.mod golangci-lint
 # tests/ is its own Go module (harness, e2e suites, benchmarks), so its
 # dependencies stay out of the product go.mod; run its packages through it.
 TESTS_GO := $(GO) -C tests
@@ -99,13 +100,13 @@ verify: generate golden ## regenerate everything and fail if the tree changed
 	$(TESTS_GO) mod tidy
 	cd tools && $(GO) mod tidy
 	cd tools/etcd && $(GO) mod tidy
+	cd tools/lint && $(GO) mod tidy
 	@git diff --exit-code -- . || { echo "generated files, goldens or go.mod are stale: run make verify and commit the result"; exit 1; }
 
 .PHONY: lint
-lint: ## go vet (product and tests modules) and gofmt
-	$(GO) vet ./...
-	$(TESTS_GO) vet ./...
-	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+lint: ## golangci-lint (pinned in tools/lint; house rules in .golangci.yml) on the product and tests modules
+	$(GOLANGCI_LINT) run ./...
+	cd tests && $(GOLANGCI_LINT) run --config ../.golangci.yml ./...
 
 .PHONY: clean
 clean: ## remove built binaries and sandbox state (not the cached bin/ components)

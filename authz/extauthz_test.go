@@ -2,9 +2,10 @@ package authz
 
 import (
 	"context"
-	"google.golang.org/protobuf/types/known/structpb"
 	"net"
 	"testing"
+
+	"google.golang.org/protobuf/types/known/structpb"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"

@@ -21,7 +21,7 @@ import (
 const (
 	// bearerProtocolPrefix marks the WebSocket subprotocol that carries a
 	// bearer token (base64url, unpadded), as kube-apiserver reads it.
-	bearerProtocolPrefix = "base64url.bearer.authorization.k8s.io."
+	bearerProtocolPrefix = "base64url.bearer.authorization.k8s.io." //nolint:gosec // a protocol name, not a credential
 	headerWSProtocol     = "sec-websocket-protocol"
 
 	// tokenReviewTimeout bounds one TokenReview (all its failover attempts).
@@ -58,7 +58,7 @@ type tokenAuthenticator struct {
 	metrics  *requestMetrics
 }
 
-func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, m *requestMetrics) (*tokenAuthenticator, error) {
+func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, m *requestMetrics) *tokenAuthenticator {
 	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences, metrics: m}
 	a := &tokenAuthenticator{
 		// cacheErrs=false: a TokenReview nobody answered (apiserver
@@ -71,7 +71,7 @@ func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interfa
 		metrics:   m,
 	}
 	reviewer.onAuthenticated = a.rememberReviewed
-	return a, nil
+	return a
 }
 
 // rememberReviewed records that a TokenReview just authenticated token.

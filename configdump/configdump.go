@@ -102,7 +102,7 @@ func Build(out *translator.Output) (*Dump, error) {
 				err error
 			)
 			if t == resourcev3.SecretType {
-				b, err = json.Marshal(summarizeSecret(r))
+				b, err = json.Marshal(summarizeSecret(r)) //nolint:gosec // privateKey is always "[redacted]"
 			} else {
 				b, err = protojson.MarshalOptions{}.Marshal(r.(proto.Message))
 			}

@@ -183,7 +183,7 @@ func (m *mutation) AppendHeader(name, value string) { m.add(name, value, true) }
 func (m *mutation) add(name, value string, appendField bool) {
 	m.set = append(m.set, &corev3.HeaderValueOption{
 		Header: &corev3.HeaderValue{Key: name, RawValue: []byte(value)},
-		Append: wrapperspb.Bool(appendField),
+		Append: wrapperspb.Bool(appendField), //nolint:staticcheck // Envoy 1.40 ext_proc honours only the deprecated append flag (see README)
 	})
 }
 

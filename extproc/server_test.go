@@ -142,7 +142,7 @@ func TestAllowMutatesHeadersAndRecordsResponse(t *testing.T) {
 	}
 	var set []setField
 	for _, h := range common.GetHeaderMutation().GetSetHeaders() {
-		set = append(set, setField{h.GetHeader().GetKey(), string(h.GetHeader().GetRawValue()), h.GetAppend().GetValue()})
+		set = append(set, setField{h.GetHeader().GetKey(), string(h.GetHeader().GetRawValue()), h.GetAppend().GetValue()}) //nolint:staticcheck // what Envoy honours
 		if h.GetAppendAction() != corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD {
 			t.Errorf("%s: append_action %v set; Envoy 1.40 ext_proc reads the append flag", h.GetHeader().GetKey(), h.GetAppendAction())
 		}

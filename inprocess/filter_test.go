@@ -3,7 +3,6 @@ package inprocess
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 
 // fakeStream is an Envoy stream's request headers and what the filter did.
 type fakeStream struct {
-	mu        sync.Mutex
 	headers   [][2]string
 	ops       []string
 	metadata  map[string]any

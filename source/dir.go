@@ -105,7 +105,7 @@ func (d *Dir) load() (translator.Inputs, bool, error) {
 	sort.Strings(files)
 	contents := map[string][]byte{}
 	for _, path := range files {
-		b, err := os.ReadFile(path) // follows symlinks, as a mounted ConfigMap needs
+		b, err := os.ReadFile(path) //nolint:gosec // the operator's --config-dir; follows symlinks, as a mounted ConfigMap needs
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) || isDir(path) {
 				continue // raced with a rename, or a directory named *.yaml

@@ -68,7 +68,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 
 		c := buildCluster(st, secrets, endpointSlices, in.Options)
 		if !st.rejected() {
-			st.serverCount = int32(len(c.Servers))
+			st.serverCount = int32(len(c.Servers)) //nolint:gosec // the CRD caps servers far below 2^31
 			candidates = append(candidates, c)
 			owners = append(owners, st)
 		}

@@ -82,11 +82,11 @@ func slicePort(s *discoveryv1.EndpointSlice, name string) (uint32, bool) {
 	}
 	for _, p := range s.Ports {
 		if p.Name != nil && *p.Name == pick && valid(p) {
-			return uint32(*p.Port), true
+			return uint32(*p.Port), true //nolint:gosec // valid() checked 1..65535
 		}
 	}
 	if name == "" && len(s.Ports) == 1 && valid(s.Ports[0]) {
-		return uint32(*s.Ports[0].Port), true
+		return uint32(*s.Ports[0].Port), true //nolint:gosec // valid() checked 1..65535
 	}
 	return 0, false
 }

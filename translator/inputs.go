@@ -100,7 +100,7 @@ func decodeObject(doc []byte, in *Inputs) error {
 	case tm.APIVersion == "v1" && tm.Kind == "Secret":
 		s := &corev1.Secret{}
 		if err := yaml.UnmarshalStrict(doc, s); err != nil {
-			return fmt.Errorf("Secret: %w", err)
+			return fmt.Errorf("decoding a Secret: %w", err)
 		}
 		foldStringData(s)
 		in.Secrets = append(in.Secrets, s)

@@ -75,13 +75,13 @@ func buildFlowSchemas(in []v1alpha1.FlowControlSchema) map[string]FlowIR {
 	for _, s := range in {
 		f := FlowIR{Schema: s.Name}
 		if b := s.TokenBucket; b != nil {
-			f.QPS, f.Burst, f.PerUser = uint32(b.QPS), uint32(b.Burst), s.PerUser
+			f.QPS, f.Burst, f.PerUser = uint32(b.QPS), uint32(b.Burst), s.PerUser //nolint:gosec // validated non-negative
 			if f.Burst == 0 {
 				f.Burst = f.QPS
 			}
 		}
 		if m := s.MaxRequestsInflight; m != nil {
-			f.MaxInflight = uint32(m.Max)
+			f.MaxInflight = uint32(m.Max) //nolint:gosec // validated non-negative
 		}
 		out[s.Name] = f
 	}

@@ -185,7 +185,7 @@ func frontdoorModule(t *testing.T) string {
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", modulePath, "./cmd/frontdoor-module")
 		cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			moduleErr = fmt.Errorf("building the in-process module: %v\n%s", err, out)
+			moduleErr = fmt.Errorf("building the in-process module: %w\n%s", err, out)
 		}
 	})
 	if moduleErr != nil {

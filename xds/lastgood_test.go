@@ -111,7 +111,7 @@ func TestInvalidEditKeepsLastGoodVersion(t *testing.T) {
 	}
 
 	// Deleted, then re-created broken: nothing of the old version returns.
-	var without translator.Inputs = fixed
+	without := fixed
 	without.UpstreamClusters = nil
 	for _, uc := range fixed.UpstreamClusters {
 		if uc.Name != "beta" {

@@ -31,7 +31,7 @@ func newCache(logger *slog.Logger) cachev3.SnapshotCache {
 // controller's cache on s, with callbacks that count streams and NACKs.
 func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 	open := &c.openStreams
-	opened := func(id int64, typeURL string) error {
+	opened := func(id int64, typeURL string) error { //nolint:unparam // go-control-plane's StreamOpenFunc returns an error
 		c.metrics.connectedProxies.Set(float64(open.Add(1)))
 		c.log.Info("xds stream opened", "stream", id, "type", typeURL)
 		return nil

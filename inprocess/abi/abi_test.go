@@ -274,8 +274,8 @@ func TestRoughOverhead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
 			if i >= 0 {
 				lat[i] = time.Since(start)
 			}

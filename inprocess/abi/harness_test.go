@@ -87,7 +87,7 @@ func testModule(t testing.TB) string {
 		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./internal/testmodule")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		if b, err := cmd.CombinedOutput(); err != nil {
-			moduleErr = fmt.Errorf("building the test module: %v\n%s", err, b)
+			moduleErr = fmt.Errorf("building the test module: %w\n%s", err, b)
 			return
 		}
 		modulePath = out
@@ -466,7 +466,7 @@ func (e *envoyProc) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		if e.exited() {
-			return fmt.Errorf("envoy exited (%v) before it was ready:\n%s", e.waitErr, e.logTail(30))
+			return fmt.Errorf("envoy exited (%w) before it was ready:\n%s", e.waitErr, e.logTail(30))
 		}
 		if b, err := os.ReadFile(e.adminPath); err == nil && len(bytes.TrimSpace(b)) > 0 {
 			e.admin = string(bytes.TrimSpace(b))
@@ -509,7 +509,7 @@ func (e *envoyProc) listenerPort(name string) (int, error) {
 		} `json:"listener_statuses"`
 	}
 	if err := json.Unmarshal([]byte(body), &ls); err != nil {
-		return 0, fmt.Errorf("%v: %s", err, body)
+		return 0, fmt.Errorf("%w: %s", err, body)
 	}
 	for _, l := range ls.ListenerStatuses {
 		if l.Name == name {

@@ -115,7 +115,9 @@ func TestSNISelectsCluster(t *testing.T) {
 	}
 	port := func(i int) int {
 		var p int
-		fmt.Sscanf(hostPort(sb.ReplicaURLs[i-1]), "127.0.0.1:%d", &p)
+		if _, err := fmt.Sscanf(hostPort(sb.ReplicaURLs[i-1]), "127.0.0.1:%d", &p); err != nil {
+			t.Fatalf("replica %d URL %s: %v", i, sb.ReplicaURLs[i-1], err)
+		}
 		return p
 	}
 	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: v1
@@ -199,8 +201,8 @@ spec:
 	}
 	t.Logf("configmap LISTs per replica with SNI %s: %v", sniB, deltas)
 	for i, d := range deltas {
-		switch r := i + 1; {
-		case r == ra || r == rb:
+		switch r := i + 1; r {
+		case ra, rb:
 			if d == 0 {
 				t.Errorf("replica %d (a cluster-b server) got none of the %d requests: %v", r, n, deltas)
 			}

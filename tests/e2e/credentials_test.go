@@ -100,7 +100,7 @@ func podFor(t *testing.T, ctx context.Context, name, sa string) *corev1.Pod {
 func tokenConfig(server, sni, token string) *rest.Config {
 	cfg := sb.RESTConfig(server, nil, nil)
 	cfg.BearerToken = token
-	cfg.TLSClientConfig.ServerName = sni
+	cfg.ServerName = sni
 	return cfg
 }
 

@@ -73,7 +73,7 @@ func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
 
 	// Steady unary load: 4 workers per kind, back to back.
 	http1 := adminUser().gateway()
-	http1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	http1.NextProtos = []string{"http/1.1"}
 	h2 := clientset(t, adminUser().gateway()).CoreV1().ConfigMaps(ns)
 	h1 := clientset(t, http1).CoreV1().ConfigMaps(ns)
 	loads := map[string]func(ctx context.Context, i int) error{

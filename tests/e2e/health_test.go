@@ -268,7 +268,7 @@ func waitServerHealthMetric(ctx context.Context, hostPort string, want float64) 
 		return gerr == nil && got == want, nil
 	})
 	if err != nil {
-		return fmt.Errorf("frontdoor_upstream_server_healthy{cluster=%q,server=%q} = %v (%v), want %v: %w", healthCluster, hostPort, got, gerr, want, err)
+		return fmt.Errorf("frontdoor_upstream_server_healthy{cluster=%q,server=%q} = %v (%w), want %v: %w", healthCluster, hostPort, got, gerr, want, err)
 	}
 	return nil
 }

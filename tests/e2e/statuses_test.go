@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // Every refusal looks like Kubernetes: 401, 403 and 503 carry a Status
@@ -47,7 +48,7 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 	t.Run("503 when no apiserver of the cluster is reachable", func(t *testing.T) {
 		check(t, httpClient(t, deadSNI, admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
 		cfg := admin.gateway()
-		cfg.TLSClientConfig.ServerName = deadSNI
+		cfg.ServerName = deadSNI
 		_, err := clientset(t, cfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
 		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "no kube-apiserver of this cluster is available") {
 			t.Errorf("client-go error %v, want ServiceUnavailable with the Status message", err)

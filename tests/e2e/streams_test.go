@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -129,7 +130,7 @@ func kubectlStream(t *testing.T, ctx context.Context, env []string, in io.Reader
 	var o, e bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, &o, &e
 	err := cmd.Run()
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return o.String(), e.String(), ee.ExitCode()
 	} else if err != nil {
 		t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)

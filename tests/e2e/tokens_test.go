@@ -3,11 +3,12 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"k8s.io/utils/ptr"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/utils/ptr"
 
 	"github.com/google/go-cmp/cmp"
 	authenticationv1 "k8s.io/api/authentication/v1"

@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"k8s.io/utils/ptr"
 	"net"
 	"os"
 	"slices"
@@ -11,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/utils/ptr"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -183,7 +184,7 @@ func TestIdleWatchWithBookmarksStaysOpen(t *testing.T) {
 	}
 
 	http2, http1, direct := watchConfig(adminUser().gateway()), watchConfig(adminUser().gateway()), watchConfig(adminUser().direct())
-	http1.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	http1.NextProtos = []string{"http/1.1"}
 	type result struct {
 		proto     string
 		bookmarks int

@@ -133,7 +133,7 @@ func (p *process) waitFor(ctx context.Context, what string, interval time.Durati
 	var last error
 	for {
 		if exited, err := p.exited(); exited {
-			return fmt.Errorf("%s exited (%v) before %s; see %s:\n%s", p.name, err, what, p.logPath, tail(p.logPath, 20))
+			return fmt.Errorf("%s exited (%w) before %s; see %s:\n%s", p.name, err, what, p.logPath, tail(p.logPath, 20))
 		}
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		last = check(cctx)
@@ -143,7 +143,7 @@ func (p *process) waitFor(ctx context.Context, what string, interval time.Durati
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("timed out waiting for %s %s (last error: %v); see %s:\n%s", p.name, what, last, p.logPath, tail(p.logPath, 20))
+			return fmt.Errorf("timed out waiting for %s %s (last error: %w); see %s:\n%s", p.name, what, last, p.logPath, tail(p.logPath, 20))
 		case <-time.After(interval):
 		}
 	}

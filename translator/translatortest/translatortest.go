@@ -138,7 +138,7 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			}
 			b, err := fs.ReadFile(fsys, path.Clean(name))
 			if err != nil {
-				return translator.Inputs{}, fmt.Errorf("Secret %s/%s key %q: %w", s.Namespace, s.Name, k, err)
+				return translator.Inputs{}, fmt.Errorf("reading the file of Secret %s/%s key %q: %w", s.Namespace, s.Name, k, err)
 			}
 			s.Data[k] = b
 		}
