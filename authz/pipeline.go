@@ -7,6 +7,9 @@
 // The pipeline knows nothing about ext_authz or ext_proc: adapters (see
 // NewExtAuthzServer) convert their protos to a Request and a Decision back,
 // so every transport shares one set of semantics, caches and metrics.
+//
+// It must not import the translator or xds (it reads policy.Table only),
+// nor Envoy's dynamic-module binding; lint (depguard) enforces the first.
 package authz
 
 import (

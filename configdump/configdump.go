@@ -4,6 +4,9 @@
 // certificates appear only as subject, issuer, validity and fingerprint.
 //
 // It backs `GET /debug/config` on frontdoor's HTTP address.
+//
+// It reads the translator's output only; it must not import xds, source or
+// the request service.
 package configdump
 
 import (

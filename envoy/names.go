@@ -1,6 +1,9 @@
 // Package envoy holds what Frontdoor's Go code and the Envoy config it
 // generates must agree on: header names, the ext_authz context keys, static
 // cluster names; plus the bootstrap renderer.
+//
+// It is a leaf of names and renderers: it imports nothing of the project but
+// kubestatus, and never gRPC or client-go.
 package envoy
 
 import "strings"

@@ -8,6 +8,9 @@
 // route, or the same Kubernetes Status as an immediate response. The
 // response-headers message, which ext_authz never sees, records each
 // request's status code and latency per rule.
+//
+// It must not import the translator or xds (it reads policy.Table through
+// the pipeline only).
 package extproc
 
 import (

@@ -3,6 +3,10 @@
 // service enforces. It is a pure function: no I/O, no clocks, no globals, so
 // its output can be golden-tested and the same inputs always produce the same
 // version.
+//
+// It must not import client-go, gRPC, net/http or os (reading Kubernetes and
+// files is source/'s job, serving xds/'s); lint (depguard) and TestImports
+// enforce it.
 package translator
 
 import (

@@ -8,4 +8,7 @@
 //
 // +kubebuilder:object:generate=true
 // +groupName=frontdoor.dev
+//
+// It is the API contract: it imports only apimachinery's types, never the
+// project's other packages.
 package v1alpha1

@@ -7,6 +7,9 @@
 // with spec.requestService: InProcess then load it into Envoy (package
 // inprocess). It must be built against the Envoy version the project pins
 // (tools/versions.env): the ABI is checked by package abi's tests.
+//
+// It imports package inprocess only: everything in the library runs inside
+// Envoy, so nothing that listens, logs to stdout or reads files belongs here.
 package main
 
 import "github.com/kubefrontdoor/frontdoor/inprocess"

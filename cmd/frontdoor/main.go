@@ -1,6 +1,9 @@
 // Command frontdoor is Frontdoor's one binary: the xDS control plane and the
 // request service (serve), the Envoy bootstrap renderer (bootstrap), and
 // version. Subcommands only parse flags and wire packages together.
+//
+// Nothing imports it; it may import every product package, but never
+// k8s.io/kubernetes (built only as a test binary from tools/).
 package main
 
 import (

@@ -19,6 +19,8 @@
 //	x-test-crash: 1            dereference NULL in C (the crash must reach Envoy's handler)
 //	x-test-query-complete: P   report the response code OnStreamComplete saw for path P
 //	x-test-measure-allocs: 1   report Go heap allocations of 100 rounds of non-copying calls
+//
+// Test-only: it imports package abi alone, and nothing imports it.
 package main
 
 /*
