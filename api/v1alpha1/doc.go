@@ -6,9 +6,9 @@
 // wherever the meaning is the same, so its users can move over; secrets are
 // always references, never inline bytes.
 //
-// +kubebuilder:object:generate=true
-// +groupName=frontdoor.dev
-//
 // It is the API contract: it imports only apimachinery's types, never the
 // project's other packages.
+//
+// +kubebuilder:object:generate=true
+// +groupName=frontdoor.dev
 package v1alpha1
