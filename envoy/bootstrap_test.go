@@ -4,7 +4,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -13,6 +12,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 var testOpts = BootstrapOptions{
@@ -123,10 +124,9 @@ func TestBootstrapEnvoyValidate(t *testing.T) {
 // envoyBinary is bin/envoy at the module root, built by make tools.
 func envoyBinary(t *testing.T) string {
 	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	p := filepath.Join(filepath.Dir(file), "..", "bin", "envoy")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("%s not found: run make tools to install Envoy", p)
+	p, err := testenv.Binary("envoy")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return p
 }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
 
@@ -136,10 +136,9 @@ func banned(imp string) bool {
 // resources are inlined into a static bootstrap: RDS → route_config, EDS
 // → STATIC with the load assignment, SDS → static secrets.
 func TestEnvoyValidate(t *testing.T) {
-	_, file, _, _ := runtime.Caller(0)
-	envoyBin := filepath.Join(filepath.Dir(file), "..", "bin", "envoy")
-	if _, err := os.Stat(envoyBin); err != nil {
-		t.Skipf("%s not found: run make tools to install Envoy", envoyBin)
+	envoyBin, err := testenv.Binary("envoy")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if testing.Short() {
 		t.Skip("runs Envoy")
@@ -174,8 +173,11 @@ func TestEnvoyValidate(t *testing.T) {
 func frontdoorModule(t *testing.T) string {
 	t.Helper()
 	moduleOnce.Do(func() {
-		_, file, _, _ := runtime.Caller(0)
-		root := filepath.Join(filepath.Dir(file), "..")
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			moduleErr = err
+			return
+		}
 		dir, err := os.MkdirTemp("", "frontdoor-module")
 		if err != nil {
 			moduleErr = err

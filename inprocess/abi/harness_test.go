@@ -16,7 +16,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -32,38 +31,20 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
-// repoRoot walks up from the package directory to Frontdoor's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/kubefrontdoor/frontdoor\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("cannot find the frontdoor go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
+// repoRoot is the repository root (internal/testenv).
+func repoRoot() (string, error) { return testenv.RepoRoot() }
 
 // envoyBinary is bin/envoy; its absence fails the test (the ABI cannot be
 // verified without it).
 func envoyBinary(t testing.TB) string {
 	t.Helper()
-	root, err := repoRoot()
+	p, err := testenv.Binary("envoy")
 	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(root, "bin", "envoy")
-	if _, err := os.Stat(p); err != nil {
-		t.Fatalf("%s is missing: run `make tools` to install Envoy %s; the dynamic-module ABI binding can only be verified against the real binary", p, EnvoyVersion)
+		t.Fatalf("%v: the dynamic-module ABI binding can only be verified against the real Envoy %s", err, EnvoyVersion)
 	}
 	return p
 }

@@ -3,16 +3,16 @@ package sandbox
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // stopGrace is how long a child gets between SIGTERM and SIGKILL.
@@ -188,20 +188,4 @@ func freePorts(n int) ([]int, error) {
 // working directory, past tests/go.mod, so `go test` (run in the package
 // dir), `go -C tests run` and bin/bench (run in the repo root) agree on
 // where bin/ and _sandbox/ are.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && bytes.Contains(data, []byte("module github.com/kubefrontdoor/frontdoor\n")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("cannot find the frontdoor repository root (go.mod of github.com/kubefrontdoor/frontdoor) above the working directory")
-		}
-		dir = parent
-	}
-}
+func RepoRoot() (string, error) { return testenv.RepoRoot() }

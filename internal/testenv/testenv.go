@@ -1,0 +1,58 @@
+// Package testenv finds the repository and the real binaries tests run
+// (bin/envoy, bin/etcd, bin/kube-apiserver, bin/frontdoor, ...), for tests
+// only: the product module's unit tests and the tests module both use it,
+// so they agree on where bin/ is whatever directory `go test` runs in.
+//
+// It imports only the standard library, and no product package imports it
+// outside _test.go files.
+package testenv
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// modulePath is the product module's path, as its go.mod declares it.
+const modulePath = "github.com/kubefrontdoor/frontdoor"
+
+// RepoRoot finds the product module's root by walking up from the working
+// directory, past tests/go.mod and any other nested module.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module "+modulePath+"\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("cannot find the frontdoor repository root (go.mod of " + modulePath + ") above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// Binary is the path of bin/<name>; an error, saying how to get it, if it
+// is missing. envoy, etcd, kube-apiserver and kubectl come from `make tools`,
+// frontdoor and libfrontdoor.so from `make build`.
+func Binary(name string) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(root, "bin", name)
+	if _, err := os.Stat(path); err != nil {
+		how := "make tools"
+		if name == "frontdoor" || name == "libfrontdoor.so" {
+			how = "make build"
+		}
+		return "", fmt.Errorf("%s not found: run %s", path, how)
+	}
+	return path, nil
+}
