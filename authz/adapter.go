@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"net/url"
 	"strings"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -82,11 +81,9 @@ func XFCCCert(xfcc string) string {
 		if !ok || !strings.EqualFold(strings.TrimSpace(k), "Cert") {
 			continue
 		}
-		v = strings.Trim(strings.TrimSpace(v), `"`)
-		if _, err := url.PathUnescape(v); err != nil {
-			return ""
-		}
-		return v
+		// Returned as is: the x509 authenticator decodes it only on a cache
+		// miss, and refuses (and remembers) a value that does not decode.
+		return strings.Trim(strings.TrimSpace(v), `"`)
 	}
 	return ""
 }
