@@ -66,6 +66,15 @@ const (
 	AccessLogDecision    = "decision"
 )
 
+// Access-log timing fields the bench and operators read, besides Envoy's own
+// durationUs and upstreamUs: the microseconds Envoy waited on the request
+// service before forwarding (every mode) and, in ExtProc mode, on its answer
+// to the response headers.
+const (
+	AccessLogRequestServiceUs         = "requestServiceUs"
+	AccessLogRequestServiceResponseUs = "requestServiceResponseUs"
+)
+
 // AccessLogFields lists the MetadataKeyRequest fields in log order.
 var AccessLogFields = []string{
 	AccessLogUser, AccessLogGroups, AccessLogVerb, AccessLogAPIGroup, AccessLogResource,

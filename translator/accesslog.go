@@ -15,6 +15,14 @@ import (
 // ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest) beside Envoy's own
 // view: code, duration, bytes and the replica that served it.
 //
+// Timing fields (microseconds, as Envoy measured them) split each request's
+// time: durationUs is the whole exchange (first byte from the client to the
+// last byte back to it), upstreamUs the apiserver's part (first byte sent to
+// the replica to the first byte of its answer), and requestServiceUs the
+// time Envoy waited on the request service (see requestServiceLatency; the
+// gRPC round trip included). The rest is Envoy's own work: TLS, filters,
+// routing, the connection pool and moving the response body.
+//
 // No field can carry a credential: there is no request header other than
 // the method, path, user agent and request id, no peer certificate field,
 // and the request service's metadata holds names and counts only.
@@ -32,13 +40,14 @@ type AccessLogIR struct {
 	Path string
 }
 
-// accessLogs returns the HCM access log of cluster uc.
-func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.AccessLog {
+// accessLogs returns the HCM access log of cluster uc. requestService maps
+// the request-service timing fields to their command operators.
+func accessLogs(a AccessLogIR, uc, metadataNamespace string, requestService map[string]string) []*accesslogv3.AccessLog {
 	if a.Disabled {
 		return nil
 	}
 	format := &corev3.SubstitutionFormatString{
-		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, metadataNamespace)},
+		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, metadataNamespace, requestService)},
 	}
 	if a.Path == "" {
 		return []*accesslogv3.AccessLog{{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
@@ -52,7 +61,7 @@ func accessLogs(a AccessLogIR, uc, metadataNamespace string) []*accesslogv3.Acce
 
 // accessLogFormat is the JSON object of one line. Fields the request
 // service did not decide (a denied request has no user or rule) are null.
-func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
+func accessLogFormat(uc, metadataNamespace string, requestService map[string]string) *structpb.Struct {
 	f := map[string]*structpb.Value{
 		"time":            structpb.NewStringValue("%START_TIME%"),
 		"cluster":         structpb.NewStringValue(uc),
@@ -65,10 +74,15 @@ func accessLogFormat(uc, metadataNamespace string) *structpb.Struct {
 		"code":            structpb.NewStringValue("%RESPONSE_CODE%"),
 		"flags":           structpb.NewStringValue("%RESPONSE_FLAGS%"),
 		"durationMs":      structpb.NewStringValue("%DURATION%"),
+		"durationUs":      structpb.NewStringValue("%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%"),
+		"upstreamUs":      structpb.NewStringValue("%COMMON_DURATION(US_TX_BEG:US_RX_BEG:us)%"),
 		"bytesReceived":   structpb.NewStringValue("%BYTES_RECEIVED%"),
 		"bytesSent":       structpb.NewStringValue("%BYTES_SENT%"),
 		"upstream":        structpb.NewStringValue("%UPSTREAM_HOST%"),
 		"upstreamCluster": structpb.NewStringValue("%UPSTREAM_CLUSTER%"),
+	}
+	for k, op := range requestService {
+		f[k] = structpb.NewStringValue(op)
 	}
 	for _, k := range envoy.AccessLogFields {
 		f[k] = structpb.NewStringValue("%DYNAMIC_METADATA(" + metadataNamespace + ":" + envoy.MetadataKeyRequest + ":" + k + ")%")

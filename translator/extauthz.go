@@ -45,6 +45,9 @@ func extAuthzFilter() *hcmv3.HttpFilter {
 		// route must be chosen again after the check.
 		ClearRouteCache: true,
 		StatusOnError:   &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		// Per-request Check latency in filter state, for the access log's
+		// requestServiceUs field (requestServiceLatency).
+		EmitFilterStateStats: true,
 		// allowed_headers is left unset on purpose: the service needs all
 		// headers (Authorization, Impersonate-*, WebSocket subprotocols).
 	}

@@ -83,6 +83,23 @@ func requestMetadataNamespace(c *ClusterIR) string {
 	return envoy.MetadataNamespaceExtAuthz
 }
 
+// requestServiceLatency is the access log's request-service timing: the
+// microseconds Envoy waited on the request service, from the filter's own
+// per-stream stats (ext_authz: emit_filter_state_stats; ext_proc records
+// them always). ext_proc's response-headers exchange is a second wait,
+// logged apart.
+func requestServiceLatency(c *ClusterIR) map[string]string {
+	if c.RequestService == RequestServiceExtProc {
+		return map[string]string{
+			envoy.AccessLogRequestServiceUs:         "%FILTER_STATE(" + extProcFilterName + ":FIELD:request_header_latency_us)%",
+			envoy.AccessLogRequestServiceResponseUs: "%FILTER_STATE(" + extProcFilterName + ":FIELD:response_header_latency_us)%",
+		}
+	}
+	return map[string]string{
+		envoy.AccessLogRequestServiceUs: "%FILTER_STATE(" + extAuthzFilterName + ":FIELD:latency_us)%",
+	}
+}
+
 // forwardClientCert makes Envoy hand the client certificate to the ext_proc
 // service in envoy.HeaderClientCert: SANITIZE_SET replaces whatever the
 // client sent with Envoy's own view (the verified TLS session), and removes

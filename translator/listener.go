@@ -137,7 +137,7 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			ConfigSource:    adsConfigSource(),
 		}},
 		UseRemoteAddress:  wrapperspb.Bool(true),
-		AccessLog:         accessLogs(c.AccessLog, c.Name, requestMetadataNamespace(c)),
+		AccessLog:         accessLogs(c.AccessLog, c.Name, requestMetadataNamespace(c), requestServiceLatency(c)),
 		StreamIdleTimeout: duration(0),
 		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{
 			{UpgradeType: upgradeWebSocket},
