@@ -31,7 +31,10 @@ type Report struct {
 	Results      []Result        `json:"results"`
 	Balance      []BalanceResult `json:"balance"`
 	ControlPlane ControlPlane    `json:"control_plane"`
-	Profile      *Profile        `json:"profile,omitempty"`
+	// Split is the where-the-time-goes table (get, open loop at SplitQPS).
+	Split    []TimeSplit `json:"time_split,omitempty"`
+	SplitQPS float64     `json:"time_split_qps,omitempty"`
+	Profile  *Profile    `json:"profile,omitempty"`
 }
 
 // PathInfo says what a path is, or why it was not measured.
@@ -261,6 +264,7 @@ func (rep *Report) Markdown() string {
 				r.Errors, 100*r.ErrorRate, cpuCell(r.CPUPer1k), rt("apiservers_cpu", r.APIServerCPU1k, 3), rssCell(r.PeakRSSMiB))
 		}
 	}
+	rep.splitMarkdown(&b)
 	b.WriteString("\n**Balance** (get, open loop 200 req/s dealt evenly over 8 long-lived HTTP/2 clients, each on its own connection; counted from each replica's apiserver_request_total)\n\n")
 	b.WriteString("| path | replica 1 / 2 / 3 | max/min | CV | max deviation from even |\n|---|---|---:|---:|---:|\n")
 	for _, x := range rep.Balance {
@@ -311,6 +315,38 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// splitMarkdown renders the where-the-time-goes table.
+func (rep *Report) splitMarkdown(b *strings.Builder) {
+	if len(rep.Split) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n**Where the time goes** (get, open loop %g req/s; medians per request, ms, from Envoy's access log: "+
+		"`durationUs` in Envoy, `upstreamUs` the apiserver (first byte sent to first byte back), `requestServiceUs` the wait on the request service "+
+		"(gRPC round trip included; ExtProc adds its response-headers exchange), Envoy's own = the rest; the static Envoys are timed on a second, logging listener)\n\n", rep.SplitQPS)
+	b.WriteString("| path | request service | client p50 | in Envoy | Envoy's own | request service | apiserver | requests logged |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rep.Split {
+		mode := r.Mode
+		if mode == "" {
+			mode = "–"
+		}
+		if r.NA != "" {
+			fmt.Fprintf(b, "| %s | %s | %s | | | | | |\n", r.Path, mode, r.NA)
+			continue
+		}
+		if r.Logged == 0 {
+			fmt.Fprintf(b, "| %s | %s | %.2f | – | – | – | – | – |\n", r.Path, mode, r.ClientP50Ms)
+			continue
+		}
+		svc := "–"
+		if r.Mode != "" {
+			svc = fmt.Sprintf("%.2f", r.RequestServiceMs)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %.2f | %s | %.2f | %d |\n", r.Path, mode, r.ClientP50Ms,
+			r.EnvoyTotalMs, r.EnvoyOwnMs, svc, r.APIServerMs, r.Logged)
+	}
 }
 
 func cpuCell(m map[string]float64) string {

@@ -64,12 +64,22 @@ func TestReportRendering(t *testing.T) {
 	}
 	rep.Results = append(rep.Results, Result{Workload: WorkloadGet, Mode: Closed, Path: PathFrontdoorTok, NA: "n/a: not supported by this build"})
 	addRatios(rep)
+	rep.SplitQPS = 150
+	rep.Split = []TimeSplit{
+		{Path: PathDirect, ClientP50Ms: 1.7},
+		{Path: PathEnvoyPlain, ClientP50Ms: 2.4, Logged: 10, EnvoyTotalMs: 1.9, EnvoyOwnMs: 0.4, APIServerMs: 1.5},
+		{Path: PathFrontdoorX509, Mode: "ExtAuthz", ClientP50Ms: 3.8, Logged: 10, EnvoyTotalMs: 3.2, EnvoyOwnMs: 0.6, RequestServiceMs: 0.9, APIServerMs: 1.7},
+		{Path: PathFrontdoorExtP, Mode: "ExtProc", NA: "n/a: not measured"},
+	}
 	dir := t.TempDir()
 	if err := rep.write(dir); err != nil {
 		t.Fatal(err)
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"| frontdoor-x509 | 100 (×1.00)", "envoy 0.300 + frontdoor 0.100 = 0.400", "n/a: not supported by this build"} {
+	for _, want := range []string{"| frontdoor-x509 | 100 (×1.00)", "envoy 0.300 + frontdoor 0.100 = 0.400", "n/a: not supported by this build",
+		"**Where the time goes** (get, open loop 150 req/s", "| direct | – | 1.70 | – | – | – | – | – |",
+		"| envoy-plain | – | 2.40 | 1.90 | 0.40 | – | 1.50 | 10 |", "| frontdoor-x509 | ExtAuthz | 3.80 | 3.20 | 0.60 | 0.90 | 1.70 | 10 |",
+		"| frontdoor-extproc | ExtProc | n/a: not measured |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
