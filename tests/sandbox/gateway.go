@@ -90,7 +90,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	if err := s.writeConfigDir(); err != nil {
 		return fmt.Errorf("writing config dir: %w", err)
 	}
-	grpcAddr := "127.0.0.1:" + strconv.Itoa(grpcPort)
+	grpcAddr := s.grpcAddress("127.0.0.1:"+strconv.Itoa(grpcPort), "grpc.sock")
 	httpAddr := "127.0.0.1:" + strconv.Itoa(httpPort)
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
@@ -170,6 +170,15 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
 	}
 	return nil
+}
+
+// grpcAddress is frontdoor's --grpc-address: tcp (host:port), or with
+// GRPCUnixSocket, unix://DIR/<socket>.
+func (s *Sandbox) grpcAddress(tcp, socket string) string {
+	if s.opts.GRPCUnixSocket {
+		return "unix://" + s.path(socket)
+	}
+	return tcp
 }
 
 // RequestServiceEnv names the environment variable that selects the
