@@ -64,8 +64,14 @@ type Options struct {
 	// Variants are more Frontdoor gateways to measure beside the sandbox's
 	// (a build before a change, other flags or environment).
 	Variants []Variant
+	// Baseline, a path name, adds a paired comparison of every path with it
+	// (round by round ratios): before/after figures of one run.
+	Baseline string
 	// NoSplit skips the where-the-time-goes measurement.
 	NoSplit bool
+	// NoControlPlane skips the control-plane figures (config edits,
+	// translation, the 10,000-rule load), for runs that compare paths.
+	NoControlPlane bool
 	// Profile takes a Go CPU profile of the request service under load.
 	Profile bool
 	// Target, if its URL is set, is measured as one more path.
@@ -157,6 +163,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = filepath.Join(root, "_bench")
+	}
+	// Absolute: variant gateways get Unix socket paths under it.
+	if opts.OutDir, err = filepath.Abs(opts.OutDir); err != nil {
+		return nil, err
 	}
 	sbDir := filepath.Join(opts.OutDir, "sandbox")
 	if err := os.RemoveAll(sbDir); err != nil {
@@ -362,6 +372,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	addRatios(rep)
+	rep.Baseline = opts.Baseline
+	addPaired(rep)
 
 	if !opts.NoSplit {
 		say("where the time goes: get, open loop %g req/s, per-request timing from Envoy's access logs", opts.QPS[WorkloadGet])
@@ -384,35 +396,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		rep.Profile = profileFrontdoor(ctx, sb, p, opts)
 	}
 
-	say("control plane: config edit → Envoy applied")
-	edits := 10
-	if opts.Quick {
-		edits = 2
-	}
-	apply := measureApply(ctx, sb, edits)
-	rep.ControlPlane.Apply = apply
-	sizes := []int{1, 10, 100, 1000}
-	if opts.Quick {
-		sizes = []int{1, 100}
-	}
-	if tr, err := measureTranslation(sb, sizes); err != nil {
-		rep.ControlPlane.TranslationError = err.Error()
-	} else {
-		rep.ControlPlane.Translation = tr
-	}
-	ruleSizes := []int{1, 100, 1000, 10000}
-	if opts.Quick {
-		ruleSizes = []int{1, 1000}
-	}
-	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
-		rep.ControlPlane.RulesError = err.Error()
-	} else {
-		rep.ControlPlane.Rules = rr
-	}
-	if !opts.Quick {
-		say("loading %d dispatch rules into the running gateway", 10000)
-		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
-		rep.ControlPlane.RulesLoad = &lr
+	if !opts.NoControlPlane {
+		measureControlPlane(ctx, sb, opts, rep, pids, say)
 	}
 	if pid := pids["frontdoor"]; pid > 0 {
 		r, _ := rss(pid)
@@ -512,4 +497,40 @@ func qpsString(m map[Workload]float64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// measureControlPlane adds the control-plane figures to rep: config edit →
+// Envoy applied, translation times, and (full runs) 10,000 dispatch rules
+// loaded into the running gateway.
+func measureControlPlane(ctx context.Context, sb *sandbox.Sandbox, opts Options, rep *Report, pids map[string]int, say func(string, ...any)) {
+	say("control plane: config edit → Envoy applied")
+	edits := 10
+	if opts.Quick {
+		edits = 2
+	}
+	apply := measureApply(ctx, sb, edits)
+	rep.ControlPlane.Apply = apply
+	sizes := []int{1, 10, 100, 1000}
+	if opts.Quick {
+		sizes = []int{1, 100}
+	}
+	if tr, err := measureTranslation(sb, sizes); err != nil {
+		rep.ControlPlane.TranslationError = err.Error()
+	} else {
+		rep.ControlPlane.Translation = tr
+	}
+	ruleSizes := []int{1, 100, 1000, 10000}
+	if opts.Quick {
+		ruleSizes = []int{1, 1000}
+	}
+	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
+		rep.ControlPlane.RulesError = err.Error()
+	} else {
+		rep.ControlPlane.Rules = rr
+	}
+	if !opts.Quick {
+		say("loading %d dispatch rules into the running gateway", 10000)
+		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
+		rep.ControlPlane.RulesLoad = &lr
+	}
 }

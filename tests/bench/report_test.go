@@ -90,3 +90,26 @@ func TestReportRendering(t *testing.T) {
 		}
 	}
 }
+
+// The paired comparison divides round by round and reports the median and
+// the range of those ratios.
+func TestAddPaired(t *testing.T) {
+	rep := &Report{Baseline: "before", Results: []Result{
+		{Workload: WorkloadGet, Mode: Closed, Path: "before", PerRound: []RoundFigures{
+			{QPS: 100, P50Ms: 10, P99Ms: 20, GatewayCPU1k: 0.4}, {QPS: 50, P50Ms: 20, P99Ms: 40, GatewayCPU1k: 0.5}, {QPS: 80, P50Ms: 12, P99Ms: 30, GatewayCPU1k: 0.4}}},
+		{Workload: WorkloadGet, Mode: Closed, Path: "after", PerRound: []RoundFigures{
+			{QPS: 110, P50Ms: 9, P99Ms: 20, GatewayCPU1k: 0.36}, {QPS: 60, P50Ms: 18, P99Ms: 40, GatewayCPU1k: 0.45}, {QPS: 80, P50Ms: 12, P99Ms: 30, GatewayCPU1k: 0.4}}},
+	}}
+	addPaired(rep)
+	if len(rep.Paired) != 1 {
+		t.Fatalf("paired = %+v", rep.Paired)
+	}
+	p := rep.Paired[0]
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if p.Path != "after" || !near(p.CPU[0], 0.9) || !near(p.CPU[1], 0.9) || !near(p.CPU[2], 1) || !near(p.QPS[0], 1.1) || !near(p.QPS[2], 1.2) || !near(p.P50[0], 0.9) {
+		t.Errorf("paired = %+v", p)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "| get / closed | after | ×0.900 [0.90–1.00] | ×1.100 [1.00–1.20] |") {
+		t.Errorf("markdown:\n%s", md)
+	}
+}

@@ -49,7 +49,9 @@ func run() error {
 	flag.StringVar(&paths, "paths", "", "comma-separated paths to measure (default all): "+strings.Join(bench.AllPaths, ","))
 	flag.Var(&variants, "variant", "also measure a second Frontdoor gateway, NAME[=BINARY][:ARG ...] (repeatable); ARGs are KEY=VALUE environment, "+
 		"\"unix\" (gRPC on a Unix socket) or frontdoor serve flags, e.g. before=/tmp/frontdoor-before, gogc400:GOGC=400, uds:unix")
+	flag.StringVar(&o.Baseline, "baseline", "", "compare every path with this one round by round (before/after ratios), e.g. a --variant name")
 	flag.BoolVar(&o.NoSplit, "no-split", false, "skip the where-the-time-goes measurement")
+	flag.BoolVar(&o.NoControlPlane, "no-control-plane", false, "skip the control-plane figures (config edits, translation, the 10,000-rule load)")
 	flag.BoolVar(&o.Profile, "profile", true, "take a Go CPU profile of the request service under load")
 	flag.StringVar(&o.Target.URL, "target", "", "also measure this gateway URL (https://host:port) fronting any apiserver")
 	flag.StringVar(&certFile, "client-cert", "", "--target: client certificate file (default: a bench-user cert from the sandbox CA)")
