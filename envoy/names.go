@@ -3,6 +3,8 @@
 // cluster names; plus the bootstrap renderer.
 package envoy
 
+import "strings"
+
 const (
 	// HeaderPrefix is the prefix of every internal header. Envoy strips every
 	// incoming header with this prefix before any filter sees it (an early
@@ -27,6 +29,46 @@ const (
 	// when no dispatch policy matches.
 	DefaultRule = "default"
 )
+
+// RequestHeaderMatch names one request header the request service reads,
+// or with Prefix every header starting with Name. Names are lowercase, as
+// Envoy passes them.
+type RequestHeaderMatch struct {
+	Name   string
+	Prefix bool
+}
+
+// RequestServiceHeaders are the request headers the request service's
+// pipeline (authz) reads, and so the only ones ext_authz sends it
+// (allowed_headers); method, path, the peer certificate and the cluster
+// travel in their own CheckRequest fields. authz's tests run the pipeline
+// on requests filtered by this list, so they fail if it starts reading
+// another header.
+var RequestServiceHeaders = []RequestHeaderMatch{
+	// Bearer tokens.
+	{Name: "authorization"},
+	// Client impersonation (kubectl --as), authorized then stripped.
+	{Name: "impersonate-", Prefix: true},
+	// WebSocket clients' bearer tokens, stripped before forwarding; with
+	// Connection and Upgrade, what makes the request a WebSocket upgrade.
+	{Name: "sec-websocket-protocol"},
+	{Name: "connection"},
+	{Name: "upgrade"},
+	// Front-proxy identity headers, stripped (Envoy already drops them
+	// before any filter; the pipeline strips them too).
+	{Name: "x-remote-", Prefix: true},
+}
+
+// RequestServiceReads reports whether the request service reads the header
+// with this lowercase name (RequestServiceHeaders).
+func RequestServiceReads(name string) bool {
+	for _, m := range RequestServiceHeaders {
+		if name == m.Name || m.Prefix && strings.HasPrefix(name, m.Name) {
+			return true
+		}
+	}
+	return false
+}
 
 // MetadataKeyIdentityHeaders is the key, in the ext_authz filter's dynamic
 // metadata namespace (MetadataNamespaceExtAuthz), of the identity header
