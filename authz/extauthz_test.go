@@ -4,7 +4,10 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -231,6 +234,7 @@ func BenchmarkExtAuthzServerWork(b *testing.B) {
 			}
 			ctx := context.Background()
 			b.ReportAllocs()
+			cpu := processCPU(b)
 			for b.Loop() {
 				in := &authv3.CheckRequest{}
 				if err := proto.Unmarshal(wire, in); err != nil {
@@ -244,6 +248,7 @@ func BenchmarkExtAuthzServerWork(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+			cpu.report(b)
 			b.ReportMetric(float64(len(wire)), "request-bytes")
 		})
 	}
@@ -251,7 +256,9 @@ func BenchmarkExtAuthzServerWork(b *testing.B) {
 
 // BenchmarkExtAuthzTransport is one Check over gRPC, client and server in
 // this process, on loopback TCP and on a Unix socket (frontdoor serve
-// --grpc-address unix://): the transport's share, both ends.
+// --grpc-address unix://): the transport's share, both ends; and on TCP
+// with the server's grpc.NumStreamWorkers (a pool of stream goroutines
+// instead of one per stream).
 func BenchmarkExtAuthzTransport(b *testing.B) {
 	ca := newTestCA(b, "client-ca")
 	_, cert := ca.issue(b, clientCert{cn: "bench-user", orgs: []string{"bench-group"}})
@@ -261,8 +268,16 @@ func BenchmarkExtAuthzTransport(b *testing.B) {
 	}
 	p.SetPolicy(testTable(ca.pem))
 	req := checkRequest("a", "GET", benchCheckHeaders[":path"], cert, onlyRequestServiceHeaders(benchCheckHeaders))
-	for _, network := range []string{"tcp", "unix"} {
-		b.Run(network, func(b *testing.B) {
+	for _, bc := range []struct {
+		name, network string
+		opts          []grpc.ServerOption
+	}{
+		{"tcp", "tcp", nil},
+		{"unix", "unix", nil},
+		{"tcp-stream-workers", "tcp", []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}},
+	} {
+		network := bc.network
+		b.Run(bc.name, func(b *testing.B) {
 			addr := "127.0.0.1:0"
 			if network == "unix" {
 				addr = filepath.Join(b.TempDir(), "g.sock")
@@ -271,7 +286,7 @@ func BenchmarkExtAuthzTransport(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			srv := grpc.NewServer()
+			srv := grpc.NewServer(bc.opts...)
 			authv3.RegisterAuthorizationServer(srv, NewExtAuthzServer(p))
 			go func() { _ = srv.Serve(lis) }()
 			defer srv.Stop()
@@ -288,6 +303,7 @@ func BenchmarkExtAuthzTransport(b *testing.B) {
 			ctx := context.Background()
 			b.ReportAllocs()
 			b.SetParallelism(4)
+			cpu := processCPU(b)
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					if out, err := client.Check(ctx, req); err != nil || out.GetStatus().GetCode() != 0 {
@@ -296,6 +312,33 @@ func BenchmarkExtAuthzTransport(b *testing.B) {
 					}
 				}
 			})
+			cpu.report(b)
 		})
 	}
+}
+
+// cpuMeter is the process's CPU time (user+system, every thread: GC and
+// the gRPC transport's goroutines included) since it was started. On a
+// shared machine it varies less than ns/op, which is wall time.
+type cpuMeter struct{ start time.Duration }
+
+func processCPU(b *testing.B) cpuMeter {
+	b.Helper()
+	return cpuMeter{start: rusageCPU(b)}
+}
+
+// report adds cpu-ns/op to the benchmark's metrics.
+func (m cpuMeter) report(b *testing.B) {
+	b.Helper()
+	if b.N > 0 {
+		b.ReportMetric(float64(rusageCPU(b)-m.start)/float64(b.N), "cpu-ns/op")
+	}
+}
+
+func rusageCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
