@@ -52,7 +52,7 @@ func FuzzPipelineCredentials(f *testing.F) {
 		if strings.EqualFold(k1, headerWSProtocol) || strings.EqualFold(k2, headerWSProtocol) {
 			h["connection"], h["upgrade"] = "Upgrade", "websocket"
 		}
-		d := p.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/default/pods", Headers: h})
+		d := p.Check(context.Background(), viaExtAuthz(&Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/default/pods", Headers: h}))
 		if !d.Allowed() {
 			if d.Code < 400 || !bytes.HasPrefix(d.Body, []byte(`{"kind":"Status"`)) {
 				t.Fatalf("denial without status: %+v", d)

@@ -328,3 +328,40 @@ func BenchmarkPipelineX509Cached(b *testing.B) {
 		})
 	}
 }
+
+// The pipeline decides on the headers ext_authz sends it
+// (envoy.RequestServiceHeaders) exactly as on all of them: everything else
+// a client sends is invisible to its decisions.
+func TestPipelineReadsOnlyRequestServiceHeaders(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	_, cert := ca.issue(t, clientCert{cn: "jane", orgs: []string{"dev"}})
+	noise := map[string]string{
+		":authority": "cluster-a.example.com", ":method": "GET", ":path": "/api/v1/pods", ":scheme": "https",
+		"accept": "application/json", "user-agent": "kubectl/v1.37.2", "content-type": "application/json",
+		"x-forwarded-for": "10.0.0.1", "x-forwarded-proto": "https", "x-request-id": "0f1e2d3c", "audit-id": "a1",
+		"cookie": "s=1", "x-forwarded-client-cert": "Cert=abc",
+	}
+	for name, h := range map[string]map[string]string{
+		"x509":          {},
+		"front-proxy":   {"X-Remote-User": "admin", "x-remote-group": "system:masters"},
+		"impersonation": {"impersonate-user": "bob"},
+		"bearer token":  {"authorization": "Bearer abc"},
+		"websocket":     {"sec-websocket-protocol": bearerProtocolPrefix + "YWJj,v5.channel.k8s.io", "connection": "Upgrade", "upgrade": "websocket"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			all := map[string]string{}
+			for k, v := range noise {
+				all[k] = v
+			}
+			for k, v := range h {
+				all[k] = v
+			}
+			req := &Request{Cluster: "a", Method: "GET", Path: "/api/v1/pods", PeerCertificate: cert, Headers: all}
+			full := newTestPipeline(t, ca).Pipeline.Check(context.Background(), req)
+			filtered := newTestPipeline(t, ca).Check(context.Background(), req)
+			if diff := cmp.Diff(full, filtered); diff != "" {
+				t.Errorf("decision with every header (-) and with only the request-service headers (+):\n%s", diff)
+			}
+		})
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 
+	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
@@ -38,6 +39,31 @@ type testPipeline struct {
 	*Pipeline
 	reg   *prometheus.Registry
 	clock *fakeClock
+}
+
+// Check runs the pipeline on req as ext_authz hands it over: with only the
+// headers Envoy sends the request service (allowed_headers,
+// envoy.RequestServiceHeaders). Every pipeline test goes through it (or
+// through viaExtAuthz), so a test of anything that reads another header
+// fails until the header is added to that list.
+func (tp *testPipeline) Check(ctx context.Context, req *Request) Decision {
+	return tp.Pipeline.Check(ctx, viaExtAuthz(req))
+}
+
+// viaExtAuthz returns req with only the headers ext_authz sends: those whose
+// lowercase name envoy.RequestServiceReads (Envoy lowercases names; the
+// original case is kept, the pipeline must tolerate it).
+func viaExtAuthz(req *Request) *Request {
+	r := *req
+	if req.Headers != nil {
+		r.Headers = make(map[string]string, len(req.Headers))
+		for k, v := range req.Headers {
+			if envoy.RequestServiceReads(strings.ToLower(k)) {
+				r.Headers[k] = v
+			}
+		}
+	}
+	return &r
 }
 
 func newTestPipeline(tb testing.TB, ca *testCA) *testPipeline {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
@@ -30,7 +31,9 @@ type BootstrapOptions struct {
 	// DefaultNodeCluster.
 	NodeCluster string
 	// XDSAddress is host:port of the frontdoor gRPC server (ADS and
-	// ext_authz, plaintext HTTP/2 on loopback or within the pod).
+	// ext_authz, plaintext HTTP/2 on loopback or within the pod), or
+	// unix:///path for its Unix socket (frontdoor serve --grpc-address
+	// unix:///path, when Envoy shares the host or pod).
 	XDSAddress string
 	// AdminAddress is host:port of Envoy's admin interface. Keep it on
 	// loopback: the admin API can change Envoy's state.
@@ -52,10 +55,6 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if opts.NodeCluster == "" {
 		opts.NodeCluster = DefaultNodeCluster
 	}
-	xdsHost, xdsPort, err := splitHostPort("xDS address", opts.XDSAddress)
-	if err != nil {
-		return nil, err
-	}
 	adminHost, adminPort, err := splitHostPort("admin address", opts.AdminAddress)
 	if err != nil {
 		return nil, err
@@ -64,7 +63,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: admin address %q: host must be an IP address", opts.AdminAddress)
 	}
 
-	cp, err := controlPlaneCluster(xdsHost, xdsPort)
+	cp, err := controlPlaneCluster(opts.XDSAddress)
 	if err != nil {
 		return nil, err
 	}
@@ -112,10 +111,27 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 }
 
 // controlPlaneCluster reaches the frontdoor gRPC server over plaintext
-// HTTP/2 (gRPC). An IP address makes a STATIC cluster; a DNS name a
+// HTTP/2 (gRPC) at addr. An IP address makes a STATIC cluster; a DNS name a
 // LOGICAL_DNS one, which re-resolves and keeps one connection (what a gRPC
-// stream to one server needs).
-func controlPlaneCluster(host string, port uint32) (*clusterv3.Cluster, error) {
+// stream to one server needs); unix:///path a STATIC cluster on the pipe.
+func controlPlaneCluster(addr string) (*clusterv3.Cluster, error) {
+	var endpoint *corev3.Address
+	typ := clusterv3.Cluster_STATIC
+	if path, ok := UnixSocketPath(addr); ok {
+		if !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("bootstrap: xDS address %q: want unix:///absolute/path", addr)
+		}
+		endpoint = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}
+	} else {
+		host, port, err := splitHostPort("xDS address", addr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := netip.ParseAddr(host); err != nil {
+			typ = clusterv3.Cluster_LOGICAL_DNS
+		}
+		endpoint = socketAddress(host, port)
+	}
 	h2, err := anypb.New(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
@@ -125,10 +141,6 @@ func controlPlaneCluster(host string, port uint32) (*clusterv3.Cluster, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
-	}
-	typ := clusterv3.Cluster_STATIC
-	if _, err := netip.ParseAddr(host); err != nil {
-		typ = clusterv3.Cluster_LOGICAL_DNS
 	}
 	return &clusterv3.Cluster{
 		Name:                 ControlPlaneCluster,
@@ -141,7 +153,7 @@ func controlPlaneCluster(host string, port uint32) (*clusterv3.Cluster, error) {
 			ClusterName: ControlPlaneCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
 				HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-					Address: socketAddress(host, port),
+					Address: endpoint,
 				}},
 			}}}},
 		},
@@ -160,6 +172,13 @@ func BootstrapYAML(b *bootstrapv3.Bootstrap) ([]byte, error) {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 	return y, nil
+}
+
+// UnixSocketPath returns the path of a unix:///path gRPC address, the form
+// frontdoor serve --grpc-address and bootstrap --xds-address take for a
+// Unix socket.
+func UnixSocketPath(addr string) (string, bool) {
+	return strings.CutPrefix(addr, "unix://")
 }
 
 func splitHostPort(what, addr string) (string, uint32, error) {

@@ -27,6 +27,7 @@ func TestBootstrapYAMLRoundTrip(t *testing.T) {
 		"ip":   testOpts,
 		"dns":  {NodeID: "n", NodeCluster: "c", XDSAddress: "frontdoor.frontdoor-system.svc:18000", AdminAddress: "[::1]:9901"},
 		"ipv6": {NodeID: "n", XDSAddress: "[::1]:18000", AdminAddress: "127.0.0.1:9901"},
+		"unix": {NodeID: "n", XDSAddress: "unix:///run/frontdoor/grpc.sock", AdminAddress: "127.0.0.1:9901"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := Bootstrap(opts)
@@ -63,6 +64,7 @@ func TestBootstrapClusterType(t *testing.T) {
 		"127.0.0.1:1":     "STATIC",
 		"[::1]:1":         "STATIC",
 		"frontdoor.svc:1": "LOGICAL_DNS",
+		"unix:///x/g.sk":  "STATIC",
 	} {
 		b, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: addr, AdminAddress: "127.0.0.1:9901"})
 		if err != nil {
@@ -71,6 +73,18 @@ func TestBootstrapClusterType(t *testing.T) {
 		if got := b.GetStaticResources().GetClusters()[0].GetType().String(); got != want {
 			t.Errorf("%s: cluster type %s, want %s", addr, got, want)
 		}
+	}
+}
+
+// A unix:// address puts the control-plane cluster on Envoy's pipe address.
+func TestBootstrapUnixSocket(t *testing.T) {
+	b, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: "unix:///run/frontdoor/grpc.sock", AdminAddress: "127.0.0.1:9901"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := b.GetStaticResources().GetClusters()[0].GetLoadAssignment().GetEndpoints()[0].GetLbEndpoints()[0].GetEndpoint()
+	if got := ep.GetAddress().GetPipe().GetPath(); got != "/run/frontdoor/grpc.sock" {
+		t.Errorf("pipe path = %q (address %v)", got, ep.GetAddress())
 	}
 }
 
@@ -83,6 +97,8 @@ func TestBootstrapErrors(t *testing.T) {
 		"empty xds host":   {NodeID: "n", XDSAddress: ":1", AdminAddress: "127.0.0.1:2"},
 		"admin not an IP":  {NodeID: "n", XDSAddress: "127.0.0.1:1", AdminAddress: "localhost:2"},
 		"admin missing":    {NodeID: "n", XDSAddress: "127.0.0.1:1"},
+		"unix no path":     {NodeID: "n", XDSAddress: "unix://", AdminAddress: "127.0.0.1:2"},
+		"unix relative":    {NodeID: "n", XDSAddress: "unix://grpc.sock", AdminAddress: "127.0.0.1:2"},
 	} {
 		if _, err := Bootstrap(opts); err == nil {
 			t.Errorf("%s: no error", name)
@@ -98,6 +114,7 @@ func TestBootstrapEnvoyValidate(t *testing.T) {
 	for _, opts := range []BootstrapOptions{
 		testOpts,
 		{NodeID: "n", XDSAddress: "localhost:18000", AdminAddress: "127.0.0.1:9901"},
+		{NodeID: "n", XDSAddress: "unix:///run/frontdoor/grpc.sock", AdminAddress: "127.0.0.1:9901"},
 	} {
 		b, err := Bootstrap(opts)
 		if err != nil {

@@ -14,7 +14,9 @@ const (
 
 	// MetadataNamespaceInProcess is the dynamic metadata namespace the
 	// module writes the access-log fields (AccessLogFields) into, one key
-	// each, and AccessLogRequestServiceMicros.
+	// each, and AccessLogRequestServiceUs: how long the request service
+	// took for the request (inline, the pipeline's own time; paused, until
+	// the decision was applied).
 	MetadataNamespaceInProcess = "frontdoor.inprocess"
 )
 
@@ -34,9 +36,3 @@ type InProcessConfig struct {
 	// Prometheus metrics (/metrics), host:port.
 	MetricsAddress string `json:"metricsAddress,omitempty"`
 }
-
-// AccessLogRequestServiceMicros is the module's metadata key (in
-// MetadataNamespaceInProcess) holding how long the request service took for
-// the request, in microseconds: inline, the pipeline's own time; paused,
-// the time until the decision was applied.
-const AccessLogRequestServiceMicros = "requestServiceMicros"

@@ -33,6 +33,46 @@ const (
 	DefaultRule = "default"
 )
 
+// RequestHeaderMatch names one request header the request service reads,
+// or with Prefix every header starting with Name. Names are lowercase, as
+// Envoy passes them.
+type RequestHeaderMatch struct {
+	Name   string
+	Prefix bool
+}
+
+// RequestServiceHeaders are the request headers the request service's
+// pipeline (authz) reads, and so the only ones ext_authz sends it
+// (allowed_headers); method, path, the peer certificate and the cluster
+// travel in their own CheckRequest fields. authz's tests run the pipeline
+// on requests filtered by this list, so they fail if it starts reading
+// another header.
+var RequestServiceHeaders = []RequestHeaderMatch{
+	// Bearer tokens.
+	{Name: "authorization"},
+	// Client impersonation (kubectl --as), authorized then stripped.
+	{Name: "impersonate-", Prefix: true},
+	// WebSocket clients' bearer tokens, stripped before forwarding; with
+	// Connection and Upgrade, what makes the request a WebSocket upgrade.
+	{Name: "sec-websocket-protocol"},
+	{Name: "connection"},
+	{Name: "upgrade"},
+	// Front-proxy identity headers, stripped (Envoy already drops them
+	// before any filter; the pipeline strips them too).
+	{Name: "x-remote-", Prefix: true},
+}
+
+// RequestServiceReads reports whether the request service reads the header
+// with this lowercase name (RequestServiceHeaders).
+func RequestServiceReads(name string) bool {
+	for _, m := range RequestServiceHeaders {
+		if name == m.Name || m.Prefix && strings.HasPrefix(name, m.Name) {
+			return true
+		}
+	}
+	return false
+}
+
 // MetadataKeyIdentityHeaders is the key, in the ext_authz filter's dynamic
 // metadata namespace (MetadataNamespaceExtAuthz), of the identity header
 // fields the request service decided on: a flat list name, value, name,
@@ -69,6 +109,15 @@ const (
 	AccessLogName        = "name"
 	AccessLogRule        = "rule"
 	AccessLogDecision    = "decision"
+)
+
+// Access-log timing fields the bench and operators read, besides Envoy's own
+// durationUs and upstreamUs: the microseconds Envoy waited on the request
+// service before forwarding (every mode) and, in ExtProc mode, on its answer
+// to the response headers.
+const (
+	AccessLogRequestServiceUs         = "requestServiceUs"
+	AccessLogRequestServiceResponseUs = "requestServiceResponseUs"
 )
 
 // AccessLogFields lists the MetadataKeyRequest fields in log order.

@@ -126,7 +126,7 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 		func(k, v string) { s.SetDynamicMetadataString(envoy.MetadataNamespaceInProcess, k, v) },
 		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
 	)
-	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceMicros,
+	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs,
 		float64(time.Since(f.start).Microseconds()))
 	if d.Allowed() && !carriable(d) {
 		d = &emptyValueDenial

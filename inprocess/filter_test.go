@@ -166,7 +166,7 @@ func TestInlineAllow(t *testing.T) {
 	if s.metadata[envoy.MetadataNamespaceInProcess+":user"] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
 		t.Errorf("metadata = %v", s.metadata)
 	}
-	if _, ok := s.metadata[envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceMicros]; !ok {
+	if _, ok := s.metadata[envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceUs]; !ok {
 		t.Errorf("no request-service time in metadata %v", s.metadata)
 	}
 }

@@ -51,6 +51,16 @@ func (extProc) requestMetadata() (string, []string) {
 	return envoy.MetadataNamespaceExtProc, []string{envoy.MetadataKeyRequest}
 }
 
+// accessLogTiming: ext_proc records its per-stream latencies in filter
+// state always; the response-headers exchange is a second wait, logged
+// apart.
+func (extProc) accessLogTiming() map[string]string {
+	return map[string]string{
+		envoy.AccessLogRequestServiceUs:         "%FILTER_STATE(" + extProcFilterName + ":FIELD:request_header_latency_us)%",
+		envoy.AccessLogRequestServiceResponseUs: "%FILTER_STATE(" + extProcFilterName + ":FIELD:response_header_latency_us)%",
+	}
+}
+
 // forwardClientCert makes Envoy hand the client certificate to the ext_proc
 // service in envoy.HeaderClientCert: SANITIZE_SET replaces whatever the
 // client sent with Envoy's own view (the verified TLS session), and removes

@@ -72,6 +72,14 @@ func (inProcess) requestMetadata() (string, []string) {
 	return envoy.MetadataNamespaceInProcess, nil
 }
 
+// accessLogTiming: the module records the pipeline's time (inline, or
+// until a paused request's decision was applied) as metadata.
+func (inProcess) accessLogTiming() map[string]string {
+	return map[string]string{
+		envoy.AccessLogRequestServiceUs: "%DYNAMIC_METADATA(" + envoy.MetadataNamespaceInProcess + ":" + envoy.AccessLogRequestServiceUs + ")%",
+	}
+}
+
 // forwardClientCert hands the module the verified client certificate in
 // x-forwarded-client-cert, as for ext_proc; the module removes it before
 // the request goes upstream.

@@ -62,7 +62,7 @@ func TestDecodeInputsIsStrict(t *testing.T) {
 			`document 2: unsupported object "v1" "ConfigMap": want frontdoor.dev/v1alpha1 UpstreamCluster, v1 Secret or discovery.k8s.io/v1 EndpointSlice`},
 		{"wrong version", strings.ReplaceAll(cluster, "v1alpha1", "v1"), `document 2: unsupported object "frontdoor.dev/v1" "UpstreamCluster"`},
 		{"no kind", "metadata: {name: x}\n", `document 2: unsupported object "" ""`},
-		{"bad secret", "apiVersion: v1\nkind: Secret\ndata: 1\n", "document 2: Secret: "},
+		{"bad secret", "apiVersion: v1\nkind: Secret\ndata: 1\n", "document 2: decoding a Secret: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in, err := translator.DecodeInputs([]byte(cluster + "---\n" + tc.doc))

@@ -28,6 +28,10 @@ type requestService interface {
 	// Kubernetes fields (envoy.AccessLogFields): Envoy dynamic metadata
 	// namespace, then the keys leading to the fields' struct.
 	requestMetadata() (namespace string, path []string)
+	// accessLogTiming maps the access log's request-service timing fields
+	// (envoy.AccessLogRequestServiceUs, ...) to the command operators that
+	// read how long Envoy waited on the request service for this request.
+	accessLogTiming() map[string]string
 	// forwardClientCert is how the HCM treats x-forwarded-client-cert,
 	// which carries the client certificate to modes that read it from the
 	// request headers.

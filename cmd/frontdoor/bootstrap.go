@@ -12,7 +12,7 @@ import (
 // gRPC server, ADS for everything else, and the admin listener.
 func runBootstrap(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
-	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "host:port of frontdoor serve's --grpc-address")
+	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "frontdoor serve's --grpc-address: host:port, or unix:///path for its Unix socket")
 	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
 	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
 	output := fs.String("output", "", "write the bootstrap to this file instead of stdout (e.g. from an init container)")

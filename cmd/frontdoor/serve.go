@@ -29,6 +29,7 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/configdump"
+	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/envoy/admin"
 	"github.com/kubefrontdoor/frontdoor/extproc"
 	"github.com/kubefrontdoor/frontdoor/health"
@@ -68,7 +69,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "Kubernetes mode: kubeconfig of the control cluster (default: in-cluster config)")
 	fs.StringVar(&f.envoyAdminURL, "envoy-admin-url", "", "Envoy admin URL polled for upstream server health: frontdoor_upstream_server_healthy, and in Kubernetes mode status.healthyServerCount and status.unhealthyServers (optional)")
 	fs.DurationVar(&f.debounce, "debounce", source.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
-	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000", "host:port for ADS (xDS) and ext_authz gRPC")
+	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000",
+		"host:port for ADS (xDS) and the request service (ext_authz, ext_proc, the in-process policy feed) gRPC, or unix:///path for a Unix socket (mode 0600) when Envoy shares the host or pod")
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
@@ -135,7 +137,7 @@ func runServe(args []string) error {
 		Logger:     log,
 	})
 
-	grpcLis, err := net.Listen("tcp", f.grpcAddr)
+	grpcLis, err := listenGRPC(f.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("--grpc-address: %w", err)
 	}
@@ -257,6 +259,41 @@ func (s policySinks) SetPolicy(t *policy.Table) {
 	for _, sink := range s {
 		sink.SetPolicy(t)
 	}
+}
+
+// listenGRPC listens on host:port (TCP) or on unix:///path, a Unix socket
+// only this process's user may connect to (mode 0600: run Envoy as the
+// same user). A socket file left by a process that is gone is replaced; one
+// that still answers is refused.
+func listenGRPC(addr string) (net.Listener, error) {
+	path, ok := envoy.UnixSocketPath(addr)
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("%q: want unix:///absolute/path", addr)
+	}
+	if st, err := os.Lstat(path); err == nil {
+		if st.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("%s exists and is not a socket", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			_ = c.Close()
+			return nil, fmt.Errorf("%s is in use by another process", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	// The socket is created with the umask's mode: close it to everyone
+	// else from the start, rather than chmod after others could connect.
+	old := syscall.Umask(0o177)
+	l, err := net.Listen("unix", path)
+	syscall.Umask(old)
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
 }
 
 // waitForProxiesGone returns once no Envoy holds an ADS stream, or after

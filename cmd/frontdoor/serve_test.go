@@ -1,6 +1,11 @@
 package main
 
-import "testing"
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+)
 
 func TestAccessLogFlag(t *testing.T) {
 	for _, tc := range []struct {
@@ -24,5 +29,53 @@ func TestAccessLogFlag(t *testing.T) {
 	f, err := parseServeFlags([]string{"--config-dir", "x"})
 	if err != nil || f.accessLog != "stdout" {
 		t.Errorf("default --access-log = %q (%v), want stdout", f.accessLog, err)
+	}
+}
+
+// --grpc-address unix:///path listens on a socket only its user may use,
+// replaces a stale socket file and refuses one that is in use.
+func TestListenGRPCUnix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "grpc.sock")
+	l, err := listenGRPC("unix://" + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode()&os.ModeSocket == 0 || st.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode %v, want a socket with 0600", st.Mode())
+	}
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if _, err := listenGRPC("unix://" + path); err == nil {
+		t.Error("a socket in use was taken over")
+	}
+	// A crash leaves the file behind; the next start replaces it.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := listenGRPC("unix://" + path)
+	if err != nil {
+		t.Fatalf("stale socket: %v", err)
+	}
+	l2.Close()
+	for _, bad := range []string{"unix://relative.sock", "unix://"} {
+		if _, err := listenGRPC(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := listenGRPC("unix://" + file); err == nil {
+		t.Error("a regular file was replaced")
 	}
 }

@@ -2,7 +2,11 @@ package bench
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"net"
 	"net/url"
@@ -14,8 +18,8 @@ import (
 	"time"
 )
 
-// child is a baseline proxy the benchmark starts itself (plain Envoy,
-// HAProxy): its own process group, killed with us, log in the bench dir.
+// child is a process the benchmark starts itself (static Envoys, HAProxy,
+// variant gateways): its own process group, killed with us, log in the bench dir.
 type child struct {
 	name string
 	cmd  *exec.Cmd
@@ -23,12 +27,15 @@ type child struct {
 	done chan struct{} // closed once the process has been reaped
 }
 
-func startChild(name, logPath, bin string, args ...string) (*child, error) {
+func startChild(name, logPath string, env []string, bin string, args ...string) (*child, error) {
 	logFile, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -73,7 +80,7 @@ func waitTLS(ctx context.Context, c *child, addr string) error {
 		case <-c.done:
 			return fmt.Errorf("%s exited; see %s", c.name, c.log)
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready on %s: %v; see %s", c.name, addr, err, c.log)
+			return fmt.Errorf("%s not ready on %s: %w; see %s", c.name, addr, err, c.log)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
@@ -100,47 +107,22 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// plainEnvoyConfig is the cost floor of an Envoy design: the same TLS
+// staticEnvoyConfig is the cost floor of an Envoy design: the same TLS
 // termination (the gateway's serving cert), the same HTTP/2 upstream with the
 // gateway's client certificate, round robin over the same replicas and the
 // same pool limits as Frontdoor's generated config, but no ext_authz, no
 // identity filter and no control plane. Requests reach the apiservers as the
-// gateway's own identity.
-const plainEnvoyConfig = `admin:
+// gateway's own identity, or (envoy-impersonating) impersonate a fixed user
+// with route request_headers_to_add.
+//
+// It has two listeners: the measured one writes no access log (the floor);
+// the timed one writes the timing fields of Frontdoor's access log
+// (durationUs, upstreamUs) for the where-the-time-goes table.
+const staticEnvoyConfig = `admin:
   address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}
 static_resources:
   listeners:
-  - name: plain
-    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
-    filter_chains:
-    - transport_socket:
-        name: envoy.transport_sockets.tls
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-          common_tls_context:
-            alpn_protocols: [h2, http/1.1]
-            tls_certificates:
-            - certificate_chain: {filename: %[3]q}
-              private_key: {filename: %[4]q}
-      filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: plain
-          use_remote_address: true
-          http2_protocol_options: {max_concurrent_streams: 1000}
-          route_config:
-            virtual_hosts:
-            - name: plain
-              domains: ["*"]
-              routes:
-              - match: {prefix: /}
-                route: {cluster: apiservers, timeout: 0s, idle_timeout: 0s}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
+%[2]s  clusters:
   - name: apiservers
     type: STATIC
     connect_timeout: 5s
@@ -159,57 +141,152 @@ static_resources:
         common_tls_context:
           alpn_protocols: [h2]
           tls_certificates:
-          - certificate_chain: {filename: %[5]q}
-            private_key: {filename: %[6]q}
+          - certificate_chain: {filename: %[3]q}
+            private_key: {filename: %[4]q}
           validation_context:
-            trusted_ca: {filename: %[7]q}
+            trusted_ca: {filename: %[5]q}
     load_assignment:
       cluster_name: apiservers
       endpoints:
       - lb_endpoints:
-%[8]s`
+%[6]s`
 
-// startPlainEnvoy renders plainEnvoyConfig for the sandbox in sbDir and
-// starts bin/envoy with it. It returns the child and its client URL.
-func startPlainEnvoy(ctx context.Context, envoyBin, sbDir, outDir string, replicas []string) (*child, string, error) {
+// staticListenerConfig is one listener of staticEnvoyConfig: name, port,
+// serving cert and key, the route's extra lines, the HCM's extra lines.
+const staticListenerConfig = `  - name: %[1]s
+    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
+    filter_chains:
+    - transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+          common_tls_context:
+            alpn_protocols: [h2, http/1.1]
+            tls_certificates:
+            - certificate_chain: {filename: %[3]q}
+              private_key: {filename: %[4]q}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: %[1]s
+          use_remote_address: true
+          http2_protocol_options: {max_concurrent_streams: 1000}
+%[6]s          route_config:
+            virtual_hosts:
+            - name: %[1]s
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                route: {cluster: apiservers, timeout: 0s, idle_timeout: 0s}
+%[5]s          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+`
+
+// timingAccessLog is the timed listener's access log: the timing fields of
+// Frontdoor's own access log (translator/accesslog.go), same names.
+const timingAccessLog = `          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: %q
+              log_format:
+                json_format:
+                  time: "%%START_TIME%%"
+                  code: "%%RESPONSE_CODE%%"
+                  durationUs: "%%COMMON_DURATION(DS_RX_BEG:DS_TX_END:us)%%"
+                  upstreamUs: "%%COMMON_DURATION(US_TX_BEG:US_RX_BEG:us)%%"
+`
+
+// staticEnvoy is a running static Envoy: its measured URL, and the URL and
+// access log of its timed listener.
+type staticEnvoy struct {
+	*child
+	url, timedURL, accessLog string
+}
+
+// startStaticEnvoy renders staticEnvoyConfig for the sandbox in sbDir and
+// starts bin/envoy with it as name. headers, if any, are set on every
+// request (request_headers_to_add, replacing what the client sent).
+func startStaticEnvoy(ctx context.Context, name, envoyBin, sbDir, outDir string, replicas []string, headers []header) (*staticEnvoy, error) {
 	hps, err := hostPorts(replicas)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	var eps strings.Builder
 	for _, hp := range hps {
 		host, port, _ := net.SplitHostPort(hp)
 		fmt.Fprintf(&eps, "        - endpoint: {address: {socket_address: {address: %s, port_value: %s}}}\n", host, port)
 	}
-	adminPort, err := freePort()
-	if err != nil {
-		return nil, "", err
+	var route strings.Builder
+	if len(headers) > 0 {
+		route.WriteString("                request_headers_to_add:\n")
+		for _, h := range headers {
+			fmt.Fprintf(&route, "                - header: {key: %q, value: %q}\n                  append_action: OVERWRITE_IF_EXISTS_OR_ADD\n",
+				h.name, strings.ReplaceAll(h.value, "%", "%%"))
+		}
 	}
-	port, err := freePort()
-	if err != nil {
-		return nil, "", err
+	ports := make([]int, 3) // admin, measured, timed
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	pki := func(name string) string { return filepath.Join(sbDir, "pki", name) }
-	cfg := fmt.Sprintf(plainEnvoyConfig, adminPort, port,
-		pki("gateway-serving.crt"), pki("gateway-serving.key"),
+	logPath := filepath.Join(outDir, name+"-access.log")
+	listeners := fmt.Sprintf(staticListenerConfig, "measured", ports[1], pki("gateway-serving.crt"), pki("gateway-serving.key"), route.String(), "") +
+		fmt.Sprintf(staticListenerConfig, "timed", ports[2], pki("gateway-serving.crt"), pki("gateway-serving.key"), route.String(),
+			fmt.Sprintf(timingAccessLog, logPath))
+	cfg := fmt.Sprintf(staticEnvoyConfig, ports[0], listeners,
 		pki("gateway-client.crt"), pki("gateway-client.key"), filepath.Join(sbDir, "ca.crt"), eps.String())
-	cfgPath := filepath.Join(outDir, "envoy-plain.yaml")
+	cfgPath := filepath.Join(outDir, name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	c, err := startChild("envoy-plain", filepath.Join(outDir, "envoy-plain.log"), envoyBin,
-		"-c", cfgPath, "--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "2")
+	c, err := startChild(name, filepath.Join(outDir, name+".log"), nil, envoyBin,
+		"-c", cfgPath, "--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "2",
+		"--file-flush-interval-msec", "200")
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := waitTLS(wctx, c, addr); err != nil {
-		c.stop()
-		return nil, "", err
+	for _, p := range ports[1:] {
+		if err := waitTLS(wctx, c, fmt.Sprintf("127.0.0.1:%d", p)); err != nil {
+			c.stop()
+			return nil, err
+		}
 	}
-	return c, "https://" + addr, nil
+	return &staticEnvoy{child: c, accessLog: logPath,
+		url: fmt.Sprintf("https://127.0.0.1:%d", ports[1]), timedURL: fmt.Sprintf("https://127.0.0.1:%d", ports[2])}, nil
+}
+
+// header is one request header field a static Envoy sets.
+type header struct{ name, value string }
+
+// impersonationHeaders are the header fields Frontdoor forwards for a client
+// certificate: the user (CN), one Impersonate-Group per O, and the
+// credential-id extra exactly as kube-apiserver's x509 authenticator derives
+// it, so envoy-impersonating costs the apiservers what frontdoor-x509's
+// requests cost them.
+func impersonationHeaders(certPEM []byte) ([]header, error) {
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return nil, fmt.Errorf("no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, err
+	}
+	hs := []header{{"Impersonate-User", cert.Subject.CommonName}}
+	for _, o := range cert.Subject.Organization {
+		hs = append(hs, header{"Impersonate-Group", o})
+	}
+	fp := sha256.Sum256(cert.Raw)
+	hs = append(hs, header{"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", "X509SHA256=" + hex.EncodeToString(fp[:])})
+	return hs, nil
 }
 
 // haproxyConfig is the traditional L4 setup: TCP passthrough, round robin
@@ -258,7 +335,7 @@ func startHAProxy(ctx context.Context, bin, outDir string, replicas []string) (*
 		return nil, "", err
 	}
 	// -db: stay in the foreground, so the PID we hold is the worker's.
-	c, err := startChild("haproxy", filepath.Join(outDir, "haproxy.log"), bin, "-db", "-f", cfgPath)
+	c, err := startChild("haproxy", filepath.Join(outDir, "haproxy.log"), nil, bin, "-db", "-f", cfgPath)
 	if err != nil {
 		return nil, "", err
 	}

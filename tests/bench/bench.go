@@ -1,8 +1,9 @@
 // Package bench measures what the gateway costs: the same workloads against
 // the same kube-apiservers, directly and through each front door (Frontdoor
-// with x509 clients and with bearer tokens, a plain Envoy without ext_authz,
-// HAProxy in TCP mode, any --target), in interleaved rounds, reporting
-// medians. `make bench` runs it (tests/bench/cmd/bench); TestQuickBench
+// with x509 clients, bearer tokens and ext_proc, with the access log off, a
+// static Envoy without ext_authz with and without impersonation, HAProxy in
+// TCP mode, variant gateways, any --target), in interleaved rounds,
+// reporting medians, and where each request's time goes. `make bench` runs it (tests/bench/cmd/bench); TestQuickBench
 // runs its quick mode as a smoke test.
 package bench
 
@@ -27,9 +28,18 @@ const (
 	PathFrontdoorTok  = "frontdoor-token"
 	PathFrontdoorExtP = "frontdoor-extproc"
 	PathEnvoyPlain    = "envoy-plain"
-	PathHAProxy       = "haproxy-tcp"
-	PathTarget        = "target"
+	// PathEnvoyImpersonating is envoy-plain that also impersonates the
+	// bench user as Frontdoor does: the apiservers' own cost of impersonated
+	// requests, apart from the gateway's.
+	PathEnvoyImpersonating = "envoy-impersonating"
+	PathHAProxy            = "haproxy-tcp"
+	PathTarget             = "target"
 )
+
+// AllPaths are the built-in paths, in table order (variants follow
+// PathFrontdoorExtP, --target comes last).
+var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorNoLog,
+	PathEnvoyPlain, PathEnvoyImpersonating, PathHAProxy}
 
 // Options configure a benchmark run.
 type Options struct {
@@ -48,6 +58,20 @@ type Options struct {
 	// Workloads and Modes to run; all if empty.
 	Workloads []Workload
 	Modes     []Mode
+	// Paths to measure, by name (AllPaths); all if empty. Variants and the
+	// target are always measured.
+	Paths []string
+	// Variants are more Frontdoor gateways to measure beside the sandbox's
+	// (a build before a change, other flags or environment).
+	Variants []Variant
+	// Baseline, a path name, adds a paired comparison of every path with it
+	// (round by round ratios): before/after figures of one run.
+	Baseline string
+	// NoSplit skips the where-the-time-goes measurement.
+	NoSplit bool
+	// NoControlPlane skips the control-plane figures (config edits,
+	// translation, the 10,000-rule load), for runs that compare paths.
+	NoControlPlane bool
 	// Profile takes a Go CPU profile of the request service under load.
 	Profile bool
 	// Target, if its URL is set, is measured as one more path.
@@ -126,6 +150,8 @@ type path struct {
 	na    string // why it was not measured; "" if measured
 	c     Client
 	procs map[string]int // gateway processes whose CPU and RSS are reported
+	mode  string         // Frontdoor's request-service mode, "" for others
+	timed *timedSource   // where its per-request timing is logged, if anywhere
 }
 
 // Run starts a sandbox, measures every path and writes the report.
@@ -137,6 +163,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = filepath.Join(root, "_bench")
+	}
+	// Absolute: variant gateways get Unix socket paths under it.
+	if opts.OutDir, err = filepath.Abs(opts.OutDir); err != nil {
+		return nil, err
 	}
 	sbDir := filepath.Join(opts.OutDir, "sandbox")
 	if err := os.RemoveAll(sbDir); err != nil {
@@ -173,52 +203,119 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			apiservers[name] = pid
 		}
 	}
-	paths := []*path{
-		{name: PathDirect, note: "client cert straight to replica 1 (the limit)",
-			c: Client{URL: sb.ReplicaURLs[0], CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}, procs: map[string]int{}},
-		{name: PathFrontdoorX509, note: "Envoy + ext_authz + Lua identity filter, client cert",
-			c: Client{URL: sb.GatewayURL, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
-		{name: PathFrontdoorTok, note: "Envoy + ext_authz, ServiceAccount bearer token (TokenReview, cached)",
-			c: Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}, procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
-		{name: PathFrontdoorExtP, note: "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert",
-			c:     Client{URL: sb.GatewayURL, ServerName: extProcSNI, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM},
-			procs: map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}},
-		{name: PathEnvoyPlain, note: "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")"},
-		{name: PathHAProxy, note: "Debian haproxy, mode tcp, roundrobin per connection; TLS ends at the apiservers"},
+	selected := func(name string) bool { return len(opts.Paths) == 0 || slices.Contains(opts.Paths, name) }
+	x509 := Client{URL: sb.GatewayURL, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+	gateway := map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}
+	sandboxLog := func(c Client) *timedSource { return &timedSource{client: c, log: sb.AccessLogPath} }
+	var paths []*path
+	byName := map[string]*path{}
+	add := func(p *path) *path {
+		if p.procs == nil {
+			p.procs = map[string]int{}
+		}
+		paths = append(paths, p)
+		byName[p.name] = p
+		return p
 	}
-	if ok, why := tokenSupport(ctx, sb, root, paths[2].c); !ok {
-		paths[2].na = why
+	if selected(PathDirect) {
+		add(&path{name: PathDirect, note: "client cert straight to replica 1 (the limit)",
+			c: Client{URL: sb.ReplicaURLs[0], CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}})
 	}
-	if err := startExtProcCluster(ctx, sb, paths[3].c); err != nil {
-		paths[3].na = "n/a: " + err.Error()
+	if selected(PathFrontdoorX509) {
+		add(&path{name: PathFrontdoorX509, note: "Envoy + ext_authz + Lua identity filter, client cert",
+			c: x509, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(x509)})
 	}
-
-	envoyPlain, url, err := startPlainEnvoy(ctx, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs)
-	if err != nil {
-		paths[4].na = "n/a: plain Envoy did not start: " + err.Error()
-	} else {
-		defer envoyPlain.stop()
-		paths[4].c = Client{URL: url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		paths[4].procs = map[string]int{"envoy": envoyPlain.pid()}
+	if selected(PathFrontdoorTok) {
+		tok := Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}
+		p := add(&path{name: PathFrontdoorTok, note: "Envoy + ext_authz, ServiceAccount bearer token (TokenReview, cached)",
+			c: tok, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(tok)})
+		if ok, why := tokenSupport(ctx, sb, root, p.c); !ok {
+			p.na = why
+		}
 	}
-	if bin := findHAProxy(); bin == "" {
-		paths[5].na = "n/a: haproxy is not installed (make bench installs Debian's package with apt-get when it can)"
-	} else if hap, url, err := startHAProxy(ctx, bin, opts.OutDir, sb.ReplicaURLs); err != nil {
-		paths[5].na = "n/a: haproxy did not start: " + err.Error()
-	} else {
-		defer hap.stop()
-		paths[5].c = Client{URL: url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		paths[5].procs = map[string]int{"haproxy": hap.pid()}
+	if selected(PathFrontdoorExtP) {
+		ext := Client{URL: sb.GatewayURL, ServerName: extProcSNI, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p := add(&path{name: PathFrontdoorExtP, note: "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert",
+			c: ext, procs: gateway, mode: "ExtProc", timed: sandboxLog(ext)})
+		if err := startExtProcCluster(ctx, sb, p.c); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
+	}
+	variants := opts.Variants
+	if selected(PathFrontdoorNoLog) {
+		variants = append([]Variant{noLogVariant}, variants...)
+	}
+	for _, v := range variants {
+		p := add(&path{name: v.Name, note: v.describe(), c: x509, mode: "ExtAuthz"})
+		if p.name == PathFrontdoorNoLog {
+			p.note = "frontdoor-x509 with Envoy's access log off (frontdoor serve --access-log off): " + p.note
+		}
+		g, err := startVariant(ctx, sb, v, opts.OutDir, x509)
+		if err != nil {
+			p.na = "n/a: " + err.Error()
+			continue
+		}
+		defer g.stop()
+		p.c.URL = g.url
+		p.procs = map[string]int{"envoy": g.envoy.pid(), "frontdoor": g.frontdoor.pid()}
+		if g.accessLog != "" {
+			p.timed = &timedSource{client: p.c, log: g.accessLog}
+		}
+	}
+	statics := []struct {
+		name, note  string
+		impersonate bool
+	}{
+		{PathEnvoyPlain, "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")", false},
+		{PathEnvoyImpersonating, "envoy-plain that also sets the Impersonate-* headers Frontdoor forwards for the bench user (route request_headers_to_add): the apiservers' cost of impersonation without the gateway's", true},
+	}
+	for _, st := range statics {
+		if !selected(st.name) {
+			continue
+		}
+		p := add(&path{name: st.name, note: st.note})
+		var hs []header
+		if st.impersonate {
+			if hs, err = impersonationHeaders(certPEM); err != nil {
+				p.na = "n/a: " + err.Error()
+				continue
+			}
+		}
+		e, err := startStaticEnvoy(ctx, st.name, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs, hs)
+		if err != nil {
+			p.na = "n/a: static Envoy did not start: " + err.Error()
+			continue
+		}
+		defer e.stop()
+		p.c = Client{URL: e.url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p.procs = map[string]int{"envoy": e.pid()}
+		timed := p.c
+		timed.URL = e.timedURL
+		p.timed = &timedSource{client: timed, log: e.accessLog}
+		if err := p.c.waitServed(ctx, 15*time.Second); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
+	}
+	if selected(PathHAProxy) {
+		p := add(&path{name: PathHAProxy, note: "Debian haproxy, mode tcp, roundrobin per connection; TLS ends at the apiservers"})
+		if bin := findHAProxy(); bin == "" {
+			p.na = "n/a: haproxy is not installed (make bench installs Debian's package with apt-get when it can)"
+		} else if hap, url, err := startHAProxy(ctx, bin, opts.OutDir, sb.ReplicaURLs); err != nil {
+			p.na = "n/a: haproxy did not start: " + err.Error()
+		} else {
+			defer hap.stop()
+			p.c = Client{URL: url, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+			p.procs = map[string]int{"haproxy": hap.pid()}
+		}
 	}
 	if opts.Target.URL != "" {
 		if opts.Target.CertPEM == nil && opts.Target.Token == "" {
 			opts.Target.CertPEM, opts.Target.KeyPEM = certPEM, keyPEM
 		}
-		t := &path{name: PathTarget, note: "--target " + opts.Target.URL, c: opts.Target, procs: map[string]int{}}
+		t := add(&path{name: PathTarget, note: "--target " + opts.Target.URL, c: opts.Target})
 		if opts.TargetPID > 0 {
 			t.procs["target"] = opts.TargetPID
 		}
-		paths = append(paths, t)
 	}
 
 	rep := &Report{
@@ -275,6 +372,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	addRatios(rep)
+	rep.Baseline = opts.Baseline
+	addPaired(rep)
+
+	if !opts.NoSplit {
+		say("where the time goes: get, open loop %g req/s, per-request timing from Envoy's access logs", opts.QPS[WorkloadGet])
+		rep.Split = measureSplit(ctx, paths, opts, say)
+		rep.SplitQPS = opts.QPS[WorkloadGet]
+	}
 
 	say("balance: %d long-lived HTTP/2 clients per path", opts.Connections)
 	for _, p := range live {
@@ -286,40 +391,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 
-	if opts.Profile && paths[1].na == "" {
+	if p := byName[PathFrontdoorX509]; opts.Profile && p != nil && p.na == "" {
 		say("CPU profile of the request service under the get/closed load")
-		rep.Profile = profileFrontdoor(ctx, sb, paths[1], opts)
+		rep.Profile = profileFrontdoor(ctx, sb, p, opts)
 	}
 
-	say("control plane: config edit → Envoy applied")
-	edits := 10
-	if opts.Quick {
-		edits = 2
-	}
-	apply := measureApply(ctx, sb, edits)
-	rep.ControlPlane.Apply = apply
-	sizes := []int{1, 10, 100, 1000}
-	if opts.Quick {
-		sizes = []int{1, 100}
-	}
-	if tr, err := measureTranslation(sb, sizes); err != nil {
-		rep.ControlPlane.TranslationError = err.Error()
-	} else {
-		rep.ControlPlane.Translation = tr
-	}
-	ruleSizes := []int{1, 100, 1000, 10000}
-	if opts.Quick {
-		ruleSizes = []int{1, 1000}
-	}
-	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
-		rep.ControlPlane.RulesError = err.Error()
-	} else {
-		rep.ControlPlane.Rules = rr
-	}
-	if !opts.Quick {
-		say("loading %d dispatch rules into the running gateway", 10000)
-		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
-		rep.ControlPlane.RulesLoad = &lr
+	if !opts.NoControlPlane {
+		measureControlPlane(ctx, sb, opts, rep, pids, say)
 	}
 	if pid := pids["frontdoor"]; pid > 0 {
 		r, _ := rss(pid)
@@ -419,4 +497,40 @@ func qpsString(m map[Workload]float64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// measureControlPlane adds the control-plane figures to rep: config edit →
+// Envoy applied, translation times, and (full runs) 10,000 dispatch rules
+// loaded into the running gateway.
+func measureControlPlane(ctx context.Context, sb *sandbox.Sandbox, opts Options, rep *Report, pids map[string]int, say func(string, ...any)) {
+	say("control plane: config edit → Envoy applied")
+	edits := 10
+	if opts.Quick {
+		edits = 2
+	}
+	apply := measureApply(ctx, sb, edits)
+	rep.ControlPlane.Apply = apply
+	sizes := []int{1, 10, 100, 1000}
+	if opts.Quick {
+		sizes = []int{1, 100}
+	}
+	if tr, err := measureTranslation(sb, sizes); err != nil {
+		rep.ControlPlane.TranslationError = err.Error()
+	} else {
+		rep.ControlPlane.Translation = tr
+	}
+	ruleSizes := []int{1, 100, 1000, 10000}
+	if opts.Quick {
+		ruleSizes = []int{1, 1000}
+	}
+	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
+		rep.ControlPlane.RulesError = err.Error()
+	} else {
+		rep.ControlPlane.Rules = rr
+	}
+	if !opts.Quick {
+		say("loading %d dispatch rules into the running gateway", 10000)
+		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
+		rep.ControlPlane.RulesLoad = &lr
+	}
 }

@@ -32,7 +32,8 @@ func TestQuickBench(t *testing.T) {
 		switch {
 		case p.NA == "":
 			measured[p.Name] = true
-		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathEnvoyPlain:
+		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathEnvoyPlain ||
+			p.Name == PathEnvoyImpersonating || p.Name == PathFrontdoorNoLog:
 			t.Errorf("path %s was not measured: %s", p.Name, p.NA)
 		default:
 			t.Logf("path %s: %s", p.Name, p.NA)
@@ -56,6 +57,26 @@ func TestQuickBench(t *testing.T) {
 		if measured[b.Path] && b.Path != PathDirect && b.NA != "" {
 			t.Errorf("balance %s: %s", b.Path, b.NA)
 		}
+	}
+	// Where the time goes: every logged path split its requests, and the
+	// parts fit in Envoy's total.
+	split := map[string]TimeSplit{}
+	for _, r := range rep.Split {
+		split[r.Path] = r
+	}
+	for _, name := range []string{PathFrontdoorX509, PathEnvoyPlain, PathEnvoyImpersonating} {
+		r, ok := split[name]
+		switch {
+		case !ok || r.NA != "":
+			t.Errorf("time split %s: missing or %s", name, r.NA)
+		case r.Logged == 0 || r.EnvoyTotalMs <= 0 || r.APIServerMs <= 0 || r.APIServerMs+r.RequestServiceMs > r.EnvoyTotalMs*1.5:
+			t.Errorf("time split %s: %+v", name, r)
+		case name == PathFrontdoorX509 && r.RequestServiceMs <= 0:
+			t.Errorf("time split %s: no request-service time: %+v", name, r)
+		}
+	}
+	if r, ok := split[PathDirect]; !ok || r.ClientP50Ms <= 0 {
+		t.Errorf("time split direct: %+v", r)
 	}
 	for _, f := range []string{"results.md", "results.json", "latency.png"} {
 		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {

@@ -158,6 +158,7 @@ type LoadResult struct {
 	Requests  int
 	Errors    int
 	Elapsed   time.Duration
+	Start     time.Time       // when the measured window began (after the warm-up)
 	Latencies []time.Duration // successful requests only, sorted
 	FirstErr  string
 }
@@ -308,7 +309,7 @@ func Offer(ctx context.Context, c Client, spec LoadSpec) (*LoadResult, error) {
 	<-runCtx.Done()
 	measured.Store(false)
 	mu.Lock()
-	res.Elapsed = time.Since(start)
+	res.Elapsed, res.Start = time.Since(start), start
 	if start.IsZero() {
 		res.Elapsed = 0
 	}

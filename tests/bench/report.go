@@ -31,7 +31,14 @@ type Report struct {
 	Results      []Result        `json:"results"`
 	Balance      []BalanceResult `json:"balance"`
 	ControlPlane ControlPlane    `json:"control_plane"`
-	Profile      *Profile        `json:"profile,omitempty"`
+	// Paired compares each path with Baseline round by round (before/after
+	// figures of one run), when a baseline was named.
+	Baseline string         `json:"baseline,omitempty"`
+	Paired   []PairedResult `json:"paired,omitempty"`
+	// Split is the where-the-time-goes table (get, open loop at SplitQPS).
+	Split    []TimeSplit `json:"time_split,omitempty"`
+	SplitQPS float64     `json:"time_split_qps,omitempty"`
+	Profile  *Profile    `json:"profile,omitempty"`
 }
 
 // PathInfo says what a path is, or why it was not measured.
@@ -67,6 +74,84 @@ type Result struct {
 
 	// Ratios against direct for the same cell (1 = same as direct).
 	Ratio map[string]float64 `json:"ratio_vs_direct,omitempty"`
+
+	// PerRound are the figures of each round, in round order, for paired
+	// comparisons (a path against another in the same round).
+	PerRound []RoundFigures `json:"per_round,omitempty"`
+}
+
+// RoundFigures are one round's figures of one cell and path.
+type RoundFigures struct {
+	QPS          float64 `json:"qps"`
+	P50Ms        float64 `json:"p50_ms"`
+	P99Ms        float64 `json:"p99_ms"`
+	GatewayCPU1k float64 `json:"gateway_cpu_s_per_1k"`
+	APIServerCPU float64 `json:"apiservers_cpu_s_per_1k"`
+}
+
+// PairedResult is one path against the baseline path in one cell: the
+// median over rounds of the ratio path/baseline within each round, with the
+// lowest and highest round.
+type PairedResult struct {
+	Workload Workload   `json:"workload"`
+	Mode     Mode       `json:"mode"`
+	Path     string     `json:"path"`
+	QPS      [3]float64 `json:"qps_ratio"`         // median, min, max
+	P50      [3]float64 `json:"p50_ratio"`         // median, min, max
+	P99      [3]float64 `json:"p99_ratio"`         // median, min, max
+	CPU      [3]float64 `json:"gateway_cpu_ratio"` // median, min, max
+}
+
+// addPaired compares every result with the baseline's in the same cell,
+// round by round.
+func addPaired(rep *Report) {
+	if rep.Baseline == "" {
+		return
+	}
+	base := map[string]*Result{}
+	for i := range rep.Results {
+		r := &rep.Results[i]
+		if r.Path == rep.Baseline && r.NA == "" {
+			base[string(r.Workload)+"/"+string(r.Mode)] = r
+		}
+	}
+	stats := func(xs []float64) [3]float64 {
+		if len(xs) == 0 {
+			return [3]float64{}
+		}
+		return [3]float64{median(xs), slices.Min(xs), slices.Max(xs)}
+	}
+	for _, r := range rep.Results {
+		b := base[string(r.Workload)+"/"+string(r.Mode)]
+		if b == nil || r.NA != "" || r.Path == rep.Baseline || r.Path == PathDirect || len(r.PerRound) != len(b.PerRound) {
+			continue
+		}
+		var qps, p50, p99, cpu []float64
+		for i, x := range r.PerRound {
+			y := b.PerRound[i]
+			if y.QPS > 0 && y.P50Ms > 0 && y.P99Ms > 0 {
+				qps, p50, p99 = append(qps, x.QPS/y.QPS), append(p50, x.P50Ms/y.P50Ms), append(p99, x.P99Ms/y.P99Ms)
+			}
+			if y.GatewayCPU1k > 0 {
+				cpu = append(cpu, x.GatewayCPU1k/y.GatewayCPU1k)
+			}
+		}
+		rep.Paired = append(rep.Paired, PairedResult{Workload: r.Workload, Mode: r.Mode, Path: r.Path,
+			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu)})
+	}
+}
+
+// pairedMarkdown renders the paired comparison.
+func (rep *Report) pairedMarkdown(b *strings.Builder) {
+	if len(rep.Paired) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n**Paired against `%s`** (each round's ratio path/%s in the same cell, median over rounds [lowest–highest round]; below 1 is less CPU, fewer req/s or lower latency)\n\n", rep.Baseline, rep.Baseline)
+	b.WriteString("| cell | path | gateway CPU | req/s | p50 | p99 |\n|---|---|---|---|---|---|\n")
+	f := func(x [3]float64) string { return fmt.Sprintf("×%.3f [%.2f–%.2f]", x[0], x[1], x[2]) }
+	for _, p := range rep.Paired {
+		fmt.Fprintf(b, "| %s / %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Mode, p.Path, f(p.CPU), f(p.QPS), f(p.P50), f(p.P99))
+	}
 }
 
 // BalanceResult is how one path spread requests over the replicas.
@@ -110,12 +195,17 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 		if r.FirstErr == "" {
 			r.FirstErr = s.res.FirstErr
 		}
+		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99))}
 		if s.res.Requests > 0 {
 			for k, d := range s.cpu {
-				cpu[k] = append(cpu[k], d.Seconds()*1000/float64(s.res.Requests))
+				v := d.Seconds() * 1000 / float64(s.res.Requests)
+				cpu[k] = append(cpu[k], v)
+				rf.GatewayCPU1k += v
 			}
-			api = append(api, s.apiCPU.Seconds()*1000/float64(s.res.Requests))
+			rf.APIServerCPU = s.apiCPU.Seconds() * 1000 / float64(s.res.Requests)
+			api = append(api, rf.APIServerCPU)
 		}
+		r.PerRound = append(r.PerRound, rf)
 	}
 	r.QPS, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs = median(qps), median(p50), median(p90), median(p99), median(mx)
 	r.APIServerCPU1k = median(api)
@@ -131,15 +221,6 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 		}
 	}
 	return r
-}
-
-// gatewayCPU is the CPU of every gateway process of a result together.
-func (r *Result) gatewayCPU() float64 {
-	var t float64
-	for _, v := range r.CPUPer1k {
-		t += v
-	}
-	return t
 }
 
 func addRatios(rep *Report) {
@@ -261,6 +342,8 @@ func (rep *Report) Markdown() string {
 				r.Errors, 100*r.ErrorRate, cpuCell(r.CPUPer1k), rt("apiservers_cpu", r.APIServerCPU1k, 3), rssCell(r.PeakRSSMiB))
 		}
 	}
+	rep.pairedMarkdown(&b)
+	rep.splitMarkdown(&b)
 	b.WriteString("\n**Balance** (get, open loop 200 req/s dealt evenly over 8 long-lived HTTP/2 clients, each on its own connection; counted from each replica's apiserver_request_total)\n\n")
 	b.WriteString("| path | replica 1 / 2 / 3 | max/min | CV | max deviation from even |\n|---|---|---:|---:|---:|\n")
 	for _, x := range rep.Balance {
@@ -276,8 +359,12 @@ func (rep *Report) Markdown() string {
 	}
 	cp := rep.ControlPlane
 	b.WriteString("\n**Control plane**\n\n")
-	fmt.Fprintf(&b, "- config edit → Envoy applied: p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d edits (%d not applied within 20 s); %s\n",
-		cp.Apply.P50Ms, cp.Apply.P99Ms, cp.Apply.MaxMs, cp.Apply.Edits, cp.Apply.Failed, cp.Apply.Comment)
+	if cp.Apply.Edits == 0 {
+		b.WriteString("- not measured in this run (--no-control-plane)\n")
+	} else {
+		fmt.Fprintf(&b, "- config edit → Envoy applied: p50 %.0f ms, p99 %.0f ms, max %.0f ms over %d edits (%d not applied within 20 s); %s\n",
+			cp.Apply.P50Ms, cp.Apply.P99Ms, cp.Apply.MaxMs, cp.Apply.Edits, cp.Apply.Failed, cp.Apply.Comment)
+	}
 	for _, t := range cp.Translation {
 		fmt.Fprintf(&b, "- translate %d UpstreamClusters (%d servers, %d xDS resources): %.2f ms median, %.1f MiB allocated per translation\n",
 			t.Clusters, t.Servers, t.Resources, t.MedianMs, t.AllocMiB)
@@ -311,6 +398,38 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	return b.String()
+}
+
+// splitMarkdown renders the where-the-time-goes table.
+func (rep *Report) splitMarkdown(b *strings.Builder) {
+	if len(rep.Split) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n**Where the time goes** (get, open loop %g req/s; medians per request, ms, from Envoy's access log: "+
+		"`durationUs` in Envoy, `upstreamUs` the apiserver (first byte sent to first byte back), `requestServiceUs` the wait on the request service "+
+		"(gRPC round trip included; ExtProc adds its response-headers exchange), Envoy's own = the rest; the static Envoys are timed on a second, logging listener)\n\n", rep.SplitQPS)
+	b.WriteString("| path | request service | client p50 | in Envoy | Envoy's own | request service | apiserver | requests logged |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range rep.Split {
+		mode := r.Mode
+		if mode == "" {
+			mode = "–"
+		}
+		if r.NA != "" {
+			fmt.Fprintf(b, "| %s | %s | %s | | | | | |\n", r.Path, mode, r.NA)
+			continue
+		}
+		if r.Logged == 0 {
+			fmt.Fprintf(b, "| %s | %s | %.2f | – | – | – | – | – |\n", r.Path, mode, r.ClientP50Ms)
+			continue
+		}
+		svc := "–"
+		if r.Mode != "" {
+			svc = fmt.Sprintf("%.2f", r.RequestServiceMs)
+		}
+		fmt.Fprintf(b, "| %s | %s | %.2f | %.2f | %.2f | %s | %.2f | %d |\n", r.Path, mode, r.ClientP50Ms,
+			r.EnvoyTotalMs, r.EnvoyOwnMs, svc, r.APIServerMs, r.Logged)
+	}
 }
 
 func cpuCell(m map[string]float64) string {

@@ -64,12 +64,22 @@ func TestReportRendering(t *testing.T) {
 	}
 	rep.Results = append(rep.Results, Result{Workload: WorkloadGet, Mode: Closed, Path: PathFrontdoorTok, NA: "n/a: not supported by this build"})
 	addRatios(rep)
+	rep.SplitQPS = 150
+	rep.Split = []TimeSplit{
+		{Path: PathDirect, ClientP50Ms: 1.7},
+		{Path: PathEnvoyPlain, ClientP50Ms: 2.4, Logged: 10, EnvoyTotalMs: 1.9, EnvoyOwnMs: 0.4, APIServerMs: 1.5},
+		{Path: PathFrontdoorX509, Mode: "ExtAuthz", ClientP50Ms: 3.8, Logged: 10, EnvoyTotalMs: 3.2, EnvoyOwnMs: 0.6, RequestServiceMs: 0.9, APIServerMs: 1.7},
+		{Path: PathFrontdoorExtP, Mode: "ExtProc", NA: "n/a: not measured"},
+	}
 	dir := t.TempDir()
 	if err := rep.write(dir); err != nil {
 		t.Fatal(err)
 	}
 	md := rep.Markdown()
-	for _, want := range []string{"| frontdoor-x509 | 100 (×1.00)", "envoy 0.300 + frontdoor 0.100 = 0.400", "n/a: not supported by this build"} {
+	for _, want := range []string{"| frontdoor-x509 | 100 (×1.00)", "envoy 0.300 + frontdoor 0.100 = 0.400", "n/a: not supported by this build",
+		"**Where the time goes** (get, open loop 150 req/s", "| direct | – | 1.70 | – | – | – | – | – |",
+		"| envoy-plain | – | 2.40 | 1.90 | 0.40 | – | 1.50 | 10 |", "| frontdoor-x509 | ExtAuthz | 3.80 | 3.20 | 0.60 | 0.90 | 1.70 | 10 |",
+		"| frontdoor-extproc | ExtProc | n/a: not measured |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
@@ -78,5 +88,28 @@ func TestReportRendering(t *testing.T) {
 		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || st.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+}
+
+// The paired comparison divides round by round and reports the median and
+// the range of those ratios.
+func TestAddPaired(t *testing.T) {
+	rep := &Report{Baseline: "before", Results: []Result{
+		{Workload: WorkloadGet, Mode: Closed, Path: "before", PerRound: []RoundFigures{
+			{QPS: 100, P50Ms: 10, P99Ms: 20, GatewayCPU1k: 0.4}, {QPS: 50, P50Ms: 20, P99Ms: 40, GatewayCPU1k: 0.5}, {QPS: 80, P50Ms: 12, P99Ms: 30, GatewayCPU1k: 0.4}}},
+		{Workload: WorkloadGet, Mode: Closed, Path: "after", PerRound: []RoundFigures{
+			{QPS: 110, P50Ms: 9, P99Ms: 20, GatewayCPU1k: 0.36}, {QPS: 60, P50Ms: 18, P99Ms: 40, GatewayCPU1k: 0.45}, {QPS: 80, P50Ms: 12, P99Ms: 30, GatewayCPU1k: 0.4}}},
+	}}
+	addPaired(rep)
+	if len(rep.Paired) != 1 {
+		t.Fatalf("paired = %+v", rep.Paired)
+	}
+	p := rep.Paired[0]
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	if p.Path != "after" || !near(p.CPU[0], 0.9) || !near(p.CPU[1], 0.9) || !near(p.CPU[2], 1) || !near(p.QPS[0], 1.1) || !near(p.QPS[2], 1.2) || !near(p.P50[0], 0.9) {
+		t.Errorf("paired = %+v", p)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "| get / closed | after | ×0.900 [0.90–1.00] | ×1.100 [1.00–1.20] |") {
+		t.Errorf("markdown:\n%s", md)
 	}
 }

@@ -158,7 +158,7 @@ func measureRulesLoad(ctx context.Context, s *sandbox.Sandbox, n int, frontdoorP
 	}()
 	for !has() {
 		if time.Since(start) > 2*time.Minute || ctx.Err() != nil {
-			return fail(fmt.Errorf("Envoy did not get cluster %s within 2 minutes", lastCluster))
+			return fail(fmt.Errorf("the Envoy did not get cluster %s within 2 minutes", lastCluster))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -13,11 +13,14 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // Envoy writes one JSON line per request with the Kubernetes coordinates the
@@ -72,7 +75,27 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 	if !isReplica(upstream) {
 		t.Errorf("upstream = %q, want one of the replicas %v", upstream, sb.ReplicaURLs)
 	}
-	for _, k := range []string{"durationMs", "bytesSent", "bytesReceived", "time", "upstream"} {
+	// Timing: the whole exchange and the apiserver's part (numbers), and the
+	// wait on the request service (Envoy writes its filter-state figures as
+	// strings of digits); a denied request never reached an apiserver.
+	for _, k := range []string{"durationUs", "upstreamUs", "requestServiceUs"} {
+		if us := micros(allowed[k]); us <= 0 {
+			t.Errorf("allowed request's %s = %v, want microseconds > 0", k, allowed[k])
+		}
+	}
+	if micros(allowed["upstreamUs"])+micros(allowed["requestServiceUs"]) > micros(allowed["durationUs"]) {
+		t.Errorf("upstreamUs %v + requestServiceUs %v > durationUs %v", allowed["upstreamUs"], allowed["requestServiceUs"], allowed["durationUs"])
+	}
+	if micros(denied["requestServiceUs"]) <= 0 || denied["upstreamUs"] != nil {
+		t.Errorf("denied request's requestServiceUs = %v, upstreamUs = %v; want microseconds, null", denied["requestServiceUs"], denied["upstreamUs"])
+	}
+	if sandbox.RequestServiceFromEnv() == "ExtProc" { // the response headers are a second exchange
+		if us := micros(allowed["requestServiceResponseUs"]); us <= 0 {
+			t.Errorf("allowed request's requestServiceResponseUs = %v, want microseconds > 0", allowed["requestServiceResponseUs"])
+		}
+	}
+	for _, k := range []string{"durationMs", "bytesSent", "bytesReceived", "time", "upstream",
+		"durationUs", "upstreamUs", "requestServiceUs", "requestServiceResponseUs"} {
 		delete(allowed, k)
 		delete(denied, k)
 	}
@@ -121,6 +144,18 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 			t.Errorf("access log contains the client's %s", what)
 		}
 	}
+}
+
+// micros reads an access-log duration: a JSON number, or a string of digits.
+func micros(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case string:
+		f, _ := strconv.ParseFloat(x, 64)
+		return f
+	}
+	return 0
 }
 
 func doGet(t *testing.T, ctx context.Context, c *http.Client, path, token string) int {

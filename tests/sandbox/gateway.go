@@ -91,7 +91,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	if err := s.writeConfigDir(); err != nil {
 		return fmt.Errorf("writing config dir: %w", err)
 	}
-	grpcAddr := "127.0.0.1:" + strconv.Itoa(grpcPort)
+	grpcAddr := s.grpcAddress("127.0.0.1:"+strconv.Itoa(grpcPort), "grpc.sock")
 	httpAddr := "127.0.0.1:" + strconv.Itoa(httpPort)
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
@@ -187,6 +187,15 @@ func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, mod
 
 // ModuleFile is the in-process request service (make build), in BinDir.
 const ModuleFile = "libfrontdoor.so"
+
+// grpcAddress is frontdoor's --grpc-address: tcp (host:port), or with
+// GRPCUnixSocket, unix://DIR/<socket>.
+func (s *Sandbox) grpcAddress(tcp, socket string) string {
+	if s.opts.GRPCUnixSocket {
+		return "unix://" + s.path(socket)
+	}
+	return tcp
+}
 
 // RequestServiceEnv names the environment variable that selects the
 // sandbox UpstreamCluster's spec.requestService for a test run: `make test`

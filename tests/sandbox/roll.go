@@ -42,7 +42,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 		return err
 	}
 	epoch := strconv.FormatInt(time.Now().UnixNano(), 36)
-	grpcAddr := "127.0.0.1:" + strconv.Itoa(ports[0])
+	grpcAddr := s.grpcAddress("127.0.0.1:"+strconv.Itoa(ports[0]), "grpc-"+epoch+".sock")
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
 	// The new pod's module serves its metrics on its own port (the old

@@ -58,6 +58,11 @@ type Options struct {
 	SkipGateway bool
 	// FrontdoorArgs are extra flags for `frontdoor serve` (e.g. --pprof).
 	FrontdoorArgs []string
+	// GRPCUnixSocket puts frontdoor's gRPC server (ADS and the request
+	// service) on a Unix socket in Dir instead of a loopback TCP port:
+	// serve --grpc-address unix://DIR/grpc.sock, and Envoy's bootstrap
+	// reaches it as a pipe.
+	GRPCUnixSocket bool
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can

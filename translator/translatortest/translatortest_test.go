@@ -39,7 +39,7 @@ stringData: {ca.crt: "file:pki/ca.crt", other: plain}
 		{"kind: Options\nlistenerPort: 1\n---\nkind: Options\n", "document 2: a second Options document"},
 		{"kind: Options\nlistenerPorts: 1\n", "document 1: Options: "},
 		{"kind: Options\n---\napiVersion: v1\nkind: ConfigMap\n", `document 2: unsupported object "v1" "ConfigMap"`},
-		{"apiVersion: v1\nkind: Secret\nstringData: {a: file:missing}\n", `Secret / key "a": open missing`},
+		{"apiVersion: v1\nkind: Secret\nstringData: {a: file:missing}\n", `reading the file of Secret / key "a": open missing`},
 	} {
 		if _, err := Decode([]byte(tc.doc), fsys); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("Decode(%q) error %v, want it to start with %q", tc.doc, err, tc.want)

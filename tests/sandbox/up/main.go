@@ -27,6 +27,8 @@ func main() {
 
 var mode = flag.String("mode", sandbox.ModeKubernetes, "where frontdoor reads its config: kubernetes (UpstreamClusters in the sandbox cluster) or files (--config-dir _sandbox/config)")
 
+var grpcUnix = flag.Bool("grpc-unix", false, "frontdoor serves ADS and the request service on a Unix socket in _sandbox/ (Envoy reaches it as a pipe) instead of a loopback port")
+
 func run() error {
 	flag.Parse()
 	if *mode != sandbox.ModeKubernetes && *mode != sandbox.ModeFiles {
@@ -63,7 +65,7 @@ func run() error {
 	// Ctrl-C during start-up cancels it; Start then stops what it began.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode})
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix})
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,5 @@
 // Command bench is `make bench`: it starts a sandbox, measures every path
-// (direct, Frontdoor, plain Envoy, HAProxy, --target) on the same
+// (direct, Frontdoor, static Envoys, HAProxy, variants, --target) on the same
 // apiservers, prints one table and writes _bench/results.{md,json} and
 // _bench/latency.png.
 package main
@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,8 +31,9 @@ func run() error {
 		o                              bench.Options
 		workloads, modes               string
 		certFile, keyFile, caFile, tok string
-		qps                            string
+		qps, paths                     string
 		seed                           uint
+		variants                       multiFlag
 	)
 	flag.BoolVar(&o.Quick, "quick", false, "smoke mode: one short round of get and mixed, closed loop (under 2 minutes)")
 	flag.StringVar(&o.OutDir, "out", "", "output directory (default <repo>/_bench)")
@@ -44,6 +46,12 @@ func run() error {
 	flag.UintVar(&seed, "seed", 7, "random seed (request mix, names, arrivals)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated: get,list,create,mixed (default all; get,mixed with --quick)")
 	flag.StringVar(&modes, "modes", "", "comma-separated: closed,open (default both; closed with --quick)")
+	flag.StringVar(&paths, "paths", "", "comma-separated paths to measure (default all): "+strings.Join(bench.AllPaths, ","))
+	flag.Var(&variants, "variant", "also measure a second Frontdoor gateway, NAME[=BINARY][:ARG ...] (repeatable); ARGs are KEY=VALUE environment, "+
+		"\"unix\" (gRPC on a Unix socket) or frontdoor serve flags, e.g. before=/tmp/frontdoor-before, gogc400:GOGC=400, uds:unix")
+	flag.StringVar(&o.Baseline, "baseline", "", "compare every path with this one round by round (before/after ratios), e.g. a --variant name")
+	flag.BoolVar(&o.NoSplit, "no-split", false, "skip the where-the-time-goes measurement")
+	flag.BoolVar(&o.NoControlPlane, "no-control-plane", false, "skip the control-plane figures (config edits, translation, the 10,000-rule load)")
 	flag.BoolVar(&o.Profile, "profile", true, "take a Go CPU profile of the request service under load")
 	flag.StringVar(&o.Target.URL, "target", "", "also measure this gateway URL (https://host:port) fronting any apiserver")
 	flag.StringVar(&certFile, "client-cert", "", "--target: client certificate file (default: a bench-user cert from the sandbox CA)")
@@ -58,6 +66,19 @@ func run() error {
 	}
 	for _, m := range split(modes) {
 		o.Modes = append(o.Modes, bench.Mode(m))
+	}
+	o.Paths = split(paths)
+	for _, p := range o.Paths {
+		if !slices.Contains(bench.AllPaths, p) {
+			return fmt.Errorf("--paths: unknown path %q (want %s)", p, strings.Join(bench.AllPaths, ","))
+		}
+	}
+	for _, v := range variants {
+		pv, err := bench.ParseVariant(v)
+		if err != nil {
+			return err
+		}
+		o.Variants = append(o.Variants, pv)
 	}
 	o.QPS = map[bench.Workload]float64{}
 	for _, kv := range split(qps) {
@@ -105,6 +126,12 @@ func outDir(o bench.Options) string {
 	}
 	return "_bench"
 }
+
+// multiFlag is a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func split(s string) []string {
 	var out []string

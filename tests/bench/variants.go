@@ -1,0 +1,256 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+// Variant is one more Frontdoor gateway (frontdoor serve and its own Envoy)
+// that the bench starts beside the sandbox's, on a copy of the sandbox's
+// config and against the same apiservers, and measures as one more path
+// (client certificates, the ExtAuthz cluster). It is how one run compares a
+// change with what it changes: another frontdoor binary (the build before
+// the change), other serve flags (the access log off), another environment
+// (GOGC), or the gRPC hop on a Unix socket.
+type Variant struct {
+	// Name is the path's name in every table.
+	Name string
+	// Bin is the frontdoor binary (serve and bootstrap); the sandbox's
+	// bin/frontdoor when empty.
+	Bin string
+	// Args are more `frontdoor serve` flags, after the bench's own (so they
+	// win: --access-log off).
+	Args []string
+	// Env is more KEY=VALUE environment for frontdoor serve (GOGC=400).
+	Env []string
+	// Unix puts ADS and the request service on a Unix socket:
+	// serve --grpc-address unix://PATH, bootstrap --xds-address unix://PATH.
+	Unix bool
+}
+
+// ParseVariant reads NAME[=BINARY][:ARG ...] (the --variant flag): each ARG
+// is an environment variable (KEY=VALUE with an upper-case KEY), the word
+// "unix" (the gRPC hop on a Unix socket), or a `frontdoor serve` flag.
+//
+//	--variant nolog:--access-log=off
+//	--variant before=/tmp/frontdoor-before
+//	--variant gogc400:GOGC=400
+//	--variant uds:unix
+func ParseVariant(s string) (Variant, error) {
+	head, args, _ := strings.Cut(s, ":")
+	name, bin, _ := strings.Cut(head, "=")
+	v := Variant{Name: strings.TrimSpace(name), Bin: strings.TrimSpace(bin)}
+	if v.Name == "" {
+		return v, fmt.Errorf("--variant %q: want NAME[=BINARY][:ARG ...]", s)
+	}
+	for _, a := range strings.Fields(args) {
+		k, _, isKV := strings.Cut(a, "=")
+		switch {
+		case a == "unix":
+			v.Unix = true
+		case isKV && !strings.HasPrefix(a, "-") && k == strings.ToUpper(k):
+			v.Env = append(v.Env, a)
+		case strings.HasPrefix(a, "-"):
+			v.Args = append(v.Args, a)
+		default:
+			return v, fmt.Errorf("--variant %q: %q is not KEY=VALUE, unix or a serve flag", s, a)
+		}
+	}
+	return v, nil
+}
+
+// PathFrontdoorNoLog is the default variant: frontdoor-x509 with Envoy's
+// access log off, which prices the JSON access log.
+const PathFrontdoorNoLog = "frontdoor-nolog"
+
+// noLogVariant is PathFrontdoorNoLog's gateway.
+var noLogVariant = Variant{Name: PathFrontdoorNoLog, Args: []string{"--access-log=off"}}
+
+func (v Variant) describe() string {
+	var parts []string
+	if v.Bin != "" {
+		parts = append(parts, "binary "+v.Bin)
+	}
+	if len(v.Args) > 0 {
+		parts = append(parts, "serve "+strings.Join(v.Args, " "))
+	}
+	if len(v.Env) > 0 {
+		parts = append(parts, "env "+strings.Join(v.Env, " "))
+	}
+	if v.Unix {
+		parts = append(parts, "gRPC on a Unix socket")
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "same build and flags")
+	}
+	return "a second Frontdoor gateway (its own frontdoor and Envoy, same apiservers), client cert: " + strings.Join(parts, "; ")
+}
+
+// variantGateway is a running variant.
+type variantGateway struct {
+	frontdoor, envoy *child
+	url              string
+	accessLog        string // "" when the access log is off
+}
+
+func (g *variantGateway) stop() {
+	if g == nil {
+		return
+	}
+	g.envoy.stop()
+	g.frontdoor.stop()
+}
+
+// startVariant starts v's frontdoor on a copy of the sandbox's config
+// directory with the flags the sandbox gives its own (plus v's), renders
+// the bootstrap with v's binary, starts Envoy as the sandbox does, and
+// waits until c is served through it.
+func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir string, c Client) (*variantGateway, error) {
+	dir := filepath.Join(outDir, "variants", v.Name)
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	if err := copyDir(filepath.Join(sb.Dir, "config"), filepath.Join(dir, "config")); err != nil {
+		return nil, err
+	}
+	bin := v.Bin
+	if bin == "" {
+		bin = filepath.Join(sb.BinDir, "frontdoor")
+	}
+	ports := make([]int, 4) // listener, Envoy admin, gRPC, HTTP
+	for i := range ports {
+		var err error
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
+	if v.Unix {
+		grpcAddr = "unix://" + filepath.Join(dir, "grpc.sock")
+	}
+	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
+	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[3])
+	g := &variantGateway{accessLog: filepath.Join(dir, "access.log"), url: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
+	args := []string{"serve", "--config-dir", filepath.Join(dir, "config"), "--envoy-admin-url", "http://" + adminAddr,
+		"--grpc-address", grpcAddr, "--http-address", httpAddr,
+		"--listen-address", "127.0.0.1", "--listen-port", strconv.Itoa(ports[0]),
+		"--access-log", g.accessLog, "--pprof"}
+	args = append(args, v.Args...)
+	if accessLogOff(v.Args) {
+		g.accessLog = ""
+	}
+	var err error
+	if g.frontdoor, err = startChild(v.Name+"-frontdoor", filepath.Join(dir, "frontdoor.log"), v.Env, bin, args...); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			g.stop()
+		}
+	}()
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		if err := expect200(wctx, "http://"+httpAddr+"/healthz"); err == nil {
+			break
+		}
+		select {
+		case <-g.frontdoor.done:
+			return nil, fmt.Errorf("%s: frontdoor exited; see %s", v.Name, g.frontdoor.log)
+		case <-wctx.Done():
+			return nil, fmt.Errorf("%s: frontdoor not healthy; see %s", v.Name, g.frontdoor.log)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	bootstrap, err := exec.CommandContext(wctx, bin, "bootstrap", "--xds-address", grpcAddr,
+		"--admin-address", adminAddr, "--node-id", v.Name+"-envoy").Output()
+	if err != nil {
+		return nil, fmt.Errorf("%s: frontdoor bootstrap: %w", v.Name, err)
+	}
+	bootstrapPath := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(bootstrapPath, bootstrap, 0o644); err != nil {
+		return nil, err
+	}
+	// The sandbox's Envoy flags (tests/sandbox/gateway.go).
+	if g.envoy, err = startChild(v.Name+"-envoy", filepath.Join(dir, "envoy.log"), nil, filepath.Join(sb.BinDir, "envoy"),
+		"-c", bootstrapPath, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
+		"--file-flush-interval-msec", "200"); err != nil {
+		return nil, err
+	}
+	c.URL = g.url
+	if err := c.waitServed(wctx, 45*time.Second); err != nil {
+		return nil, fmt.Errorf("%s: not served through its Envoy (%w); see %s and %s", v.Name, err, g.frontdoor.log, g.envoy.log)
+	}
+	ok = true
+	return g, nil
+}
+
+// accessLogOff reports whether serve flags turn the access log off (the
+// last --access-log wins, as with Go's flag package).
+func accessLogOff(args []string) bool {
+	off := false
+	for i, a := range args {
+		switch {
+		case a == "--access-log" || a == "-access-log":
+			off = i+1 < len(args) && args[i+1] == "off"
+		case strings.HasPrefix(a, "--access-log=") || strings.HasPrefix(a, "-access-log="):
+			off = strings.HasSuffix(a, "=off")
+		}
+	}
+	return off
+}
+
+func expect200(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return nil
+}
+
+// copyDir copies the regular files of src into dst, keeping their modes
+// (Secrets stay 0600).
+func copyDir(src, dst string) error {
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, info.Mode().Perm()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
