@@ -127,7 +127,7 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
 	)
 	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs,
-		float64(time.Since(f.start).Microseconds()))
+		float64(time.Since(f.start).Nanoseconds())/1e3) // fractional: an inline decision can take under 1 µs
 	if d.Allowed() && !carriable(d) {
 		d = &emptyValueDenial
 	}

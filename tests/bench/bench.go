@@ -27,6 +27,9 @@ const (
 	PathFrontdoorX509 = "frontdoor-x509"
 	PathFrontdoorTok  = "frontdoor-token"
 	PathFrontdoorExtP = "frontdoor-extproc"
+	// PathFrontdoorInProc is the pipeline inside Envoy (the dynamic
+	// module): no gRPC hop, no Lua.
+	PathFrontdoorInProc = "frontdoor-inprocess"
 	PathEnvoyPlain    = "envoy-plain"
 	// PathEnvoyImpersonating is envoy-plain that also impersonates the
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
@@ -38,7 +41,7 @@ const (
 
 // AllPaths are the built-in paths, in table order (variants follow
 // PathFrontdoorExtP, --target comes last).
-var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorNoLog,
+var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorNoLog,
 	PathEnvoyPlain, PathEnvoyImpersonating, PathHAProxy}
 
 // Options configure a benchmark run.
@@ -234,10 +237,18 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if selected(PathFrontdoorExtP) {
-		ext := Client{URL: sb.GatewayURL, ServerName: extProcSNI, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		ext := Client{URL: sb.GatewayURL, ServerName: extProcCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
 		p := add(&path{name: PathFrontdoorExtP, note: "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert",
 			c: ext, procs: gateway, mode: "ExtProc", timed: sandboxLog(ext)})
-		if err := startExtProcCluster(ctx, sb, p.c); err != nil {
+		if err := extProcCluster.start(ctx, sb, p.c); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
+	}
+	if selected(PathFrontdoorInProc) {
+		in := Client{URL: sb.GatewayURL, ServerName: inProcessCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p := add(&path{name: PathFrontdoorInProc, note: "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert",
+			c: in, procs: gateway, mode: "InProcess", timed: sandboxLog(in)})
+		if err := inProcessCluster.start(ctx, sb, p.c); err != nil {
 			p.na = "n/a: " + err.Error()
 		}
 	}

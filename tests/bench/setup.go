@@ -133,34 +133,65 @@ func tokenSupport(ctx context.Context, s *sandbox.Sandbox, root string, c Client
 	return true, ""
 }
 
-// extProcCluster is a second UpstreamCluster over the same replicas whose
-// requests go through ext_proc instead of ext_authz; clients pick it by
-// SNI, so both modes are measured against one Envoy and one frontdoor.
-const extProcCluster = "bench-extproc"
+// modeCluster is one more UpstreamCluster over the same replicas whose
+// requests go through another request-service mode; clients pick it by
+// SNI, so every mode is measured against one Envoy and one frontdoor.
+type modeCluster struct{ name, sni, mode string }
 
-var extProcSNI = "extproc." + sandbox.TestDomain
+var (
+	extProcCluster   = modeCluster{"bench-extproc", "extproc." + sandbox.TestDomain, "ExtProc"}
+	inProcessCluster = modeCluster{"bench-inprocess", "inprocess." + sandbox.TestDomain, "InProcess"}
+)
 
-// startExtProcCluster writes the ext_proc UpstreamCluster (the sandbox's,
-// renamed, with its own server name and requestService: ExtProc) and waits
-// until c gets a 200 through it.
-func startExtProcCluster(ctx context.Context, s *sandbox.Sandbox, c Client) error {
+// start writes the cluster (the sandbox's, renamed, with its own server
+// name and request service) and waits until c gets a 200 through it.
+func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) error {
 	base, err := os.ReadFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml"))
 	if err != nil {
 		return err
 	}
-	uc := strings.Replace(string(base), "name: "+sandbox.ClusterName+"\n", "name: "+extProcCluster+"\n", 1)
-	uc = strings.Replace(uc, "  secureServing:\n", "  secureServing:\n    serverNames: ["+extProcSNI+"]\n", 1)
-	uc = strings.Replace(uc, "  requestService: ExtAuthz\n", "", 1)
-	if !strings.Contains(uc, "requestService: ExtProc") {
-		uc += "  requestService: ExtProc\n"
+	uc := strings.Replace(string(base), "name: "+sandbox.ClusterName+"\n", "name: "+m.name+"\n", 1)
+	uc = strings.Replace(uc, "  secureServing:\n", "  secureServing:\n    serverNames: ["+m.sni+"]\n", 1)
+	var kept []string
+	for _, line := range strings.SplitAfter(uc, "\n") {
+		if !strings.HasPrefix(line, "  requestService: ") {
+			kept = append(kept, line)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+extProcCluster+".yaml"), []byte(uc), 0o644); err != nil {
+	uc = strings.Join(kept, "") + "  requestService: " + m.mode + "\n"
+	if err := os.WriteFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+m.name+".yaml"), []byte(uc), 0o644); err != nil {
+		return err
+	}
+	// Until Envoy has the new filter chain, the catch-all chain of the
+	// sandbox's cluster answers this SNI too: a probe's 200 proves nothing,
+	// and connections opened now would stay on the old chain.
+	if err := waitListenerHas(ctx, s, m.sni, 30*time.Second); err != nil {
 		return err
 	}
 	if err := c.waitServed(ctx, 15*time.Second); err != nil {
-		return fmt.Errorf("the ext_proc UpstreamCluster did not serve: %w", err)
+		return fmt.Errorf("the %s UpstreamCluster did not serve: %w", m.mode, err)
 	}
 	return nil
+}
+
+// waitListenerHas waits until Envoy's active listener has a filter chain
+// for serverName (none warming).
+func waitListenerHas(ctx context.Context, s *sandbox.Sandbox, serverName string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		dump, err := s.EnvoyAdmin(ctx, "/config_dump?resource=dynamic_listeners")
+		if err == nil && strings.Contains(dump, `"`+serverName+`"`) && !strings.Contains(dump, "warming_state") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no filter chain for %s in Envoy after %s (last error: %w)", serverName, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // probe sends one GET of a seeded ConfigMap as c, on a new connection (so

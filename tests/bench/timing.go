@@ -27,6 +27,7 @@ import (
 var requestServiceModes = []struct{ Mode, Path string }{
 	{"ExtAuthz", PathFrontdoorX509},
 	{"ExtProc", PathFrontdoorExtP},
+	{"InProcess", PathFrontdoorInProc},
 }
 
 // splitBaselines are the rows beside the modes, in table order.
