@@ -206,11 +206,10 @@ func onlyRequestServiceHeaders(h map[string]string) map[string]string {
 	return out
 }
 
-// BenchmarkExtAuthzServerWork is the request service's share of one Check
-// of a cached x509 client, without the transport: decode the CheckRequest,
-// decide, encode the CheckResponse. "all-headers" is what Envoy sent
-// without allowed_headers, "request-service-headers" with it.
-func BenchmarkExtAuthzServerWork(b *testing.B) {
+// benchPipeline is a pipeline with the test table and the client
+// certificate of the benchmarks' cached x509 client.
+func benchPipeline(b *testing.B) (*Pipeline, string) {
+	b.Helper()
 	ca := newTestCA(b, "client-ca")
 	_, cert := ca.issue(b, clientCert{cn: "bench-user", orgs: []string{"bench-group"}})
 	p, err := NewPipeline(Options{Registry: prometheus.NewRegistry(), Now: (&fakeClock{now: testNow}).Now})
@@ -218,6 +217,15 @@ func BenchmarkExtAuthzServerWork(b *testing.B) {
 		b.Fatal(err)
 	}
 	p.SetPolicy(testTable(ca.CertPEM))
+	return p, cert
+}
+
+// BenchmarkExtAuthzServerWork is the request service's share of one Check
+// of a cached x509 client, without the transport: decode the CheckRequest,
+// decide, encode the CheckResponse. "all-headers" is what Envoy sent
+// without allowed_headers, "request-service-headers" with it.
+func BenchmarkExtAuthzServerWork(b *testing.B) {
+	p, cert := benchPipeline(b)
 	srv := NewExtAuthzServer(p)
 	path := benchCheckHeaders[":path"]
 	for _, bc := range []struct {
@@ -260,13 +268,7 @@ func BenchmarkExtAuthzServerWork(b *testing.B) {
 // with the server's grpc.NumStreamWorkers (a pool of stream goroutines
 // instead of one per stream).
 func BenchmarkExtAuthzTransport(b *testing.B) {
-	ca := newTestCA(b, "client-ca")
-	_, cert := ca.issue(b, clientCert{cn: "bench-user", orgs: []string{"bench-group"}})
-	p, err := NewPipeline(Options{Registry: prometheus.NewRegistry(), Now: (&fakeClock{now: testNow}).Now})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.SetPolicy(testTable(ca.CertPEM))
+	p, cert := benchPipeline(b)
 	req := checkRequest("a", "GET", benchCheckHeaders[":path"], cert, onlyRequestServiceHeaders(benchCheckHeaders))
 	for _, bc := range []struct {
 		name, network string

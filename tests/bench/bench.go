@@ -30,7 +30,7 @@ const (
 	// PathFrontdoorInProc is the pipeline inside Envoy (the dynamic
 	// module): no gRPC hop, no Lua.
 	PathFrontdoorInProc = "frontdoor-inprocess"
-	PathEnvoyPlain    = "envoy-plain"
+	PathEnvoyPlain      = "envoy-plain"
 	// PathEnvoyImpersonating is envoy-plain that also impersonates the
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
 	// requests, apart from the gateway's.
