@@ -120,7 +120,7 @@ func planHeaders(id *identity, rule string, client map[string]string) (set []Hea
 		case lk == headerAuthz:
 			continue
 		case strings.HasPrefix(lk, impersonatePrefix):
-		case lk == "x-remote-user", lk == "x-remote-group", strings.HasPrefix(lk, "x-remote-extra-"):
+		case strings.HasPrefix(lk, remotePrefix): // user, group, extra-*, uid, and any other
 		default:
 			continue
 		}

@@ -140,7 +140,11 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	if _, err := gw.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	w, err := gw.CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
+	// The watch's client has no request timeout, as a controller's: the
+	// sandbox configs' 30 s would end the watch itself on a slow run.
+	watchCfg := adminGateway()
+	watchCfg.Timeout = 0
+	w, err := clientset(t, watchCfg).CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
 	if err != nil {
 		t.Fatal(err)
 	}
