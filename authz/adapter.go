@@ -164,36 +164,22 @@ func (d *Decision) EachAccessLogField(str func(key, value string), num func(key 
 	}
 }
 
-// The headers the pipeline reads: every name it looks up (exact) or scans
-// for (prefixes). An adapter may hand the pipeline only these (Envoy's
-// ext_authz allowed_headers, the in-process filter's copy); the pipeline's
-// tests run with every other header filtered out, so a new lookup that is
-// not listed here fails them.
-var (
-	readHeaders = []string{
-		":method", ":path", headerAuthz, headerWSProtocol, "connection", "upgrade",
-		envoy.HeaderClientCert,
-	}
-	readHeaderPrefixes = []string{impersonatePrefix, remotePrefix}
-)
-
 // ReadsHeader reports whether the pipeline reads the header field name
-// (lowercase, as Envoy hands it over).
+// (lowercase, as Envoy hands it over): the request-service headers
+// (envoy.RequestServiceHeaders, also ext_authz's allowed_headers), plus the
+// method, path and client certificate, which ext_authz carries in fields of
+// their own and the other adapters read as headers. An adapter may hand the
+// pipeline only these; the pipeline's tests run with every other header
+// filtered out, so a new lookup that is not listed fails them.
 func ReadsHeader(name []byte) bool {
-	for _, h := range readHeaders {
-		if string(name) == h {
-			return true
-		}
+	switch string(name) {
+	case ":method", ":path", envoy.HeaderClientCert:
+		return true
 	}
-	for _, p := range readHeaderPrefixes {
-		if len(name) >= len(p) && string(name[:len(p)]) == p {
+	for _, m := range envoy.RequestServiceHeaders {
+		if string(name) == m.Name || m.Prefix && len(name) >= len(m.Name) && string(name[:len(m.Name)]) == m.Name {
 			return true
 		}
 	}
 	return false
-}
-
-// ReadHeaders lists what ReadsHeader accepts: exact names and prefixes.
-func ReadHeaders() (exact, prefixes []string) {
-	return append([]string(nil), readHeaders...), append([]string(nil), readHeaderPrefixes...)
 }
