@@ -86,8 +86,6 @@ func (f *filter) OnRequestHeaders(s abi.Stream, _ bool) abi.HeadersStatus {
 
 func (f *filter) OnScheduled(s abi.Stream, eventID uint64) { f.onScheduled(s, eventID) }
 
-func (f *filter) OnDestroy() {}
-
 // onRequestHeaders decides inline when it can, else pauses the request
 // and decides on a goroutine.
 func (f *filter) onRequestHeaders(s stream, newScheduler func() scheduler) abi.HeadersStatus {

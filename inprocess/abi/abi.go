@@ -90,8 +90,8 @@ const (
 	// Continue forwards the request headers to the next filter.
 	Continue HeadersStatus = 0
 	// StopIteration pauses the headers until Stream.ContinueDecoding. While
-	// paused, this package buffers request body and trailers itself, so a
-	// request body can never push a paused request upstream.
+	// paused, this package holds back request body and trailers itself
+	// (shell.c), so a request body can never push a paused request upstream.
 	StopIteration HeadersStatus = 1
 	// StopAllIterationAndBuffer pauses headers, body and trailers in Envoy
 	// (buffering the body) until Stream.ContinueDecoding. Preferred for
@@ -109,14 +109,24 @@ type FilterConfig interface {
 	Destroy()
 }
 
-// Filter handles one HTTP stream. Its methods run on the stream's worker
-// thread, never concurrently with each other.
+// Filter handles one HTTP stream. FilterConfig.NewFilter creates it when the
+// request headers arrive; its methods run on the stream's worker thread,
+// never concurrently with each other.
+//
+// A Filter that implements neither Destroyer nor StreamCompleter and creates
+// no Scheduler is done when OnRequestHeaders returns: the stream then costs
+// the Go runtime one call, and Envoy's other hooks stay in C (shell.c).
 type Filter interface {
 	// OnRequestHeaders sees the request headers before any upstream does.
 	OnRequestHeaders(s Stream, endOfStream bool) HeadersStatus
 	// OnScheduled runs on the worker thread after Scheduler.Commit(eventID).
 	OnScheduled(s Stream, eventID uint64)
-	// OnDestroy is the last call; the Stream must not be used afterwards.
+}
+
+// Destroyer is optionally implemented by a Filter that must know when its
+// stream is gone. OnDestroy is the last call; the Stream must not be used
+// afterwards.
+type Destroyer interface {
 	OnDestroy()
 }
 

@@ -48,7 +48,8 @@ type fixture struct {
 	first, second *upstream
 	envoy         *envoyProc
 	url, plainURL string
-	minimalURL    string // the same module with a second config that only continues
+	minimalURL    string // the same module with a second config whose filter keeps no Go state
+	nilFilterURL  string // a third config whose NewFilter returns nil
 	accessLog     string
 	client        *http.Client // HTTP/1.1 with a client certificate
 	noCert        *http.Client // HTTP/1.1 without one
@@ -83,7 +84,7 @@ func sharedFixture(t *testing.T) *fixture {
 		if sharedErr = f.envoy.waitReady(30 * time.Second); sharedErr != nil {
 			return
 		}
-		for name, u := range map[string]*string{"filtered": &f.url, "plain": &f.plainURL, "minimal": &f.minimalURL} {
+		for name, u := range map[string]*string{"filtered": &f.url, "plain": &f.plainURL, "minimal": &f.minimalURL, "nilfilter": &f.nilFilterURL} {
 			port, err := f.envoy.listenerPort(name)
 			if err != nil {
 				sharedErr = err
@@ -369,6 +370,50 @@ func TestAsyncResume(t *testing.T) {
 				t.Errorf("upstream body %q", r.Body)
 			}
 		})
+	}
+}
+
+// A filter without lifecycle hooks keeps Go state only while it waits:
+// its scheduler still finds the stream, the body held during the pause
+// follows, and a panic still fails closed.
+func TestFilterWithoutGoState(t *testing.T) {
+	f := sharedFixture(t)
+	resp, body := request(t, f.h2, f.minimalURL+"/lean-async", hdr("x-test-async", "1"), "lean body")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var r echoReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatal(err)
+	}
+	want(t, r, "x-test-resumed", "7")
+	if r.Body != "lean body" {
+		t.Errorf("upstream body %q", r.Body)
+	}
+	resp, body = request(t, f.client, f.minimalURL+"/lean-panic", hdr("x-test-panic", "1"), "must not leak")
+	if resp.StatusCode != 503 || string(body) != statusBody {
+		t.Errorf("panic: got %d %s, want 503 %s", resp.StatusCode, body, statusBody)
+	}
+	if n := f.first.saw("/lean-panic") + f.second.saw("/lean-panic"); n != 0 {
+		t.Errorf("the panicking request reached an upstream %d times", n)
+	}
+}
+
+// A config whose NewFilter returns nil answers every stream 503 and lets
+// nothing through, body included.
+func TestNilFilterFailsClosed(t *testing.T) {
+	f := sharedFixture(t)
+	for _, c := range []*http.Client{f.client, f.h2} {
+		resp, body := request(t, c, f.nilFilterURL+"/nil-filter", nil, "a body that must not leak")
+		if resp.StatusCode != 503 || string(body) != statusBody {
+			t.Errorf("got %d %s, want 503 %s", resp.StatusCode, body, statusBody)
+		}
+	}
+	if n := f.first.saw("/nil-filter") + f.second.saw("/nil-filter"); n != 0 {
+		t.Errorf("the request reached an upstream %d times", n)
+	}
+	if l := f.accessLogLine(t, "/nil-filter"); l != "/nil-filter 503 frontdoor_no_filter" {
+		t.Errorf("access log %q", l)
 	}
 }
 

@@ -87,6 +87,27 @@ extern void envoy_dynamic_module_callback_http_filter_scheduler_delete(void* sch
 // Main thread only (config hooks): whether Envoy runs with --mode validate.
 extern bool envoy_dynamic_module_callback_is_validation_mode(void) __attribute__((weak));
 
+// ---- the module's per-stream shell (shell.c) ------------------------------
+
+// fd_stream is what the module hands Envoy as its per-stream filter pointer.
+// It is C memory, created and freed by the C hooks in shell.c, so the hooks
+// that only need a flag (body, trailers, every response hook) never enter the
+// Go runtime; Go state exists only for streams that need it (state != 0).
+typedef struct {
+  void* envoy;       // Envoy's DynamicModuleHttpFilter, valid until destroy
+  uintptr_t config;  // the filter config's handle (runtime/cgo.Handle)
+  uintptr_t state;   // the stream's Go state handle; 0 while it has none
+  uint32_t flags;    // FD_STREAM_*
+} fd_stream;
+
+// Request body and trailers pass only while FD_STREAM_OPEN is set (the
+// headers were let through and the stream is neither paused nor failed).
+#define FD_STREAM_OPEN 1u
+// The stream was answered after a failure; nothing of it is ever forwarded.
+#define FD_STREAM_FAILED 2u
+// The Go filter wants OnStreamComplete.
+#define FD_STREAM_WANTS_COMPLETE 4u
+
 // fd_in_envoy reports whether the callbacks were bound, i.e. whether this
 // code runs inside an Envoy process that exports them.
 static inline int fd_in_envoy(void) { return envoy_dynamic_module_callback_log != 0; }

@@ -217,7 +217,7 @@ type bootOpts struct {
 	second       *upstream
 	accessLog    string
 	port         int  // the filtered listener's port; 0 lets Envoy pick
-	plain        bool // add listeners "plain" (same routes, no module) and "minimal" (a filter that only continues)
+	plain        bool // add listeners "plain" (same routes, no module), "minimal" (a filter without Go state) and "nilfilter" (NewFilter returns nil)
 }
 
 func sockaddr(port int) m {
@@ -304,9 +304,11 @@ func (o bootOpts) bootstrap(lds string) []byte {
 	if lds == "" {
 		listeners := []any{o.listener("filtered", o.port, true)}
 		if o.plain {
-			minimal := o
+			minimal, nilFilter := o, o
 			minimal.filterConfig = `{"tag":"minimal","minimal":true}`
-			listeners = append(listeners, o.listener("plain", 0, false), minimal.listener("minimal", 0, true))
+			nilFilter.filterConfig = `{"tag":"nil","nilFilter":true}`
+			listeners = append(listeners, o.listener("plain", 0, false), minimal.listener("minimal", 0, true),
+				nilFilter.listener("nilfilter", 0, true))
 		}
 		static["listeners"] = listeners
 	} else {

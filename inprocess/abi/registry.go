@@ -1,5 +1,10 @@
 package abi
 
+/*
+#include "frontdoor_abi.h"
+*/
+import "C"
+
 import (
 	"fmt"
 	"runtime/cgo"
@@ -8,10 +13,10 @@ import (
 	"unsafe"
 )
 
-// This file is the pure-Go half of the binding: the factory registry and the
-// per-config / per-stream state that the exported hooks (hooks.go) look up.
-// Envoy holds only integer handles to it (runtime/cgo.Handle), never Go
-// pointers, as cgo's pointer rules require.
+// This file is the Go half of the binding's state: the factory registry and
+// the per-config / per-stream Go state that the hooks (hooks.go, shell.c)
+// look up. Envoy and C memory hold only integer handles to it
+// (runtime/cgo.Handle), never Go pointers, as cgo's pointer rules require.
 
 var (
 	factoriesMu sync.RWMutex
@@ -41,19 +46,111 @@ type configState struct {
 	config FilterConfig
 }
 
-// filterState is what a stream's handle points to. It is only touched on the
-// stream's worker thread (inside hooks), except schedulers' own locks.
+// filterState is a stream's Go state: its Filter, and the schedulers it
+// created. It exists for the duration of the request-headers hook and lives
+// on (registered in its fd_stream as a handle) only when the stream needs it
+// later: a Filter with OnDestroy or OnStreamComplete, or one that created a
+// Scheduler. It is only touched on the stream's worker thread (inside hooks),
+// except schedulers' own locks.
 type filterState struct {
 	filter Filter // nil: NewFilter failed; the stream fails closed
-	// envoy is the DynamicModuleHttpFilter pointer, valid from on_http_filter_new
-	// to on_http_filter_destroy; nil afterwards so a Stream kept past OnDestroy
-	// turns into no-ops instead of a use-after-free.
-	envoy unsafe.Pointer
-	// paused: request headers returned a Stop status and ContinueDecoding has
-	// not been called; failed: a local reply answered the stream after a panic.
-	// In both cases request body and trailers are held back (fail closed).
-	paused, failed bool
-	schedulers     []*schedulerState
+	// c is the stream's C half (shell.c); envoy is its Envoy filter pointer.
+	// Both are nil once the stream is released or destroyed, so a Stream
+	// kept too long turns into no-ops instead of a use-after-free.
+	c          *C.fd_stream
+	envoy      unsafe.Pointer
+	registered bool
+	schedulers []*schedulerState
+}
+
+// newStreamState runs the config's NewFilter for a stream's request headers,
+// and registers the state at once if the Filter asks for the later hooks.
+func newStreamState(c *C.fd_stream) *filterState {
+	st := &filterState{c: c, envoy: c.envoy}
+	if cs := configFromHandle(uintptr(c.config)); cs != nil {
+		func() {
+			defer recoverAndLog("creating filter " + cs.name)
+			st.filter = cs.config.NewFilter()
+		}()
+	}
+	_, destroyer := st.filter.(Destroyer)
+	if completer, ok := st.filter.(StreamCompleter); ok || destroyer {
+		st.register()
+		if completer != nil {
+			c.flags |= C.FD_STREAM_WANTS_COMPLETE
+		}
+	}
+	return st
+}
+
+// register keeps the state beyond the current hook: Envoy's later hooks
+// find it through the fd_stream.
+func (st *filterState) register() {
+	if st.registered || st.c == nil {
+		return
+	}
+	st.registered = true
+	st.c.state = C.uintptr_t(cgo.NewHandle(st))
+}
+
+// release ends an unregistered state with its hook.
+func (st *filterState) release() {
+	if !st.registered {
+		st.c, st.envoy = nil, nil
+	}
+}
+
+// setOpen lets request body and trailers through (true) or holds them back.
+func (st *filterState) setOpen(open bool) {
+	if st.c == nil {
+		return
+	}
+	if open {
+		st.c.flags |= C.FD_STREAM_OPEN
+	} else {
+		st.c.flags &^= C.FD_STREAM_OPEN
+	}
+}
+
+// failed reports whether the stream was answered after a failure.
+func (st *filterState) failed() bool {
+	return st.c != nil && st.c.flags&C.FD_STREAM_FAILED != 0
+}
+
+// streamStateOf returns the registered state of a stream, or nil.
+func streamStateOf(c *C.fd_stream) (st *filterState) {
+	defer func() {
+		if recover() != nil {
+			st = nil
+		}
+	}()
+	if c == nil || c.state == 0 {
+		return nil
+	}
+	st, _ = cgo.Handle(c.state).Value().(*filterState)
+	return st
+}
+
+// destroyStreamState runs OnDestroy, deletes every scheduler the stream left
+// (after which Commit from any goroutine is a no-op) and frees the handle.
+func destroyStreamState(c *C.fd_stream) {
+	st := streamStateOf(c)
+	if st == nil {
+		return
+	}
+	cgo.Handle(c.state).Delete()
+	c.state = 0
+	if d, ok := st.filter.(Destroyer); ok {
+		func() {
+			defer recoverAndLog("filter OnDestroy")
+			d.OnDestroy()
+		}()
+	}
+	for _, s := range st.schedulers {
+		s.delete()
+	}
+	st.schedulers = nil
+	st.c, st.envoy = nil, nil
 }
 
 // newConfigHandle runs the registered factory; 0 means "reject the config".
@@ -101,50 +198,6 @@ func destroyConfigHandle(h uintptr) {
 	cs.config.Destroy()
 }
 
-// newFilterHandle creates the per-stream state. It never returns 0: when the
-// config is missing or NewFilter fails, the state has no filter and the
-// request hook answers 503, so the stream fails closed whatever Envoy does
-// with a NULL filter.
-func newFilterHandle(cfgHandle uintptr, envoy unsafe.Pointer) uintptr {
-	st := &filterState{envoy: envoy}
-	if cs := configFromHandle(cfgHandle); cs != nil {
-		func() {
-			defer recoverAndLog("creating filter " + cs.name)
-			st.filter = cs.config.NewFilter()
-		}()
-	}
-	return uintptr(cgo.NewHandle(st))
-}
-
-func filterFromHandle(h uintptr) *filterState {
-	if h == 0 {
-		return nil
-	}
-	st, _ := cgo.Handle(h).Value().(*filterState)
-	return st
-}
-
-// destroyFilterHandle runs OnDestroy, deletes every scheduler the stream left
-// (after which Commit from any goroutine is a no-op) and frees the handle.
-func destroyFilterHandle(h uintptr) {
-	st := filterFromHandle(h)
-	if st == nil {
-		return
-	}
-	cgo.Handle(h).Delete()
-	if st.filter != nil {
-		func() {
-			defer recoverAndLog("filter OnDestroy")
-			st.filter.OnDestroy()
-		}()
-	}
-	for _, s := range st.schedulers {
-		s.delete()
-	}
-	st.schedulers = nil
-	st.envoy = nil
-}
-
 // internalErrorStatus is the body of the 503 a panicking request hook answers
 // with: a Kubernetes Status, so kubectl and client-go show a proper error.
 const internalErrorStatus = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"frontdoor: internal error in the request filter","reason":"ServiceUnavailable","code":503}`
@@ -155,10 +208,10 @@ var internalErrorHeaders = [][2]string{{"content-type", "application/json"}}
 // failClosed answers the stream with the internal-error Status and marks it
 // failed so body and trailers are never forwarded.
 func failClosed(s Stream, details string) {
-	if s.st == nil {
+	if s.st == nil || s.st.c == nil {
 		return
 	}
-	s.st.failed = true
+	s.st.c.flags = (s.st.c.flags &^ C.FD_STREAM_OPEN) | C.FD_STREAM_FAILED
 	s.SendLocalResponse(503, internalErrorHeaders, []byte(internalErrorStatus), details)
 }
 

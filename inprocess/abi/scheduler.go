@@ -37,6 +37,7 @@ func (s Stream) NewScheduler() Scheduler {
 	if p == nil {
 		return Scheduler{}
 	}
+	s.st.register() // OnScheduled must find the stream again
 	ss := &schedulerState{ptr: C.envoy_dynamic_module_callback_http_filter_scheduler_new(p)}
 	s.st.schedulers = append(s.st.schedulers, ss)
 	return Scheduler{s: ss}

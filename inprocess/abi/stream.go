@@ -51,8 +51,9 @@ var inEnvoy = C.fd_in_envoy() != 0
 
 // Stream is the view of one HTTP stream inside a hook. It is a small value;
 // copying it is free. Use it only on the worker thread, inside a hook of its
-// filter (OnRequestHeaders, OnScheduled, OnStreamComplete). After OnDestroy
-// every method is a no-op returning the zero value.
+// filter (OnRequestHeaders, OnScheduled, OnStreamComplete). Once the stream
+// is gone (after OnDestroy, or after OnRequestHeaders for a Filter that kept
+// no state: see Filter) every method is a no-op returning the zero value.
 type Stream struct {
 	st *filterState
 }
@@ -173,7 +174,7 @@ func (s Stream) ContinueDecoding() {
 	if p == nil {
 		return
 	}
-	s.st.paused = false
+	s.st.setOpen(true) // before: Envoy may deliver the body inside the call
 	C.envoy_dynamic_module_callback_http_filter_continue_decoding(p)
 }
 

@@ -4,8 +4,9 @@
 // request headers that the test's upstream echoes back.
 //
 // Filter config (JSON): {"tag": "...", "fail": bool, "panic": bool,
-// "minimal": bool}; a minimal filter only returns Continue (for overhead
-// measurements).
+// "minimal": bool, "nilFilter": bool}; a minimal filter keeps no Go state
+// (no OnDestroy, no OnStreamComplete) and only continues, except that it
+// honours x-test-async and x-test-panic; with nilFilter NewFilter returns nil.
 // Request headers it reacts to:
 //
 //	x-test-panic: 1            panic in OnRequestHeaders
@@ -55,6 +56,8 @@ type config struct {
 	Fail    bool   `json:"fail"`
 	Panic   bool   `json:"panic"`
 	Minimal bool   `json:"minimal"`
+	// NilFilter makes NewFilter return nil (the stream must fail closed).
+	NilFilter bool `json:"nilFilter"`
 	// FailUnlessValidating makes the config fail when Envoy serves and
 	// succeed when it only validates (abi.InValidationMode).
 	FailUnlessValidating bool `json:"failUnlessValidating"`
@@ -94,6 +97,12 @@ var (
 var completed sync.Map
 
 func (c *config) NewFilter() abi.Filter {
+	switch {
+	case c.NilFilter:
+		return nil
+	case c.Minimal:
+		return minimalFilter{}
+	}
 	live.Add(1)
 	return &filter{cfg: c}
 }
@@ -105,10 +114,31 @@ type filter struct {
 	path string
 }
 
-func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersStatus {
-	if f.cfg.Minimal {
-		return abi.Continue
+// minimalFilter is the cheapest filter: the stream keeps Go state only while
+// it waits for a scheduled event.
+type minimalFilter struct{}
+
+func (minimalFilter) OnRequestHeaders(s abi.Stream, _ bool) abi.HeadersStatus {
+	if v, _ := s.RequestHeader("x-test-panic"); v == "1" {
+		panic("testmodule: request asked to panic")
 	}
+	if v, _ := s.RequestHeader("x-test-async"); v == "1" {
+		sched := s.NewScheduler()
+		go func() {
+			time.Sleep(50 * time.Millisecond)
+			sched.Commit(7)
+		}()
+		return abi.StopAllIterationAndBuffer
+	}
+	return abi.Continue
+}
+
+func (minimalFilter) OnScheduled(s abi.Stream, eventID uint64) {
+	s.SetRequestHeader("x-test-resumed", strconv.FormatUint(eventID, 10))
+	s.ContinueDecoding()
+}
+
+func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersStatus {
 	f.path, _ = s.RequestHeader(":path")
 	if is(s, "x-test-measure-allocs") {
 		s.SetRequestHeader("x-test-allocs", strconv.FormatUint(measureAllocs(s), 10))
