@@ -138,9 +138,21 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 		return abi.StopIteration
 	}
 	d.Apply(mutator{s})
-	// x-frontdoor-rule picks the route: choose it again.
-	s.ClearRouteCache()
+	if needsReroute(d) {
+		s.ClearRouteCache()
+	}
 	return abi.Continue
+}
+
+// needsReroute reports whether the decision's rule picks another route than
+// the one Envoy chose before the filter ran. x-frontdoor-rule picks the
+// route; Envoy chose it with no rule header (the early header mutation drops
+// the client's), which only the catch-all default route or the upgrade route
+// match (translator/route.go). So a request of the default rule keeps its
+// route, and choosing it again, the route table walked once more per
+// request, is skipped.
+func needsReroute(d *authz.Decision) bool {
+	return d.Rule != envoy.DefaultRule
 }
 
 // carriable reports whether every header the decision sets has a value:

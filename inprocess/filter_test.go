@@ -2,6 +2,7 @@ package inprocess
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -160,14 +161,34 @@ func TestInlineAllow(t *testing.T) {
 	if got := s.header("impersonate-user"); !cmp.Equal(got, []string{"jane"}) {
 		t.Errorf("Impersonate-User = %q, want the decided user only", got)
 	}
-	if s.ops[len(s.ops)-1] != "clear route cache" {
-		t.Errorf("last operation %q, want the route cache cleared after the rule header is set", s.ops[len(s.ops)-1])
+	if slices.Contains(s.ops, "clear route cache") {
+		t.Errorf("the default rule's request had its route chosen again: %v", s.ops)
 	}
 	if s.metadata[envoy.MetadataNamespaceInProcess+":user"] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
 		t.Errorf("metadata = %v", s.metadata)
 	}
 	if _, ok := s.metadata[envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceUs]; !ok {
 		t.Errorf("no request-service time in metadata %v", s.metadata)
+	}
+}
+
+// A request of any other rule has its route chosen again, after the rule
+// header is set.
+func TestInlineAllowOtherRuleReroutes(t *testing.T) {
+	d := allowed
+	d.Rule = "batch"
+	d.SetHeaders = []authz.Header{{Name: "Impersonate-User", Value: "jane"}, {Name: envoy.HeaderRule, Value: "batch"}}
+	c := &fakeChecker{inline: true, d: d, gotReq: make(chan *authz.Request, 1)}
+	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
+	s := newFakeStream(":method", "GET", ":path", "/api/v1/pods")
+	if st := f.onRequestHeaders(s, nil); st != abi.Continue {
+		t.Fatalf("status = %v, want Continue", st)
+	}
+	if got := s.header(envoy.HeaderRule); !cmp.Equal(got, []string{"batch"}) {
+		t.Errorf("rule header = %q", got)
+	}
+	if s.ops[len(s.ops)-1] != "clear route cache" {
+		t.Errorf("operations %v, want the route cache cleared last", s.ops)
 	}
 }
 
