@@ -373,6 +373,11 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 	}
 	// A RequestInfo error (e.g. "/api/v1/watch") still yields partial info;
 	// kube-apiserver answers such requests itself, so forward them.
+	if !upgradeAllowed(info, req.Headers) {
+		d := denied(Invalid, info)
+		d.Body = upgradeRefusedBody
+		return d, false
+	}
 
 	id, err := p.authenticate(ctx, cc, req, noWait)
 	if errors.Is(err, errWouldBlock) {

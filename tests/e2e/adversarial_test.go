@@ -124,6 +124,14 @@ func TestAdversarial(t *testing.T) {
 		{name: "--as-uid by a client allowed only --as bob is 403 at the gateway", send: get(carolClient, http.Header{"Impersonate-User": {"bob"}, "Impersonate-Uid": {"0"}}), want: []int{forbidden}},
 		{name: "--as bob by a client allowed to is forwarded as bob", send: get(carolClient, http.Header{"Impersonate-User": {"bob"}}), want: []int{forbidden}, reachedAs: "bob"},
 
+		// An Upgrade takes Envoy's upgrade route, which no dispatch policy
+		// limits: the gateway refuses it where kube-apiserver would not
+		// upgrade (it would serve the list past every bucket and cap).
+		{name: "a LIST with Upgrade: SPDY/3.1 is 400 at the gateway", send: get(h1, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"SPDY/3.1"}}), want: []int{badRequest}},
+		{name: "a LIST with Upgrade: websocket is 400 at the gateway", send: get(h1, http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}), want: []int{badRequest}},
+		{name: "a watch with sendInitialEvents and Upgrade: SPDY/3.1 is 400 at the gateway", send: raw(mallory.certPEM, mallory.keyPEM,
+			"GET /api/v1/namespaces/kube-system/secrets?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&m=MARKER HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\r\n"), want: []int{badRequest}},
+
 		// Frontdoor's internal headers and the front-proxy headers gain nothing.
 		{name: "X-Frontdoor-Rule spoofed is forwarded as mallory", send: get(h1, http.Header{"X-Frontdoor-Rule": {"anything"}}), want: []int{forbidden}, reachedAs: "mallory"},
 		{name: "x-frontdoor-user lowercase spoofed is forwarded as mallory", send: get(h1, http.Header{"x-frontdoor-user": {"sandbox-admin"}}), want: []int{forbidden}, reachedAs: "mallory"},
