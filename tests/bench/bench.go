@@ -257,7 +257,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		variants = append([]Variant{noLogVariant}, variants...)
 	}
 	for _, v := range variants {
-		p := add(&path{name: v.Name, note: v.describe(), c: x509, mode: "ExtAuthz"})
+		p := add(&path{name: v.Name, note: v.describe(), c: x509, mode: v.mode()})
 		if p.name == PathFrontdoorNoLog {
 			p.note = "frontdoor-x509 with Envoy's access log off (frontdoor serve --access-log off): " + p.note
 		}
@@ -267,7 +267,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			continue
 		}
 		defer g.stop()
-		p.c.URL = g.url
+		p.c.URL, p.c.ServerName = g.url, g.serverName
 		p.procs = map[string]int{"envoy": g.envoy.pid(), "frontdoor": g.frontdoor.pid()}
 		if g.accessLog != "" {
 			p.timed = &timedSource{client: p.c, log: g.accessLog}

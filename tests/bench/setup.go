@@ -141,12 +141,32 @@ type modeCluster struct{ name, sni, mode string }
 var (
 	extProcCluster   = modeCluster{"bench-extproc", "extproc." + sandbox.TestDomain, "ExtProc"}
 	inProcessCluster = modeCluster{"bench-inprocess", "inprocess." + sandbox.TestDomain, "InProcess"}
+	// modeClusters by request service, for variants (Variant.Mode).
+	modeClusters = map[string]modeCluster{extProcCluster.mode: extProcCluster, inProcessCluster.mode: inProcessCluster}
 )
 
-// start writes the cluster (the sandbox's, renamed, with its own server
-// name and request service) and waits until c gets a 200 through it.
+// start writes the cluster into the sandbox's config and waits until c
+// gets a 200 through it.
 func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) error {
-	base, err := os.ReadFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml"))
+	if err := m.write(s.Dir, filepath.Join(s.Dir, "config")); err != nil {
+		return err
+	}
+	// Until Envoy has the new filter chain, the catch-all chain of the
+	// sandbox's cluster answers this SNI too: a probe's 200 proves nothing,
+	// and connections opened now would stay on the old chain.
+	if err := waitListenerHas(ctx, s.EnvoyAdmin, m.sni, 30*time.Second); err != nil {
+		return err
+	}
+	if err := c.waitServed(ctx, 15*time.Second); err != nil {
+		return fmt.Errorf("the %s UpstreamCluster did not serve: %w", m.mode, err)
+	}
+	return nil
+}
+
+// write renders the cluster (the sandbox's in sandboxDir, renamed, with
+// its own server name and request service) into configDir.
+func (m modeCluster) write(sandboxDir, configDir string) error {
+	base, err := os.ReadFile(filepath.Join(sandboxDir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml"))
 	if err != nil {
 		return err
 	}
@@ -159,27 +179,15 @@ func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) er
 		}
 	}
 	uc = strings.Join(kept, "") + "  requestService: " + m.mode + "\n"
-	if err := os.WriteFile(filepath.Join(s.Dir, "config", "upstreamcluster-"+m.name+".yaml"), []byte(uc), 0o644); err != nil {
-		return err
-	}
-	// Until Envoy has the new filter chain, the catch-all chain of the
-	// sandbox's cluster answers this SNI too: a probe's 200 proves nothing,
-	// and connections opened now would stay on the old chain.
-	if err := waitListenerHas(ctx, s, m.sni, 30*time.Second); err != nil {
-		return err
-	}
-	if err := c.waitServed(ctx, 15*time.Second); err != nil {
-		return fmt.Errorf("the %s UpstreamCluster did not serve: %w", m.mode, err)
-	}
-	return nil
+	return os.WriteFile(filepath.Join(configDir, "upstreamcluster-"+m.name+".yaml"), []byte(uc), 0o644)
 }
 
-// waitListenerHas waits until Envoy's active listener has a filter chain
-// for serverName (none warming).
-func waitListenerHas(ctx context.Context, s *sandbox.Sandbox, serverName string, timeout time.Duration) error {
+// waitListenerHas waits until the active listener of the Envoy whose admin
+// API admin reads has a filter chain for serverName (none warming).
+func waitListenerHas(ctx context.Context, admin func(ctx context.Context, path string) (string, error), serverName string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
-		dump, err := s.EnvoyAdmin(ctx, "/config_dump?resource=dynamic_listeners")
+		dump, err := admin(ctx, "/config_dump?resource=dynamic_listeners")
 		if err == nil && strings.Contains(dump, `"`+serverName+`"`) && !strings.Contains(dump, "warming_state") {
 			return nil
 		}

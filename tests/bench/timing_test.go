@@ -18,8 +18,12 @@ func TestParseVariant(t *testing.T) {
 		{in: "before=/tmp/fd", want: Variant{Name: "before", Bin: "/tmp/fd"}},
 		{in: "gc:GOGC=400 GOMEMLIMIT=256MiB --log-level=warn", want: Variant{Name: "gc", Env: []string{"GOGC=400", "GOMEMLIMIT=256MiB"}, Args: []string{"--log-level=warn"}}},
 		{in: "uds=/x/fd:unix", want: Variant{Name: "uds", Bin: "/x/fd", Unix: true}},
+		{in: "old:mode=InProcess module=/tmp/lib.so", want: Variant{Name: "old", Mode: "InProcess", Module: "/tmp/lib.so"}},
+		{in: "e:mode=ExtProc", want: Variant{Name: "e", Mode: "ExtProc"}},
 		{in: ":unix", err: true},
 		{in: "x:bogus", err: true},
+		{in: "x:mode=Lua", err: true},
+		{in: "x:module=lib.so", err: true},
 	}
 	for _, tt := range tests {
 		got, err := ParseVariant(tt.in)
@@ -27,7 +31,7 @@ func TestParseVariant(t *testing.T) {
 			t.Errorf("%q: err = %v", tt.in, err)
 			continue
 		}
-		if !tt.err && (got.Name != tt.want.Name || got.Bin != tt.want.Bin || got.Unix != tt.want.Unix ||
+		if !tt.err && (got.Name != tt.want.Name || got.Bin != tt.want.Bin || got.Unix != tt.want.Unix || got.Mode != tt.want.Mode || got.Module != tt.want.Module ||
 			!slices.Equal(got.Args, tt.want.Args) || !slices.Equal(got.Env, tt.want.Env)) {
 			t.Errorf("%q = %+v, want %+v", tt.in, got, tt.want)
 		}

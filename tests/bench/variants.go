@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -35,16 +36,28 @@ type Variant struct {
 	// Unix puts ADS and the request service on a Unix socket:
 	// serve --grpc-address unix://PATH, bootstrap --xds-address unix://PATH.
 	Unix bool
+	// Mode measures a second UpstreamCluster of the variant's own with
+	// this request service (InProcess, ExtProc), chosen by SNI as the
+	// frontdoor-inprocess and frontdoor-extproc paths do; the sandbox's
+	// ExtAuthz cluster when empty.
+	Mode string
+	// Module is the in-process module file the variant's serve hands its
+	// Envoy (--inprocess-module); the sandbox's bin/libfrontdoor.so when
+	// empty.
+	Module string
 }
 
 // ParseVariant reads NAME[=BINARY][:ARG ...] (the --variant flag): each ARG
 // is an environment variable (KEY=VALUE with an upper-case KEY), the word
-// "unix" (the gRPC hop on a Unix socket), or a `frontdoor serve` flag.
+// "unix" (the gRPC hop on a Unix socket), mode=MODE (measure a cluster with
+// that request service), module=PATH (another in-process module file), or a
+// `frontdoor serve` flag.
 //
 //	--variant nolog:--access-log=off
 //	--variant before=/tmp/frontdoor-before
 //	--variant gogc400:GOGC=400
 //	--variant uds:unix
+//	--variant "module-before:mode=InProcess module=/tmp/libfrontdoor-before.so"
 func ParseVariant(s string) (Variant, error) {
 	head, args, _ := strings.Cut(s, ":")
 	name, bin, _ := strings.Cut(head, "=")
@@ -57,6 +70,16 @@ func ParseVariant(s string) (Variant, error) {
 		switch {
 		case a == "unix":
 			v.Unix = true
+		case strings.HasPrefix(a, "mode="):
+			if _, ok := modeClusters[strings.TrimPrefix(a, "mode=")]; !ok {
+				return v, fmt.Errorf("--variant %q: mode must be InProcess or ExtProc", s)
+			}
+			v.Mode = strings.TrimPrefix(a, "mode=")
+		case strings.HasPrefix(a, "module="):
+			v.Module = strings.TrimPrefix(a, "module=")
+			if !filepath.IsAbs(v.Module) {
+				return v, fmt.Errorf("--variant %q: module must be an absolute path (Envoy loads it)", s)
+			}
 		case isKV && !strings.HasPrefix(a, "-") && k == strings.ToUpper(k):
 			v.Env = append(v.Env, a)
 		case strings.HasPrefix(a, "-"):
@@ -89,16 +112,31 @@ func (v Variant) describe() string {
 	if v.Unix {
 		parts = append(parts, "gRPC on a Unix socket")
 	}
+	if v.Mode != "" {
+		parts = append(parts, "its requestService: "+v.Mode+" cluster")
+	}
+	if v.Module != "" {
+		parts = append(parts, "module "+v.Module)
+	}
 	if len(parts) == 0 {
 		parts = append(parts, "same build and flags")
 	}
 	return "a second Frontdoor gateway (its own frontdoor and Envoy, same apiservers), client cert: " + strings.Join(parts, "; ")
 }
 
+// mode is the request service the variant's measured cluster runs.
+func (v Variant) mode() string {
+	if v.Mode == "" {
+		return "ExtAuthz"
+	}
+	return v.Mode
+}
+
 // variantGateway is a running variant.
 type variantGateway struct {
 	frontdoor, envoy *child
 	url              string
+	serverName       string // the SNI of the measured cluster ("" for the sandbox's)
 	accessLog        string // "" when the access log is off
 }
 
@@ -122,11 +160,18 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	if err := copyDir(filepath.Join(sb.Dir, "config"), filepath.Join(dir, "config")); err != nil {
 		return nil, err
 	}
+	var mc modeCluster
+	if v.Mode != "" {
+		mc = modeClusters[v.Mode]
+		if err := mc.write(sb.Dir, filepath.Join(dir, "config")); err != nil {
+			return nil, err
+		}
+	}
 	bin := v.Bin
 	if bin == "" {
 		bin = filepath.Join(sb.BinDir, "frontdoor")
 	}
-	ports := make([]int, 4) // listener, Envoy admin, gRPC, HTTP
+	ports := make([]int, 5) // listener, Envoy admin, gRPC, HTTP, module metrics
 	for i := range ports {
 		var err error
 		if ports[i], err = freePort(); err != nil {
@@ -139,11 +184,16 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	}
 	adminAddr := "127.0.0.1:" + strconv.Itoa(ports[1])
 	httpAddr := "127.0.0.1:" + strconv.Itoa(ports[3])
-	g := &variantGateway{accessLog: filepath.Join(dir, "access.log"), url: "https://127.0.0.1:" + strconv.Itoa(ports[0])}
+	g := &variantGateway{accessLog: filepath.Join(dir, "access.log"), url: "https://127.0.0.1:" + strconv.Itoa(ports[0]), serverName: mc.sni}
+	module := v.Module
+	if module == "" {
+		module = filepath.Join(sb.BinDir, sandbox.ModuleFile)
+	}
 	args := []string{"serve", "--config-dir", filepath.Join(dir, "config"), "--envoy-admin-url", "http://" + adminAddr,
 		"--grpc-address", grpcAddr, "--http-address", httpAddr,
 		"--listen-address", "127.0.0.1", "--listen-port", strconv.Itoa(ports[0]),
-		"--access-log", g.accessLog, "--pprof"}
+		"--access-log", g.accessLog, "--pprof",
+		"--inprocess-module", module, "--inprocess-metrics-address", "127.0.0.1:" + strconv.Itoa(ports[4])}
 	args = append(args, v.Args...)
 	if accessLogOff(v.Args) {
 		g.accessLog = ""
@@ -187,7 +237,13 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 		"--file-flush-interval-msec", "200"); err != nil {
 		return nil, err
 	}
-	c.URL = g.url
+	c.URL, c.ServerName = g.url, g.serverName
+	if mc.sni != "" {
+		admin := func(ctx context.Context, path string) (string, error) { return getBody(ctx, "http://"+adminAddr+path) }
+		if err := waitListenerHas(wctx, admin, mc.sni, 45*time.Second); err != nil {
+			return nil, fmt.Errorf("%s: %w; see %s", v.Name, err, g.envoy.log)
+		}
+	}
 	if err := c.waitServed(wctx, 45*time.Second); err != nil {
 		return nil, fmt.Errorf("%s: not served through its Envoy (%w); see %s and %s", v.Name, err, g.frontdoor.log, g.envoy.log)
 	}
@@ -208,6 +264,27 @@ func accessLogOff(args []string) bool {
 		}
 	}
 	return off
+}
+
+// getBody GETs url (Envoy's admin) and returns the body of a 200.
+func getBody(ctx context.Context, url string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return string(b), nil
 }
 
 func expect200(ctx context.Context, url string) error {
