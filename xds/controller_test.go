@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testgrpc"
 	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
@@ -33,26 +32,14 @@ func goldenInputs(t *testing.T, name string) translator.Inputs {
 	return translatortest.MustLoad(t, os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
 }
 
-// openADS serves c's ADS on a real gRPC server on 127.0.0.1 and opens a
-// delta ADS stream to it, as Envoy's bootstrap does (see envoy.Bootstrap):
-// the first request, from node nodeID, subscribes to typeURL, and the
-// first response is returned with the stream. The server and the
-// connection close when the test ends.
+// openADS serves c's ADS on a real gRPC server on 127.0.0.1
+// (testgrpc.Loopback) and opens a delta ADS stream to it, as Envoy's
+// bootstrap does (see envoy.Bootstrap): the first request, from node
+// nodeID, subscribes to typeURL, and the first response is returned with
+// the stream. The server and the connection close when the test ends.
 func openADS(ctx context.Context, t *testing.T, c *Controller, nodeID, typeURL string) (discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, *discoveryv3.DeltaDiscoveryResponse) {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	c.RegisterADS(ctx, gs)
-	go func() { _ = gs.Serve(lis) }()
-	t.Cleanup(gs.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := testgrpc.Loopback(t, func(gs *grpc.Server) { c.RegisterADS(ctx, gs) })
 	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
