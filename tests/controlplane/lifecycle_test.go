@@ -135,7 +135,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 		t.Logf("kubectl get upstreamcluster:\n%s", out)
 	}
 
-	gw := clientset(t, adminGateway())
+	gw := sandbox.Clientset(t, adminGateway())
 	cm := "lifecycle-load"
 	if _, err := gw.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -144,7 +144,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	// sandbox configs' 30 s would end the watch itself on a slow run.
 	watchCfg := adminGateway()
 	watchCfg.Timeout = 0
-	w, err := clientset(t, watchCfg).CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
+	w, err := sandbox.Clientset(t, watchCfg).CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
 	if err != nil {
 		t.Fatal(err)
 	}

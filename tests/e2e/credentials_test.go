@@ -43,7 +43,7 @@ func uniq() string {
 // as admin) and deletes it when the test ends.
 func serviceAccount(t *testing.T, ctx context.Context, name string) *corev1.ServiceAccount {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	sa, err := cs.CoreV1().ServiceAccounts("default").Create(ctx,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
@@ -59,7 +59,7 @@ func serviceAccount(t *testing.T, ctx context.Context, name string) *corev1.Serv
 // bound to pod when pod is not nil.
 func tokenFor(t *testing.T, ctx context.Context, sa string, pod *corev1.Pod) string {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{}}
 	if pod != nil {
 		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
@@ -75,7 +75,7 @@ func tokenFor(t *testing.T, ctx context.Context, sa string, pod *corev1.Pod) str
 // node name (no scheduler runs in the sandbox), and deletes it at the end.
 func podFor(t *testing.T, ctx context.Context, name, sa string) *corev1.Pod {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{

@@ -27,7 +27,7 @@ func TestDashboardQueriesExistingMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Some traffic so that every labelled series has a child.
-	if _, err := clientset(t, adminUser().gateway()).Discovery().ServerVersion(); err != nil {
+	if _, err := sandbox.Clientset(t, adminUser().gateway()).Discovery().ServerVersion(); err != nil {
 		t.Fatal(err)
 	}
 	// Per-server health appears after frontdoor's first successful poll of

@@ -71,7 +71,7 @@ func TestHungReplicaIsEjected(t *testing.T) {
 	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
 	envoyCluster := healthCluster + "/default"
 	ensureHealthCluster(t, ctx)
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-hung")
 
 	healthy := func(flags []string) bool { return len(flags) > 0 && allEqual(flags, "healthy") }
@@ -170,7 +170,7 @@ func TestDeadReplicaIsEjectedByOutlierDetection(t *testing.T) {
 	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
 	envoyCluster := outlierCluster + "/default"
 	ensureOutlierCluster(t, ctx)
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-outlier")
 	healthy := func(flags []string) bool { return len(flags) > 0 && allEqual(flags, "healthy") }
 	if err := waitClusterHostHealth(ctx, envoyCluster, 100*time.Millisecond, hostPort, healthy); err != nil {

@@ -104,7 +104,7 @@ func TestUnauthenticatedClientsGet401Status(t *testing.T) {
 func TestClientIdentityHeadersGainNothing(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	mallory := newUser("mallory", "dev")
-	want := whoami(t, ctx, clientset(t, mallory.direct()))
+	want := whoami(t, ctx, sandbox.Clientset(t, mallory.direct()))
 
 	for _, tc := range []struct {
 		name    string
@@ -121,7 +121,7 @@ func TestClientIdentityHeadersGainNothing(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := clientset(t, withHeaders(mallory.gateway(), tc.headers))
+			cs := sandbox.Clientset(t, withHeaders(mallory.gateway(), tc.headers))
 			if diff := cmp.Diff(want, whoami(t, ctx, cs)); diff != "" {
 				t.Errorf("whoami with %v through the gateway (-mallory +got):\n%s", tc.headers, diff)
 			}

@@ -45,7 +45,7 @@ func TestMetricsCountRequests(t *testing.T) {
 		before[i], _ = read(c)
 	}
 
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	for i := range k {
 		if _, err := cs.CoreV1().Namespaces().Get(ctx, metav1.NamespaceDefault, metav1.GetOptions{}); err != nil {
 			t.Fatalf("request %d: %v", i, err)

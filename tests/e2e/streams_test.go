@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubefrontdoor/frontdoor/tests/kubelet"
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // The streaming tests run kubectl (and client-go's executors) → Envoy →
@@ -458,7 +459,7 @@ func upgradeRequests(t *testing.T, ctx context.Context) int {
 
 func execURL(t *testing.T, cfg *rest.Config, cmd []string, tty, stdin bool) string {
 	t.Helper()
-	cs := clientset(t, cfg)
+	cs := sandbox.Clientset(t, cfg)
 	return cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(streamNamespace).Name(streamPod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: streamContainer, Command: cmd, Stdin: stdin, Stdout: true, Stderr: !tty, TTY: tty}, scheme.ParameterCodec).
 		URL().String()

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // A client cannot hand the gateway someone else's certificate in an
@@ -39,8 +41,8 @@ func TestForwardedClientCertFromClientGainsNothing(t *testing.T) {
 	}
 
 	mallory := newUser("mallory-xfcc", "dev")
-	want := whoami(t, ctx, clientset(t, mallory.direct()))
-	got := whoami(t, ctx, clientset(t, withHeaders(mallory.gateway(), spoof)))
+	want := whoami(t, ctx, sandbox.Clientset(t, mallory.direct()))
+	got := whoami(t, ctx, sandbox.Clientset(t, withHeaders(mallory.gateway(), spoof)))
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("whoami with a spoofed x-forwarded-client-cert (-mallory +got):\n%s", diff)
 	}
