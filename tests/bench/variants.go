@@ -161,7 +161,7 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		if err := expect200(wctx, "http://"+httpAddr+"/healthz"); err == nil {
+		if err := sandbox.ExpectStatus(wctx, http.DefaultClient, "http://"+httpAddr+"/healthz", http.StatusOK); err == nil {
 			break
 		}
 		select {
@@ -208,22 +208,6 @@ func accessLogOff(args []string) bool {
 		}
 	}
 	return off
-}
-
-func expect200(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // copyDir copies the regular files of src into dst, keeping their modes

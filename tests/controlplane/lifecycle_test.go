@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"regexp"
 	"slices"
 	"sort"
@@ -92,20 +90,11 @@ func replicaRequests(ctx context.Context, i int, filter map[string]string) (floa
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sb.ReplicaURLs[i-1]+"/metrics", nil)
+	text, err := sandbox.Get(ctx, client, sb.ReplicaURLs[i-1]+"/metrics")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	return sandbox.SumMetric(string(b), "apiserver_request_total", filter)
+	return sandbox.SumMetric(text, "apiserver_request_total", filter)
 }
 
 // TestUpstreamClusterLifecycle walks one UpstreamCluster through the edits

@@ -118,7 +118,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	defer cancel()
 	plain := &http.Client{}
 	if err := s.frontdoor.waitFor(fctx, "to become healthy ("+s.FrontdoorHealthURL+")", 200*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
+		return ExpectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
 	}); err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	}
 	url := s.GatewayURL + "/readyz"
 	err = s.envoy.waitFor(gctx, "to serve "+url+" with 200", 300*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, admin, url, http.StatusOK)
+		return ExpectStatus(ctx, admin, url, http.StatusOK)
 	})
 	if err != nil {
 		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
