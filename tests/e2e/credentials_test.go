@@ -109,26 +109,20 @@ func tokenConfig(server, sni, token string) *rest.Config {
 // a TokenReview cache of 2s (1s for failures), so tests can see anonymous
 // behaviour and a revoked token stop working after the cache TTL.
 const (
-	altCluster         = "alt"
-	altSNI             = altCluster + "." + sandbox.TestDomain
-	altTokenCacheTTL   = 2 * time.Second
-	altClusterTemplate = `apiVersion: frontdoor.dev/v1alpha1
-kind: UpstreamCluster
-metadata:
-  name: %s
-spec:
-  servers:
-%s  clientConfig:
-    secretRef: {namespace: %s, name: upstream}
-  secureServing:
-    serverNames: [%s]
-    secretRef: {namespace: %s, name: serving}
-    clientCASecretRef: {namespace: %s, name: client-ca}
-  authentication:
+	altCluster       = "alt"
+	altSNI           = altCluster + "." + sandbox.TestDomain
+	altTokenCacheTTL = 2 * time.Second
+	altClusterSpec   = `  authentication:
     tokenReview: {cacheTTL: 2s, negativeCacheTTL: 1s}
     anonymous: {enabled: true}
-%s`
+`
 )
+
+// altClusterYAML is an UpstreamCluster like alt (altClusterSpec), named
+// name and chosen by SNI sni, over servers.
+func altClusterYAML(name, sni, servers string) string {
+	return sb.UpstreamClusterYAML(name, servers, []string{sni}, altClusterSpec)
+}
 
 var altOnce, deadOnce struct {
 	sync.Once
@@ -170,9 +164,8 @@ func ensureDeadCluster(t *testing.T, ctx context.Context) {
 func ensureCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *error, name, servers string, u *user, want int) {
 	t.Helper()
 	once.Do(func() {
-		ns := sandbox.SecretNamespace
 		sni := name + "." + sandbox.TestDomain
-		uc := fmt.Sprintf(altClusterTemplate, name, servers, ns, sni, ns, ns, sb.RequestServiceField())
+		uc := altClusterYAML(name, sni, servers)
 		if *errp = os.WriteFile(filepath.Join(sb.Dir, "config", "upstreamcluster-"+name+".yaml"), []byte(uc), 0o644); *errp != nil {
 			return
 		}
