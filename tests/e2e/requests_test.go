@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -293,14 +292,7 @@ func TestKubectlProxyThroughGateway(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(pctx, filepath.Join(sb.BinDir, "kubectl"), "--kubeconfig", sb.AdminKubeconfig, "proxy", "--port=0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, _ := startKubectl(t, pctx, nil, "proxy", "--port=0")
 	defer func() { cancel(); _ = cmd.Wait() }()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
