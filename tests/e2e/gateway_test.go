@@ -123,15 +123,7 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 		// Envoy sends it traffic again.
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if err := sb.StartReplica(cctx, victim); err != nil {
-			t.Errorf("restarting replica %d: %v", victim, err)
-			return
-		}
-		if err := waitHostHealth(cctx, hostPort, func(flags []string) bool {
-			return len(flags) > 0 && allEqual(flags, "healthy")
-		}); err != nil {
-			t.Errorf("replica %d did not become healthy in Envoy again: %v", victim, err)
-		}
+		restartReplica(t, cctx, victim, hostPort)
 	})
 
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
