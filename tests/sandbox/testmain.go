@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -84,12 +85,7 @@ func TestContext(t *testing.T, s *Sandbox, timeout time.Duration, tailLines func
 			return
 		}
 		files := s.LogFiles()
-		names := make([]string, 0, len(files))
-		for name := range files {
-			names = append(names, name)
-		}
-		slices.Sort(names)
-		for _, name := range names {
+		for _, name := range slices.Sorted(maps.Keys(files)) {
 			if n := tailLines(name); n > 0 {
 				t.Logf("--- tail of %s (%s):\n%s", name, files[name], s.LogTail(name, n))
 			}
