@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testhttp"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -207,34 +209,21 @@ func httpClient(t *testing.T, sni string, certPEM, keyPEM []byte) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 }
 
-// do sends one request and returns its status, headers and body. A
-// transport error fails the test.
+// do sends one request (headers h as spelled; a body is JSON) and returns
+// its status, headers and body (testhttp.Do). A transport error fails the
+// test.
 func do(t *testing.T, ctx context.Context, client *http.Client, method, url string, h http.Header, body []byte) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
+		h = maps.Clone(h)
+		if h == nil {
+			h = http.Header{}
+		}
+		h.Set("Content-Type", "application/json")
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range h {
-		// Direct map access keeps non-canonical spellings as sent.
-		req.Header[k] = append(req.Header[k], vs...)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, out := testhttp.Do(t, ctx, client, method, url, h, rd)
 	return resp.StatusCode, resp.Header, out
 }
 
