@@ -128,17 +128,7 @@ func BenchmarkPipelineTokenCached(b *testing.B) {
 			"x-forwarded-proto": "https", "x-request-id": "0f1e2d3c",
 		},
 	}
-	ctx := context.Background()
-	if d := p.Check(ctx, req); !d.Allowed() {
-		b.Fatalf("decision = %s", d.Outcome)
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		if d := p.Check(ctx, req); !d.Allowed() {
-			b.Fatal("denied")
-		}
-	}
+	benchAllowed(b, p, req)
 	if n := up.tokenReviews.Load(); n != 1 {
 		b.Fatalf("TokenReviews = %d, want 1", n)
 	}

@@ -23,25 +23,14 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/internal/testgrpc"
 )
 
 // startExtAuthz serves NewExtAuthzServer(p) on 127.0.0.1:0 and returns a
 // client connected to it, as Envoy would be.
 func startExtAuthz(t *testing.T, p *Pipeline) authv3.AuthorizationClient {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, NewExtAuthzServer(p))
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	conn := testgrpc.Loopback(t, func(srv *grpc.Server) { authv3.RegisterAuthorizationServer(srv, NewExtAuthzServer(p)) })
 	return authv3.NewAuthorizationClient(conn)
 }
 

@@ -12,6 +12,31 @@ import (
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
+// x509Filter is the filter of cluster "c" over the real pipeline p, whose
+// policy trusts a fresh CA named caName for x509 and allows anonymous
+// requests if anonymous; xfcc is jane's (groups dev, ops) certificate from
+// that CA, as Envoy forwards it in x-forwarded-client-cert.
+func x509Filter(tb testing.TB, caName string, anonymous bool) (cfg *filterConfig, p *authz.Pipeline, xfcc string) {
+	tb.Helper()
+	ca, err := testpki.NewCA(caName)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certPEM, _, err := ca.ClientCert("jane", "dev", "ops")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	xfcc = `Hash=0;Cert="` + strings.ReplaceAll(url.QueryEscape(string(certPEM)), "+", "%20") + `"`
+	p, err = authz.NewPipeline(authz.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.SetPolicy(&policy.Table{Version: "1", Clusters: map[string]*policy.Cluster{
+		"c": {Name: "c", X509: true, ClientCAPEM: ca.CertPEM, DefaultRule: "default", Anonymous: anonymous},
+	}})
+	return &filterConfig{cluster: "c", checker: p}, p, xfcc
+}
+
 // FuzzFilter drives the in-process filter with the real pipeline and any
 // request headers a client could send (Envoy has already dropped client
 // x-frontdoor-* headers and set x-forwarded-client-cert itself). Whatever
@@ -24,23 +49,7 @@ import (
 //   - denied (StopIteration): a Status body, headers untouched;
 //   - paused (needs the apiserver): nothing touched yet.
 func FuzzFilter(f *testing.F) {
-	ca, err := testpki.NewCA("fuzz-ca")
-	if err != nil {
-		f.Fatal(err)
-	}
-	certPEM, _, err := ca.ClientCert("jane", "dev", "ops")
-	if err != nil {
-		f.Fatal(err)
-	}
-	xfcc := `Hash=0;Cert="` + strings.ReplaceAll(url.QueryEscape(string(certPEM)), "+", "%20") + `"`
-	p, err := authz.NewPipeline(authz.Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	p.SetPolicy(&policy.Table{Version: "1", Clusters: map[string]*policy.Cluster{
-		"c": {Name: "c", X509: true, ClientCAPEM: ca.CertPEM, DefaultRule: "default", Anonymous: true},
-	}})
-	cfg := &filterConfig{cluster: "c", checker: p}
+	cfg, p, xfcc := x509Filter(f, "fuzz-ca", true)
 
 	for _, seed := range []string{
 		"",
@@ -142,23 +151,7 @@ func checkForwarded(t *testing.T, s *fakeStream, d *authz.Decision) {
 // inline decision and applying it (against a fake stream: the ABI calls
 // themselves are not in it).
 func BenchmarkFilterCachedCertificate(b *testing.B) {
-	ca, err := testpki.NewCA("bench-ca")
-	if err != nil {
-		b.Fatal(err)
-	}
-	certPEM, _, err := ca.ClientCert("jane", "dev", "ops")
-	if err != nil {
-		b.Fatal(err)
-	}
-	xfcc := `Hash=0;Cert="` + strings.ReplaceAll(url.QueryEscape(string(certPEM)), "+", "%20") + `"`
-	p, err := authz.NewPipeline(authz.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	p.SetPolicy(&policy.Table{Version: "1", Clusters: map[string]*policy.Cluster{
-		"c": {Name: "c", X509: true, ClientCAPEM: ca.CertPEM, DefaultRule: "default"},
-	}})
-	cfg := &filterConfig{cluster: "c", checker: p}
+	cfg, _, xfcc := x509Filter(b, "bench-ca", false)
 	headers := []string{":method", "GET", ":path", "/api/v1/namespaces/default/configmaps/x", ":authority", "gw",
 		":scheme", "https", "user-agent", "kubectl/v1.37.2", "accept", "application/json", "accept-encoding", "gzip",
 		"x-request-id", "0f1e2d3c", "x-forwarded-proto", "https", envoy.HeaderClientCert, xfcc}

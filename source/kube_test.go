@@ -30,11 +30,7 @@ import (
 // tests do.
 func goldenInputs(t *testing.T, name string) translator.Inputs {
 	t.Helper()
-	in, err := translatortest.Load(os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
+	return translatortest.MustLoad(t, os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
 }
 
 // fakeHealth is Envoy's view of the servers, set by the test.

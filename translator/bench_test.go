@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/translator"
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
 
 // BenchmarkTranslate measures one full translation (validation, Secret
@@ -88,42 +89,12 @@ func benchTranslate(b *testing.B, in translator.Inputs, wantClusters int) {
 	}
 }
 
-// rulesPerPolicy and policiesPerCluster shape the dispatch-rule benchmarks
-// inside the CRD's limits (64 policies of up to 32 rules): N rules are
-// policies of 20 rules, at most 50 policies (1,000 rules) per
-// UpstreamCluster, on as many UpstreamClusters as N needs.
-const (
-	rulesPerPolicy     = 20
-	policiesPerCluster = 50
-)
-
-// withDispatchRules returns inputs holding n dispatch rules over
-// UpstreamClusters like tmpl, each rule matching its own user; every policy
-// of a cluster has its own flow-control schema (a token bucket per user).
+// withDispatchRules returns base with n dispatch rules over UpstreamClusters
+// like tmpl, named cluster-NNN (translatortest.DispatchRuleClusters, which
+// tests/bench's rules figures use too) in place of its own clusters.
 func withDispatchRules(base translator.Inputs, tmpl *v1alpha1.UpstreamCluster, n int) translator.Inputs {
 	in := base
-	in.UpstreamClusters = nil
-	perCluster := rulesPerPolicy * policiesPerCluster
-	for c := 0; c*perCluster < n; c++ {
-		uc := tmpl.DeepCopy()
-		uc.Name = fmt.Sprintf("cluster-%03d", c)
-		uc.Spec.SecureServing.ServerNames = []string{uc.Name + ".example.com"}
-		for p := 0; p < policiesPerCluster && c*perCluster+p*rulesPerPolicy < n; p++ {
-			name := fmt.Sprintf("policy-%02d", p)
-			pol := v1alpha1.DispatchPolicy{Name: name, FlowControlSchemaName: name}
-			for r := 0; r < rulesPerPolicy && c*perCluster+p*rulesPerPolicy+r < n; r++ {
-				pol.Rules = append(pol.Rules, v1alpha1.DispatchPolicyRule{
-					Verbs: []string{"get", "list"}, APIGroups: []string{""}, Resources: []string{"pods", "configmaps"},
-					Users: []string{fmt.Sprintf("user-%d-%d-%d", c, p, r)},
-				})
-			}
-			uc.Spec.DispatchPolicies = append(uc.Spec.DispatchPolicies, pol)
-			uc.Spec.FlowControl.FlowControlSchemas = append(uc.Spec.FlowControl.FlowControlSchemas, v1alpha1.FlowControlSchema{
-				Name: name, TokenBucket: &v1alpha1.TokenBucket{QPS: 50, Burst: 100}, PerUser: true,
-			})
-		}
-		in.UpstreamClusters = append(in.UpstreamClusters, uc)
-	}
+	in.UpstreamClusters = translatortest.DispatchRuleClusters(tmpl, "cluster", n)
 	return in
 }
 

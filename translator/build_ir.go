@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
@@ -230,16 +231,10 @@ func buildServerNames(names []string) []string {
 func buildHealthCheck(hc v1alpha1.HealthCheck) HealthCheckIR {
 	out := HealthCheckIR{
 		Path:               cmp.Or(hc.Path, DefaultHealthCheckPath),
-		Interval:           DefaultHealthCheckInterval,
-		Timeout:            DefaultHealthCheckTimeout,
+		Interval:           durationOr(hc.Interval, DefaultHealthCheckInterval),
+		Timeout:            durationOr(hc.Timeout, DefaultHealthCheckTimeout),
 		UnhealthyThreshold: DefaultUnhealthyThreshold,
 		HealthyThreshold:   DefaultHealthyThreshold,
-	}
-	if hc.Interval != nil {
-		out.Interval = hc.Interval.Duration
-	}
-	if hc.Timeout != nil {
-		out.Timeout = hc.Timeout.Duration
 	}
 	if hc.UnhealthyThreshold > 0 {
 		out.UnhealthyThreshold = uint32(hc.UnhealthyThreshold)
@@ -254,7 +249,7 @@ func buildOutlier(od v1alpha1.OutlierDetection) OutlierIR {
 	out := OutlierIR{
 		Consecutive5xx:             DefaultConsecutive5xx,
 		ConsecutiveConnectFailures: DefaultConsecutiveConnectFailures,
-		BaseEjectionTime:           DefaultBaseEjectionTime,
+		BaseEjectionTime:           durationOr(od.BaseEjectionTime, DefaultBaseEjectionTime),
 		MaxEjectionPercent:         DefaultMaxEjectionPercent,
 	}
 	count := func(v *int32, dst *uint32) {
@@ -265,10 +260,16 @@ func buildOutlier(od v1alpha1.OutlierDetection) OutlierIR {
 	count(od.Consecutive5xx, &out.Consecutive5xx)
 	count(od.ConsecutiveConnectFailures, &out.ConsecutiveConnectFailures)
 	count(od.MaxEjectionPercent, &out.MaxEjectionPercent)
-	if od.BaseEjectionTime != nil {
-		out.BaseEjectionTime = od.BaseEjectionTime.Duration
-	}
 	return out
+}
+
+// durationOr is d, or def when the optional field d is not set (an
+// explicit zero stays zero: validation decides whether it is allowed).
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
 }
 
 // loadBalancingPolicies is the one mapping of the API's load-balancing
@@ -302,14 +303,8 @@ func buildRequestService(rs v1alpha1.RequestService) RequestServiceIR {
 func buildTokenReview(tr v1alpha1.TokenReviewAuthentication) TokenReviewIR {
 	out := TokenReviewIR{
 		Enabled:          tr.Enabled == nil || *tr.Enabled,
-		CacheTTL:         DefaultTokenCacheTTL,
-		NegativeCacheTTL: DefaultTokenNegativeCacheTTL,
-	}
-	if tr.CacheTTL != nil {
-		out.CacheTTL = tr.CacheTTL.Duration
-	}
-	if tr.NegativeCacheTTL != nil {
-		out.NegativeCacheTTL = tr.NegativeCacheTTL.Duration
+		CacheTTL:         durationOr(tr.CacheTTL, DefaultTokenCacheTTL),
+		NegativeCacheTTL: durationOr(tr.NegativeCacheTTL, DefaultTokenNegativeCacheTTL),
 	}
 	for _, a := range tr.Audiences {
 		if a != "" {

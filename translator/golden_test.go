@@ -33,11 +33,7 @@ const (
 // translatortest, as every other package's tests do.
 func loadCase(t testing.TB, name string) translator.Inputs {
 	t.Helper()
-	in, err := translatortest.Load(os.DirFS(inDir), name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in
+	return translatortest.MustLoad(t, os.DirFS(inDir), name)
 }
 
 // goldenFiles renders an Output as the golden files, by name.

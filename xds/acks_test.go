@@ -2,18 +2,14 @@ package xds
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/translator"
@@ -45,31 +41,7 @@ func TestProgrammedCountsEnvoyAcks(t *testing.T) {
 	}
 	waitMessage("acknowledged by 0 of 0 connected Envoys")
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	c.RegisterADS(ctx, gs)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "envoy", Cluster: "frontdoor"}
-	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ClusterType}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, resp := openADS(ctx, t, c, "envoy", resourcev3.ClusterType)
 	waitMessage("acknowledged by 0 of 1 connected Envoys")
 
 	// A NACK is no acknowledgement.
@@ -85,7 +57,8 @@ func TestProgrammedCountsEnvoyAcks(t *testing.T) {
 	if err := c.Update(ctx, next); err != nil {
 		t.Fatal(err)
 	}
-	if resp, err = stream.Recv(); err != nil {
+	resp, err := stream.Recv()
+	if err != nil {
 		t.Fatal(err)
 	}
 	if resp.GetSystemVersionInfo() != c.Current().Version {

@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -15,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testgrpc"
 	"github.com/kubefrontdoor/frontdoor/policy"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
@@ -30,11 +29,30 @@ func (r *recordingSink) SetPolicy(t *policy.Table) { r.tables = append(r.tables,
 // the translator's own tests do; the controller sets the Options.
 func goldenInputs(t *testing.T, name string) translator.Inputs {
 	t.Helper()
-	in, err := translatortest.Load(os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
+	return translatortest.MustLoad(t, os.DirFS(filepath.Join("..", "translator", "testdata", "in")), name)
+}
+
+// openADS serves c's ADS on a real gRPC server on 127.0.0.1
+// (testgrpc.Loopback) and opens a delta ADS stream to it, as Envoy's
+// bootstrap does (see envoy.Bootstrap): the first request, from node
+// nodeID, subscribes to typeURL, and the first response is returned with
+// the stream. The server and the connection close when the test ends.
+func openADS(ctx context.Context, t *testing.T, c *Controller, nodeID, typeURL string) (discoveryv3.AggregatedDiscoveryService_DeltaAggregatedResourcesClient, *discoveryv3.DeltaDiscoveryResponse) {
+	t.Helper()
+	conn := testgrpc.Loopback(t, func(gs *grpc.Server) { c.RegisterADS(ctx, gs) })
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return in
+	node := &corev3.Node{Id: nodeID, Cluster: "frontdoor"}
+	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: typeURL}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stream, resp
 }
 
 // TestControllerServesSnapshotOverADS: a real gRPC ADS stream on 127.0.0.1
@@ -66,33 +84,7 @@ func TestControllerServesSnapshotOverADS(t *testing.T) {
 		t.Fatalf("policy lacks cluster alpha: %+v", sink.tables[0])
 	}
 
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	gs := grpc.NewServer()
-	c.RegisterADS(ctx, gs)
-	go func() { _ = gs.Serve(lis) }()
-	defer gs.Stop()
-
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	// Envoy's bootstrap uses delta ADS (see envoy.Bootstrap); so does the test.
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).DeltaAggregatedResources(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	node := &corev3.Node{Id: "any-envoy", Cluster: "frontdoor"}
-	if err := stream.Send(&discoveryv3.DeltaDiscoveryRequest{Node: node, TypeUrl: resourcev3.ListenerType}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stream, resp := openADS(ctx, t, c, "any-envoy", resourcev3.ListenerType)
 	if len(resp.GetResources()) != 1 || resp.GetResources()[0].GetName() != "frontdoor" {
 		t.Fatalf("LDS delta response has %d resources, want the listener frontdoor", len(resp.GetResources()))
 	}
@@ -102,7 +94,8 @@ func TestControllerServesSnapshotOverADS(t *testing.T) {
 		ResourceNamesSubscribe: []string{"alpha/upstream-client"}}); err != nil {
 		t.Fatal(err)
 	}
-	if resp, err = stream.Recv(); err != nil || len(resp.GetResources()) != 1 {
+	resp, err := stream.Recv()
+	if err != nil || len(resp.GetResources()) != 1 {
 		t.Fatalf("SDS subset: %d resources, err %v; want 1", len(resp.GetResources()), err)
 	}
 	if got := testutil.ToFloat64(c.metrics.connectedProxies); got != 1 {

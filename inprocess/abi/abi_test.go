@@ -6,6 +6,7 @@ package abi
 // call is checked by its effect, not by its return value alone.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testhttp"
 )
 
 func TestMain(m *testing.M) {
@@ -116,23 +119,7 @@ func request(t *testing.T, c *http.Client, url string, hdr http.Header, body str
 	if body != "" {
 		method, rd = http.MethodPost, strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range hdr {
-		req.Header[k] = vs
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp, b
+	return testhttp.Do(t, context.Background(), c, method, url, hdr, rd)
 }
 
 // echo sends a request that must reach an upstream and returns what it saw.

@@ -1,23 +1,20 @@
 package bench
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // TestQuickBench runs `make bench --quick` end to end as a smoke test: it
 // asserts that every path that could run produced figures and that no path
 // had more than 1% errors. It asserts no performance figure.
 func TestQuickBench(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a sandbox and proxies")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
+	ctx := sandbox.SlowTest(t, "a sandbox and proxies", 6*time.Minute)
 	var progress strings.Builder
 	out := t.TempDir()
 	start := time.Now()

@@ -14,16 +14,7 @@ import (
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 	"github.com/kubefrontdoor/frontdoor/translator"
-)
-
-// Dispatch-rule configs are shaped inside the CRD's limits (64 policies of
-// up to 32 rules per UpstreamCluster): N rules are policies of 20 rules,
-// at most 50 policies (1,000 rules) per UpstreamCluster, on as many
-// UpstreamClusters as N needs. Each rule matches its own user; each policy
-// has a per-user token bucket.
-const (
-	benchRulesPerPolicy     = 20
-	benchPoliciesPerCluster = 50
+	"github.com/kubefrontdoor/frontdoor/translator/translatortest"
 )
 
 // RulesResult is translation of N dispatch rules.
@@ -51,40 +42,22 @@ type RulesLoadResult struct {
 
 // rulesClusters builds UpstreamClusters holding n dispatch rules over the
 // given servers, named <prefix>-NNN, checking their servers only every
-// minute (they exist to be measured, not to carry traffic).
+// minute (they exist to be measured, not to carry traffic). The rules are
+// shaped as the translator's benchmark shapes them
+// (translatortest.DispatchRuleClusters).
 func rulesClusters(prefix string, n int, servers []string) []*v1alpha1.UpstreamCluster {
-	var out []*v1alpha1.UpstreamCluster
-	perCluster := benchRulesPerPolicy * benchPoliciesPerCluster
-	for c := 0; c*perCluster < n; c++ {
-		uc := &v1alpha1.UpstreamCluster{
-			TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "UpstreamCluster"},
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%03d", prefix, c), Generation: 1},
-		}
-		for _, s := range servers {
-			uc.Spec.Servers = append(uc.Spec.Servers, v1alpha1.Server{Endpoint: s})
-		}
-		uc.Spec.ClientConfig.SecretRef = v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "upstream"}
-		uc.Spec.SecureServing.ServerNames = []string{uc.Name + ".example.com"}
-		uc.Spec.SecureServing.SecretRef = v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "serving"}
-		uc.Spec.SecureServing.ClientCASecretRef = &v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "client-ca"}
-		uc.Spec.HealthCheck.Interval = &metav1.Duration{Duration: time.Minute}
-		for p := 0; p < benchPoliciesPerCluster && c*perCluster+p*benchRulesPerPolicy < n; p++ {
-			name := fmt.Sprintf("policy-%02d", p)
-			pol := v1alpha1.DispatchPolicy{Name: name, FlowControlSchemaName: name}
-			for r := 0; r < benchRulesPerPolicy && c*perCluster+p*benchRulesPerPolicy+r < n; r++ {
-				pol.Rules = append(pol.Rules, v1alpha1.DispatchPolicyRule{
-					Verbs: []string{"get", "list"}, APIGroups: []string{""}, Resources: []string{"pods", "configmaps"},
-					Users: []string{fmt.Sprintf("user-%d-%d-%d", c, p, r)},
-				})
-			}
-			uc.Spec.DispatchPolicies = append(uc.Spec.DispatchPolicies, pol)
-			uc.Spec.FlowControl.FlowControlSchemas = append(uc.Spec.FlowControl.FlowControlSchemas, v1alpha1.FlowControlSchema{
-				Name: name, TokenBucket: &v1alpha1.TokenBucket{QPS: 50, Burst: 100}, PerUser: true,
-			})
-		}
-		out = append(out, uc)
+	tmpl := &v1alpha1.UpstreamCluster{
+		TypeMeta:   metav1.TypeMeta{APIVersion: v1alpha1.GroupVersion.String(), Kind: "UpstreamCluster"},
+		ObjectMeta: metav1.ObjectMeta{Generation: 1},
 	}
-	return out
+	for _, s := range servers {
+		tmpl.Spec.Servers = append(tmpl.Spec.Servers, v1alpha1.Server{Endpoint: s})
+	}
+	tmpl.Spec.ClientConfig.SecretRef = v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "upstream"}
+	tmpl.Spec.SecureServing.SecretRef = v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "serving"}
+	tmpl.Spec.SecureServing.ClientCASecretRef = &v1alpha1.SecretReference{Namespace: sandbox.SecretNamespace, Name: "client-ca"}
+	tmpl.Spec.HealthCheck.Interval = &metav1.Duration{Duration: time.Minute}
+	return translatortest.DispatchRuleClusters(tmpl, prefix, n)
 }
 
 // measureRuleTranslation times translator.Translate, in this process, for

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -211,7 +210,7 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		if err := expect200(wctx, "http://"+httpAddr+"/healthz"); err == nil {
+		if err := sandbox.ExpectStatus(wctx, http.DefaultClient, "http://"+httpAddr+"/healthz", http.StatusOK); err == nil {
 			break
 		}
 		select {
@@ -239,7 +238,9 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	}
 	c.URL, c.ServerName = g.url, g.serverName
 	if mc.sni != "" {
-		admin := func(ctx context.Context, path string) (string, error) { return getBody(ctx, "http://"+adminAddr+path) }
+		admin := func(ctx context.Context, path string) (string, error) {
+			return sandbox.Get(ctx, http.DefaultClient, "http://"+adminAddr+path)
+		}
 		if err := waitListenerHas(wctx, admin, mc.sni, 45*time.Second); err != nil {
 			return nil, fmt.Errorf("%s: %w; see %s", v.Name, err, g.envoy.log)
 		}
@@ -264,43 +265,6 @@ func accessLogOff(args []string) bool {
 		}
 	}
 	return off
-}
-
-// getBody GETs url (Envoy's admin) and returns the body of a 200.
-func getBody(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return string(b), nil
-}
-
-func expect200(ctx context.Context, url string) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // copyDir copies the regular files of src into dst, keeping their modes

@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"regexp"
 	"slices"
 	"sort"
@@ -92,20 +90,11 @@ func replicaRequests(ctx context.Context, i int, filter map[string]string) (floa
 	if err != nil {
 		return 0, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sb.ReplicaURLs[i-1]+"/metrics", nil)
+	text, err := sandbox.Get(ctx, client, sb.ReplicaURLs[i-1]+"/metrics")
 	if err != nil {
 		return 0, err
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	return sandbox.SumMetric(string(b), "apiserver_request_total", filter)
+	return sandbox.SumMetric(text, "apiserver_request_total", filter)
 }
 
 // TestUpstreamClusterLifecycle walks one UpstreamCluster through the edits
@@ -135,7 +124,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 		t.Logf("kubectl get upstreamcluster:\n%s", out)
 	}
 
-	gw := clientset(t, adminGateway())
+	gw := sandbox.Clientset(t, adminGateway())
 	cm := "lifecycle-load"
 	if _, err := gw.CoreV1().ConfigMaps(metav1.NamespaceDefault).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: cm}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -144,7 +133,7 @@ func TestUpstreamClusterLifecycle(t *testing.T) {
 	// sandbox configs' 30 s would end the watch itself on a slow run.
 	watchCfg := adminGateway()
 	watchCfg.Timeout = 0
-	w, err := clientset(t, watchCfg).CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
+	w, err := sandbox.Clientset(t, watchCfg).CoreV1().ConfigMaps(metav1.NamespaceDefault).Watch(ctx, metav1.ListOptions{LabelSelector: "frontdoor-test=lifecycle"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
@@ -32,31 +30,16 @@ func TestMain(m *testing.M) {
 	os.Exit(sandbox.RunTests(m, "controlplane", sandbox.Options{Progress: os.Stderr, Mode: sandbox.ModeKubernetes}, func(s *sandbox.Sandbox) { sb = s }))
 }
 
-// setup skips without a sandbox and prints log tails on failure.
+// setup skips without a sandbox and prints the tails of the frontdoor and
+// Envoy logs on failure (sandbox.TestContext).
 func setup(t *testing.T, timeout time.Duration) context.Context {
 	t.Helper()
-	if sb == nil {
-		t.Skip("no sandbox (-short)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
+	return sandbox.TestContext(t, sb, timeout, func(name string) int {
+		if name == "frontdoor" || name == "envoy" {
+			return 30
 		}
-		files := sb.LogFiles()
-		names := make([]string, 0, len(files))
-		for name := range files {
-			if name == "frontdoor" || name == "envoy" {
-				names = append(names, name)
-			}
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			t.Logf("--- tail of %s (%s):\n%s", name, files[name], sb.LogTail(name, 30))
-		}
+		return 0
 	})
-	return ctx
 }
 
 func kubectl(t *testing.T, ctx context.Context, args ...string) string {
@@ -81,15 +64,6 @@ func applyYAML(t *testing.T, ctx context.Context, doc string) {
 func adminDirect() *rest.Config { return sb.DirectConfig(1, sb.AdminCertPEM, sb.AdminKeyPEM) }
 
 func adminGateway() *rest.Config { return sb.GatewayConfig(sb.AdminCertPEM, sb.AdminKeyPEM) }
-
-func clientset(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
-}
 
 // getUC reads an UpstreamCluster straight from replica 1.
 func getUC(ctx context.Context, name string) (*v1alpha1.UpstreamCluster, error) {

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -160,20 +159,12 @@ func micros(v any) float64 {
 
 func doGet(t *testing.T, ctx context.Context, c *http.Client, path, token string) int {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sb.GatewayURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := http.Header{}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		h.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return resp.StatusCode
+	code, _, _ := do(t, ctx, c, http.MethodGet, sb.GatewayURL+path, h, nil)
+	return code
 }
 
 // findLogLine returns the decoded access-log line whose path is path.

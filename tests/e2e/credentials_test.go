@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testhttp"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -43,7 +45,7 @@ func uniq() string {
 // as admin) and deletes it when the test ends.
 func serviceAccount(t *testing.T, ctx context.Context, name string) *corev1.ServiceAccount {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	sa, err := cs.CoreV1().ServiceAccounts("default").Create(ctx,
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
@@ -59,7 +61,7 @@ func serviceAccount(t *testing.T, ctx context.Context, name string) *corev1.Serv
 // bound to pod when pod is not nil.
 func tokenFor(t *testing.T, ctx context.Context, sa string, pod *corev1.Pod) string {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	tr := &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{}}
 	if pod != nil {
 		tr.Spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
@@ -75,7 +77,7 @@ func tokenFor(t *testing.T, ctx context.Context, sa string, pod *corev1.Pod) str
 // node name (no scheduler runs in the sandbox), and deletes it at the end.
 func podFor(t *testing.T, ctx context.Context, name, sa string) *corev1.Pod {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PodSpec{
@@ -109,26 +111,20 @@ func tokenConfig(server, sni, token string) *rest.Config {
 // a TokenReview cache of 2s (1s for failures), so tests can see anonymous
 // behaviour and a revoked token stop working after the cache TTL.
 const (
-	altCluster         = "alt"
-	altSNI             = altCluster + "." + sandbox.TestDomain
-	altTokenCacheTTL   = 2 * time.Second
-	altClusterTemplate = `apiVersion: frontdoor.dev/v1alpha1
-kind: UpstreamCluster
-metadata:
-  name: %s
-spec:
-  servers:
-%s  clientConfig:
-    secretRef: {namespace: %s, name: upstream}
-  secureServing:
-    serverNames: [%s]
-    secretRef: {namespace: %s, name: serving}
-    clientCASecretRef: {namespace: %s, name: client-ca}
-  authentication:
+	altCluster       = "alt"
+	altSNI           = altCluster + "." + sandbox.TestDomain
+	altTokenCacheTTL = 2 * time.Second
+	altClusterSpec   = `  authentication:
     tokenReview: {cacheTTL: 2s, negativeCacheTTL: 1s}
     anonymous: {enabled: true}
-%s`
+`
 )
+
+// altClusterYAML is an UpstreamCluster like alt (altClusterSpec), named
+// name and chosen by SNI sni, over servers.
+func altClusterYAML(name, sni, servers string) string {
+	return sb.UpstreamClusterYAML(name, servers, []string{sni}, altClusterSpec)
+}
 
 var altOnce, deadOnce struct {
 	sync.Once
@@ -170,9 +166,8 @@ func ensureDeadCluster(t *testing.T, ctx context.Context) {
 func ensureCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *error, name, servers string, u *user, want int) {
 	t.Helper()
 	once.Do(func() {
-		ns := sandbox.SecretNamespace
 		sni := name + "." + sandbox.TestDomain
-		uc := fmt.Sprintf(altClusterTemplate, name, servers, ns, sni, ns, ns, sb.RequestServiceField())
+		uc := altClusterYAML(name, sni, servers)
 		if *errp = os.WriteFile(filepath.Join(sb.Dir, "config", "upstreamcluster-"+name+".yaml"), []byte(uc), 0o644); *errp != nil {
 			return
 		}
@@ -214,34 +209,21 @@ func httpClient(t *testing.T, sni string, certPEM, keyPEM []byte) *http.Client {
 	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true}}
 }
 
-// do sends one request and returns its status, headers and body. A
-// transport error fails the test.
+// do sends one request (headers h as spelled; a body is JSON) and returns
+// its status, headers and body (testhttp.Do). A transport error fails the
+// test.
 func do(t *testing.T, ctx context.Context, client *http.Client, method, url string, h http.Header, body []byte) (int, http.Header, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
+		h = maps.Clone(h)
+		if h == nil {
+			h = http.Header{}
+		}
+		h.Set("Content-Type", "application/json")
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range h {
-		// Direct map access keeps non-canonical spellings as sent.
-		req.Header[k] = append(req.Header[k], vs...)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp, out := testhttp.Do(t, ctx, client, method, url, h, rd)
 	return resp.StatusCode, resp.Header, out
 }
 

@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,7 +20,7 @@ import (
 func TestDebugConfigIsServedRedacted(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	url := strings.TrimSuffix(sb.FrontdoorMetricsURL, "/metrics") + "/debug/config"
-	body, err := httpGet(ctx, url)
+	body, err := sandbox.Get(ctx, http.DefaultClient, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,21 +61,4 @@ func TestDebugConfigIsServedRedacted(t *testing.T) {
 			}
 		}
 	}
-}
-
-func httpGet(ctx context.Context, url string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
-	}
-	return string(b), err
 }

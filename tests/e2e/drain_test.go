@@ -51,7 +51,7 @@ func (c *requestCounter) wrap(cfg *rest.Config) *rest.Config {
 func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
 	ctx := setup(t, 3*time.Minute)
 	ns := createNamespace(t, ctx, "e2e-roll")
-	direct := clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
+	direct := sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
 	if _, err := direct.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "target"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
 	// The informer: counts its lists and watches, records its events.
 	counter := &requestCounter{}
 	log := &eventLog{}
-	f := informers.NewSharedInformerFactoryWithOptions(clientset(t, counter.wrap(watchConfig(adminUser().gateway()))), 0, informers.WithNamespace(ns))
+	f := informers.NewSharedInformerFactoryWithOptions(sandbox.Clientset(t, counter.wrap(watchConfig(adminUser().gateway()))), 0, informers.WithNamespace(ns))
 	inf := f.Core().V1().ConfigMaps().Informer()
 	if _, err := inf.AddEventHandler(log.handler()); err != nil {
 		t.Fatal(err)
@@ -74,8 +74,8 @@ func TestRollingRestartUnderLoadFailsNoRequest(t *testing.T) {
 	// Steady unary load: 4 workers per kind, back to back.
 	http1 := adminUser().gateway()
 	http1.NextProtos = []string{"http/1.1"}
-	h2 := clientset(t, adminUser().gateway()).CoreV1().ConfigMaps(ns)
-	h1 := clientset(t, http1).CoreV1().ConfigMaps(ns)
+	h2 := sandbox.Clientset(t, adminUser().gateway()).CoreV1().ConfigMaps(ns)
+	h1 := sandbox.Clientset(t, http1).CoreV1().ConfigMaps(ns)
 	loads := map[string]func(ctx context.Context, i int) error{
 		"HTTP/2 GET": func(ctx context.Context, _ int) error {
 			_, err := h2.Get(ctx, "target", metav1.GetOptions{})

@@ -11,6 +11,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // gatewayCluster is the Envoy cluster of the sandbox's default route.
@@ -31,7 +33,7 @@ func TestKubectlGetNamespacesThroughGateway(t *testing.T) {
 // gateway, with the writes visible to every replica (they share etcd).
 func TestConfigMapCRUDThroughGateway(t *testing.T) {
 	ctx := setup(t, time.Minute)
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	cms := cs.CoreV1().ConfigMaps(metav1.NamespaceDefault)
 	name := fmt.Sprintf("e2e-crud-%d", time.Now().UnixNano())
 
@@ -61,7 +63,7 @@ func TestConfigMapCRUDThroughGateway(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	// Read back directly from a replica: the delete really happened.
-	direct := clientset(t, adminUser().direct())
+	direct := sandbox.Clientset(t, adminUser().direct())
 	if _, err := direct.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("after delete, direct get returned %v, want NotFound", err)
 	}
@@ -73,7 +75,7 @@ func TestConfigMapCRUDThroughGateway(t *testing.T) {
 func TestRequestsSpreadOverAllReplicas(t *testing.T) {
 	ctx := setup(t, 2*time.Minute)
 	const n = 300
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-spread")
 	filter := map[string]string{"resource": "configmaps", "verb": "GET"}
 
@@ -110,7 +112,7 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
 	const victim = 3
 	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-failover")
 
 	if err := sb.StopReplica(victim); err != nil {
@@ -121,15 +123,7 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 		// Envoy sends it traffic again.
 		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if err := sb.StartReplica(cctx, victim); err != nil {
-			t.Errorf("restarting replica %d: %v", victim, err)
-			return
-		}
-		if err := waitHostHealth(cctx, hostPort, func(flags []string) bool {
-			return len(flags) > 0 && allEqual(flags, "healthy")
-		}); err != nil {
-			t.Errorf("replica %d did not become healthy in Envoy again: %v", victim, err)
-		}
+		restartReplica(t, cctx, victim, hostPort)
 	})
 
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -237,7 +231,7 @@ func createConfigMap(t *testing.T, ctx context.Context, cs *kubernetes.Clientset
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = clientset(t, adminUser().direct()).CoreV1().ConfigMaps(metav1.NamespaceDefault).Delete(ctx, cm.Name, metav1.DeleteOptions{})
+		_ = sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(metav1.NamespaceDefault).Delete(ctx, cm.Name, metav1.DeleteOptions{})
 	})
 	return cm.Name
 }

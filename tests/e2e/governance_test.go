@@ -61,8 +61,7 @@ var govOnce struct {
 
 // writeGovCluster writes the gov UpstreamCluster with or without shedding.
 func writeGovCluster(shed bool) error {
-	ns := sandbox.SecretNamespace
-	uc := fmt.Sprintf(altClusterTemplate, govCluster, sandbox.ServersYAML(sb.ReplicaURLs), ns, govSNI, ns, ns, sb.RequestServiceField())
+	uc := altClusterYAML(govCluster, govSNI, sandbox.ServersYAML(sb.ReplicaURLs))
 	reject := ""
 	if shed {
 		reject = govReject

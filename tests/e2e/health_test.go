@@ -71,7 +71,7 @@ func TestHungReplicaIsEjected(t *testing.T) {
 	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
 	envoyCluster := healthCluster + "/default"
 	ensureHealthCluster(t, ctx)
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-hung")
 
 	healthy := func(flags []string) bool { return len(flags) > 0 && allEqual(flags, "healthy") }
@@ -170,7 +170,7 @@ func TestDeadReplicaIsEjectedByOutlierDetection(t *testing.T) {
 	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
 	envoyCluster := outlierCluster + "/default"
 	ensureOutlierCluster(t, ctx)
-	cs := clientset(t, adminUser().gateway())
+	cs := sandbox.Clientset(t, adminUser().gateway())
 	name := createConfigMap(t, ctx, cs, "e2e-outlier")
 	healthy := func(flags []string) bool { return len(flags) > 0 && allEqual(flags, "healthy") }
 	if err := waitClusterHostHealth(ctx, envoyCluster, 100*time.Millisecond, hostPort, healthy); err != nil {
@@ -330,22 +330,11 @@ func startGETLoad(ctx context.Context, client *http.Client, url string, workers 
 	return l
 }
 
+// getOnce is one GET of the load, bounded to 3 s, that must answer 200.
 func getOnce(ctx context.Context, client *http.Client, url string) error {
 	rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("status %s", resp.Status)
-	}
-	return nil
+	return sandbox.ExpectStatus(rctx, client, url, http.StatusOK)
 }
 
 func (l *getLoad) stop() []getResult {

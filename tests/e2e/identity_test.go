@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -104,7 +105,7 @@ func TestUnauthenticatedClientsGet401Status(t *testing.T) {
 func TestClientIdentityHeadersGainNothing(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	mallory := newUser("mallory", "dev")
-	want := whoami(t, ctx, clientset(t, mallory.direct()))
+	want := whoami(t, ctx, sandbox.Clientset(t, mallory.direct()))
 
 	for _, tc := range []struct {
 		name    string
@@ -121,7 +122,7 @@ func TestClientIdentityHeadersGainNothing(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := clientset(t, withHeaders(mallory.gateway(), tc.headers))
+			cs := sandbox.Clientset(t, withHeaders(mallory.gateway(), tc.headers))
 			if diff := cmp.Diff(want, whoami(t, ctx, cs)); diff != "" {
 				t.Errorf("whoami with %v through the gateway (-mallory +got):\n%s", tc.headers, diff)
 			}
@@ -133,6 +134,32 @@ func TestClientIdentityHeadersGainNothing(t *testing.T) {
 				t.Errorf("403 is not about mallory: %v", err)
 			}
 		})
+	}
+}
+
+// A client cannot hand the gateway someone else's certificate in an
+// x-forwarded-client-cert header (in ExtProc mode the request service reads
+// the certificate from that header, which only Envoy may set): without a
+// TLS client certificate it gets 401, with its own it stays itself.
+func TestForwardedClientCertFromClientGainsNothing(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	// The admin's certificate, as Envoy would encode it (%20, never '+').
+	adminCert := strings.ReplaceAll(url.QueryEscape(string(sb.AdminCertPEM)), "+", "%20")
+	spoof := http.Header{"X-Forwarded-Client-Cert": {`Hash=00;Cert="` + adminCert + `"`}}
+
+	anonymous, err := sb.HTTPClient(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := do(t, ctx, anonymous, http.MethodGet, sb.GatewayURL+"/api/v1/namespaces", spoof, nil); code != http.StatusUnauthorized {
+		t.Errorf("no client certificate, spoofed x-forwarded-client-cert: %d, want 401", code)
+	}
+
+	mallory := newUser("mallory-xfcc", "dev")
+	want := whoami(t, ctx, sandbox.Clientset(t, mallory.direct()))
+	got := whoami(t, ctx, sandbox.Clientset(t, withHeaders(mallory.gateway(), spoof)))
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("whoami with a spoofed x-forwarded-client-cert (-mallory +got):\n%s", diff)
 	}
 }
 

@@ -8,13 +8,10 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -41,47 +38,26 @@ func TestMain(m *testing.M) {
 // the test fails, and returns a context bounding the test.
 func setup(t *testing.T, timeout time.Duration) context.Context {
 	t.Helper()
-	if sb == nil {
-		t.Skip("no sandbox (-short)")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	t.Cleanup(cancel)
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
+	return sandbox.TestContext(t, sb, timeout, func(name string) int {
+		switch {
+		case name == "etcd":
+			return 0
+		case strings.HasPrefix(name, "apiserver-"):
+			return 5 // mostly start-up noise; the audit logs say more
 		}
-		files := sb.LogFiles()
-		names := make([]string, 0, len(files))
-		for name := range files {
-			names = append(names, name)
-		}
-		sort.Strings(names)
-		for _, name := range names {
-			lines := 20
-			switch {
-			case name == "etcd":
-				continue
-			case strings.HasPrefix(name, "apiserver-"):
-				lines = 5 // mostly start-up noise; the audit logs say more
-			}
-			t.Logf("--- tail of %s (%s):\n%s", name, files[name], sb.LogTail(name, lines))
-		}
+		return 20
 	})
-	return ctx
 }
 
 // kubectl runs bin/kubectl against kubeconfig and returns its stdout; a
 // non-zero exit fails the test with stderr.
 func kubectl(t *testing.T, ctx context.Context, kubeconfig string, args ...string) string {
 	t.Helper()
-	args = append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "20s"}, args...)
-	cmd := exec.CommandContext(ctx, filepath.Join(sb.BinDir, "kubectl"), args...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl %s: %v\nstderr: %s", strings.Join(args, " "), err, stderr.String())
+	out, err := sb.KubectlWith(ctx, kubeconfig, 20*time.Second, args...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return stdout.String()
+	return out
 }
 
 // user is a client identity: an x509 cert minted by the sandbox CA.
@@ -117,15 +93,6 @@ func (u user) kubeconfigs(t *testing.T) (gateway, direct string) {
 
 func adminUser() user {
 	return user{name: "sandbox-admin", groups: []string{"system:masters"}, certPEM: sb.AdminCertPEM, keyPEM: sb.AdminKeyPEM}
-}
-
-func clientset(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cs
 }
 
 // withHeaders makes every request of cfg carry extra headers, the way a

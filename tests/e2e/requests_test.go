@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // bigListObjects ConfigMaps of about 1 KiB each make a list of about 25 MB.
@@ -39,7 +40,7 @@ func TestBigListThroughGateway(t *testing.T) {
 	for i := range sb.ReplicaURLs {
 		cfg := sb.DirectConfig(i+1, sb.AdminCertPEM, sb.AdminKeyPEM)
 		cfg.QPS, cfg.Burst = -1, 0
-		replicas[i] = clientset(t, cfg).CoreV1().ConfigMaps(ns)
+		replicas[i] = sandbox.Clientset(t, cfg).CoreV1().ConfigMaps(ns)
 	}
 	started := time.Now()
 	if err := createConcurrently(ctx, bigListObjects, 24, func(ctx context.Context, i int) error {
@@ -54,7 +55,7 @@ func TestBigListThroughGateway(t *testing.T) {
 	t.Logf("created %d ConfigMaps in %v", bigListObjects, time.Since(started).Round(time.Millisecond))
 
 	gw := watchConfig(adminUser().gateway()) // no 30s client timeout: this is a big download on busy cores
-	cs := clientset(t, gw)
+	cs := sandbox.Clientset(t, gw)
 
 	// Whole, JSON: count the bytes too.
 	started = time.Now()
@@ -76,7 +77,7 @@ func TestBigListThroughGateway(t *testing.T) {
 	pb.ContentType = runtime.ContentTypeProtobuf
 	pb.AcceptContentTypes = runtime.ContentTypeProtobuf
 	started = time.Now()
-	pbList, err := clientset(t, pb).CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+	pbList, err := sandbox.Clientset(t, pb).CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatalf("unpaginated protobuf list: %v", err)
 	}
@@ -120,7 +121,7 @@ type corev1ConfigMaps = interface {
 func TestPatchContentTypesThroughGateway(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	ns := createNamespace(t, ctx, "e2e-patch")
-	cms := clientset(t, adminUser().gateway()).CoreV1().ConfigMaps(ns)
+	cms := sandbox.Clientset(t, adminUser().gateway()).CoreV1().ConfigMaps(ns)
 	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Data: map[string]string{"a": "1"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +257,7 @@ func TestDiscoveryAndOpenAPIThroughGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := clientset(t, cfg).RESTClient().Get().AbsPath(u.Path)
+		req := sandbox.Clientset(t, cfg).RESTClient().Get().AbsPath(u.Path)
 		for k, vs := range u.Query() {
 			req = req.Param(k, vs[0])
 		}
@@ -291,14 +292,7 @@ func TestKubectlProxyThroughGateway(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	cmd := exec.CommandContext(pctx, filepath.Join(sb.BinDir, "kubectl"), "--kubeconfig", sb.AdminKubeconfig, "proxy", "--port=0")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, _ := startKubectl(t, pctx, nil, "proxy", "--port=0")
 	defer func() { cancel(); _ = cmd.Wait() }()
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil {
@@ -331,7 +325,7 @@ func TestKubectlProxyThroughGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if _, err := clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "via-proxy"}}, metav1.CreateOptions{}); err != nil {
+	if _, err := sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "via-proxy"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var ev struct {

@@ -49,7 +49,7 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 		check(t, httpClient(t, deadSNI, admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
 		cfg := admin.gateway()
 		cfg.ServerName = deadSNI
-		_, err := clientset(t, cfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
+		_, err := sandbox.Clientset(t, cfg).CoreV1().Namespaces().Get(ctx, "default", metav1.GetOptions{})
 		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "no kube-apiserver of this cluster is available") {
 			t.Errorf("client-go error %v, want ServiceUnavailable with the Status message", err)
 		}

@@ -31,6 +31,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/kubefrontdoor/frontdoor/tests/kubelet"
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // The streaming tests run kubectl (and client-go's executors) → Envoy →
@@ -120,20 +121,45 @@ func startFakeKubelet(ctx context.Context) error {
 	return nil
 }
 
+// adminKubectl is bin/kubectl through the gateway as admin, with env added
+// to this process's environment.
+func adminKubectl(ctx context.Context, env []string, args ...string) *exec.Cmd {
+	args = append([]string{"--kubeconfig", sb.AdminKubeconfig}, args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(sb.BinDir, "kubectl"), args...)
+	cmd.Env = append(os.Environ(), env...)
+	return cmd
+}
+
+// startKubectl starts adminKubectl for a command that keeps running
+// (port-forward, logs -f, proxy) and returns it with its stdout to read;
+// its stderr collects in the buffer returned.
+func startKubectl(t *testing.T, ctx context.Context, env []string, args ...string) (*exec.Cmd, io.ReadCloser, *bytes.Buffer) {
+	t.Helper()
+	cmd := adminKubectl(ctx, env, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, &stderr
+}
+
 // kubectlStream runs kubectl through the gateway as admin with env added,
 // stdin from in, and returns stdout, stderr and the exit code.
 func kubectlStream(t *testing.T, ctx context.Context, env []string, in io.Reader, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	args = append([]string{"--kubeconfig", sb.AdminKubeconfig}, args...)
-	cmd := exec.CommandContext(ctx, filepath.Join(sb.BinDir, "kubectl"), args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := adminKubectl(ctx, env, args...)
 	var o, e bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = in, &o, &e
 	err := cmd.Run()
 	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return o.String(), e.String(), ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("kubectl %s: %v", strings.Join(args, " "), err)
+		t.Fatalf("kubectl %s: %v", strings.Join(cmd.Args[1:], " "), err)
 	}
 	return o.String(), e.String(), 0
 }
@@ -329,18 +355,7 @@ func TestKubectlPortForward(t *testing.T) {
 			defer checkProtocol(t, "portforward", p.verb, 1)()
 			cctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			cmd := exec.CommandContext(cctx, filepath.Join(sb.BinDir, "kubectl"), "--kubeconfig", sb.AdminKubeconfig,
-				"port-forward", "-n", streamNamespace, "pod/"+streamPod, ":7000")
-			cmd.Env = append(os.Environ(), p.env...)
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
+			cmd, stdout, stderr := startKubectl(t, cctx, p.env, "port-forward", "-n", streamNamespace, "pod/"+streamPod, ":7000")
 			defer func() { cancel(); _ = cmd.Wait() }()
 			local := ""
 			sc := bufio.NewScanner(stdout)
@@ -380,17 +395,7 @@ func TestKubectlPortForward(t *testing.T) {
 func TestKubectlLogsFollow(t *testing.T) {
 	ctx := setup(t, time.Minute)
 	streamingPod(t, ctx)
-	cmd := exec.CommandContext(ctx, filepath.Join(sb.BinDir, "kubectl"), "--kubeconfig", sb.AdminKubeconfig,
-		"logs", "-f", "-n", streamNamespace, streamPod, "-c", streamContainer)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, stderr := startKubectl(t, ctx, nil, "logs", "-f", "-n", streamNamespace, streamPod, "-c", streamContainer)
 	var lines []string
 	var first, last time.Time
 	sc := bufio.NewScanner(stdout)
@@ -458,7 +463,7 @@ func upgradeRequests(t *testing.T, ctx context.Context) int {
 
 func execURL(t *testing.T, cfg *rest.Config, cmd []string, tty, stdin bool) string {
 	t.Helper()
-	cs := clientset(t, cfg)
+	cs := sandbox.Clientset(t, cfg)
 	return cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(streamNamespace).Name(streamPod).SubResource("exec").
 		VersionedParams(&corev1.PodExecOptions{Container: streamContainer, Command: cmd, Stdin: stdin, Stdout: true, Stderr: !tty, TTY: tty}, scheme.ParameterCodec).
 		URL().String()

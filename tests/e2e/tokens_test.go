@@ -15,6 +15,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
 // whoami through the gateway equals direct for service-account tokens: a
@@ -37,8 +39,8 @@ func TestWhoamiTokensThroughGatewayEqualsDirect(t *testing.T) {
 				"authentication.kubernetes.io/pod-uid", "authentication.kubernetes.io/node-name"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			direct := whoami(t, ctx, clientset(t, tokenConfig(sb.ReplicaURLs[0], "", tc.token)))
-			through := whoami(t, ctx, clientset(t, tokenConfig(sb.GatewayURL, "", tc.token)))
+			direct := whoami(t, ctx, sandbox.Clientset(t, tokenConfig(sb.ReplicaURLs[0], "", tc.token)))
+			through := whoami(t, ctx, sandbox.Clientset(t, tokenConfig(sb.GatewayURL, "", tc.token)))
 			if direct.Username != "system:serviceaccount:default:"+name || direct.UID == "" {
 				t.Fatalf("direct whoami = %+v (sandbox broken?)", direct)
 			}
@@ -124,7 +126,7 @@ func TestImpersonationRefusalEqualsDirect(t *testing.T) {
 		})
 	}
 	// And carol's allowed impersonation works.
-	cs := clientset(t, withHeaders(carol.gateway(), http.Header{"Impersonate-User": {"bob"}}))
+	cs := sandbox.Clientset(t, withHeaders(carol.gateway(), http.Header{"Impersonate-User": {"bob"}}))
 	if got := whoami(t, ctx, cs); got.Username != "bob" {
 		t.Errorf("carol --as bob: whoami = %q", got.Username)
 	}
@@ -142,7 +144,7 @@ func TestImpersonationRefusalEqualsDirect(t *testing.T) {
 func TestRevokedTokensStopAfterCacheTTL(t *testing.T) {
 	ctx := setup(t, 2*time.Minute)
 	ensureAltCluster(t, ctx)
-	admin := clientset(t, adminUser().direct())
+	admin := sandbox.Clientset(t, adminUser().direct())
 
 	name := "revoke-" + uniq()
 	serviceAccount(t, ctx, name)
@@ -150,7 +152,7 @@ func TestRevokedTokensStopAfterCacheTTL(t *testing.T) {
 	pod := podFor(t, ctx, name, name)
 	podToken := tokenFor(t, ctx, name, pod)
 	for _, tok := range []string{saToken, podToken} {
-		if u := whoami(t, ctx, clientset(t, tokenConfig(sb.GatewayURL, altSNI, tok))); u.Username != "system:serviceaccount:default:"+name {
+		if u := whoami(t, ctx, sandbox.Clientset(t, tokenConfig(sb.GatewayURL, altSNI, tok))); u.Username != "system:serviceaccount:default:"+name {
 			t.Fatalf("whoami = %q before revocation", u.Username)
 		}
 	}
@@ -164,7 +166,7 @@ func TestRevokedTokensStopAfterCacheTTL(t *testing.T) {
 	revoked := time.Now()
 	deadline := revoked.Add(altTokenCacheTTL + apiserverTokenCacheTTL + time.Second)
 	for what, tok := range map[string]string{"deleted service account": saToken, "deleted pod": podToken} {
-		cs := clientset(t, tokenConfig(sb.GatewayURL, altSNI, tok))
+		cs := sandbox.Clientset(t, tokenConfig(sb.GatewayURL, altSNI, tok))
 		var err error
 		for {
 			_, err = cs.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
@@ -217,7 +219,7 @@ func TestAnonymousWhenEnabled(t *testing.T) {
 	// The apiserver itself names the user it saw: system:anonymous may not
 	// even ask who it is (system:basic-user is for authenticated users).
 	cfg := tokenConfig(sb.GatewayURL, altSNI, "")
-	_, err := clientset(t, cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	_, err := sandbox.Clientset(t, cfg).AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), `User "system:anonymous"`) {
 		t.Errorf("anonymous whoami: %v, want 403 for system:anonymous", err)
 	}
@@ -230,7 +232,7 @@ func TestAnonymousWhenEnabled(t *testing.T) {
 // and removes both when the test ends.
 func bindRules(t *testing.T, ctx context.Context, name, user string, rules ...rbacv1.PolicyRule) {
 	t.Helper()
-	rbac := clientset(t, adminUser().direct()).RbacV1()
+	rbac := sandbox.Clientset(t, adminUser().direct()).RbacV1()
 	if _, err := rbac.ClusterRoles().Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

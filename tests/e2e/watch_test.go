@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,7 +29,7 @@ import (
 // account, which no controller-manager creates here) and returns its name.
 func createNamespace(t *testing.T, ctx context.Context, prefix string) string {
 	t.Helper()
-	cs := clientset(t, adminUser().direct())
+	cs := sandbox.Clientset(t, adminUser().direct())
 	ns, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +85,7 @@ func TestInformerSeesEveryEventThroughGateway(t *testing.T) {
 
 	start := func(cfg *rest.Config) *eventLog {
 		log := &eventLog{}
-		f := informers.NewSharedInformerFactoryWithOptions(clientset(t, cfg), 0, informers.WithNamespace(ns))
+		f := informers.NewSharedInformerFactoryWithOptions(sandbox.Clientset(t, cfg), 0, informers.WithNamespace(ns))
 		inf := f.Core().V1().ConfigMaps().Informer()
 		if _, err := inf.AddEventHandler(log.handler()); err != nil {
 			t.Fatal(err)
@@ -99,7 +101,7 @@ func TestInformerSeesEveryEventThroughGateway(t *testing.T) {
 	viaGateway, direct := start(watchConfig(adminUser().gateway())), start(watchConfig(adminUser().direct()))
 
 	// 1,000 changes: 400 creates, 400 updates, 200 deletes, 8 at a time.
-	cms := clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
+	cms := sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
 	const objects = 400
 	var wg sync.WaitGroup
 	errs := make(chan error, objects)
@@ -177,7 +179,7 @@ func TestIdleWatchWithBookmarksStaysOpen(t *testing.T) {
 	soak := soakDuration()
 	ctx := setup(t, soak+2*time.Minute)
 	ns := createNamespace(t, ctx, "e2e-idle-watch")
-	cms := clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
+	cms := sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
 	seed, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "seed"}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +196,7 @@ func TestIdleWatchWithBookmarksStaysOpen(t *testing.T) {
 	results := make(chan result, 3)
 	wakeUp := make(chan struct{})
 	for proto, cfg := range map[string]*rest.Config{"HTTP/2": http2, "HTTP/1.1": http1, "direct (control)": direct} {
-		w, err := clientset(t, cfg).CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{
+		w, err := sandbox.Clientset(t, cfg).CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{
 			ResourceVersion:     seed.ResourceVersion,
 			AllowWatchBookmarks: true,
 			// Longer than the soak: the apiserver must not end it either.
@@ -269,8 +271,8 @@ func TestHundredWatchesOnOneConnection(t *testing.T) {
 		dials.Add(1)
 		return d.DialContext(ctx, network, addr)
 	}
-	cs := clientset(t, cfg)
-	direct := clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
+	cs := sandbox.Clientset(t, cfg)
+	direct := sandbox.Clientset(t, adminUser().direct()).CoreV1().ConfigMaps(ns)
 
 	// The first request opens the one connection; the watches then share it.
 	if _, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{}); err != nil {

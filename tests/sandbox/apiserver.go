@@ -56,7 +56,7 @@ func (s *Sandbox) startEtcd(ctx context.Context, clientPort, peerPort int) error
 	defer cancel()
 	client := &http.Client{}
 	return s.etcd.waitFor(wctx, "to become healthy", 200*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, client, s.ETCDURL+"/health", http.StatusOK)
+		return ExpectStatus(ctx, client, s.ETCDURL+"/health", http.StatusOK)
 	})
 }
 
@@ -131,7 +131,7 @@ func (s *Sandbox) waitReplicaReady(ctx context.Context, i int) error {
 	}
 	url := s.ReplicaURLs[i-1] + "/readyz"
 	return s.apiservers[i-1].waitFor(ctx, "to become ready ("+url+")", 500*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, client, url, http.StatusOK)
+		return ExpectStatus(ctx, client, url, http.StatusOK)
 	})
 }
 

@@ -123,7 +123,7 @@ func (s *Sandbox) ReplicaRequestCounts(ctx context.Context, filter map[string]st
 	}
 	counts := make([]float64, len(s.ReplicaURLs))
 	for i, u := range s.ReplicaURLs {
-		text, err := get(ctx, client, u+"/metrics")
+		text, err := Get(ctx, client, u+"/metrics")
 		if err != nil {
 			return nil, fmt.Errorf("replica %d: %w", i+1, err)
 		}
@@ -140,7 +140,7 @@ func (s *Sandbox) EnvoyAdmin(ctx context.Context, path string) (string, error) {
 	if s.EnvoyAdminURL == "" {
 		return "", errors.New("the sandbox runs no Envoy")
 	}
-	return get(ctx, &http.Client{Timeout: 10 * time.Second}, s.EnvoyAdminURL+path)
+	return Get(ctx, &http.Client{Timeout: 10 * time.Second}, s.EnvoyAdminURL+path)
 }
 
 // FrontdoorMetrics fetches frontdoor's Prometheus text: frontdoor serve's
@@ -153,11 +153,11 @@ func (s *Sandbox) FrontdoorMetrics(ctx context.Context) (string, error) {
 		return "", errors.New("the sandbox runs no frontdoor")
 	}
 	c := &http.Client{Timeout: 10 * time.Second}
-	text, err := get(ctx, c, s.FrontdoorMetricsURL)
+	text, err := Get(ctx, c, s.FrontdoorMetricsURL)
 	if err != nil || s.opts.RequestService != "InProcess" {
 		return text, err
 	}
-	module, err := get(ctx, c, s.ModuleMetricsURL)
+	module, err := Get(ctx, c, s.ModuleMetricsURL)
 	if err != nil {
 		return "", fmt.Errorf("in-process module metrics: %w", err)
 	}
@@ -271,7 +271,9 @@ func labelsMatch(m *dto.Metric, filter map[string]string) bool {
 	return true
 }
 
-func get(ctx context.Context, client *http.Client, url string) (string, error) {
+// Get GETs url with client and returns the body; any status but 200 OK is
+// an error that carries the start of the body.
+func Get(ctx context.Context, client *http.Client, url string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return "", err
@@ -291,7 +293,9 @@ func get(ctx context.Context, client *http.Client, url string) (string, error) {
 	return string(body), nil
 }
 
-func expectStatus(ctx context.Context, client *http.Client, url string, want int) error {
+// ExpectStatus GETs url with client and fails unless the status is want;
+// the error carries the start of the body.
+func ExpectStatus(ctx context.Context, client *http.Client, url string, want int) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err

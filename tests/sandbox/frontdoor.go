@@ -23,6 +23,6 @@ func (s *Sandbox) StartFrontdoor(ctx context.Context) error {
 	fctx, cancel := waitCtx(ctx, frontdoorTimeout)
 	defer cancel()
 	return s.frontdoor.waitFor(fctx, "to become healthy ("+s.FrontdoorHealthURL+")", 200*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, &http.Client{}, s.FrontdoorHealthURL, http.StatusOK)
+		return ExpectStatus(ctx, &http.Client{}, s.FrontdoorHealthURL, http.StatusOK)
 	})
 }

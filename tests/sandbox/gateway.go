@@ -25,21 +25,39 @@ const (
 	gatewayTimeout   = 60 * time.Second
 )
 
-// upstreamClusterTemplate is the sandbox's one UpstreamCluster. A 1s health
-// check lets tests see a killed replica leave the rotation quickly.
+// upstreamClusterTemplate is an UpstreamCluster on the sandbox's Secrets
+// (UpstreamClusterYAML fills it in).
 const upstreamClusterTemplate = `apiVersion: frontdoor.dev/v1alpha1
 kind: UpstreamCluster
 metadata:
-  name: %s
+  name: %[1]s
 spec:
   servers:
-%s  clientConfig:
-    secretRef: {namespace: %s, name: upstream}
+%[2]s  clientConfig:
+    secretRef: {namespace: %[3]s, name: upstream}
   secureServing:
-    secretRef: {namespace: %s, name: serving}
-    clientCASecretRef: {namespace: %s, name: client-ca}
-  healthCheck: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}
-%s`
+    secretRef: {namespace: %[3]s, name: serving}
+    clientCASecretRef: {namespace: %[3]s, name: client-ca}
+%[4]s%[5]s%[6]s`
+
+// sandboxClusterSpec is the rest of the sandbox's own UpstreamCluster's
+// spec: a 1s health check lets tests see a killed replica leave the
+// rotation quickly.
+const sandboxClusterSpec = "  healthCheck: {interval: 1s, timeout: 1s, unhealthyThreshold: 1, healthyThreshold: 1}\n"
+
+// UpstreamClusterYAML is an UpstreamCluster named name on the sandbox's
+// Secrets (upstream, serving, client-ca) and the given servers
+// (ServersYAML), in the mode under test (RequestServiceField): the
+// sandbox's own, and the ones tests add beside it. serverNames (none: the
+// default filter chain) are its secureServing.serverNames; spec holds more
+// spec fields, two-space indented lines with their newlines.
+func (s *Sandbox) UpstreamClusterYAML(name, servers string, serverNames []string, spec string) string {
+	names := ""
+	if len(serverNames) > 0 {
+		names = "    serverNames: [" + strings.Join(serverNames, ", ") + "]\n"
+	}
+	return fmt.Sprintf(upstreamClusterTemplate, name, servers, SecretNamespace, names, spec, s.RequestServiceField())
+}
 
 // writeConfigDir writes what `frontdoor serve --config-dir` reads: the
 // Secrets (plain v1 manifests, as they would be in a cluster) and the
@@ -80,7 +98,7 @@ func (s *Sandbox) writeConfigDir() error {
 			return err
 		}
 	}
-	uc := fmt.Sprintf(upstreamClusterTemplate, ClusterName, ServersYAML(s.ReplicaURLs), SecretNamespace, SecretNamespace, SecretNamespace, s.RequestServiceField())
+	uc := s.UpstreamClusterYAML(ClusterName, ServersYAML(s.ReplicaURLs), nil, sandboxClusterSpec)
 	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
 }
 
@@ -118,7 +136,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	defer cancel()
 	plain := &http.Client{}
 	if err := s.frontdoor.waitFor(fctx, "to become healthy ("+s.FrontdoorHealthURL+")", 200*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
+		return ExpectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
 	}); err != nil {
 		return err
 	}
@@ -156,7 +174,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	}
 	url := s.GatewayURL + "/readyz"
 	err = s.envoy.waitFor(gctx, "to serve "+url+" with 200", 300*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, admin, url, http.StatusOK)
+		return ExpectStatus(ctx, admin, url, http.StatusOK)
 	})
 	if err != nil {
 		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))

@@ -33,7 +33,14 @@ func (s *Sandbox) Kubectl(ctx context.Context, args ...string) (string, error) {
 	if err := s.WriteKubeconfig(kubeconfig, s.ReplicaURLs[0], s.AdminCertPEM, s.AdminKeyPEM); err != nil {
 		return "", err
 	}
-	args = append([]string{"--kubeconfig", kubeconfig, "--request-timeout", "30s"}, args...)
+	return s.KubectlWith(ctx, kubeconfig, 30*time.Second, args...)
+}
+
+// KubectlWith runs bin/kubectl with kubeconfig, each request bounded by
+// requestTimeout, and returns its stdout; a non-zero exit is an error that
+// carries stderr.
+func (s *Sandbox) KubectlWith(ctx context.Context, kubeconfig string, requestTimeout time.Duration, args ...string) (string, error) {
+	args = append([]string{"--kubeconfig", kubeconfig, "--request-timeout", requestTimeout.String()}, args...)
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, s.bin("kubectl"), args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -63,7 +63,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	fctx, cancel := waitCtx(ctx, frontdoorTimeout)
 	defer cancel()
 	if err := fd.waitFor(fctx, "to become ready", 200*time.Millisecond, func(ctx context.Context) error {
-		return expectStatus(ctx, plain, "http://"+httpAddr+"/readyz", http.StatusOK)
+		return ExpectStatus(ctx, plain, "http://"+httpAddr+"/readyz", http.StatusOK)
 	}); err != nil {
 		fd.stop(syscall.SIGKILL, 0)
 		return err
@@ -93,10 +93,10 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	gctx, gcancel := waitCtx(ctx, gatewayTimeout)
 	defer gcancel()
 	if err := ev.waitFor(gctx, "to serve the listener", 200*time.Millisecond, func(ctx context.Context) error {
-		if err := expectStatus(ctx, plain, "http://"+adminAddr+"/ready", http.StatusOK); err != nil {
+		if err := ExpectStatus(ctx, plain, "http://"+adminAddr+"/ready", http.StatusOK); err != nil {
 			return err
 		}
-		text, err := get(ctx, plain, "http://"+adminAddr+"/clusters")
+		text, err := Get(ctx, plain, "http://"+adminAddr+"/clusters")
 		if err != nil {
 			return err
 		}

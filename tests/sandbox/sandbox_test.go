@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,11 +32,7 @@ func TestRepoRootSkipsTheTestsModule(t *testing.T) {
 // RBAC is applied, request counts are readable per replica, and a replica
 // can be killed and restarted on the same port. Stop leaves nothing running.
 func TestControlPlaneOnly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd and kube-apiserver")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx := SlowTest(t, "etcd and kube-apiserver", 3*time.Minute)
 	var progress strings.Builder
 	s, err := Start(ctx, Options{Dir: t.TempDir(), Replicas: 1, SkipGateway: true, Progress: &progress})
 	if err != nil {

@@ -4,12 +4,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 // startTimeout bounds bringing a test suite's sandbox up (apiservers on two
@@ -62,4 +67,52 @@ func RunTests(m *testing.M, suite string, opts Options, started func(*Sandbox)) 
 	}()
 	started(sb)
 	return m.Run()
+}
+
+// TestContext is how a test of a suite that shares s (RunTests) starts: it
+// skips t when there is no sandbox (-short), returns a context bounding
+// the test to timeout, and, if t fails, logs the tail of every component
+// log, in name order, that tailLines gives a positive number of lines.
+func TestContext(t *testing.T, s *Sandbox, timeout time.Duration, tailLines func(name string) int) context.Context {
+	t.Helper()
+	if s == nil {
+		t.Skip("no sandbox (-short)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		files := s.LogFiles()
+		for _, name := range slices.Sorted(maps.Keys(files)) {
+			if n := tailLines(name); n > 0 {
+				t.Logf("--- tail of %s (%s):\n%s", name, files[name], s.LogTail(name, n))
+			}
+		}
+	})
+	return ctx
+}
+
+// SlowTest is how a test that starts processes of its own (a sandbox,
+// proxies) starts: it skips t under -short, saying what the test would
+// start, and returns a context bounding the test to timeout.
+func SlowTest(t *testing.T, starts string, timeout time.Duration) context.Context {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts " + starts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Clientset is kubernetes.NewForConfig for a test: an error fails t.
+func Clientset(t *testing.T, cfg *rest.Config) *kubernetes.Clientset {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }

@@ -1,7 +1,6 @@
 package soak
 
 import (
-	"context"
 	"os"
 	"testing"
 	"time"
@@ -14,11 +13,7 @@ import (
 // module) and nothing fails under its mixed load. Memory flatness needs the
 // long run (`make soak`); 20 seconds only proves the machinery.
 func TestSoakSmoke(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a sandbox")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx := sandbox.SlowTest(t, "a sandbox", 5*time.Minute)
 	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: t.TempDir(), RequestService: "InProcess", Progress: os.Stderr})
 	if err != nil {
 		t.Fatal(err)

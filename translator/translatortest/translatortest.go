@@ -27,6 +27,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -79,6 +80,18 @@ func Load(fsys fs.FS, name string) (translator.Inputs, error) {
 		return translator.Inputs{}, fmt.Errorf("%s.yaml: %w", name, err)
 	}
 	return in, nil
+}
+
+// MustLoad is Load for a test: it fails tb on an error. The translator's
+// tests and those of the packages that feed it (source, xds) load their
+// inputs through it, so a broken case fails each the same way.
+func MustLoad(tb testing.TB, fsys fs.FS, name string) translator.Inputs {
+	tb.Helper()
+	in, err := Load(fsys, name)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return in
 }
 
 // Decode decodes one golden input: the Options document is taken out
