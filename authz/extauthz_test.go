@@ -115,10 +115,11 @@ func TestExtAuthzCheck(t *testing.T) {
 					"Impersonate-User", "jane",
 					"Impersonate-Group", "dev",
 					"Impersonate-Group", "ops",
+					"Impersonate-Group", "system:authenticated",
 					"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der)),
 					// What the access log prints: never the certificate.
 					map[string]any{
-						"user": "jane", "groups": 2, "verb": "watch", "apiGroup": "", "resource": "pods", "subresource": "",
+						"user": "jane", "groups": 3, "verb": "watch", "apiGroup": "", "resource": "pods", "subresource": "",
 						"namespace": "default", "name": "", "rule": "default", "decision": "allowed",
 					}),
 			},

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/cache"
+	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/group"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	certutil "k8s.io/client-go/util/cert"
 )
@@ -23,13 +25,15 @@ const maxCertificateLen = 64 << 10
 
 // x509Authenticator authenticates the client certificate Envoy verified
 // the TLS handshake with, re-verifying it against the cluster's client CA
-// with kube-apiserver's own x509 authenticator (so user, groups, uid and
-// credential-id are exactly what the apiserver would derive). Results are
-// cached per (CA generation, certificate).
+// with kube-apiserver's own x509 authenticator behind its authenticated-group
+// adder, as kube-apiserver chains them (so user, groups including
+// system:authenticated, uid and credential-id are exactly what the apiserver
+// would derive, for rule matching as for forwarding). Results are cached per
+// (CA generation, certificate).
 type x509Authenticator struct {
 	// gen is unique per compiled CA: a new CA never sees old cache entries.
 	gen   uint64
-	auth  *x509request.Authenticator
+	auth  k8sauthn.Request
 	cache *authnCache
 	now   func() time.Time
 	// rootsNotAfter is the earliest expiry among the CA bundle: no cached
@@ -60,8 +64,12 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte) (*x509Authenticator, error
 		}
 	}
 	return &x509Authenticator{
-		gen:           p.gen.Add(1),
-		auth:          x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion),
+		gen: p.gen.Add(1),
+		// The group adder also decides what the apiserver does with the
+		// forwarded identity: system:authenticated is an explicit
+		// Impersonate-Group, so an impersonated user named like a service
+		// account never gains service-account groups it did not have.
+		auth:          group.NewAuthenticatedGroupAdder(x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion)),
 		cache:         p.cache,
 		now:           p.now,
 		rootsNotAfter: rootsNotAfter,

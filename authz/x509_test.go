@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"crypto/x509"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,7 +107,8 @@ func TestX509ValidIdentity(t *testing.T) {
 	der, cert := ca.issue(t, clientCert{cn: "jane", orgs: []string{"system:masters", "dev", "team a"}})
 
 	// What kube-apiserver's x509 authenticator derives from this certificate
-	// (Go encodes O as a DER SET, so the groups come back in DER order).
+	// (Go encodes O as a DER SET, so the groups come back in DER order);
+	// its authenticated-group adder then appends system:authenticated.
 	parsed, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +133,7 @@ func TestX509ValidIdentity(t *testing.T) {
 			{Name: "Impersonate-Group", Value: "dev"},
 			{Name: "Impersonate-Group", Value: "team a"},
 			{Name: "Impersonate-Group", Value: "system:masters"},
+			{Name: "Impersonate-Group", Value: "system:authenticated"},
 			{Name: "Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 			{Name: "x-frontdoor-rule", Value: "default"},
 			{Name: "x-frontdoor-user", Value: userKey("jane")},
@@ -138,7 +141,7 @@ func TestX509ValidIdentity(t *testing.T) {
 		RemoveHeaders: []string{"authorization"},
 		Rule:          "default",
 		User:          "jane",
-		Groups:        3,
+		Groups:        4,
 	}
 	if diff := cmp.Diff(want, d, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Info" }, cmp.Ignore())); diff != "" {
 		t.Errorf("decision (-want +got):\n%s", diff)
@@ -299,5 +302,37 @@ func TestParseCertificateChainIntermediates(t *testing.T) {
 	}
 	if len(chain) != 2 || chain[0].Subject.CommonName != "jane" || chain[1].Subject.CommonName != "client-ca" {
 		t.Errorf("chain = %d certificates, want leaf then CA", len(chain))
+	}
+}
+
+// A certificate user is in system:authenticated, as kube-apiserver's
+// authenticated-group adder makes every authenticated user: a dispatch
+// rule on that group matches them, and the group is forwarded explicitly,
+// so a certificate named like a service account is forwarded with its own
+// groups only (kube-apiserver adds service-account groups to an
+// impersonated service account only when no group is given).
+func TestX509UserIsAuthenticatedGroupMember(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	table := testTable(ca.CertPEM)
+	table.Clusters["a"].Dispatch = []policy.Dispatch{{Name: "everyone", Rules: []policy.Rule{{
+		Verbs: []string{"*"}, APIGroups: []string{"*"}, Resources: []string{"*"}, UserGroups: []string{"system:authenticated"},
+	}}}}
+	tp.SetPolicy(table)
+	for _, cn := range []string{"jane", "system:serviceaccount:default:robot"} {
+		_, cert := ca.issue(t, clientCert{cn: cn})
+		d := checkCert(tp, cert)
+		if !d.Allowed() || d.Rule != "everyone" {
+			t.Errorf("%s: %s rule %q, want the system:authenticated rule", cn, d.Outcome, d.Rule)
+		}
+		var groups []string
+		for _, h := range d.SetHeaders {
+			if h.Name == "Impersonate-Group" {
+				groups = append(groups, h.Value)
+			}
+		}
+		if !slices.Equal(groups, []string{"system:authenticated"}) {
+			t.Errorf("%s: forwarded groups %q, want exactly system:authenticated", cn, groups)
+		}
 	}
 }

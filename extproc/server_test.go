@@ -152,7 +152,7 @@ func TestAllowMutatesHeadersAndRecordsResponse(t *testing.T) {
 	}
 	md := resp.GetDynamicMetadata().GetFields()[envoy.MetadataNamespaceExtProc].GetStructValue().
 		GetFields()[envoy.MetadataKeyRequest].GetStructValue().GetFields()
-	if md["user"].GetStringValue() != "jane" || md["resource"].GetStringValue() != "pods" || md["groups"].GetNumberValue() != 2 {
+	if md["user"].GetStringValue() != "jane" || md["resource"].GetStringValue() != "pods" || md["groups"].GetNumberValue() != 3 { // dev, ops, system:authenticated
 		t.Errorf("access-log metadata = %v", md)
 	}
 

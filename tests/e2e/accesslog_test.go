@@ -31,8 +31,10 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 	probe := "accesslog-probe-" + randomHex(t, 6)
 	token := "frontdoor-secret-token-" + randomHex(t, 16)
 
-	// An x509 user with two groups reads a ConfigMap that does not exist
-	// (404 from the apiserver), with a bearer token the gateway must drop.
+	// An x509 user with two groups (three with system:authenticated, which
+	// kube-apiserver gives every authenticated user) reads a ConfigMap that
+	// does not exist (404 from the apiserver), with a bearer token the
+	// gateway must drop.
 	u := newUser("audrey", "system:masters", "log-readers")
 	certified, err := sb.HTTPClient(u.certPEM, u.keyPEM)
 	if err != nil {
@@ -100,7 +102,7 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 	}
 	wantAllowed := map[string]any{
 		"cluster": "sandbox", "method": "GET", "path": path, "code": float64(404), "decision": "allowed",
-		"user": "audrey", "groups": float64(2), "verb": "get", "apiGroup": "", "resource": "configmaps",
+		"user": "audrey", "groups": float64(3), "verb": "get", "apiGroup": "", "resource": "configmaps",
 		"subresource": "", "namespace": "kube-system", "name": probe, "rule": "default",
 		"upstreamCluster": "sandbox/default",
 	}

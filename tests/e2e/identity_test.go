@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,25 @@ func TestClientIdentityHeadersGainNothing(t *testing.T) {
 				t.Errorf("403 is not about mallory: %v", err)
 			}
 		})
+	}
+}
+
+// A certificate whose CN is a service-account name authenticates directly
+// as that user with its O groups and system:authenticated, and through the
+// gateway it must stay exactly that: kube-apiserver would add the
+// service-account groups to an impersonated service account forwarded
+// without any group.
+func TestServiceAccountNamedCertificateGainsNoGroups(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	for _, u := range []user{newUser("system:serviceaccount:default:cert-robot"), newUser("system:serviceaccount:default:cert-robot-o", "team")} {
+		want := whoami(t, ctx, sandbox.Clientset(t, u.direct()))
+		if slices.Contains(want.Groups, "system:serviceaccounts") {
+			t.Fatalf("direct whoami of %s already has service-account groups: %v", u.name, want.Groups)
+		}
+		got := whoami(t, ctx, sandbox.Clientset(t, u.gateway()))
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("whoami of %s (groups %q) through the gateway (-direct +gateway):\n%s", u.name, u.groups, diff)
+		}
 	}
 }
 
