@@ -387,6 +387,11 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		if err != nil {
 			p.log.Debug("authentication failed", "cluster", req.Cluster, "error", err)
 		}
+		if errors.Is(err, errReviewUnavailable) {
+			d := reviewUnavailable
+			d.Info = info
+			return d, false
+		}
 		return denied(Unauthenticated, info), false
 	}
 

@@ -34,6 +34,13 @@ const (
 // for a token no authenticator accepted.
 var errInvalidToken = errors.New("invalid bearer token")
 
+// errReviewUnavailable marks a TokenReview nobody answered (the cluster's
+// servers unreachable, timing out or failing): the token is neither valid
+// nor invalid, so its request is answered 503 with Retry-After, which
+// client-go retries, rather than 401, which tells a client its good token
+// is bad.
+var errReviewUnavailable = errors.New("TokenReview unavailable")
+
 // tokenAuthenticator checks bearer tokens with TokenReviews against the
 // upstream cluster, through k8s.io/apiserver's webhook token authenticator
 // wrapped in its token cache: the cache keys are HMACs of the token (never
@@ -132,7 +139,7 @@ func (r *tokenReviewer) review(ctx context.Context, token string) (*k8sauthn.Res
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: wantAuds},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, false, fmt.Errorf("TokenReview: %w", err)
+		return nil, false, fmt.Errorf("%w: %w", errReviewUnavailable, err)
 	}
 	var auds k8sauthn.Audiences
 	if checkAuds {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -213,6 +214,39 @@ func TestTokenReviewForwardsUserAndCaches(t *testing.T) {
 }
 
 // A burst of requests with one new token sends one TokenReview.
+// A TokenReview nobody answers leaves the token neither valid nor invalid:
+// 503 with Retry-After (client-go retries it), never 401, never cached; once
+// a server answers again, the same token is accepted.
+func TestTokenReviewUnavailableIs503(t *testing.T) {
+	f := newFakeUpstream(t)
+	f.tokens["good"] = saUser
+	tp := newTestPipeline(t, nil)
+	up := f.upstream(t)
+	live := up.ServerURLs
+	up.ServerURLs = []string{deadURL(t), deadURL(t)}
+	tp.SetPolicy(tokenTable(up, nil))
+	req := &Request{Cluster: "a", Method: "GET", Path: "/api/v1/pods", Headers: map[string]string{"authorization": "Bearer good"}}
+	for range 2 {
+		d := tp.Check(context.Background(), req)
+		if d.Outcome != Unavailable || d.Code != 503 {
+			t.Fatalf("decision = %s %d, want unavailable 503", d.Outcome, d.Code)
+		}
+		if !slices.Contains(d.ResponseHeaders, Header{Name: "retry-after", Value: "1"}) {
+			t.Errorf("response headers %v: no retry-after: 1", d.ResponseHeaders)
+		}
+		for _, want := range []string{`"reason":"ServiceUnavailable"`, `"retryAfterSeconds":1`, `"code":503`} {
+			if !strings.Contains(string(d.Body), want) {
+				t.Errorf("body %s lacks %s", d.Body, want)
+			}
+		}
+	}
+	up.ServerURLs = live
+	tp.SetPolicy(tokenTable(up, nil))
+	if d := tp.Check(context.Background(), req); !d.Allowed() {
+		t.Errorf("with the server back: %s %d, want allowed", d.Outcome, d.Code)
+	}
+}
+
 func TestTokenReviewSingleFlight(t *testing.T) {
 	f := newFakeUpstream(t)
 	f.tokens["burst"] = saUser

@@ -54,6 +54,17 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 			t.Errorf("client-go error %v, want ServiceUnavailable with the Status message", err)
 		}
 	})
+	// A bearer token the cluster cannot review (its only server is down) is
+	// neither valid nor invalid: 503 with Retry-After, which client-go
+	// retries, not a 401 that tells the client its token is bad.
+	t.Run("503 with Retry-After when a token cannot be reviewed", func(t *testing.T) {
+		h := http.Header{"Authorization": {"Bearer " + uniq()}}
+		check(t, httpClient(t, deadSNI, nil, nil), h, 503, metav1.StatusReasonServiceUnavailable)
+		_, hdr, _ := do(t, ctx, httpClient(t, deadSNI, nil, nil), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", h, nil)
+		if ra := hdr.Get("Retry-After"); ra != "1" {
+			t.Errorf("Retry-After %q, want 1", ra)
+		}
+	})
 	// frontdoor serve down: ext_authz and ext_proc fail closed with 503. In
 	// process, the request service is Envoy itself: it keeps deciding with
 	// the last policy table it received, still refusing what has no
