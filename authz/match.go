@@ -182,18 +182,27 @@ func rejectDecision(r *policy.Reject) *Decision {
 	if msg == "" {
 		msg = "the request was rejected by a dispatch policy of the gateway"
 	}
+	d := statusDecision(Rejected, r.Code, msg, r.RetryAfterSeconds)
+	return &d
+}
+
+// statusDecision is a denial answered with a Status body of code (the
+// apiserver's reason for it) and, when retryAfter > 0, Retry-After in the
+// header and in the Status details, as kube-apiserver's own throttling and
+// unavailability answers.
+func statusDecision(o Outcome, code int, msg string, retryAfter int) Decision {
 	st := &metav1.Status{
 		Status:  metav1.StatusFailure,
 		Message: msg,
-		Reason:  kubestatus.ReasonForCode(r.Code),
-		Code:    int32(r.Code), //nolint:gosec // validated 400-599.
+		Reason:  kubestatus.ReasonForCode(code),
+		Code:    int32(code), //nolint:gosec // HTTP status codes, validated 400-599.
 	}
 	headers := slices.Clone(statusResponseHeaders)
-	if r.RetryAfterSeconds > 0 {
-		st.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(r.RetryAfterSeconds)} //nolint:gosec // validated non-negative int32.
-		headers = append(headers, Header{Name: "retry-after", Value: strconv.Itoa(r.RetryAfterSeconds)})
+	if retryAfter > 0 {
+		st.Details = &metav1.StatusDetails{RetryAfterSeconds: int32(retryAfter)} //nolint:gosec // validated non-negative int32.
+		headers = append(headers, Header{Name: "retry-after", Value: strconv.Itoa(retryAfter)})
 	}
-	return &Decision{Outcome: Rejected, Code: r.Code, Body: kubestatus.Encode(st), ResponseHeaders: headers}
+	return Decision{Outcome: o, Code: code, Body: kubestatus.Encode(st), ResponseHeaders: headers}
 }
 
 // userKey is the x-frontdoor-user value for a user: a fixed-length digest,

@@ -2,10 +2,8 @@ package authz
 
 import (
 	"net/http"
-	"slices"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/kubestatus"
 )
@@ -19,20 +17,10 @@ var (
 )
 
 // reviewUnavailable answers a request whose bearer token could not be
-// reviewed (errReviewUnavailable): 503 with Retry-After in the header and
-// the Status details, which client-go honours and retries.
-var reviewUnavailable = Decision{
-	Outcome: Unavailable,
-	Code:    http.StatusServiceUnavailable,
-	Body: kubestatus.Encode(&metav1.Status{
-		Status:  metav1.StatusFailure,
-		Message: "the gateway cannot verify bearer tokens right now: its TokenReviews to the cluster fail; retry shortly",
-		Reason:  metav1.StatusReasonServiceUnavailable,
-		Details: &metav1.StatusDetails{RetryAfterSeconds: 1},
-		Code:    http.StatusServiceUnavailable,
-	}),
-	ResponseHeaders: append(slices.Clone(statusResponseHeaders), Header{Name: "retry-after", Value: "1"}),
-}
+// reviewed (errReviewUnavailable): 503 with Retry-After, which client-go
+// honours and retries.
+var reviewUnavailable = statusDecision(Unavailable, http.StatusServiceUnavailable,
+	"the gateway cannot verify bearer tokens right now: its TokenReviews to the cluster fail; retry shortly", 1)
 
 // statusResponseHeaders go with every Status body, as the apiserver sends
 // them (content type, and the no-cache its WithCacheControl filter adds).
