@@ -59,7 +59,6 @@ type filterState struct {
 	// kept too long turns into no-ops instead of a use-after-free.
 	c          *C.fd_stream
 	envoy      unsafe.Pointer
-	registered bool
 	schedulers []*schedulerState
 }
 
@@ -74,11 +73,12 @@ func newStreamState(c *C.fd_stream) *filterState {
 		}()
 	}
 	_, destroyer := st.filter.(Destroyer)
-	if completer, ok := st.filter.(StreamCompleter); ok || destroyer {
+	_, completer := st.filter.(StreamCompleter)
+	if completer || destroyer {
 		st.register()
-		if completer != nil {
-			c.flags |= C.FD_STREAM_WANTS_COMPLETE
-		}
+	}
+	if completer {
+		c.flags |= C.FD_STREAM_WANTS_COMPLETE
 	}
 	return st
 }
@@ -86,16 +86,15 @@ func newStreamState(c *C.fd_stream) *filterState {
 // register keeps the state beyond the current hook: Envoy's later hooks
 // find it through the fd_stream.
 func (st *filterState) register() {
-	if st.registered || st.c == nil {
+	if st.c == nil || st.c.state != 0 {
 		return
 	}
-	st.registered = true
 	st.c.state = C.uintptr_t(cgo.NewHandle(st))
 }
 
 // release ends an unregistered state with its hook.
 func (st *filterState) release() {
-	if !st.registered {
+	if st.c != nil && st.c.state == 0 {
 		st.c, st.envoy = nil, nil
 	}
 }
