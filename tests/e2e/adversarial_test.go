@@ -35,7 +35,64 @@ type advCase struct {
 	// accepts not reaching an apiserver as well.
 	reachedAs string
 	anyOrNone bool
+	// audit, if set, checks more of the audit events of the request
+	// (every replica's): what the apiserver recorded about it.
+	audit func(t *testing.T, events []auditEvent)
 }
+
+// advEnv is what every case set shares: hostile clients and identities.
+type advEnv struct {
+	mallory     user
+	h1, h2      *http.Client // mallory over HTTP/1.1 and HTTP/2
+	anon        *http.Client // no client certificate, HTTP/1.1
+	saName      string
+	saUser      string
+	saToken     string
+	carolClient *http.Client // carol may impersonate bob only
+}
+
+// advCaseSet contributes cases to the suite; each file of the suite
+// registers its sets with registerAdversarial in an init function.
+type advCaseSet func(t *testing.T, ctx context.Context, env *advEnv) []advCase
+
+var advCaseSets []advCaseSet
+
+func registerAdversarial(s advCaseSet) { advCaseSets = append(advCaseSets, s) }
+
+// minAdversarialCases is the size the suite must keep.
+const minAdversarialCases = 60
+
+func init() { registerAdversarial(coreAdversarialCases) }
+
+// get sends GET of secretsTarget with c and h.
+func (env *advEnv) get(c *http.Client, h http.Header) func(*testing.T, context.Context, string) []int {
+	return func(t *testing.T, ctx context.Context, marker string) []int {
+		code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+secretsTarget(marker), h, nil)
+		return []int{code}
+	}
+}
+
+// getPath sends GET of path (which ends in ? or &) with the marker appended.
+func (env *advEnv) getPath(c *http.Client, path string) func(*testing.T, context.Context, string) []int {
+	return func(t *testing.T, ctx context.Context, marker string) []int {
+		code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+path+"m="+marker, nil, nil)
+		return []int{code}
+	}
+}
+
+// raw writes format (MARKER replaced) over TLS with the given certificate.
+func (env *advEnv) raw(certPEM, keyPEM []byte, format string) func(*testing.T, context.Context, string) []int {
+	return func(t *testing.T, ctx context.Context, marker string) []int {
+		return rawExchange(t, ctx, certPEM, keyPEM, strings.ReplaceAll(format, "MARKER", marker))
+	}
+}
+
+// withCert sends GET of secretsTarget over HTTP/1.1 with another certificate.
+func (env *advEnv) withCert(t *testing.T, certPEM, keyPEM []byte, h http.Header) func(*testing.T, context.Context, string) []int {
+	return env.get(http1Client(t, certPEM, keyPEM), h)
+}
+
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 // secretsTarget is what attackers want: kube-system's secrets, which only
 // admins may list.
@@ -48,42 +105,80 @@ func TestAdversarial(t *testing.T) {
 	ensureAltCluster(t, ctx)
 
 	mallory := newUser("mallory", "dev")
-	h1 := http1Client(t, mallory.certPEM, mallory.keyPEM)
-	h2 := httpClient(t, "", mallory.certPEM, mallory.keyPEM)
-	anon := http1Client(t, nil, nil)
-
-	saName := "adv-" + uniq()
-	serviceAccount(t, ctx, saName)
-	saUser := "system:serviceaccount:default:" + saName
-	saToken := tokenFor(t, ctx, saName, nil)
+	env := &advEnv{
+		mallory: mallory,
+		h1:      http1Client(t, mallory.certPEM, mallory.keyPEM),
+		h2:      httpClient(t, "", mallory.certPEM, mallory.keyPEM),
+		anon:    http1Client(t, nil, nil),
+		saName:  "adv-" + uniq(),
+	}
+	serviceAccount(t, ctx, env.saName)
+	env.saUser = "system:serviceaccount:default:" + env.saName
+	env.saToken = tokenFor(t, ctx, env.saName, nil)
 
 	// carol may impersonate user bob and nothing else.
 	bindRules(t, ctx, "adv-imp-"+uniq(), "carol",
 		rbacv1.PolicyRule{APIGroups: []string{""}, Resources: []string{"users"}, Verbs: []string{"impersonate"}, ResourceNames: []string{"bob"}})
 	carol := newUser("carol")
-	carolClient := http1Client(t, carol.certPEM, carol.keyPEM)
+	env.carolClient = http1Client(t, carol.certPEM, carol.keyPEM)
 
-	get := func(c *http.Client, h http.Header) func(*testing.T, context.Context, string) []int {
-		return func(t *testing.T, ctx context.Context, marker string) []int {
-			code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+secretsTarget(marker), h, nil)
-			return []int{code}
-		}
+	var cases []advCase
+	for _, set := range advCaseSets {
+		cases = append(cases, set(t, ctx, env)...)
 	}
-	getPath := func(c *http.Client, path string) func(*testing.T, context.Context, string) []int {
-		return func(t *testing.T, ctx context.Context, marker string) []int {
-			code, _, _ := do(t, ctx, c, "GET", sb.GatewayURL+path+"m="+marker, nil, nil)
-			return []int{code}
+
+	names := map[string]bool{}
+	for _, tc := range cases {
+		if names[tc.name] {
+			t.Fatalf("duplicate case name %q", tc.name)
 		}
+		names[tc.name] = true
+		t.Run(tc.name, func(t *testing.T) {
+			marker := "adv" + uniq()
+			codes := tc.send(t, ctx, marker)
+			if len(codes) == 0 {
+				t.Fatalf("no HTTP response; want one of %v", tc.want)
+			}
+			if !slices.Contains(tc.want, codes[0]) {
+				t.Errorf("status %d, want one of %v", codes[0], tc.want)
+			}
+			for _, c := range codes[1:] {
+				if c >= 200 && c < 300 {
+					t.Errorf("a second (smuggled) response succeeded: %v", codes)
+				}
+			}
+			switch {
+			case tc.reachedAs == "":
+				reachedAs(t, marker, nil)
+			case tc.anyOrNone:
+				for _, e := range auditEvents(t, marker) {
+					if u := e.effectiveUser().Username; u != tc.reachedAs {
+						t.Errorf("reached an apiserver as %q, want %q or not at all", u, tc.reachedAs)
+					}
+				}
+			default:
+				reachedAs(t, marker, &tc.reachedAs)
+			}
+			if tc.audit != nil {
+				tc.audit(t, auditEvents(t, marker))
+			}
+		})
 	}
-	raw := func(certPEM, keyPEM []byte, format string) func(*testing.T, context.Context, string) []int {
-		return func(t *testing.T, ctx context.Context, marker string) []int {
-			return rawExchange(t, ctx, certPEM, keyPEM, strings.ReplaceAll(format, "MARKER", marker))
-		}
+	if len(cases) < minAdversarialCases {
+		t.Errorf("the adversarial suite has %d cases, want at least %d", len(cases), minAdversarialCases)
 	}
+}
+
+// coreAdversarialCases: impersonation headers, upgrades, internal and
+// front-proxy headers, bearer tokens, certificates, paths, sizes and
+// request smuggling.
+func coreAdversarialCases(t *testing.T, ctx context.Context, env *advEnv) []advCase {
+	mallory, h1, h2, anon := env.mallory, env.h1, env.h2, env.anon
+	saName, saUser, saToken, carolClient := env.saName, env.saUser, env.saToken, env.carolClient
+	get, getPath, raw := env.get, env.getPath, env.raw
 	withCert := func(certPEM, keyPEM []byte, h http.Header) func(*testing.T, context.Context, string) []int {
-		return get(http1Client(t, certPEM, keyPEM), h)
+		return env.withCert(t, certPEM, keyPEM, h)
 	}
-	bearer := func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 	garbage := func(n int) string { return strings.Repeat("x", n) }
 	wsProtocol := func(tok string) string {
 		return "base64url.bearer.authorization.k8s.io." + base64.RawURLEncoding.EncodeToString([]byte(tok))
@@ -103,7 +198,7 @@ func TestAdversarial(t *testing.T) {
 		unauthorized = http.StatusUnauthorized
 		badRequest   = http.StatusBadRequest
 	)
-	cases := []advCase{
+	return []advCase{
 		// Impersonate-* from a client is a request to impersonate,
 		// authorized like kube-apiserver does; mallory may not.
 		{name: "Impersonate-User canonical without permission is 403 at the gateway", send: get(h1, http.Header{"Impersonate-User": {"sandbox-admin"}}), want: []int{forbidden}},
@@ -204,44 +299,6 @@ func TestAdversarial(t *testing.T) {
 			"GET "+secretsTarget("MARKER")+" HTTP/1.1\r\nHost: gw\r\nX-Innocent: a\r\n Impersonate-User: sandbox-admin\r\n\r\n"), want: []int{forbidden, badRequest}, reachedAs: "mallory", anyOrNone: true},
 		{name: "whitespace before the colon of Impersonate-User is 400", send: raw(mallory.certPEM, mallory.keyPEM,
 			"GET "+secretsTarget("MARKER")+" HTTP/1.1\r\nHost: gw\r\nImpersonate-User : sandbox-admin\r\n\r\n"), want: []int{badRequest}},
-	}
-
-	names := map[string]bool{}
-	for _, tc := range cases {
-		if names[tc.name] {
-			t.Fatalf("duplicate case name %q", tc.name)
-		}
-		names[tc.name] = true
-		t.Run(tc.name, func(t *testing.T) {
-			marker := "adv" + uniq()
-			codes := tc.send(t, ctx, marker)
-			if len(codes) == 0 {
-				t.Fatalf("no HTTP response; want one of %v", tc.want)
-			}
-			if !slices.Contains(tc.want, codes[0]) {
-				t.Errorf("status %d, want one of %v", codes[0], tc.want)
-			}
-			for _, c := range codes[1:] {
-				if c >= 200 && c < 300 {
-					t.Errorf("a second (smuggled) response succeeded: %v", codes)
-				}
-			}
-			switch {
-			case tc.reachedAs == "":
-				reachedAs(t, marker, nil)
-			case tc.anyOrNone:
-				for _, e := range auditEvents(t, marker) {
-					if u := e.effectiveUser().Username; u != tc.reachedAs {
-						t.Errorf("reached an apiserver as %q, want %q or not at all", u, tc.reachedAs)
-					}
-				}
-			default:
-				reachedAs(t, marker, &tc.reachedAs)
-			}
-		})
-	}
-	if len(cases) < 40 {
-		t.Errorf("the adversarial suite has %d cases, want at least 40", len(cases))
 	}
 }
 

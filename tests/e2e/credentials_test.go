@@ -234,6 +234,9 @@ type auditEvent struct {
 	User             authenticationv1.UserInfo  `json:"user"`
 	ImpersonatedUser *authenticationv1.UserInfo `json:"impersonatedUser"`
 	ResponseStatus   *metav1.Status             `json:"responseStatus"`
+	AuditID          string                     `json:"auditID"`
+	SourceIPs        []string                   `json:"sourceIPs"`
+	UserAgent        string                     `json:"userAgent"`
 }
 
 // effectiveUser is who the apiserver authorized the request as.
