@@ -79,6 +79,16 @@ bench: tools build ## measure direct vs Frontdoor vs plain Envoy vs HAProxy; tab
 	$(TESTS_GO) build -o $(BIN)/bench ./bench/cmd/bench
 	$(BIN)/bench $(BENCH_FLAGS)
 
+# make bench-abuse: valid users' success rate and p99, quiet and under each
+# attack alone (slow-loris, half-open TLS, random-token flood, hung proxied
+# requests), in each request-service mode. Not part of make test or CI.
+ABUSE_FLAGS ?=
+
+.PHONY: bench-abuse
+bench-abuse: tools build ## abuse benchmark (~7 min): valid users under slow-loris, half-open TLS, token flood, hung requests; table in _bench/abuse.md (ABUSE_FLAGS, see bin/bench-abuse --help)
+	$(TESTS_GO) build -o $(BIN)/bench-abuse ./bench/cmd/abuse
+	$(BIN)/bench-abuse $(ABUSE_FLAGS)
+
 # make soak: a long steady mixed load on one request-service mode; flat
 # memory, the same Envoy throughout and no failed request, or it fails.
 SOAK_MODE     ?= InProcess
@@ -114,4 +124,4 @@ lint: ## golangci-lint (pinned in tools/lint; house rules in .golangci.yml) on t
 
 .PHONY: clean
 clean: ## remove built binaries and sandbox state (not the cached bin/ components)
-	rm -rf $(BIN)/frontdoor $(BIN)/bench _sandbox _bench
+	rm -rf $(BIN)/frontdoor $(BIN)/bench $(BIN)/bench-abuse _sandbox _bench
