@@ -169,6 +169,15 @@ func RunAbuse(ctx context.Context, opts AbuseOptions) (*AbuseReport, error) {
 
 	pids := sb.PIDs()
 	procs := map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}
+	// CPU is also read for the apiservers (a flood of unknown tokens is a
+	// flood of TokenReviews) and for this process (the attackers and the
+	// valid clients share the machine's cores with the gateway).
+	cpuProcs := map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"], "bench": os.Getpid()}
+	for name, pid := range pids {
+		if strings.HasPrefix(name, "apiserver-") {
+			cpuProcs[name] = pid
+		}
+	}
 	rep := &AbuseReport{Started: began.UTC().Format(time.RFC3339), CPUs: runtime.NumCPU(), LoadAvg: loadAvg(),
 		Settings: AbuseSettings{Modes: opts.Modes, WindowS: opts.Window.Seconds(), WarmupS: opts.Warmup.Seconds(), RampS: opts.Ramp.Seconds(),
 			RatePerKind: opts.Rate, TimeoutS: opts.Timeout.Seconds(), SlowLorisConns: opts.SlowLorisConns, SlowLorisEveryS: opts.SlowLorisEvery.Seconds(),
@@ -198,7 +207,7 @@ func RunAbuse(ctx context.Context, opts AbuseOptions) (*AbuseReport, error) {
 				return nil, err
 			}
 			hole.resetPeak()
-			row, err := runPhase(ctx, opts, mode, name, a, loads, procs)
+			row, err := runPhase(ctx, opts, mode, name, a, loads, procs, cpuProcs)
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", mode, name, err)
 			}
@@ -251,7 +260,7 @@ func newAttack(name string, o AbuseOptions, valid, attacker Client) (attack, err
 
 // runPhase runs attack a (nil: quiet) for Ramp, then the valid loads for
 // Warmup+Window beside it, then stops it and waits Cooldown.
-func runPhase(ctx context.Context, o AbuseOptions, mode, name string, a attack, loads []validLoad, procs map[string]int) (AbuseRow, error) {
+func runPhase(ctx context.Context, o AbuseOptions, mode, name string, a attack, loads []validLoad, procs, cpuProcs map[string]int) (AbuseRow, error) {
 	row := AbuseRow{Mode: mode, Attack: name}
 	actx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -262,7 +271,9 @@ func runPhase(ctx context.Context, o AbuseOptions, mode, name string, a attack, 
 		sleepCtx(ctx, o.Ramp)
 	}
 	peaks := sampleProcs(actx, procs, 500*time.Millisecond)
+	cpuBefore, measuredFrom := snapshotCPU(cpuProcs), time.Now()
 	results, err := runValid(ctx, loads, o.Warmup, o.Window)
+	row.CPUCores = coresBy(snapshotCPU(cpuProcs).since(cpuBefore), time.Since(measuredFrom))
 	if a != nil {
 		row.Volume = a.volume(time.Since(started))
 	}
@@ -296,6 +307,22 @@ func runPhase(ctx context.Context, o AbuseOptions, mode, name string, a attack, 
 	row.Down = strings.TrimSuffix(row.Down, "; ")
 	sleepCtx(ctx, o.Cooldown)
 	return row, ctx.Err()
+}
+
+// coresBy is CPU time per process over elapsed, in cores, with the
+// apiservers summed as "apiservers".
+func coresBy(used map[string]time.Duration, elapsed time.Duration) map[string]float64 {
+	out := map[string]float64{}
+	if elapsed <= 0 {
+		return out
+	}
+	for name, d := range used {
+		if strings.HasPrefix(name, "apiserver-") {
+			name = "apiservers"
+		}
+		out[name] += d.Seconds() / elapsed.Seconds()
+	}
+	return out
 }
 
 // sampleProcs samples the RSS and open fds of procs every interval until

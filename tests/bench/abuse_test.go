@@ -86,7 +86,9 @@ func TestAbuseReportMarkdown(t *testing.T) {
 			{Mode: "ExtAuthz", Attack: AttackFlood, SuccessPct: 97.5, Requests: 1200, Failures: 30, Timeouts: 2, FirstErr: "GET: 503 Service Unavailable",
 				P99Ms: 90, P99Ratio: 4.5, Volume: AttackVolume{Summary: "800 random tokens/s"}},
 			{Mode: "ExtAuthz", Attack: AttackHung, SuccessPct: 100, P99Ms: 41, P99Ratio: 2.05},
-			{Mode: "ExtAuthz", Attack: quietAfter, SuccessPct: 100, P99Ms: 21, P99Ratio: 1.05},
+			{Mode: "ExtAuthz", Attack: quietAfter, SuccessPct: 100, P99Ms: 21, P99Ratio: 1.05,
+				CPUCores: map[string]float64{"envoy": 0.41, "frontdoor": 0.12, "apiservers": 0.8, "bench": 0.35}},
+			{Mode: "InProcess", Attack: quietAfter, SuccessPct: 100, P99Ms: 31, P99Ratio: 3.1},
 			{Mode: "InProcess", Attack: attackQuiet, SuccessPct: 100, P99Ms: 10, P99Ratio: 1},
 			{Mode: "InProcess", Attack: AttackHalfOpen, SuccessPct: 100, P99Ms: 12, P99Ratio: 1.2, Down: "envoy (pid 1) exited during the attack"},
 		}}
@@ -97,7 +99,8 @@ func TestAbuseReportMarkdown(t *testing.T) {
 		"| slowloris | 99.95 |", "| 1.50x |",
 		"| token-flood | 97.50 |", "**no** (success, p99)",
 		"| hung-requests | 100 |", "| 2.05x |",
-		"(recovered)",
+		"| (recovered) | n/a | n/a | 0.41 / 0.12 / 0.80 / 0.35 |",
+		"| 3.10x | 0.00 / 0.0 | 0.00 / 0.0 | (drift or residue) |",
 		"**no** (gateway down)",
 		"| 100 / 80 |",
 		"- **slowloris**: 512/512 TLS conns held",
@@ -108,13 +111,13 @@ func TestAbuseReportMarkdown(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
-	if strings.Count(md, "| slowloris | 99.95 |") != 1 || !strings.Contains(md, "| slowloris | 99.95 | 0.0 | 30.0 | 1.50x | 0.00 / 0.0 | 0.00 / 0.0 | yes |") {
+	if strings.Count(md, "| slowloris | 99.95 |") != 1 || !strings.Contains(md, "| slowloris | 99.95 | 0.0 | 30.0 | 1.50x | 0.00 / 0.0 | 0.00 / 0.0 | yes | n/a | n/a | n/a |") {
 		t.Errorf("slowloris row wrong:\n%s", md)
 	}
 	if strings.Contains(md, "- **quiet**") {
 		t.Errorf("quiet phases without failures are not attacks to describe:\n%s", md)
 	}
-	if rep.Rows[3].MeetsGoal() || !rep.Rows[1].MeetsGoal() || rep.Rows[6].MeetsGoal() {
+	if rep.Rows[3].MeetsGoal() || !rep.Rows[1].MeetsGoal() || rep.Rows[7].MeetsGoal() {
 		t.Error("MeetsGoal: p99 2.05x must miss, 99.95% at 1.5x must meet, a dead gateway must miss")
 	}
 
