@@ -92,7 +92,7 @@ func (o *AbuseOptions) defaults() {
 	defInt(&o.SlowLorisConns, 512)
 	defInt(&o.HalfOpenConns, 512)
 	defInt(&o.FloodWorkers, 32)
-	defInt(&o.HungRequests, 512)
+	defInt(&o.HungRequests, 1200)
 	if o.Rate <= 0 {
 		o.Rate = 40
 	}

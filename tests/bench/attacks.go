@@ -11,7 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,9 +52,20 @@ type connHolder struct {
 	// tick sends the next trickle on c; nil sends nothing (stall).
 	tick func(c net.Conn, slot int, n int) error
 
+	// kinds, if set, name the kinds of connection slots cycle through
+	// (slot i is kinds[i%len(kinds)]), so closes are reported per kind.
+	kinds []string
+
 	open, peak, opened, closedByPeer, dialErrors, ticks atomic.Int64
 	mu                                                  sync.Mutex
-	lifetimes                                           []time.Duration // of connections the peer closed
+	lifetimes                                           map[string][]time.Duration // of connections the peer closed, by kind
+}
+
+func (h *connHolder) kind(slot int) string {
+	if len(h.kinds) == 0 {
+		return ""
+	}
+	return h.kinds[slot%len(h.kinds)]
 }
 
 func (h *connHolder) run(ctx context.Context) {
@@ -113,14 +124,14 @@ func (h *connHolder) hold(ctx context.Context, slot int) bool {
 		case <-ctx.Done():
 			return true
 		case <-closed:
-			h.peerClosed(time.Since(start))
+			h.peerClosed(slot, time.Since(start))
 			return false
 		case <-t.C:
 			if h.tick == nil {
 				continue
 			}
 			if err := h.tick(c, slot, n); err != nil {
-				h.peerClosed(time.Since(start))
+				h.peerClosed(slot, time.Since(start))
 				return false
 			}
 			h.ticks.Add(1)
@@ -128,39 +139,59 @@ func (h *connHolder) hold(ctx context.Context, slot int) bool {
 	}
 }
 
-func (h *connHolder) peerClosed(lifetime time.Duration) {
+func (h *connHolder) peerClosed(slot int, lifetime time.Duration) {
 	h.closedByPeer.Add(1)
 	h.mu.Lock()
-	h.lifetimes = append(h.lifetimes, lifetime)
+	if h.lifetimes == nil {
+		h.lifetimes = map[string][]time.Duration{}
+	}
+	k := h.kind(slot)
+	h.lifetimes[k] = append(h.lifetimes[k], lifetime)
 	h.mu.Unlock()
 }
 
-// figures are the holder's counters; held is the peak of connections open
-// at once, the attack volume the table reports.
+// figures are the holder's counters; peak_held, the most connections open
+// at once, is the attack volume the table reports. Closes by the gateway
+// and their median lifetime are also given per kind (suffix _<kind>).
 func (h *connHolder) figures() map[string]float64 {
-	h.mu.Lock()
-	lt := append([]time.Duration(nil), h.lifetimes...)
-	h.mu.Unlock()
 	f := map[string]float64{
 		"target": float64(h.n), "peak_held": float64(h.peak.Load()), "opened": float64(h.opened.Load()),
 		"closed_by_gateway": float64(h.closedByPeer.Load()), "dial_errors": float64(h.dialErrors.Load()),
 		"trickles_sent": float64(h.ticks.Load()),
 	}
-	if len(lt) > 0 {
-		sort.Slice(lt, func(i, j int) bool { return lt[i] < lt[j] })
-		f["median_lifetime_s"] = lt[len(lt)/2].Seconds()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k, lt := range h.lifetimes {
+		lt = slices.Clone(lt)
+		slices.Sort(lt)
+		suffix := ""
+		if k != "" {
+			suffix = "_" + k
+			f["closed_by_gateway"+suffix] = float64(len(lt))
+		}
+		f["median_lifetime_s"+suffix] = lt[len(lt)/2].Seconds()
 	}
 	return f
 }
 
-func (f figuresText) closedText() string {
-	if f["closed_by_gateway"] == 0 {
-		return "none closed by the gateway"
+// closedText says what the gateway closed, per kind when there are kinds.
+func (h *connHolder) closedText(f map[string]float64) string {
+	if len(h.kinds) == 0 {
+		if f["closed_by_gateway"] == 0 {
+			return "none closed by the gateway"
+		}
+		return fmt.Sprintf("%.0f closed by the gateway (median after %.1fs)", f["closed_by_gateway"], f["median_lifetime_s"])
 	}
-	return fmt.Sprintf("%.0f closed by the gateway (median after %.1fs)", f["closed_by_gateway"], f["median_lifetime_s"])
+	var parts []string
+	for _, k := range h.kinds {
+		if n := f["closed_by_gateway_"+k]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f (median after %.1fs)", k, n, f["median_lifetime_s_"+k]))
+		} else {
+			parts = append(parts, k+" none")
+		}
+	}
+	return "closed by the gateway: " + strings.Join(parts, ", ")
 }
-
-type figuresText map[string]float64
 
 // slowLoris holds n TLS connections to the gateway (HTTP/1.1 by ALPN, no
 // client certificate: an anonymous attacker), each of which sends a request
@@ -207,16 +238,22 @@ func newSlowLoris(target Client, n int, interval, ramp time.Duration) (*slowLori
 func (s *slowLoris) volume(time.Duration) AttackVolume {
 	f := s.figures()
 	return AttackVolume{Figures: f, Summary: fmt.Sprintf("%.0f/%d TLS conns held (peak), %.0f opened, %s",
-		f["peak_held"], s.n, f["opened"], figuresText(f).closedText())}
+		f["peak_held"], s.n, f["opened"], s.closedText(f))}
 }
 
 // halfOpen holds n TCP connections to the gateway's TLS port that never
-// finish a handshake: even slots send nothing at all, odd slots send the
-// first half of a real ClientHello (with the gateway's SNI) and stall.
+// finish a handshake, a third of each kind: "silent" sends nothing,
+// "partial" sends the first half of a real ClientHello (with the gateway's
+// SNI) and stalls, "hello" sends the whole ClientHello, reads whatever the
+// gateway answers and never sends its own Finished (past the TLS
+// inspector, only a handshake timeout can end it).
 type halfOpen struct {
 	connHolder
-	partial []byte
+	hello []byte
 }
+
+// halfOpenKinds are the kinds of stalled handshake, in slot order.
+var halfOpenKinds = []string{"silent", "partial", "hello"}
 
 func newHalfOpen(target Client, n int, ramp time.Duration) (*halfOpen, error) {
 	u, err := url.Parse(target.URL)
@@ -227,22 +264,27 @@ func newHalfOpen(target Client, n int, ramp time.Duration) (*halfOpen, error) {
 	if sni == "" {
 		sni = u.Hostname()
 	}
-	partial, err := partialClientHello(sni)
+	hello, err := clientHello(sni)
 	if err != nil {
 		return nil, err
 	}
-	h := &halfOpen{connHolder: connHolder{n: n, interval: time.Second, ramp: ramp}, partial: partial}
+	h := &halfOpen{connHolder: connHolder{n: n, interval: time.Second, ramp: ramp, kinds: halfOpenKinds}, hello: hello}
 	h.dial = func(ctx context.Context, slot int) (net.Conn, error) {
 		var d net.Dialer
 		c, err := d.DialContext(ctx, "tcp", u.Host)
 		if err != nil {
 			return nil, err
 		}
-		if slot%2 == 1 {
-			if _, err := c.Write(partial); err != nil {
-				c.Close()
-				return nil, err
-			}
+		var opening []byte
+		switch h.kind(slot) {
+		case "partial":
+			opening = hello[:len(hello)/2]
+		case "hello":
+			opening = hello
+		}
+		if _, err := c.Write(opening); err != nil {
+			c.Close()
+			return nil, err
 		}
 		return c, nil
 	}
@@ -251,14 +293,14 @@ func newHalfOpen(target Client, n int, ramp time.Duration) (*halfOpen, error) {
 
 func (h *halfOpen) volume(time.Duration) AttackVolume {
 	f := h.figures()
-	return AttackVolume{Figures: f, Summary: fmt.Sprintf("%.0f/%d handshakes stalled (peak; half silent, half %d bytes of a ClientHello), %.0f opened, %s",
-		f["peak_held"], h.n, len(h.partial), f["opened"], figuresText(f).closedText())}
+	return AttackVolume{Figures: f, Summary: fmt.Sprintf("%.0f/%d handshakes stalled (peak; silent, half a ClientHello, a whole ClientHello), %.0f opened, %s",
+		f["peak_held"], h.n, f["opened"], h.closedText(f))}
 }
 
-// partialClientHello is the first half of the TLS record that Go's client
-// sends first to a server named sni: a real ClientHello cut short, so the
-// gateway's TLS inspector and handshaker wait for the rest.
-func partialClientHello(sni string) ([]byte, error) {
+// clientHello is the first TLS record Go's client sends to a server named
+// sni: a real ClientHello, captured over a pipe (the handshake never
+// completes).
+func clientHello(sni string) ([]byte, error) {
 	client, server := net.Pipe()
 	defer server.Close()
 	go func() {
@@ -278,8 +320,7 @@ func partialClientHello(sni string) ([]byte, error) {
 	if _, err := io.ReadFull(server, body); err != nil {
 		return nil, fmt.Errorf("capturing a ClientHello: %w", err)
 	}
-	full := append(hdr, body...)
-	return full[:len(full)/2], nil
+	return append(hdr, body...), nil
 }
 
 // tokenFlood sends GETs with a fresh random bearer token each, over HTTP/2
@@ -362,7 +403,7 @@ func statusText(statuses map[int]int, errs int64) string {
 	for c := range statuses {
 		codes = append(codes, c)
 	}
-	sort.Ints(codes)
+	slices.Sort(codes)
 	var parts []string
 	for _, c := range codes {
 		parts = append(parts, fmt.Sprintf("%d×%d", c, statuses[c]))

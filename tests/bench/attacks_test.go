@@ -139,9 +139,10 @@ func TestSlowLorisHoldsTricklesAndRedials(t *testing.T) {
 	}
 }
 
-// TestHalfOpenStallsHandshakes: half the connections send nothing, half a
-// cut ClientHello (a TLS handshake record shorter than its header says),
-// and no handshake ever completes.
+// TestHalfOpenStallsHandshakes: a third of the connections send nothing, a
+// third half a ClientHello (a TLS handshake record shorter than its header
+// says), a third a whole one, and then nothing more; closes by the server
+// are counted per kind.
 func TestHalfOpenStallsHandshakes(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -149,8 +150,9 @@ func TestHalfOpenStallsHandshakes(t *testing.T) {
 	}
 	defer ln.Close()
 	var (
-		mu  sync.Mutex
-		got = map[int][]byte{}
+		mu    sync.Mutex
+		got   = map[int][]byte{}
+		conns = map[int]net.Conn{}
 	)
 	go func() {
 		for i := 0; ; i++ {
@@ -158,6 +160,9 @@ func TestHalfOpenStallsHandshakes(t *testing.T) {
 			if err != nil {
 				return
 			}
+			mu.Lock()
+			conns[i] = c
+			mu.Unlock()
 			go func() {
 				defer c.Close()
 				buf := make([]byte, 4096)
@@ -173,7 +178,7 @@ func TestHalfOpenStallsHandshakes(t *testing.T) {
 			}()
 		}
 	}()
-	const n = 8
+	const n = 9
 	h, err := newHalfOpen(Client{URL: "https://" + ln.Addr().String(), ServerName: "gw.example"}, n, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -182,7 +187,7 @@ func TestHalfOpenStallsHandshakes(t *testing.T) {
 	done := make(chan struct{})
 	go func() { h.run(ctx); close(done) }()
 	waitFor(t, 5*time.Second, "all connections held", func() bool { return h.open.Load() == n })
-	waitFor(t, 5*time.Second, "the partial ClientHellos", func() bool {
+	waitFor(t, 5*time.Second, "the ClientHellos", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		sent := 0
@@ -191,37 +196,48 @@ func TestHalfOpenStallsHandshakes(t *testing.T) {
 				sent++
 			}
 		}
-		return sent == n/2
+		return sent == 2*n/3
 	})
 	time.Sleep(100 * time.Millisecond) // nothing more arrives
-	cancel()
-	<-done
-	waitFor(t, 5*time.Second, "the server to see every connection closed", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got) == n
-	})
 	mu.Lock()
-	defer mu.Unlock()
-	silent, partial := 0, 0
-	for _, b := range got {
+	silent, partial, whole := 0, 0, 0
+	var closeOne net.Conn
+	for i, b := range got {
 		switch {
 		case len(b) == 0:
 			silent++
-		case b[0] == 0x16 && len(b) >= 5 && len(b)-5 < int(b[3])<<8|int(b[4]):
+		case b[0] != 0x16 || len(b) < 6 || b[5] != 0x01:
+			t.Errorf("not the start of a ClientHello: %x", b)
+		case len(b)-5 < int(b[3])<<8|int(b[4]):
 			partial++
+		case len(b)-5 == int(b[3])<<8|int(b[4]):
+			whole++
+			closeOne = conns[i]
 			if !strings.Contains(string(b), "gw.example") {
-				t.Errorf("the partial ClientHello does not carry the SNI (%d bytes)", len(b))
+				t.Errorf("the ClientHello does not carry the SNI (%d bytes)", len(b))
 			}
 		default:
-			t.Errorf("unexpected opening bytes %x", b)
+			t.Errorf("more than one record: %d bytes", len(b))
 		}
 	}
-	if silent != n/2 || partial != n/2 {
-		t.Errorf("silent %d, partial %d; want %d each", silent, partial, n/2)
+	silent += n - len(got) // a silent connection the server has not read from yet
+	mu.Unlock()
+	if silent != n/3 || partial != n/3 || whole != n/3 {
+		t.Errorf("silent %d, partial %d, whole %d; want %d each", silent, partial, whole, n/3)
 	}
-	if v := h.volume(time.Second); v.Figures["peak_held"] != n || v.Figures["closed_by_gateway"] != 0 {
+	if closeOne == nil {
+		t.Fatal("no whole ClientHello arrived")
+	}
+	closeOne.Close() // the gateway ends one stalled handshake
+	waitFor(t, 5*time.Second, "the closed one dialled again", func() bool { return h.closedByPeer.Load() == 1 && h.open.Load() == n })
+	cancel()
+	<-done
+	v := h.volume(time.Second)
+	if v.Figures["peak_held"] != n || v.Figures["closed_by_gateway_hello"] != 1 || v.Figures["closed_by_gateway_silent"] != 0 {
 		t.Errorf("volume: %+v", v)
+	}
+	if !strings.Contains(v.Summary, "closed by the gateway: silent none, partial none, hello 1 (median after") {
+		t.Errorf("summary: %q", v.Summary)
 	}
 }
 
@@ -321,17 +337,17 @@ func TestHungRequestsStayHeldAtTheBlackHole(t *testing.T) {
 	}
 }
 
-// TestPartialClientHelloIsCut: the captured record is a handshake record
-// whose header announces more bytes than are sent.
-func TestPartialClientHelloIsCut(t *testing.T) {
-	b, err := partialClientHello("x.example")
+// TestClientHelloIsOneWholeRecord: the captured ClientHello is exactly
+// one handshake record, as long as its header says.
+func TestClientHelloIsOneWholeRecord(t *testing.T) {
+	b, err := clientHello("x.example")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if b[0] != 0x16 || b[5] != 0x01 {
 		t.Fatalf("not a ClientHello record: %x", b[:6])
 	}
-	if announced := int(b[3])<<8 | int(b[4]); len(b)-5 >= announced || len(b)-5 < announced/3 {
-		t.Errorf("sent %d of %d record bytes; want about half", len(b)-5, announced)
+	if announced := int(b[3])<<8 | int(b[4]); len(b)-5 != announced {
+		t.Errorf("record of %d bytes announces %d", len(b)-5, announced)
 	}
 }

@@ -45,7 +45,7 @@ func run() error {
 	flag.DurationVar(&o.SlowLorisEvery, "slowloris-every", 0, "one header byte per slow-loris connection this often (default 5s)")
 	flag.IntVar(&o.HalfOpenConns, "halfopen-conns", 0, "half-open TLS handshakes held (default 512)")
 	flag.IntVar(&o.FloodWorkers, "flood-workers", 0, "random-token flood workers, each sending as fast as answers come (default 32)")
-	flag.IntVar(&o.HungRequests, "hung-requests", 0, "requests held to the never-answering upstream (default 512)")
+	flag.IntVar(&o.HungRequests, "hung-requests", 0, "requests held to the never-answering upstream (default 1200: above Envoy's default circuit breaker of 1024)")
 	flag.UintVar(&seed, "seed", 7, "random seed (arrivals, request mix)")
 	flag.Parse()
 	o.Seed = uint64(seed)
