@@ -119,7 +119,7 @@ func (r *AbuseReport) Markdown() string {
 	fmt.Fprintf(&b, "Valid users: x509 and bearer-token clients, each %g GETs/s (open loop, Poisson arrivals) over %d HTTP/2 connections; "+
 		"a request counts as failed if it is not answered 2xx within %gs. Each phase: the attack ramps up for %gs, then %gs of warm-up and a %gs measured window.\n",
 		s.RatePerKind, s.ValidConnections, s.TimeoutS, s.RampS, s.WarmupS, s.WindowS)
-	fmt.Fprintf(&b, "Attacks: slow-loris %d TLS connections trickling a header byte every %gs; half-open %d TCP connections (half silent, half a partial ClientHello); "+
+	fmt.Fprintf(&b, "Attacks: slow-loris %d TLS connections trickling a header byte every %gs; half-open %d TCP connections that never finish a handshake (a third silent, a third half a ClientHello, a third a whole ClientHello and no Finished); "+
 		"random-token flood %d workers; hung proxied requests %d in flight to a server that never answers.\n",
 		s.SlowLorisConns, s.SlowLorisEveryS, s.HalfOpenConns, s.FloodWorkers, s.HungRequests)
 	fmt.Fprintf(&b, "Goal: success >= %g%% and p99 <= %gx the quiet run's, for every attack.\n", GoalSuccessPct, GoalP99Ratio)
@@ -191,6 +191,20 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// LoadAbuseReport reads an abuse.json, to render it again (bench-abuse
+// --render) after the Markdown's format changed.
+func LoadAbuseReport(path string) (*AbuseReport, error) {
+	js, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r AbuseReport
+	if err := json.Unmarshal(js, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // write saves abuse.json and abuse.md in dir.

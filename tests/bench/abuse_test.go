@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"net"
 	"net/http"
 	"os"
@@ -125,12 +124,8 @@ func TestAbuseReportMarkdown(t *testing.T) {
 	if err := rep.write(dir); err != nil {
 		t.Fatal(err)
 	}
-	var back AbuseReport
-	js, err := os.ReadFile(filepath.Join(dir, "abuse.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(js, &back); err != nil || len(back.Rows) != len(rep.Rows) || back.Rows[2].FirstErr != rep.Rows[2].FirstErr {
+	back, err := LoadAbuseReport(filepath.Join(dir, "abuse.json"))
+	if err != nil || len(back.Rows) != len(rep.Rows) || back.Rows[2].FirstErr != rep.Rows[2].FirstErr || back.Markdown() != md {
 		t.Errorf("abuse.json round trip: %v %+v", err, back)
 	}
 	if got, _ := os.ReadFile(filepath.Join(dir, "abuse.md")); string(got) != md {

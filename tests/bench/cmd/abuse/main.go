@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,7 +31,9 @@ func run() error {
 		o              bench.AbuseOptions
 		modes, attacks string
 		seed           uint
+		render         string
 	)
+	flag.StringVar(&render, "render", "", "run nothing: render this abuse.json as Markdown again, to stdout and abuse.md beside it")
 	flag.StringVar(&o.OutDir, "out", "", "output directory (default <repo>/_bench)")
 	flag.StringVar(&modes, "modes", strings.Join(bench.AllAbuseModes, ","), "request-service modes to measure")
 	flag.StringVar(&attacks, "attacks", strings.Join(bench.AllAttacks, ","), "attacks to run after each mode's quiet phase")
@@ -48,6 +51,15 @@ func run() error {
 	flag.IntVar(&o.HungRequests, "hung-requests", 0, "requests held to the never-answering upstream (default 1200: above Envoy's default circuit breaker of 1024)")
 	flag.UintVar(&seed, "seed", 7, "random seed (arrivals, request mix)")
 	flag.Parse()
+	if render != "" {
+		rep, err := bench.LoadAbuseReport(render)
+		if err != nil {
+			return err
+		}
+		md := rep.Markdown()
+		fmt.Print(md)
+		return os.WriteFile(filepath.Join(filepath.Dir(render), "abuse.md"), []byte(md), 0o644)
+	}
 	o.Seed = uint64(seed)
 	for _, m := range split(modes) {
 		if !slices.Contains(bench.AllAbuseModes, m) {
