@@ -388,7 +388,10 @@ func startBlackHoleCluster(ctx context.Context, sb *sandbox.Sandbox, m modeClust
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the black-hole UpstreamCluster %s did not serve /version (last: %d %v)", m.name, code, err)
+			if err != nil {
+				return fmt.Errorf("the black-hole UpstreamCluster %s did not serve /version: %w", m.name, err)
+			}
+			return fmt.Errorf("the black-hole UpstreamCluster %s did not serve /version: last answer %d", m.name, code)
 		}
 		if !sleepCtx(ctx, 300*time.Millisecond) {
 			return ctx.Err()
