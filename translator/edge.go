@@ -75,11 +75,7 @@ type EdgeIR struct {
 // edgeIR defaults o: a zero or negative timeout takes the default, as no
 // timeout at all is exactly what these settings are here to prevent.
 func edgeIR(o EdgeOptions) EdgeIR {
-	e := EdgeIR{
-		TLSHandshakeTimeout:   o.TLSHandshakeTimeout,
-		RequestHeadersTimeout: o.RequestHeadersTimeout,
-		TrustedForwardingHops: o.TrustedForwardingHops,
-	}
+	e := EdgeIR(o)
 	if e.TLSHandshakeTimeout <= 0 {
 		e.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
