@@ -34,6 +34,9 @@ func TestEdgeOptions(t *testing.T) {
 			if len(ls) != 1 {
 				t.Fatalf("%d listeners", len(ls))
 			}
+			if got := ls[0].(*listenerv3.Listener).GetListenerFiltersTimeout().AsDuration(); got != tc.handshake {
+				t.Errorf("listener_filters_timeout %v, want %v", got, tc.handshake)
+			}
 			chains := ls[0].(*listenerv3.Listener).GetFilterChains()
 			if len(chains) < 2 {
 				t.Fatalf("%d filter chains, want one per cluster", len(chains))

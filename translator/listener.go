@@ -46,11 +46,14 @@ const (
 
 // listener is the one listener serving every cluster: TLS is terminated
 // here and the filter chain is picked by SNI, so one port fronts any number
-// of clusters. The tls_inspector reads the SNI before the chain is chosen.
+// of clusters. The tls_inspector reads the SNI before the chain is chosen;
+// a connection that sends no ClientHello within the TLS handshake timeout
+// is closed (listener_filters_timeout, Envoy's default 15 s otherwise).
 func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:    envoy.ListenerName,
-		Address: socketAddress(l.Address, l.Port),
+		Name:                   envoy.ListenerName,
+		Address:                socketAddress(l.Address, l.Port),
+		ListenerFiltersTimeout: duration(edgeIR(EdgeOptions(l.Edge)).TLSHandshakeTimeout),
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       tlsInspectorName,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},

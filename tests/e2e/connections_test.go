@@ -52,6 +52,21 @@ func TestTLSHandshakeStallIsClosed(t *testing.T) {
 	waitClosed(t, conn, start, "a stalled TLS handshake")
 }
 
+// A connection that never sends its ClientHello is closed within the TLS
+// handshake timeout too (the tls_inspector's listener filter timeout,
+// otherwise Envoy's default of 15 s).
+func TestSilentConnectionIsClosed(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	var d net.Dialer
+	start := time.Now()
+	conn, err := d.DialContext(ctx, "tcp", strings.TrimPrefix(sb.GatewayURL, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	waitClosed(t, conn, start, "a connection that sends nothing")
+}
+
 // A request whose headers never finish (a slowloris) ends within the
 // request-headers timeout: 408 or a closed connection, never a connection
 // held open.
