@@ -30,6 +30,8 @@ type BootstrapOptions struct {
 	// NodeCluster groups Envoys that get the same config; defaults to
 	// DefaultNodeCluster.
 	NodeCluster string
+	// Overload bounds connections and heap (overload.go).
+	Overload OverloadOptions
 	// XDSAddress is host:port of the frontdoor gRPC server (ADS and
 	// ext_authz, plaintext HTTP/2 on loopback or within the pod), or
 	// unix:///path for its Unix socket (frontdoor serve --grpc-address
@@ -45,7 +47,8 @@ type BootstrapOptions struct {
 const controlPlaneConnectTimeout = time.Second
 
 // Bootstrap builds the static config Envoy starts with: who it is, its
-// admin listener, and the one static cluster pointing at the control plane.
+// admin listener, the one static cluster pointing at the control plane, the
+// overload manager and the pinned runtime guards (overload.go).
 // Everything else (listeners, routes, clusters, endpoints, secrets) comes
 // over one ADS stream, so Envoy applies it in a consistent order.
 func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
@@ -67,6 +70,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	if err != nil {
 		return nil, err
 	}
+	cp.CircuitBreakers = controlPlaneCircuitBreakers()
 	ads := &corev3.ConfigSource{
 		ResourceApiVersion:    corev3.ApiVersion_V3,
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
@@ -75,6 +79,9 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		Node: &corev3.Node{Id: opts.NodeID, Cluster: opts.NodeCluster},
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress(adminHost, adminPort),
+			// Health checks, stats and drains keep working when clients
+			// have taken every connection the overload manager allows.
+			IgnoreGlobalConnLimit: true,
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{
 			Clusters: []*clusterv3.Cluster{cp},
@@ -102,7 +109,9 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 			LdsConfig: ads,
 			CdsConfig: ads,
 		},
-		StatsConfig: policyStatsConfig(),
+		StatsConfig:     policyStatsConfig(),
+		OverloadManager: overloadManager(opts.Overload),
+		LayeredRuntime:  staticRuntime(),
 	}
 	if err := b.ValidateAll(); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)

@@ -35,6 +35,9 @@ type Options struct {
 	// InProcessMetricsAddress, when set, is where the module serves the
 	// pipeline's metrics.
 	InProcessMetricsAddress string
+	// Edge tunes the public listener's timeouts and forwarding-header
+	// trust (edge.go); zero fields take the defaults.
+	Edge EdgeOptions
 }
 
 // Inputs is everything one translation reads.

@@ -25,6 +25,8 @@ type IR struct {
 type ListenerIR struct {
 	Address string
 	Port    uint32
+	// Edge are the listener's abuse limits and forwarding-header trust.
+	Edge EdgeIR
 }
 
 // ClusterIR is one accepted UpstreamCluster.

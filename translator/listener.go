@@ -46,11 +46,14 @@ const (
 
 // listener is the one listener serving every cluster: TLS is terminated
 // here and the filter chain is picked by SNI, so one port fronts any number
-// of clusters. The tls_inspector reads the SNI before the chain is chosen.
+// of clusters. The tls_inspector reads the SNI before the chain is chosen;
+// a connection that sends no ClientHello within the TLS handshake timeout
+// is closed (listener_filters_timeout, Envoy's default 15 s otherwise).
 func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listener {
 	return &listenerv3.Listener{
-		Name:    envoy.ListenerName,
-		Address: socketAddress(l.Address, l.Port),
+		Name:                   envoy.ListenerName,
+		Address:                socketAddress(l.Address, l.Port),
+		ListenerFiltersTimeout: duration(edgeIR(EdgeOptions(l.Edge)).TLSHandshakeTimeout),
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       tlsInspectorName,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
@@ -61,16 +64,21 @@ func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listen
 
 // filterChain serves one cluster. With no server names it matches any SNI
 // no other chain claims, including none at all (kubectl to an IP address).
-func filterChain(c *ClusterIR) *listenerv3.FilterChain {
+//
+// transport_socket_connect_timeout closes a connection whose TLS handshake
+// stalls after its ClientHello (the tls_inspector only bounds the wait for
+// the ClientHello itself).
+func filterChain(l ListenerIR, c *ClusterIR) *listenerv3.FilterChain {
 	fc := &listenerv3.FilterChain{
-		Name: c.Name,
+		Name:                          c.Name,
+		TransportSocketConnectTimeout: duration(l.Edge.TLSHandshakeTimeout),
 		TransportSocket: &corev3.TransportSocket{
 			Name:       tlsTransportSocket,
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(downstreamTLS(c))},
 		},
 		Filters: []*listenerv3.Filter{{
 			Name:       hcmName,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(c))},
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(httpConnectionManager(l.Edge, c))},
 		}},
 	}
 	if len(c.ServerNames) > 0 {
@@ -107,8 +115,10 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 	}
 }
 
-// httpConnectionManager strips internal headers first, then asks the request
-// service (ext_authz), then routes.
+// httpConnectionManager strips internal and untrusted forwarding headers
+// first, then asks the request service (ext_authz), then routes; the edge
+// settings (edge.go) bound slow clients and fix the headers the upstream
+// sees.
 //
 // stream_idle_timeout is disabled: kube-apiserver has no idle timeout on a
 // watch (a quiet watch only gets a bookmark about once a minute, and only if
@@ -125,12 +135,12 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 // whole filter chain (ext_authz and the identity filter) has run on the
 // upgrade request, so a request is authenticated, authorized and
 // impersonated before any upgraded byte flows.
-func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
+func httpConnectionManager(e EdgeIR, c *ClusterIR) *hcmv3.HttpConnectionManager {
 	rs := requestServiceOf(c)
 	xfcc, xfccDetails := rs.forwardClientCert()
 	lr := localReplyConfig()
 	lr.Mappers = append(lr.Mappers, rs.localReplyMappers()...)
-	return &hcmv3.HttpConnectionManager{
+	hcm := &hcmv3.HttpConnectionManager{
 		ForwardClientCertDetails:    xfcc,
 		SetCurrentClientCertDetails: xfccDetails,
 		StatPrefix:                  c.Name,
@@ -152,16 +162,16 @@ func httpConnectionManager(c *ClusterIR) *hcmv3.HttpConnectionManager {
 			ConnectionKeepalive:  downstreamKeepalive(),
 		},
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{
-			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: []*mutationrulesv3.HeaderMutation{
-				removeHeadersWithPrefix(envoy.HeaderPrefix),
-				removeHeadersWithPrefix(remoteHeaderPrefix),
-			}}),
+			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: earlyRemovals()}),
 		},
 		HttpFilters: append(rs.httpFilters(c),
 			localRateLimitFilter(),
+			edgeHeadersFilter(),
 			&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		),
 	}
+	applyEdge(e, hcm)
+	return hcm
 }
 
 // removeHeadersWithPrefix drops every request header starting with prefix.

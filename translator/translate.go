@@ -53,6 +53,7 @@ type Output struct {
 // IR cluster becomes xDS protos that are validated before anything leaves.
 func Translate(in Inputs) *Output {
 	ir, statuses := buildIR(in)
+	ir.Listener.Edge = edgeIR(in.Options.Edge)
 
 	byName := map[string]*statusBuilder{}
 	for _, st := range statuses {
@@ -62,7 +63,7 @@ func Translate(in Inputs) *Output {
 	}
 	var built []*clusterResources
 	for _, c := range ir.Clusters {
-		cr, err := buildClusterResources(c)
+		cr, err := buildClusterResources(ir.Listener, c)
 		if err != nil {
 			byName[c.Name].reject(v1alpha1.ReasonInvalidConfig, err.Error())
 			continue

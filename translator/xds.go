@@ -45,7 +45,7 @@ type validator interface{ ValidateAll() error }
 // buildClusterResources turns one ClusterIR into protos and validates each.
 // Any error (including a panic from a builder, which would be a bug) is
 // returned so the caller can reject just this cluster.
-func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
+func buildClusterResources(l ListenerIR, c *ClusterIR) (out *clusterResources, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			out, err = nil, fmt.Errorf("internal error building Envoy config: %v", r)
@@ -70,7 +70,7 @@ func buildClusterResources(c *ClusterIR) (out *clusterResources, err error) {
 	for _, s := range secrets(c) {
 		add(resourcev3.SecretType, s)
 	}
-	out.filterChain = filterChain(c)
+	out.filterChain = filterChain(l, c)
 
 	for _, typeURL := range resourceTypes {
 		for _, r := range out.resources[typeURL] {

@@ -15,6 +15,10 @@ func runBootstrap(args []string, out io.Writer) error {
 	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "frontdoor serve's --grpc-address: host:port, or unix:///path for its Unix socket")
 	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
 	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
+	maxConns := fs.Uint64("max-downstream-connections", envoy.DefaultMaxDownstreamConnections,
+		"client connections Envoy holds at most, over every listener but admin; beyond it a connection is closed at accept (keep Envoy's fd limit above it)")
+	maxHeap := fs.Uint64("max-heap-bytes", envoy.DefaultMaxHeapBytes,
+		"heap the overload manager measures against (Envoy's memory limit less ~10%): at 90% it frees memory, 92% GOAWAYs clients, 95% sheds new requests and connections")
 	output := fs.String("output", "", "write the bootstrap to this file instead of stdout (e.g. from an init container)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -24,6 +28,7 @@ func runBootstrap(args []string, out io.Writer) error {
 		NodeCluster:  "frontdoor",
 		XDSAddress:   *xdsAddr,
 		AdminAddress: *adminAddr,
+		Overload:     envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
 	})
 	if err != nil {
 		return err

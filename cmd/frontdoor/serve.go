@@ -60,6 +60,8 @@ type serveFlags struct {
 	inProcessModule         string
 	inProcessPolicyAddress  string
 	inProcessMetricsAddress string
+
+	edge translator.EdgeOptions
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -89,8 +91,12 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
 	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
 		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
+	edgeFlags(fs, &f.edge)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if f.edge.TLSHandshakeTimeout <= 0 || f.edge.RequestHeadersTimeout <= 0 {
+		return nil, errors.New("--tls-handshake-timeout and --request-headers-timeout must be positive")
 	}
 	if f.inProcessModule != "" && !filepath.IsAbs(f.inProcessModule) {
 		return nil, fmt.Errorf("--inprocess-module %q must be an absolute path (Envoy loads it from its own working directory)", f.inProcessModule)
@@ -314,6 +320,7 @@ func translatorOptions(f *serveFlags) translator.Options {
 		InProcessModule:         f.inProcessModule,
 		InProcessPolicyAddress:  f.inProcessPolicyAddress,
 		InProcessMetricsAddress: f.inProcessMetricsAddress,
+		Edge:                    f.edge,
 	}
 	switch f.accessLog {
 	case "stdout":
@@ -358,4 +365,22 @@ func configSource(f *serveFlags, ctrl *xds.Controller, poller *health.Poller, lo
 		o.Health = poller // not a typed nil in the interface
 	}
 	return source.NewKubeForConfig(cfg, o)
+}
+
+// edgeFlags are the public listener's abuse limits and forwarding-header
+// trust (translator.EdgeOptions), shared by every cluster.
+func edgeFlags(fs *flag.FlagSet, e *translator.EdgeOptions) {
+	fs.DurationVar(&e.TLSHandshakeTimeout, "tls-handshake-timeout", translator.DefaultTLSHandshakeTimeout,
+		"Envoy closes a client connection whose TLS handshake has not finished by then")
+	fs.DurationVar(&e.RequestHeadersTimeout, "request-headers-timeout", translator.DefaultRequestHeadersTimeout,
+		"Envoy answers 408 and closes the connection when a request's headers have not all arrived by then (never cuts a watch: it ends before the request service is asked)")
+	fs.Func("trusted-forwarding-hops", "how many proxies in front of Envoy append to X-Forwarded-For; the client address is taken that many entries from the right (default 0: the TCP peer; a client's X-Forwarded-For is never forwarded)",
+		func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 8)
+			if err != nil {
+				return fmt.Errorf("want a small non-negative number: %w", err)
+			}
+			e.TrustedForwardingHops = uint32(n)
+			return nil
+		})
 }

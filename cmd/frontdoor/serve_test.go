@@ -79,3 +79,26 @@ func TestListenGRPCUnix(t *testing.T) {
 		t.Error("a regular file was replaced")
 	}
 }
+
+// The edge flags reach the translator; a timeout that is not positive, or
+// a hop count that is not a small number, is refused.
+func TestEdgeFlags(t *testing.T) {
+	f, err := parseServeFlags([]string{"--config-dir", "x", "--tls-handshake-timeout", "3s", "--request-headers-timeout", "2s", "--trusted-forwarding-hops", "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := translatorOptions(f).Edge
+	if e.TLSHandshakeTimeout.String() != "3s" || e.RequestHeadersTimeout.String() != "2s" || e.TrustedForwardingHops != 1 {
+		t.Errorf("edge options %+v", e)
+	}
+	for _, bad := range [][]string{
+		{"--tls-handshake-timeout", "0s"},
+		{"--request-headers-timeout", "-1s"},
+		{"--trusted-forwarding-hops", "-1"},
+		{"--trusted-forwarding-hops", "1000"},
+	} {
+		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, bad...)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}

@@ -196,12 +196,20 @@ func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, mod
 		// Every cluster may choose InProcess: give serve the module.
 		"--inprocess-module", absPath(s.bin(ModuleFile)),
 		"--inprocess-metrics-address", moduleMetricsAddr,
+		// Short edge timeouts, so tests of slow clients finish quickly.
+		"--tls-handshake-timeout", EdgeTimeout.String(),
+		"--request-headers-timeout", EdgeTimeout.String(),
 	)
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
 	}
 	return append(args, s.opts.FrontdoorArgs...)
 }
+
+// EdgeTimeout is the sandbox gateway's TLS handshake and request-headers
+// timeout (the product defaults are 10s): long enough for any client of a
+// busy test machine, short enough for a test to wait it out.
+const EdgeTimeout = 4 * time.Second
 
 // ModuleFile is the in-process request service (make build), in BinDir.
 const ModuleFile = "libfrontdoor.so"

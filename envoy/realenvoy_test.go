@@ -1,0 +1,118 @@
+package envoy
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// Helpers of the tests that run the real Envoy (bin/envoy) on a config of
+// their own: free ports, starting it, waiting until it serves.
+
+// freePort returns a loopback TCP port nobody listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// runEnvoy writes config (a bootstrap as a JSON-able value) and runs
+// bin/envoy on it until the test ends; it returns once Envoy's admin
+// /ready answers 200. Only the process started here is killed.
+func runEnvoy(t *testing.T, config any, adminPort int) {
+	t.Helper()
+	b, err := json.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "envoy.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(dir, "envoy.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(envoyBinary(t), "-c", path, "--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "1")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("envoy log:\n%s", out)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ready := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/ready"
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			out, _ := os.ReadFile(logPath)
+			t.Fatalf("envoy not ready at %s: %v\n%s", ready, err, out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// sockAddr is a socket address in Envoy's JSON config.
+func sockAddr(port int) map[string]any {
+	return map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": port}}
+}
+
+// httpListener is a plain HTTP listener on port whose connection manager
+// runs filters (the router is appended) and routes everything to route.
+func httpListener(name string, port int, route map[string]any, filters ...map[string]any) map[string]any {
+	routeEntry := map[string]any{"match": map[string]any{"prefix": "/"}}
+	for k, v := range route {
+		routeEntry[k] = v
+	}
+	filters = append(filters, map[string]any{
+		"name":         "envoy.filters.http.router",
+		"typed_config": map[string]any{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+	})
+	return map[string]any{
+		"name":    name,
+		"address": sockAddr(port),
+		"filter_chains": []any{map[string]any{"filters": []any{map[string]any{
+			"name": "envoy.filters.network.http_connection_manager",
+			"typed_config": map[string]any{
+				"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+				"stat_prefix": name,
+				"route_config": map[string]any{"virtual_hosts": []any{map[string]any{
+					"name": "all", "domains": []string{"*"},
+					"routes": []any{routeEntry},
+				}}},
+				"http_filters": filters,
+			},
+		}}}},
+	}
+}
