@@ -46,6 +46,12 @@ var (
 	longRunningSubresources = []string{"attach", "exec", "proxy", "log", "portforward"}
 )
 
+// LongRunning reports whether the decided request is long-running as
+// kube-apiserver counts it (watches, proxy, exec, attach, port-forward,
+// logs): its response may come minutes or never (a proxied pod that does
+// not answer), so an adapter must not hold anything per request until then.
+func (d *Decision) LongRunning() bool { return d.Info != nil && isLongRunning(d.Info) }
+
 func isLongRunning(info *request.RequestInfo) bool {
 	if slices.Contains(longRunningVerbs, info.Verb) {
 		return true
