@@ -62,13 +62,19 @@ func isLongRunning(info *request.RequestInfo) bool {
 	return strings.HasPrefix(info.Path, "/debug/pprof/")
 }
 
-// matchPolicy returns the first policy with a rule matching the request, or
-// nil. It is pure: the same info and user always give the same answer.
-func matchPolicy(policies []dispatchPolicy, info *request.RequestInfo, u user.Info) *dispatchPolicy {
+// matchPolicy returns the first policy with a rule matching the request
+// (info, or one of its equivalent views: equivalentRequests), or nil. It is
+// pure: the same info and user always give the same answer.
+func matchPolicy(policies []dispatchPolicy, info *request.RequestInfo, u user.Info, equivalents ...*request.RequestInfo) *dispatchPolicy {
 	for i := range policies {
 		for j := range policies[i].rules {
 			if ruleMatches(&policies[i].rules[j], info, u) {
 				return &policies[i]
+			}
+			for _, e := range equivalents {
+				if ruleMatches(&policies[i].rules[j], e, u) {
+					return &policies[i]
+				}
 			}
 		}
 	}
