@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +53,30 @@ func govUpgrade(t *testing.T, ctx context.Context, u user, target, protocol stri
 	return resp.StatusCode
 }
 
+// waitAccessLogged waits (up to 10 s) until Envoy's access log, which it
+// flushes about every second, names every marker: the streaming tests
+// count exec lines in it, and late ones of this test would land in theirs.
+func waitAccessLogged(t *testing.T, ctx context.Context, markers []string) {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := poll(wctx, 200*time.Millisecond, func() (bool, error) {
+		b, err := os.ReadFile(sb.AccessLogPath)
+		if err != nil {
+			return false, err
+		}
+		for _, m := range markers {
+			if !bytes.Contains(b, []byte(m)) {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("the access log does not name all of this test's %d requests: %v", len(markers), err)
+	}
+}
+
 // execTarget is an exec of "echo marker" in the streaming pod.
 func execTarget(marker string) string {
 	return fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/exec?container=%s&command=echo&command=%s&stdout=true", streamNamespace, streamPod, streamContainer, marker)
@@ -75,11 +101,23 @@ func TestDispatchPolicyGovernsUpgrades(t *testing.T) {
 	streamingPod(t, ctx)
 	ensureGovCluster(t, ctx)
 	const execProtocol = "v4.channel.k8s.io"
+	var (
+		mu      sync.Mutex
+		markers []string
+	)
+	mark := func() string {
+		m := "gup" + uniq()
+		mu.Lock()
+		defer mu.Unlock()
+		markers = append(markers, m)
+		return m
+	}
+	defer func() { waitAccessLogged(t, ctx, markers) }()
 
 	t.Run("reject", func(t *testing.T) {
 		u := newUser("gov-no-exec", "system:masters")
 		for _, tc := range []struct{ sub, protocol string }{{"exec", execProtocol}, {"portforward", "portforward.k8s.io"}} {
-			marker := "gup" + uniq()
+			marker := mark()
 			target := execTarget(marker)
 			if tc.sub == "portforward" {
 				target = fmt.Sprintf("/api/v1/namespaces/%s/pods/%s/portforward?ports=80&m=%s", streamNamespace, streamPod, marker)
@@ -102,7 +140,7 @@ func TestDispatchPolicyGovernsUpgrades(t *testing.T) {
 		codes := make([]int, n)
 		var wg sync.WaitGroup
 		for i := range n {
-			wg.Go(func() { codes[i] = govUpgrade(t, ctx, u, execTarget("gup"+uniq()), execProtocol) })
+			wg.Go(func() { codes[i] = govUpgrade(t, ctx, u, execTarget(mark()), execProtocol) })
 		}
 		wg.Wait()
 		var ok, throttled int
@@ -126,7 +164,7 @@ func TestDispatchPolicyGovernsUpgrades(t *testing.T) {
 		// The pinned policy's subset is replica 2 only.
 		u := newUser("gov-pinned", "system:masters")
 		for range 4 {
-			marker := "gup" + uniq()
+			marker := mark()
 			if code := govUpgrade(t, ctx, u, execTarget(marker), execProtocol); code != http.StatusSwitchingProtocols {
 				t.Errorf("exec by the pinned user: %d, want 101", code)
 				continue
