@@ -9,12 +9,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -31,9 +33,8 @@ import (
 
 const (
 	holeCluster = "hole"
-	// holeRequests exceeds Envoy's default cap of 1024 on the request
-	// service's cluster.
-	holeRequests = 1100
+	// batch is how many hung requests go at once.
+	batch = 50
 )
 
 var holeSNI = holeCluster + "." + sandbox.TestDomain
@@ -68,7 +69,7 @@ func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 	}))
 	srv.EnableHTTP2 = true
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
-	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 4 * holeRequests}
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1 << 16}
 	srv.StartTLS()
 	t.Cleanup(func() {
 		close(release)
@@ -78,9 +79,35 @@ func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 	return srv.URL, &held
 }
 
+// requestServiceCap is max_requests of the circuit breaker on Envoy's
+// cluster of the request service, as Envoy's admin /clusters reports it.
+func requestServiceCap(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	text, err := sb.EnvoyAdmin(ctx, "/clusters")
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := envoy.ControlPlaneCluster + "::default_priority::max_requests::"
+	for line := range strings.SplitSeq(text, "\n") {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("parsing %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("Envoy's /clusters has no %s line", prefix)
+	return 0
+}
+
 func TestExtProcLongRunningHoldsNoStream(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
 	holeURL, held := startBlackHole(t)
+	// More hung requests than the cap (1024 unless the bootstrap sets it),
+	// in whole batches.
+	holeRequests := (requestServiceCap(t, ctx)/batch + 2) * batch
+	t.Logf("%d hung requests", holeRequests)
 
 	uc := altClusterYAML(holeCluster, holeSNI, sandbox.ServersYAML([]string{holeURL}))
 	uc = strings.TrimSuffix(uc, sb.RequestServiceField()) + "  requestService: ExtProc\n"
@@ -115,7 +142,6 @@ func TestExtProcLongRunningHoldsNoStream(t *testing.T) {
 		mu     sync.Mutex
 		failed = map[int]int{} // status -> count
 	)
-	const batch = 50
 	for sent := 0; sent < holeRequests; sent += batch {
 		for i := sent; i < sent+batch; i++ {
 			go func() {
