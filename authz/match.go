@@ -46,6 +46,12 @@ var (
 	longRunningSubresources = []string{"attach", "exec", "proxy", "log", "portforward"}
 )
 
+// LongRunning reports whether the decided request is long-running as
+// kube-apiserver counts it (watches, proxy, exec, attach, port-forward,
+// logs): its response may come minutes or never (a proxied pod that does
+// not answer), so an adapter must not hold anything per request until then.
+func (d *Decision) LongRunning() bool { return d.Info != nil && isLongRunning(d.Info) }
+
 func isLongRunning(info *request.RequestInfo) bool {
 	if slices.Contains(longRunningVerbs, info.Verb) {
 		return true
@@ -56,13 +62,19 @@ func isLongRunning(info *request.RequestInfo) bool {
 	return strings.HasPrefix(info.Path, "/debug/pprof/")
 }
 
-// matchPolicy returns the first policy with a rule matching the request, or
-// nil. It is pure: the same info and user always give the same answer.
-func matchPolicy(policies []dispatchPolicy, info *request.RequestInfo, u user.Info) *dispatchPolicy {
+// matchPolicy returns the first policy with a rule matching the request
+// (info, or one of its equivalent views: equivalentRequests), or nil. It is
+// pure: the same info and user always give the same answer.
+func matchPolicy(policies []dispatchPolicy, info *request.RequestInfo, u user.Info, equivalents ...*request.RequestInfo) *dispatchPolicy {
 	for i := range policies {
 		for j := range policies[i].rules {
 			if ruleMatches(&policies[i].rules[j], info, u) {
 				return &policies[i]
+			}
+			for _, e := range equivalents {
+				if ruleMatches(&policies[i].rules[j], e, u) {
+					return &policies[i]
+				}
 			}
 		}
 	}

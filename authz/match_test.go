@@ -227,3 +227,60 @@ func BenchmarkPipelineDispatchRules(b *testing.B) {
 		})
 	}
 }
+
+// TestEquivalentRequestsMatch: a policy on list, create or a namespace is
+// not sidestepped by a request that gets the same data under another verb
+// or namespace (equivalentRequests); requests that do not stay unmatched.
+func TestEquivalentRequestsMatch(t *testing.T) {
+	ps := compileDispatch([]policy.Dispatch{
+		{Name: "list-pods", Rules: []policy.Rule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"pods"}}}},
+		{Name: "get-cm", Rules: []policy.Rule{{Verbs: []string{"get"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}}},
+		{Name: "create-cm", Rules: []policy.Rule{{Verbs: []string{"create"}, APIGroups: []string{""}, Resources: []string{"configmaps"}}}},
+		{Name: "ns-a", Rules: []policy.Rule{{Verbs: []string{"*"}, APIGroups: []string{""}, Resources: []string{"secrets"}, Namespaces: []string{"a"}}}},
+		{Name: "list-ns-b", Rules: []policy.Rule{{Verbs: []string{"list"}, APIGroups: []string{""}, Resources: []string{"services"}, Namespaces: []string{"b"}}}},
+	})
+	apply := map[string]string{"content-type": "application/apply-patch+yaml"}
+	merge := map[string]string{"content-type": "application/merge-patch+json"}
+	tests := []struct {
+		method, target string
+		headers        map[string]string
+		want           string // "" = no policy
+	}{
+		{"GET", "/api/v1/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan", nil, "list-pods"},
+		{"GET", "/api/v1/namespaces/x/pods?watch=1&sendInitialEvents=true&resourceVersion=42&resourceVersionMatch=NotOlderThan", nil, "list-pods"},
+		{"GET", "/api/v1/pods?watch=true", nil, "list-pods"},                                                 // no resourceVersion: synthetic ADDED for all
+		{"GET", "/api/v1/pods?watch=true&resourceVersion=0", nil, "list-pods"},                               // from any version, state first
+		{"GET", "/api/v1/watch/namespaces/x/pods", nil, "list-pods"},                                         // the legacy watch path
+		{"GET", "/api/v1/pods?watch=true&resourceVersion=42", nil, ""},                                       // only changes after 42
+		{"GET", "/api/v1/pods?watch=true&sendInitialEvents=false", nil, ""},                                  // explicitly no state
+		{"GET", "/api/v1/namespaces/x/configmaps?watch=true&fieldSelector=metadata.name%3Dc", nil, "get-cm"}, // one object's state
+		{"GET", "/api/v1/namespaces/x/configmaps?watch=true&fieldSelector=metadata.name%3Dc&resourceVersion=9", nil, ""},
+		{"PATCH", "/api/v1/namespaces/x/configmaps/c?fieldManager=m", apply, "create-cm"},
+		{"PATCH", "/api/v1/namespaces/x/configmaps/c", map[string]string{"Content-Type": "Application/Apply-Patch+CBOR"}, "create-cm"},
+		{"PATCH", "/api/v1/namespaces/x/configmaps/c", merge, ""},
+		{"PUT", "/api/v1/namespaces/x/configmaps/c", apply, ""}, // an update is not an apply
+		{"GET", "/api/v1/secrets?fieldSelector=metadata.namespace%3Da", nil, "ns-a"},
+		{"GET", "/api/v1/secrets?fieldSelector=metadata.namespace%3D%3Da,type%3Dx", nil, "ns-a"},
+		{"GET", "/api/v1/secrets?watch=true&fieldSelector=metadata.namespace%3Da", nil, "ns-a"},
+		{"GET", "/api/v1/secrets?fieldSelector=metadata.namespace%21%3Da", nil, ""}, // not a requirement of a
+		{"GET", "/api/v1/secrets?fieldSelector=metadata.namespace%3Dz", nil, ""},
+		{"GET", "/api/v1/secrets", nil, ""},
+		{"GET", "/api/v1/namespaces/z/secrets?fieldSelector=metadata.namespace%3Da", nil, ""},         // the path's namespace rules
+		{"GET", "/api/v1/services?watch=true&fieldSelector=metadata.namespace%3Db", nil, "list-ns-b"}, // both views at once
+		{"GET", "/api/v1/services?watch=true&resourceVersion=5&fieldSelector=metadata.namespace%3Db", nil, ""},
+	}
+	for _, tt := range tests {
+		info, _ := parseRequestInfo(tt.method, tt.target)
+		p := matchPolicy(ps, info, &user.DefaultInfo{Name: "u"}, equivalentRequests(info, tt.target, tt.headers)...)
+		got := ""
+		if p != nil {
+			got = p.name
+		}
+		if got != tt.want {
+			t.Errorf("%s %s %v: policy %q, want %q", tt.method, tt.target, tt.headers, got, tt.want)
+		}
+		if p != nil && p.rule(info) != p.name && !isLongRunning(info) {
+			t.Errorf("%s %s: rule %q", tt.method, tt.target, p.rule(info))
+		}
+	}
+}

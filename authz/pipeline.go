@@ -421,7 +421,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 	}
 
 	rule := cc.defaultRule
-	if dp := matchPolicy(cc.dispatch, info, id.user); dp != nil {
+	if dp := matchPolicy(cc.dispatch, info, id.user, equivalentRequests(info, req.Path, req.Headers)...); dp != nil {
 		if dp.reject != nil {
 			d := *dp.reject
 			d.Info, d.User, d.Rule = info, id.user.GetName(), dp.name

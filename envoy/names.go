@@ -60,6 +60,9 @@ var RequestServiceHeaders = []RequestHeaderMatch{
 	// Front-proxy identity headers, stripped (Envoy already drops them
 	// before any filter; the pipeline strips them too).
 	{Name: "x-remote-", Prefix: true},
+	// A server-side apply (PATCH with an apply-patch media type) may
+	// create its object: dispatch rules on create catch it too.
+	{Name: "content-type"},
 }
 
 // RequestServiceReads reports whether the request service reads the header

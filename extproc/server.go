@@ -7,7 +7,10 @@
 // its own field) with the route cache cleared so x-frontdoor-rule picks the
 // route, or the same Kubernetes Status as an immediate response. The
 // response-headers message, which ext_authz never sees, records each
-// request's status code and latency per rule.
+// request's status code and latency per rule; long-running requests
+// (watches, exec, attach, port-forward, proxy, logs) are not observed: the
+// service ends their stream with the request-headers answer, so no stream
+// stays open while their upstream takes its time (or never answers).
 //
 // It must not import the translator or xds (it reads policy.Table through
 // the pipeline only).
@@ -81,6 +84,15 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			out = decisionToResponse(&d)
 			if !d.Allowed() {
 				s.metrics.observe(cluster, ruleNone, d.Code, 0)
+			}
+			if d.Allowed() && d.LongRunning() {
+				// Answer and end the stream cleanly: Envoy then forwards
+				// the request without asking about its response, and the
+				// stream (one request of Envoy's circuit breaker on the
+				// request service's cluster) is not held for the life of a
+				// watch, an exec session or a proxied call that never
+				// answers.
+				return stream.Send(out)
 			}
 		case *extprocv3.ProcessingRequest_ResponseHeaders:
 			code, _ := strconv.Atoi(header(m.ResponseHeaders.GetHeaders(), ":status"))

@@ -2,10 +2,13 @@ package extproc
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -259,4 +262,47 @@ func wrapBool(b bool) *wrapperspb.BoolValue { return wrapperspb.Bool(b) }
 // %20, never '+').
 func envoyEscape(pem []byte) string {
 	return strings.ReplaceAll(url.QueryEscape(string(pem)), "+", "%20")
+}
+
+// TestLongRunningEndsStream: a long-running request's stream ends with its
+// request-headers answer (io.EOF after it, i.e. a clean close), so Envoy
+// holds no ext_proc stream while the upstream takes its time; other
+// requests keep theirs open for the response headers.
+func TestLongRunningEndsStream(t *testing.T) {
+	f := start(t)
+	for _, path := range []string{
+		"/api/v1/namespaces/default/pods/p/proxy/hang",
+		"/api/v1/namespaces/default/pods?watch=true",
+		"/api/v1/namespaces/default/pods/p/exec?command=sh",
+		"/api/v1/namespaces/default/pods/p/log?follow=true",
+	} {
+		s := f.stream(t, "a")
+		resp := roundTrip(t, s, requestHeaders(headerMap(":method", "GET", ":path", path, envoy.HeaderClientCert, f.certXFCC)))
+		if resp.GetRequestHeaders() == nil {
+			t.Fatalf("%s: response = %v, want a request-headers response", path, resp)
+		}
+		ended := make(chan error, 1)
+		go func() { _, err := s.Recv(); ended <- err }()
+		select {
+		case err := <-ended:
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("%s: after the answer Recv = %v, want io.EOF (the service ends the stream)", path, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("%s: the stream is still open 5 s after the answer", path)
+		}
+	}
+	if n := testutil.CollectAndCount(f.reg, "frontdoor_extproc_responses_total"); n != 0 {
+		t.Errorf("%d response series for long-running requests, want 0 (never observed)", n)
+	}
+
+	// A short request's stream stays open for its response headers.
+	s := f.stream(t, "a")
+	roundTrip(t, s, requestHeaders(headerMap(":method", "GET", ":path", "/api/v1/namespaces/default/pods/p", envoy.HeaderClientCert, f.certXFCC)))
+	resp := roundTrip(t, s, &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_ResponseHeaders{
+		ResponseHeaders: &extprocv3.HttpHeaders{Headers: headerMap(":status", "200")},
+	}})
+	if resp.GetResponseHeaders() == nil {
+		t.Fatalf("response = %v, want a response-headers response", resp)
+	}
 }

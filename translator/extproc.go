@@ -18,7 +18,11 @@ import (
 // applies the answer as a header mutation (each Impersonate-Group its own
 // field, so no identity Lua filter is needed), then sends the response
 // headers too, so the service can record each request's status code and
-// latency per rule.
+// latency per rule. For a long-running request the service ends the stream
+// with its request-headers answer (extproc.Server.Process), so Envoy skips
+// the response phase and no ext_proc stream (a request of Envoy's circuit
+// breaker on the request service's cluster, 1024 by default) waits on a
+// watch, an exec session or a proxied pod that never answers.
 
 const (
 	extProcFilterName = "envoy.filters.http.ext_proc"

@@ -18,7 +18,8 @@ import (
 // <uc>/<policy> over the policy's servers with the policy's strategy. A
 // rejecting policy keeps its route and cluster: the request service answers
 // its requests, so flipping reject on and off changes only the policy table
-// and traffic moves at once, with no cluster to warm.
+// and traffic moves at once, with no cluster to warm. Each rule route and
+// cluster has an HTTP/1.1 upgrade twin (upgrade_twins.go).
 
 // policyRoutes are the routes of c's dispatch policies, in spec order.
 func policyRoutes(c *ClusterIR) []*routev3.Route {
@@ -78,6 +79,7 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 			add(resourcev3.EndpointType, serversAssignment(name, d.Servers))
 		}
 		add(resourcev3.ClusterType, cl)
+		add(resourcev3.ClusterType, upgradeTwinCluster(c, cl))
 		if lr := longRunningRule(d); lr != "" {
 			// Same endpoints resource: the twin differs only in its cap.
 			twin := policyCluster(c, d)
@@ -89,6 +91,7 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 				twin.LoadAssignment.ClusterName = twin.Name
 			}
 			add(resourcev3.ClusterType, twin)
+			add(resourcev3.ClusterType, upgradeTwinCluster(c, twin))
 		}
 	}
 }

@@ -29,12 +29,13 @@ const (
 //
 // Routes are an exact match on the rule header the request service sets,
 // then the catch-all default route; dispatch policies add their rule routes
-// (policy_routes.go) in between.
+// (policy_routes.go) in between, and the upgrade twins of those routes
+// (upgrade_twins.go) before the catch-all upgrade route.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 	vh := &routev3.VirtualHost{
 		Name:    c.Name,
 		Domains: []string{"*"},
-		Routes:  slices.Concat([]*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
+		Routes:  slices.Concat(policyUpgradeRoutes(c), []*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
 	}
 	if filter, cfg := requestServiceOf(c).perRoute(c); filter != "" {
 		vh.TypedPerFilterConfig = map[string]*anypb.Any{filter: mustAny(cfg)}
@@ -45,8 +46,10 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 // upgradeRoute sends every request carrying an Upgrade header (kubectl
 // exec, attach and port-forward over SPDY/3.1 or WebSocket) to the cluster's
 // HTTP/1.1 upstream: an upgrade is an HTTP/1.1 mechanism, and SPDY cannot be
-// carried over HTTP/2 at all. It comes first so that dispatch rule routes,
-// which send to HTTP/2 clusters, never see an upgrade. The request service
+// carried over HTTP/2 at all. It serves the default rule's upgrades: a
+// dispatch policy's upgrades take the policy's upgrade twin routes, which
+// come before it, and it comes before the rule routes, which send to HTTP/2
+// clusters and must never see an upgrade. The request service
 // has already run when the route is chosen, so its decision (deny, identity)
 // applies to upgrades exactly as to any request.
 func upgradeRoute(c *ClusterIR) *routev3.Route {

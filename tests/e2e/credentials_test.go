@@ -237,6 +237,8 @@ type auditEvent struct {
 	AuditID          string                     `json:"auditID"`
 	SourceIPs        []string                   `json:"sourceIPs"`
 	UserAgent        string                     `json:"userAgent"`
+	// Replica is the replica (1-based) whose audit log holds the event.
+	Replica int `json:"-"`
 }
 
 // effectiveUser is who the apiserver authorized the request as.
@@ -267,6 +269,7 @@ func auditEvents(t *testing.T, marker string) []auditEvent {
 			var e auditEvent
 			if json.Unmarshal(line, &e) == nil && strings.Contains(e.RequestURI, marker) &&
 				(e.Stage == "ResponseComplete" || e.Stage == "Panic") {
+				e.Replica = i + 1
 				out = append(out, e)
 			}
 		}

@@ -33,6 +33,7 @@ const govPolicies = `  flowControl:
     - {name: ten-qps, tokenBucket: {qps: 10, burst: 10}}
     - {name: per-user, tokenBucket: {qps: 5, burst: 5}, perUser: true}
     - {name: two-inflight, maxRequestsInflight: {max: 2}}
+    - {name: three-burst, tokenBucket: {qps: 1, burst: 3}}
   dispatchPolicies:
   - name: pinned
     rules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], users: [gov-pinned]}]
@@ -47,6 +48,18 @@ const govPolicies = `  flowControl:
   - name: capped
     rules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], users: [gov-capped]}]
     flowControlSchemaName: two-inflight
+  - name: exec-limited
+    rules: [{verbs: ["*"], apiGroups: ["*"], resources: ["*"], users: [gov-exec-limited]}]
+    flowControlSchemaName: three-burst
+  - name: no-exec
+    rules: [{verbs: ["*"], apiGroups: [""], resources: [pods/exec, pods/portforward], users: [gov-no-exec]}]
+    reject: {code: 429, retryAfterSeconds: 3, message: "no exec or port-forward for gov-no-exec"}
+  - name: equivalents
+    rules:
+    - {verbs: [list], apiGroups: [""], resources: [configmaps], users: [gov-equiv]}
+    - {verbs: [create], apiGroups: [""], resources: [configmaps], users: [gov-equiv]}
+    - {verbs: ["*"], apiGroups: [""], resources: [secrets], namespaces: [kube-system], users: [gov-equiv]}
+    reject: {code: 429, retryAfterSeconds: 3, message: "shedding configmap lists and creates and kube-system secrets of gov-equiv"}
   - name: shed
     rules: [{verbs: [list], apiGroups: [""], resources: [secrets], users: [gov-shed]}]
 %[2]s`
