@@ -134,6 +134,15 @@ type Options struct {
 	// AuthnNegativeCacheTTL is how long a failed authentication is
 	// remembered (default 10s); 0 uses the default, negative disables.
 	AuthnNegativeCacheTTL time.Duration
+
+	// TokenReviewConcurrency bounds the TokenReviews of one cluster in
+	// flight (default 64); a bearer token that would need one more is
+	// answered 503 with Retry-After.
+	TokenReviewConcurrency int
+	// TokenCacheSize and TokenNegativeCacheSize bound the tokens one
+	// cluster remembers as authenticated (default 8192) and as refused
+	// (default 4096), beside their TTLs.
+	TokenCacheSize, TokenNegativeCacheSize int
 }
 
 const (
@@ -153,6 +162,7 @@ type Pipeline struct {
 	metrics     *metrics
 	reqMetrics  *requestMetrics
 	cache       *authnCache
+	tokenLimits tokenLimits
 
 	table atomic.Pointer[compiledTable]
 	// mu serializes SetPolicy, which reads the previous table to keep
@@ -230,6 +240,11 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		logLevel:   slog.LevelDebug,
 		now:        opts.Now,
 		metrics:    m,
+		tokenLimits: tokenLimits{
+			concurrency:       opts.TokenReviewConcurrency,
+			cacheSize:         opts.TokenCacheSize,
+			negativeCacheSize: opts.TokenNegativeCacheSize,
+		}.withDefaults(),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -389,6 +404,9 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		}
 		if errors.Is(err, errReviewUnavailable) {
 			d := reviewUnavailable
+			if errors.Is(err, errReviewBusy) {
+				d = reviewBusy
+			}
 			d.Info = info
 			return d, false
 		}
