@@ -93,8 +93,15 @@ type Decision struct {
 	// Rule is the dispatch rule the request was matched to (allow), or the
 	// shedding policy that rejected it (Rejected).
 	Rule string
-	// User is the authenticated user name (allow), for access logs.
+	// User is the name of the user the request runs as (allow): the
+	// impersonated user if the client asked for one, else the
+	// authenticated one. For access logs and per-user limits.
 	User string
+	// Requestor is the name of the user who authenticated (allow, a
+	// refused impersonation, a rejection): who asked, which User hides
+	// when the client impersonated someone. The apiserver's audit names
+	// the gateway instead; only the access log and decision log have it.
+	Requestor string
 	// Groups is how many groups the authenticated user has (allow), for
 	// access logs (the names stay out of logs: they are unbounded).
 	Groups int
@@ -413,6 +420,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		return denied(Unauthenticated, info), false
 	}
 
+	requestor := id.user.GetName()
 	ih, ok := impersonationHeaders(req.Headers)
 	if !ok {
 		return denied(Invalid, info), false
@@ -429,7 +437,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		u, deny := cc.impersonate.impersonate(ctx, id.user, info, ih)
 		if deny != nil {
 			p.log.Debug("impersonation refused", "cluster", req.Cluster, "user", id.user.GetName(), "code", deny.Code)
-			deny.User = id.user.GetName()
+			deny.User, deny.Requestor = requestor, requestor
 			return *deny, false
 		}
 		if id, err = newIdentity(u); err != nil {
@@ -442,7 +450,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 	if dp := matchPolicy(cc.dispatch, info, id.user); dp != nil {
 		if dp.reject != nil {
 			d := *dp.reject
-			d.Info, d.User, d.Rule = info, id.user.GetName(), dp.name
+			d.Info, d.User, d.Requestor, d.Rule = info, id.user.GetName(), requestor, dp.name
 			return d, false
 		}
 		rule = dp.rule(info)
@@ -455,6 +463,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		RemoveHeaders: remove,
 		Rule:          rule,
 		User:          id.user.GetName(),
+		Requestor:     requestor,
 		Groups:        len(id.user.GetGroups()),
 		Info:          info,
 	}, false
@@ -534,6 +543,7 @@ func (p *Pipeline) logDecision(ctx context.Context, req *Request, d *Decision) {
 	}
 	attrs = append(attrs,
 		slog.String("user", d.User),
+		slog.String("requestor", d.Requestor),
 		slog.String("decision", string(d.Outcome)),
 		slog.Int("code", code),
 	)
