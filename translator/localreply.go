@@ -82,8 +82,11 @@ func serviceFailureMapper(namespace string, flags []string) *hcmv3.ResponseMappe
 					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
 					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
 				},
-				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
-				Invert: true, // match when no decision was recorded
+				// Envoy's access-log MetadataFilter ignores the matcher's
+				// invert: a present key matches iff this value matcher does,
+				// and present_match false matches no value. So: a recorded
+				// decision never matches, a missing one always does.
+				Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: false}},
 			},
 			MatchIfKeyNotFound: wrapperspb.Bool(true),
 		},
