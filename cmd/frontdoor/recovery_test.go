@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -33,7 +34,7 @@ func (panicky) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.Check
 func (panicky) Process(s extprocv3.ExternalProcessor_ProcessServer) error {
 	for {
 		req, err := s.Recv()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
