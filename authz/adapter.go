@@ -142,7 +142,9 @@ func firstOfName(before []Header, name string) bool {
 
 // EachAccessLogField calls str or num for each field Envoy's access log
 // learns about the request (envoy.AccessLogFields): the Kubernetes
-// coordinates, the user name, the group count, the rule and the decision.
+// coordinates, the user name, the requestor (who authenticated, also on a
+// refused impersonation or a rejection), the group count, the rule and
+// the decision.
 // Nothing in it is a credential: the user name is what kube-apiserver's own
 // audit log records, and groups are only counted. Strings are valid UTF-8
 // (a path may decode to any bytes; protobuf and JSON need UTF-8).
@@ -153,6 +155,9 @@ func (d *Decision) EachAccessLogField(str func(key, value string), num func(key 
 		s(envoy.AccessLogUser, d.User)
 		num(envoy.AccessLogGroups, float64(d.Groups))
 		s(envoy.AccessLogRule, d.Rule)
+	}
+	if d.Requestor != "" {
+		s(envoy.AccessLogRequestor, d.Requestor)
 	}
 	if i := d.Info; i != nil {
 		s(envoy.AccessLogVerb, i.Verb)

@@ -119,7 +119,7 @@ func TestExtAuthzCheck(t *testing.T) {
 					"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der)),
 					// What the access log prints: never the certificate.
 					map[string]any{
-						"user": "jane", "groups": 3, "verb": "watch", "apiGroup": "", "resource": "pods", "subresource": "",
+						"user": "jane", "requestor": "jane", "groups": 3, "verb": "watch", "apiGroup": "", "resource": "pods", "subresource": "",
 						"namespace": "default", "name": "", "rule": "default", "decision": "allowed",
 					}),
 			},

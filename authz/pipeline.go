@@ -93,8 +93,15 @@ type Decision struct {
 	// Rule is the dispatch rule the request was matched to (allow), or the
 	// shedding policy that rejected it (Rejected).
 	Rule string
-	// User is the authenticated user name (allow), for access logs.
+	// User is the name of the user the request runs as (allow): the
+	// impersonated user if the client asked for one, else the
+	// authenticated one. For access logs and per-user limits.
 	User string
+	// Requestor is the name of the user who authenticated (allow, a
+	// refused impersonation, a rejection): who asked, which User hides
+	// when the client impersonated someone. The apiserver's audit names
+	// the gateway instead; only the access log and decision log have it.
+	Requestor string
 	// Groups is how many groups the authenticated user has (allow), for
 	// access logs (the names stay out of logs: they are unbounded).
 	Groups int
@@ -134,6 +141,15 @@ type Options struct {
 	// AuthnNegativeCacheTTL is how long a failed authentication is
 	// remembered (default 10s); 0 uses the default, negative disables.
 	AuthnNegativeCacheTTL time.Duration
+
+	// TokenReviewConcurrency bounds the TokenReviews of one cluster in
+	// flight (default 64); a bearer token that would need one more is
+	// answered 503 with Retry-After.
+	TokenReviewConcurrency int
+	// TokenCacheSize and TokenNegativeCacheSize bound the tokens one
+	// cluster remembers as authenticated (default 8192) and as refused
+	// (default 4096), beside their TTLs.
+	TokenCacheSize, TokenNegativeCacheSize int
 }
 
 const (
@@ -153,6 +169,7 @@ type Pipeline struct {
 	metrics     *metrics
 	reqMetrics  *requestMetrics
 	cache       *authnCache
+	tokenLimits tokenLimits
 
 	table atomic.Pointer[compiledTable]
 	// mu serializes SetPolicy, which reads the previous table to keep
@@ -230,6 +247,11 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 		logLevel:   slog.LevelDebug,
 		now:        opts.Now,
 		metrics:    m,
+		tokenLimits: tokenLimits{
+			concurrency:       opts.TokenReviewConcurrency,
+			cacheSize:         opts.TokenCacheSize,
+			negativeCacheSize: opts.TokenNegativeCacheSize,
+		}.withDefaults(),
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -389,12 +411,16 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		}
 		if errors.Is(err, errReviewUnavailable) {
 			d := reviewUnavailable
+			if errors.Is(err, errReviewBusy) {
+				d = reviewBusy
+			}
 			d.Info = info
 			return d, false
 		}
 		return denied(Unauthenticated, info), false
 	}
 
+	requestor := id.user.GetName()
 	ih, ok := impersonationHeaders(req.Headers)
 	if !ok {
 		return denied(Invalid, info), false
@@ -411,7 +437,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		u, deny := cc.impersonate.impersonate(ctx, id.user, info, ih)
 		if deny != nil {
 			p.log.Debug("impersonation refused", "cluster", req.Cluster, "user", id.user.GetName(), "code", deny.Code)
-			deny.User = id.user.GetName()
+			deny.User, deny.Requestor = requestor, requestor
 			return *deny, false
 		}
 		if id, err = newIdentity(u); err != nil {
@@ -424,7 +450,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 	if dp := matchPolicy(cc.dispatch, info, id.user, equivalentRequests(info, req.Path, req.Headers)...); dp != nil {
 		if dp.reject != nil {
 			d := *dp.reject
-			d.Info, d.User, d.Rule = info, id.user.GetName(), dp.name
+			d.Info, d.User, d.Requestor, d.Rule = info, id.user.GetName(), requestor, dp.name
 			return d, false
 		}
 		rule = dp.rule(info)
@@ -437,6 +463,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		RemoveHeaders: remove,
 		Rule:          rule,
 		User:          id.user.GetName(),
+		Requestor:     requestor,
 		Groups:        len(id.user.GetGroups()),
 		Info:          info,
 	}, false
@@ -516,6 +543,7 @@ func (p *Pipeline) logDecision(ctx context.Context, req *Request, d *Decision) {
 	}
 	attrs = append(attrs,
 		slog.String("user", d.User),
+		slog.String("requestor", d.Requestor),
 		slog.String("decision", string(d.Outcome)),
 		slog.Int("code", code),
 	)

@@ -198,8 +198,8 @@ func TestPipelineLogging(t *testing.T) {
 			}
 			if tt.wantLines > 0 {
 				for _, want := range []string{
-					"cluster=a verb=get apiGroup=\"\" resource=pods subresource=log namespace=ns name=web-0 rule=default user=jane decision=allowed code=200",
-					"cluster=a verb=deletecollection apiGroup=apps resource=deployments subresource=\"\" namespace=ns name=\"\" user=\"\" decision=unauthenticated code=401",
+					"cluster=a verb=get apiGroup=\"\" resource=pods subresource=log namespace=ns name=web-0 rule=default user=jane requestor=jane decision=allowed code=200",
+					"cluster=a verb=deletecollection apiGroup=apps resource=deployments subresource=\"\" namespace=ns name=\"\" user=\"\" requestor=\"\" decision=unauthenticated code=401",
 				} {
 					if !strings.Contains(out, want) {
 						t.Errorf("log lacks %q:\n%s", want, out)

@@ -23,6 +23,9 @@ type requestMetrics struct {
 	// every review sent upstream (a miss, or a retry of one).
 	reviewLookups *prometheus.CounterVec
 	reviewsSent   *prometheus.CounterVec
+	// reviewsThrottled counts TokenReviews not sent because the cluster
+	// had its maximum in flight (answered 503).
+	reviewsThrottled *prometheus.CounterVec
 	// The lookup counters of each review, resolved once: they are on the
 	// hot path of every token request and impersonation check.
 	tokenLookups, sarLookups prometheus.Counter
@@ -60,6 +63,10 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 			Name: "frontdoor_reviews_sent_total",
 			Help: "TokenReviews and SubjectAccessReviews sent to the upstream apiserver (cache misses), by review and result (tokenreview: authenticated, unauthenticated, error; subjectaccessreview: the HTTP code, or error).",
 		}, []string{"review", "result"}),
+		reviewsThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frontdoor_token_reviews_throttled_total",
+			Help: "Bearer tokens not reviewed because the cluster already had its maximum of TokenReviews in flight, by cluster; each such request is answered 503 with Retry-After.",
+		}, []string{"cluster"}),
 		userRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frontdoor_user_requests_total",
 			Help: "Requests decided by the request service for users named in the cluster's dispatch rules (users, serviceAccounts), by cluster, user, rule and decision. Other users are not counted here (unbounded); the access log has every user.",
@@ -68,7 +75,7 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 	m.tokenLookups = m.reviewLookups.WithLabelValues(reviewToken)
 	m.sarLookups = m.reviewLookups.WithLabelValues(reviewSAR)
 	if reg != nil {
-		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.userRequests}
+		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.reviewsThrottled, m.userRequests}
 		for i, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				for _, done := range collectors[:i] {

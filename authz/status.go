@@ -22,6 +22,13 @@ var (
 var reviewUnavailable = statusDecision(Unavailable, http.StatusServiceUnavailable,
 	"the gateway cannot verify bearer tokens right now: its TokenReviews to the cluster fail; retry shortly", 1)
 
+// reviewBusy answers a request whose bearer token was not reviewed because
+// the cluster already has its maximum of TokenReviews in flight
+// (errReviewBusy): the same 503 with Retry-After, which client-go retries,
+// with the cause in the message.
+var reviewBusy = statusDecision(Unavailable, http.StatusServiceUnavailable,
+	"the gateway cannot verify bearer tokens right now: too many TokenReviews to the cluster are in flight; retry shortly", 1)
+
 // statusResponseHeaders go with every Status body, as the apiserver sends
 // them (content type, and the no-cache its WithCacheControl filter adds).
 var statusResponseHeaders = []Header{

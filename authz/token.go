@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
 	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/request/websocket"
-	tokencache "k8s.io/apiserver/pkg/authentication/token/cache"
 	"k8s.io/apiserver/pkg/authentication/user"
 	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 )
@@ -42,60 +42,72 @@ var errInvalidToken = errors.New("invalid bearer token")
 var errReviewUnavailable = errors.New("TokenReview unavailable")
 
 // tokenAuthenticator checks bearer tokens with TokenReviews against the
-// upstream cluster, through k8s.io/apiserver's webhook token authenticator
-// wrapped in its token cache: the cache keys are HMACs of the token (never
-// the token), concurrent first uses of one token share one TokenReview,
-// successes and failures have their own TTLs. Audiences, when configured,
-// are sent in every review and checked in its answer, exactly as
-// kube-apiserver does for its own webhook token authenticator.
+// upstream cluster, through a client of the TokenReview API (tokenReviewer)
+// behind a bounded token cache (tokenCache): the cache keys are HMACs of
+// the token (never the token), concurrent first uses of one token share one
+// TokenReview, successes and failures have their own TTLs and count
+// bounds, and at most a fixed number of reviews per cluster are in flight.
+// Audiences, when configured, are sent in every review and checked in its
+// answer, exactly as kube-apiserver does for its own webhook token
+// authenticator.
 type tokenAuthenticator struct {
-	tokens    k8sauthn.Token
+	tokens    *tokenCache
 	audiences k8sauthn.Audiences
 	// ids maps a cached *k8sauthn.Response (the token cache returns
 	// the same pointer on every hit) to its precomputed identity, so a
 	// cached token costs no header building.
-	ids *cache.LRUExpireCache
-	// reviewed remembers, by the token's SHA-256, the identity of every
-	// token a TokenReview just authenticated, for as long as the token cache
-	// will (its entry is added at the same time, with the same TTL, and the
-	// token cache never evicts early), so cached tells without calling out
-	// whether authenticate would call the apiserver.
-	reviewed *cache.LRUExpireCache
-	ttl      time.Duration
-	metrics  *requestMetrics
+	ids     *cache.LRUExpireCache
+	ttl     time.Duration
+	metrics *requestMetrics
 }
 
-func newTokenAuthenticator(client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, m *requestMetrics) *tokenAuthenticator {
-	reviewer := &tokenReviewer{client: client.TokenReviews(), implicitAuds: audiences, metrics: m}
-	a := &tokenAuthenticator{
-		// cacheErrs=false: a TokenReview nobody answered (apiserver
-		// unreachable) is not remembered; an answered refusal is.
-		tokens:    tokencache.New(reviewer, false, ttl, negTTL),
+// tokenLimits bound one cluster's token authentication: concurrent
+// TokenReviews, and the authenticated and refused tokens remembered.
+type tokenLimits struct {
+	concurrency, cacheSize, negativeCacheSize int
+}
+
+// defaultTokenReviewConcurrency is how many TokenReviews of one cluster
+// may be in flight. A healthy apiserver answers one in milliseconds, so
+// this is far above what legitimate first uses of tokens need, and small
+// enough that a flood of random tokens costs the apiserver (and its APF
+// flow for the gateway's identity) a bounded load.
+const defaultTokenReviewConcurrency = 64
+
+// withDefaults fills unset (non-positive) limits with the defaults.
+func (l tokenLimits) withDefaults() tokenLimits {
+	if l.concurrency <= 0 {
+		l.concurrency = defaultTokenReviewConcurrency
+	}
+	if l.cacheSize <= 0 {
+		l.cacheSize = defaultTokenCacheSize
+	}
+	if l.negativeCacheSize <= 0 {
+		l.negativeCacheSize = defaultTokenNegativeCacheSize
+	}
+	return l
+}
+
+func newTokenAuthenticator(cluster string, client authenticationv1client.AuthenticationV1Interface, audiences []string, ttl, negTTL time.Duration, limits tokenLimits, m *requestMetrics) *tokenAuthenticator {
+	limits = limits.withDefaults()
+	reviewer := &tokenReviewer{
+		client: client.TokenReviews(), implicitAuds: audiences, metrics: m,
+		slots:     make(chan struct{}, limits.concurrency),
+		throttled: m.reviewsThrottled.WithLabelValues(cluster),
+	}
+	return &tokenAuthenticator{
+		tokens:    newTokenCache(reviewer, ttl, negTTL, limits.cacheSize, limits.negativeCacheSize),
 		audiences: audiences,
 		ids:       cache.NewLRUExpireCache(tokenIdentityCacheSize),
-		reviewed:  cache.NewLRUExpireCache(tokenIdentityCacheSize),
 		ttl:       ttl,
 		metrics:   m,
-	}
-	reviewer.onAuthenticated = a.rememberReviewed
-	return a
-}
-
-// rememberReviewed records that a TokenReview just authenticated token.
-func (a *tokenAuthenticator) rememberReviewed(token string, resp *k8sauthn.Response) {
-	if a.ttl <= 0 {
-		return
-	}
-	if id, err := a.identityFor(resp); err == nil {
-		a.reviewed.Add(hashString(token), id, a.ttl)
 	}
 }
 
 // cachedToken reports whether token authenticated in a TokenReview the
 // token cache still remembers.
 func (a *tokenAuthenticator) cachedToken(token string) bool {
-	_, ok := a.reviewed.Get(hashString(token))
-	return ok
+	return a.tokens.authenticated(a.audiences, token)
 }
 
 // tokenReviewer is k8s.io/apiserver's webhook token authenticator
@@ -103,23 +115,38 @@ func (a *tokenAuthenticator) cachedToken(token string) bool {
 // the TokenReview API needs: the same request, the same audience checks
 // and the same user. One difference, on purpose: a review the apiserver
 // answered with "not authenticated" is a plain failure (nil error), not an
-// error, so the token cache remembers it for negativeCacheTTL. The webhook
-// authenticator turns status.error into an error, which the cache (with
-// cacheErrs=false, as kube-apiserver configures it) never remembers, so a
-// flood of one bad token would reach the apiserver every time.
+// error, so the token cache remembers it for negativeCacheTTL, even when
+// the answer carries status.error. The webhook authenticator turns
+// status.error into an error, which the cache never remembers, so a flood
+// of one bad token would reach the apiserver every time. status.error
+// cannot tell "the apiserver's own webhook backend is down" from "this
+// token is garbage": kube-apiserver fills it with its authenticators'
+// errors for any refused token (e.g. "invalid bearer token"). Treating it
+// as an outage would answer every bad token 503 and never remember it.
 type tokenReviewer struct {
 	client       authenticationv1client.TokenReviewInterface
 	implicitAuds k8sauthn.Audiences
 	metrics      *requestMetrics
-	// onAuthenticated learns of every token a review authenticated.
-	onAuthenticated func(token string, resp *k8sauthn.Response)
+	// slots holds one token per review in flight; when it is full a new
+	// review is not sent (errReviewBusy), and counted in throttled.
+	slots     chan struct{}
+	throttled prometheus.Counter
 }
 
+// errReviewBusy: every review slot of the cluster is taken. The token was
+// not reviewed, so it is answered like an unanswered review (503 with
+// Retry-After), never 401, and not remembered.
+var errReviewBusy = fmt.Errorf("%w: too many TokenReviews in flight", errReviewUnavailable)
+
 func (r *tokenReviewer) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
-	resp, ok, err := r.review(ctx, token)
-	if ok && r.onAuthenticated != nil {
-		r.onAuthenticated(token, resp)
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	default:
+		r.throttled.Inc()
+		return nil, false, errReviewBusy
 	}
+	resp, ok, err := r.review(ctx, token)
 	result := "unauthenticated"
 	switch {
 	case err != nil:

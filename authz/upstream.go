@@ -121,8 +121,8 @@ func (p *Pipeline) compileUpstream(name string, c *policy.Cluster, old *compiled
 			return
 		}
 		if tr := c.TokenReview; tr.Enabled {
-			cc.tokens = newTokenAuthenticator(client.AuthenticationV1(), tr.Audiences,
-				time.Duration(tr.CacheTTL), time.Duration(tr.NegativeCacheTTL), p.reqMetrics)
+			cc.tokens = newTokenAuthenticator(name, client.AuthenticationV1(), tr.Audiences,
+				time.Duration(tr.CacheTTL), time.Duration(tr.NegativeCacheTTL), p.tokenLimits, p.reqMetrics)
 		}
 		if cc.impersonate, err = newImpersonator(client.AuthorizationV1(), p.reqMetrics); err != nil {
 			p.log.Error("impersonation authorizer", "cluster", name, "error", err)

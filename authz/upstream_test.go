@@ -35,6 +35,9 @@ type fakeUpstream struct {
 	sars         atomic.Int32
 	// reviewDelay slows TokenReviews down (single-flight test).
 	reviewDelay time.Duration
+	// inflight and maxInflight: TokenReviews being answered now, and the
+	// most at once.
+	inflight, maxInflight atomic.Int32
 	// lastAudiences is the audiences of the last TokenReview.
 	mu            sync.Mutex
 	lastAudiences []string
@@ -48,6 +51,10 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /apis/authentication.k8s.io/v1/tokenreviews", func(w http.ResponseWriter, r *http.Request) {
 		f.tokenReviews.Add(1)
+		n := f.inflight.Add(1)
+		defer f.inflight.Add(-1)
+		for m := f.maxInflight.Load(); n > m && !f.maxInflight.CompareAndSwap(m, n); m = f.maxInflight.Load() {
+		}
 		time.Sleep(f.reviewDelay)
 		var tr authenticationv1.TokenReview
 		if err := json.NewDecoder(r.Body).Decode(&tr); err != nil {

@@ -141,6 +141,7 @@ func TestX509ValidIdentity(t *testing.T) {
 		RemoveHeaders: []string{"authorization"},
 		Rule:          "default",
 		User:          "jane",
+		Requestor:     "jane",
 		Groups:        4,
 	}
 	if diff := cmp.Diff(want, d, cmp.FilterPath(func(p cmp.Path) bool { return p.String() == "Info" }, cmp.Ignore())); diff != "" {

@@ -102,7 +102,13 @@ const MetadataKeyRequest = "frontdoor.dev/request"
 
 // The fields of MetadataKeyRequest.
 const (
-	AccessLogUser        = "user"
+	// AccessLogUser is the user the request runs as upstream: the user the
+	// client impersonated, if any (the apiserver's impersonatedUser).
+	AccessLogUser = "user"
+	// AccessLogRequestor is the user who authenticated to the gateway: the
+	// same as AccessLogUser unless the client impersonated someone. The
+	// apiserver never sees it (its audit user is the gateway's identity).
+	AccessLogRequestor   = "requestor"
 	AccessLogGroups      = "groups" // a number: how many groups, never their names
 	AccessLogVerb        = "verb"
 	AccessLogAPIGroup    = "apiGroup"
@@ -125,7 +131,7 @@ const (
 
 // AccessLogFields lists the MetadataKeyRequest fields in log order.
 var AccessLogFields = []string{
-	AccessLogUser, AccessLogGroups, AccessLogVerb, AccessLogAPIGroup, AccessLogResource,
+	AccessLogUser, AccessLogRequestor, AccessLogGroups, AccessLogVerb, AccessLogAPIGroup, AccessLogResource,
 	AccessLogSubresource, AccessLogNamespace, AccessLogName, AccessLogRule, AccessLogDecision,
 }
 

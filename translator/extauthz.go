@@ -51,9 +51,12 @@ func (extAuthz) forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCe
 	return hcmv3.HttpConnectionManager_SANITIZE, nil
 }
 
-// localReplyMappers: the shared mappers already give ext_authz's own 503
-// (flag UAEX) its Status body.
-func (extAuthz) localReplyMappers() []*hcmv3.ResponseMapper { return nil }
+// localReplyMappers give the 503 Envoy answers when the ext_authz service
+// failed (flag UAEX, and no decision in the metadata: a denial carries
+// UAEX too, and its decision) the Status body.
+func (extAuthz) localReplyMappers() []*hcmv3.ResponseMapper {
+	return []*hcmv3.ResponseMapper{serviceFailureMapper(envoy.MetadataNamespaceExtAuthz, []string{"UAEX"})}
+}
 
 const (
 	extAuthzFilterName = "envoy.filters.http.ext_authz"

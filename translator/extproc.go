@@ -1,14 +1,11 @@
 package translator
 
 import (
-	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
@@ -79,22 +76,7 @@ func (extProc) forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCer
 // ext_proc sets no response flag; what marks that 503 is that the service
 // never answered, so its access-log metadata is absent.
 func (extProc) localReplyMappers() []*hcmv3.ResponseMapper {
-	m := statusMapper(nil, statusRequestServiceUnavailable)
-	m.Filter.GetAndFilter().Filters[1] = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
-		MetadataFilter: &accesslogv3.MetadataFilter{
-			Matcher: &matcherv3.MetadataMatcher{
-				Filter: envoy.MetadataNamespaceExtProc,
-				Path: []*matcherv3.MetadataMatcher_PathSegment{
-					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
-					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
-				},
-				Value:  &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: true}},
-				Invert: true, // match when no decision was recorded
-			},
-			MatchIfKeyNotFound: wrapperspb.Bool(true),
-		},
-	}}
-	return []*hcmv3.ResponseMapper{m}
+	return []*hcmv3.ResponseMapper{serviceFailureMapper(envoy.MetadataNamespaceExtProc, nil)}
 }
 
 // forwardClientCertToFilters is the x-forwarded-client-cert handling of

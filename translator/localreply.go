@@ -4,8 +4,10 @@ import (
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/kubestatus"
 )
 
@@ -14,8 +16,13 @@ import (
 // The local reply mappers below give them the Kubernetes Status body
 // kube-apiserver would send (kind Status, status Failure, reason
 // ServiceUnavailable, code 503), so clients print what they would for an
-// unavailable apiserver. The request service's own denials (401/403/429,
-// also local replies flagged UAEX) keep their bodies: only 503s are mapped.
+// unavailable apiserver. The request service's own denials keep their
+// bodies, whatever their code: a dispatch policy may reject with 503 and
+// its own message and Retry-After. Envoy marks a denial and a failure of
+// the service alike (ext_authz flags both UAEX; ext_proc flags neither),
+// so each mode's mapper (localReplyMappers) tells its service's failures
+// by what a denial always carries and a failure never does: the
+// decision in the service's access-log metadata (serviceFailed).
 
 // HTTP codes of the mapped replies (net/http stays out of the translator).
 const (
@@ -24,9 +31,9 @@ const (
 )
 
 var (
-	// statusRequestServiceUnavailable answers 503s of ext_authz: the
-	// request service is unreachable, too slow (fail closed), or has no
-	// configuration for the cluster yet.
+	// statusRequestServiceUnavailable answers the 503s Envoy sends when
+	// the request service failed: unreachable, too slow (fail closed), or
+	// answering with an error.
 	statusRequestServiceUnavailable = kubestatus.Body(statusServiceUnavailable,
 		"the gateway cannot authenticate requests right now: its request service is unavailable or not ready")
 	// statusNoUpstream answers 503s of the router: no healthy replica, a
@@ -37,7 +44,6 @@ var (
 func localReplyConfig() *hcmv3.LocalReplyConfig {
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
 		tooManyRequestsMapper(), // first: UO of a capped policy is a 429 (ratelimit.go)
-		statusMapper([]string{"UAEX"}, statusRequestServiceUnavailable),
 		statusMapper([]string{"UH", "UF", "UO", "URX"}, statusNoUpstream),
 	}}
 }
@@ -55,6 +61,42 @@ func statusMapper(flags []string, body []byte) *hcmv3.ResponseMapper {
 			{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: flags}}},
 		},
 	}}}, statusServiceUnavailable, body)
+}
+
+// serviceFailureMapper gives the 503s Envoy answers when the request
+// service failed the Status body statusRequestServiceUnavailable: a 503
+// local reply carrying one of flags (none: any) whose request has no
+// decision in the service's access-log metadata (namespace, then the
+// envoy.MetadataKeyRequest struct). Every answer of the service records
+// its decision there, a denial too, so a 503 the service chose (a
+// dispatch policy's reject, a review it could not make) keeps its own
+// body.
+func serviceFailureMapper(namespace string, flags []string) *hcmv3.ResponseMapper {
+	m := statusMapper(flags, statusRequestServiceUnavailable)
+	and := m.Filter.GetAndFilter()
+	noDecision := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
+		MetadataFilter: &accesslogv3.MetadataFilter{
+			Matcher: &matcherv3.MetadataMatcher{
+				Filter: namespace,
+				Path: []*matcherv3.MetadataMatcher_PathSegment{
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.MetadataKeyRequest}},
+					{Segment: &matcherv3.MetadataMatcher_PathSegment_Key{Key: envoy.AccessLogDecision}},
+				},
+				// Envoy's access-log MetadataFilter ignores the matcher's
+				// invert: a present key matches iff this value matcher does,
+				// and present_match false matches no value. So: a recorded
+				// decision never matches, a missing one always does.
+				Value: &matcherv3.ValueMatcher{MatchPattern: &matcherv3.ValueMatcher_PresentMatch{PresentMatch: false}},
+			},
+			MatchIfKeyNotFound: wrapperspb.Bool(true),
+		},
+	}}
+	if len(flags) == 0 {
+		and.Filters[1] = noDecision
+	} else {
+		and.Filters = append(and.Filters, noDecision)
+	}
+	return m
 }
 
 // statusReplyMapper answers the local replies filter matches with code and

@@ -189,6 +189,14 @@ func minDuration(d *metav1.Duration, lowest time.Duration, fld *field.Path, msg 
 	return nil
 }
 
+// maxDuration refuses a set duration above highest.
+func maxDuration(d *metav1.Duration, highest time.Duration, fld *field.Path) field.ErrorList {
+	if d != nil && d.Duration > highest {
+		return field.ErrorList{field.Invalid(fld, d.Duration.String(), "must be at most "+highest.String())}
+	}
+	return nil
+}
+
 // validateLoadBalancingPolicy checks a policy name; empty means the
 // default (the cluster's, for a dispatch policy's strategy).
 func validateLoadBalancingPolicy(p v1alpha1.LoadBalancingPolicy, fld *field.Path) field.ErrorList {
@@ -208,12 +216,24 @@ func validateRequestServiceMode(rs v1alpha1.RequestService, fld *field.Path) fie
 	return nil
 }
 
-// validateTokenReview checks that no cache TTL is negative and no audience
-// is empty (unset TTLs mean the defaults, buildTokenReview).
+// Caps of the TokenReview cache TTLs, as the CRD's CEL rules on
+// TokenReviewAuthentication (kept equal, so file mode refuses what the
+// apiserver would): a revoked token stays valid for up to cacheTTL, and a
+// flood of random tokens is remembered for negativeCacheTTL.
+const (
+	MaxTokenCacheTTL         = 10 * time.Minute
+	MaxTokenNegativeCacheTTL = time.Minute
+)
+
+// validateTokenReview checks that the cache TTLs are neither negative nor
+// above their caps and no audience is empty (unset TTLs mean the
+// defaults, buildTokenReview).
 func validateTokenReview(tr v1alpha1.TokenReviewAuthentication, fld *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	errs = append(errs, minDuration(tr.CacheTTL, 0, fld.Child("cacheTTL"), isNegativeMsg)...)
 	errs = append(errs, minDuration(tr.NegativeCacheTTL, 0, fld.Child("negativeCacheTTL"), isNegativeMsg)...)
+	errs = append(errs, maxDuration(tr.CacheTTL, MaxTokenCacheTTL, fld.Child("cacheTTL"))...)
+	errs = append(errs, maxDuration(tr.NegativeCacheTTL, MaxTokenNegativeCacheTTL, fld.Child("negativeCacheTTL"))...)
 	for i, a := range tr.Audiences {
 		if a == "" {
 			errs = append(errs, field.Required(fld.Child("audiences").Index(i), ""))

@@ -154,6 +154,26 @@ func TestValidateUpstreamCluster(t *testing.T) {
 			},
 		},
 		{
+			name: "token review cache TTLs above their caps (the CRD's CEL rules)",
+			edit: func(s *v1alpha1.UpstreamClusterSpec) {
+				s.Authentication.TokenReview = v1alpha1.TokenReviewAuthentication{
+					CacheTTL: metaDuration(time.Hour), NegativeCacheTTL: metaDuration(time.Minute + time.Second),
+				}
+			},
+			want: field.ErrorList{
+				field.Invalid(spec.Child("authentication", "tokenReview", "cacheTTL"), "1h0m0s", "must be at most 10m0s"),
+				field.Invalid(spec.Child("authentication", "tokenReview", "negativeCacheTTL"), "1m1s", "must be at most 1m0s"),
+			},
+		},
+		{
+			name: "token review cache TTLs at their caps",
+			edit: func(s *v1alpha1.UpstreamClusterSpec) {
+				s.Authentication.TokenReview = v1alpha1.TokenReviewAuthentication{
+					CacheTTL: metaDuration(10 * time.Minute), NegativeCacheTTL: metaDuration(time.Minute),
+				}
+			},
+		},
+		{
 			name: "flow schemas: names, limits, one kind each",
 			edit: func(s *v1alpha1.UpstreamClusterSpec) {
 				s.FlowControl.FlowControlSchemas = append(s.FlowControl.FlowControlSchemas,

@@ -379,6 +379,11 @@ type Authentication struct {
 }
 
 // TokenReviewAuthentication configures bearer-token authentication.
+// The cache TTLs are capped: a long cacheTTL keeps a revoked token
+// working that long, and a long negativeCacheTTL only grows what a flood
+// of random tokens leaves in memory.
+// +kubebuilder:validation:XValidation:rule="!has(self.cacheTTL) || duration(self.cacheTTL) <= duration('10m')",message="cacheTTL must be at most 10m"
+// +kubebuilder:validation:XValidation:rule="!has(self.negativeCacheTTL) || duration(self.negativeCacheTTL) <= duration('1m')",message="negativeCacheTTL must be at most 1m"
 type TokenReviewAuthentication struct {
 	// Enabled turns bearer-token authentication on. Defaults to true.
 	// +optional
@@ -386,11 +391,11 @@ type TokenReviewAuthentication struct {
 	Enabled *bool `json:"enabled,omitempty"`
 	// CacheTTL is how long an authenticated token is remembered (keyed by a
 	// hash of the token). Defaults to 2m, as kube-apiserver's webhook
-	// token authenticator.
+	// token authenticator; at most 10m.
 	// +optional
 	CacheTTL *metav1.Duration `json:"cacheTTL,omitempty"`
 	// NegativeCacheTTL is how long a rejected token is remembered. Defaults
-	// to 10s.
+	// to 10s; at most 1m.
 	// +optional
 	NegativeCacheTTL *metav1.Duration `json:"negativeCacheTTL,omitempty"`
 	// Audiences are sent in every TokenReview; the token must be valid for

@@ -152,10 +152,14 @@ func runServe(args []string) error {
 		return fmt.Errorf("--http-address: %w", err)
 	}
 
-	gs := grpc.NewServer(
+	recovery, err := newPanicRecovery(reg, log)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(append(recovery.serverOptions(),
 		grpc.MaxConcurrentStreams(1<<20), // Envoy multiplexes every Check on a few connections
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	// ADS outlives the signal: a draining Envoy keeps its stream (and
 	// config) until it exits, which is how the drain below knows it is over.
 	adsCtx, stopADS := context.WithCancel(context.Background())

@@ -102,13 +102,13 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 	}
 	wantAllowed := map[string]any{
 		"cluster": "sandbox", "method": "GET", "path": path, "code": float64(404), "decision": "allowed",
-		"user": "audrey", "groups": float64(3), "verb": "get", "apiGroup": "", "resource": "configmaps",
+		"user": "audrey", "requestor": "audrey", "groups": float64(3), "verb": "get", "apiGroup": "", "resource": "configmaps",
 		"subresource": "", "namespace": "kube-system", "name": probe, "rule": "default",
 		"upstreamCluster": "sandbox/default",
 	}
 	wantDenied := map[string]any{
 		"cluster": "sandbox", "method": "GET", "path": deniedPath, "code": float64(401), "decision": "unauthenticated",
-		"user": nil, "groups": nil, "verb": "get", "apiGroup": "apps", "resource": "deployments",
+		"user": nil, "requestor": nil, "groups": nil, "verb": "get", "apiGroup": "apps", "resource": "deployments",
 		"subresource": "", "namespace": "default", "name": probe, "rule": nil,
 		// The route's cluster, though nothing was sent upstream (upstream is null).
 		"upstreamCluster": "sandbox/default",

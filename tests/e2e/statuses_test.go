@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -85,8 +86,13 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 			}
 		}()
 		if sandbox.RequestServiceFromEnv() != "InProcess" {
-			// A credential the request service would accept: fail closed.
+			// A credential the request service would accept: fail closed,
+			// with the gateway's own message (not a dispatch policy's 503).
 			check(t, httpClient(t, "", admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
+			_, _, body := do(t, ctx, httpClient(t, "", admin.certPEM, admin.keyPEM), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", nil, nil)
+			if m := decodeJSON(t, body)["message"]; !strings.Contains(fmt.Sprint(m), "request service is unavailable") {
+				t.Errorf("fail-closed 503 message %q, want the gateway's own (request service unavailable)", m)
+			}
 			return
 		}
 		code, _, body := do(t, ctx, httpClient(t, "", admin.certPEM, admin.keyPEM), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", nil, nil)

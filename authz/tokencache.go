@@ -1,0 +1,152 @@
+package authz
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/util/cache"
+	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
+)
+
+// Bounds of one cluster's TokenReview cache (see tokenCache).
+const (
+	// defaultTokenCacheSize bounds the tokens remembered as authenticated.
+	defaultTokenCacheSize = 8192
+	// defaultTokenNegativeCacheSize bounds the tokens remembered as
+	// refused: the set a flood of random tokens fills.
+	defaultTokenNegativeCacheSize = 4096
+)
+
+// tokenCache is k8s.io/apiserver's token cache (authentication/token/cache)
+// with a count bound. That cache is striped and unbounded: every distinct
+// token stays for its TTL, so a flood of random tokens grows it by the
+// flood's rate times negativeCacheTTL. This one keeps what it does: keys
+// are HMAC-SHA256s of the token and audiences under a random per-cache
+// key (never the token), concurrent first uses of one key share one
+// review (single flight), and a review nobody answered (an error) is not
+// remembered. It adds LRU bounds, one for authenticated tokens and a
+// separate one for refused ones, so a flood of bad tokens evicts only
+// other bad tokens, never a good token a client is using.
+type tokenCache struct {
+	review      k8sauthn.Token
+	ttl, negTTL time.Duration
+	good, bad   *cache.LRUExpireCache
+	group       singleflight.Group
+	hashes      sync.Pool
+}
+
+// tokenRecord is one remembered answer; resp is returned on every hit, the
+// same pointer, which tokenAuthenticator.identityFor keys on.
+type tokenRecord struct {
+	resp *k8sauthn.Response
+	ok   bool
+	err  error
+}
+
+func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSize int) *tokenCache {
+	key := make([]byte, 32)
+	_, _ = rand.Read(key) // crypto/rand.Read never fails (it crashes the program instead)
+	c := &tokenCache{
+		review: review,
+		ttl:    ttl,
+		negTTL: negTTL,
+		good:   cache.NewLRUExpireCache(size),
+		bad:    cache.NewLRUExpireCache(negSize),
+	}
+	c.hashes.New = func() any { return hmac.New(sha256.New, key) }
+	return c
+}
+
+// AuthenticateToken answers from the cache, or reviews the token once for
+// every concurrent caller with the same key. A caller whose context ends
+// first gets errReviewUnavailable: its token was not reviewed in time.
+func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+	auds, _ := k8sauthn.AudiencesFrom(ctx)
+	key := c.key(auds, token)
+	if r, ok := c.lookup(key); ok {
+		return r.resp, r.ok, nil
+	}
+	// The shared review outlives a caller that gives up (the others still
+	// wait for it); the reviewer bounds it with tokenReviewTimeout.
+	shared := context.WithoutCancel(ctx)
+	ch := c.group.DoChan(key, func() (any, error) {
+		if r, ok := c.lookup(key); ok {
+			return r, nil
+		}
+		return c.fetch(shared, key, token), nil
+	})
+	select {
+	case res := <-ch:
+		r := res.Val.(*tokenRecord)
+		return r.resp, r.ok, r.err
+	case <-ctx.Done():
+		return nil, false, fmt.Errorf("%w: %w", errReviewUnavailable, ctx.Err())
+	}
+}
+
+// fetch reviews token and remembers the answer. A panic in the review
+// (client libraries) becomes an unanswered review, as in the k8s cache.
+func (c *tokenCache) fetch(ctx context.Context, key, token string) (r *tokenRecord) {
+	r = &tokenRecord{}
+	defer func() {
+		if p := recover(); p != nil {
+			r = &tokenRecord{err: fmt.Errorf("%w: review panicked: %v", errReviewUnavailable, p)}
+		}
+	}()
+	r.resp, r.ok, r.err = c.review.AuthenticateToken(ctx, token)
+	switch {
+	case r.err != nil:
+		// Nobody answered: not remembered, the next request asks again.
+	case r.ok && c.ttl > 0:
+		c.good.Add(key, r, c.ttl)
+	case !r.ok && c.negTTL > 0:
+		c.bad.Add(key, r, c.negTTL)
+	}
+	return r
+}
+
+func (c *tokenCache) lookup(key string) (*tokenRecord, bool) {
+	if v, ok := c.good.Get(key); ok {
+		return v.(*tokenRecord), true
+	}
+	if v, ok := c.bad.Get(key); ok {
+		return v.(*tokenRecord), true
+	}
+	return nil, false
+}
+
+// authenticated reports whether token (with audiences auds) is remembered
+// as authenticated: AuthenticateToken would answer it without a review.
+func (c *tokenCache) authenticated(auds []string, token string) bool {
+	_, ok := c.good.Get(c.key(auds, token))
+	return ok
+}
+
+// key is the k8s cache's key: HMAC over the length-prefixed token and
+// audiences.
+func (c *tokenCache) key(auds []string, token string) string {
+	h := c.hashes.Get().(hash.Hash)
+	defer c.hashes.Put(h)
+	h.Reset()
+	var n [4]byte
+	writeLen := func(l int) {
+		binary.BigEndian.PutUint32(n[:], uint32(l)) //nolint:gosec // lengths of HTTP header values
+		h.Write(n[:])
+	}
+	writeLen(len(token))
+	h.Write([]byte(token))
+	writeLen(len(auds))
+	for _, a := range auds {
+		writeLen(len(a))
+		h.Write([]byte(a))
+	}
+	return string(h.Sum(nil))
+}
