@@ -36,8 +36,9 @@ const (
 
 // buildIR validates every input and resolves its references. It returns the
 // IR of the accepted clusters and one statusBuilder per non-nil input,
-// sorted by name. Clusters are processed in name order so that "the later one"
-// in conflicts is well defined and independent of input order.
+// sorted by name. Clusters are processed in name order so that "the later
+// one" of two with the same name is well defined and independent of input
+// order; server names go to the older object (claimServerNames).
 func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort}}
 	if ir.Listener.Address == "" {
@@ -56,7 +57,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	// Stable: of two inputs with the same name, the first given is "first".
 	slices.SortStableFunc(statuses, func(a, b *statusBuilder) int { return strings.Compare(a.uc.Name, b.uc.Name) })
 
-	secrets := newSecretIndex(in.Secrets)
+	secrets := newSecretIndex(in.Secrets, in.Options.SecretNamespaces)
 	endpointSlices := newSliceIndex(in.EndpointSlices)
 	seen := map[string]bool{}
 	var candidates []*ClusterIR
@@ -79,14 +80,28 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	return ir, statuses
 }
 
-// claimServerNames lets the candidates, in name order, claim their server
-// names, and returns those that got every one. Only clusters that are
-// otherwise valid claim names, so a broken cluster cannot take a name (or
-// the default chain) away from a working one.
+// claimServerNames lets the candidates claim their server names, oldest
+// first (creationTimestamp, then name), and returns those that got every
+// one, in name order. The older object keeps a contested name, so nobody
+// can take a name (or the default chain) from a serving cluster by creating
+// a new object whose name sorts first; the newer is rejected with
+// ConflictingServerNames, naming the holder. Objects without a timestamp
+// (file mode, unless the file sets metadata.creationTimestamp) tie and go
+// by name. Only clusters that are otherwise valid claim names, so a broken
+// cluster cannot take a name away from a working one.
 func claimServerNames(candidates []*ClusterIR, owners []*statusBuilder) []*ClusterIR {
-	var out []*ClusterIR
+	order := make([]int, len(candidates))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ta, tb := owners[a].uc.CreationTimestamp.Time, owners[b].uc.CreationTimestamp.Time
+		return cmp.Or(ta.Compare(tb), strings.Compare(candidates[a].Name, candidates[b].Name))
+	})
+	won := make([]bool, len(candidates))
 	claimed := map[string]string{} // server name ("" = default chain) → cluster
-	for i, c := range candidates {
+	for _, i := range order {
+		c := candidates[i]
 		names := c.ServerNames
 		if len(names) == 0 {
 			names = []string{""}
@@ -102,13 +117,20 @@ func claimServerNames(candidates []*ClusterIR, owners []*statusBuilder) []*Clust
 			}
 		}
 		if len(conflicts) > 0 {
-			owners[i].reject(v1alpha1.ReasonConflictingServerNames, strings.Join(conflicts, "; "))
+			owners[i].reject(v1alpha1.ReasonConflictingServerNames,
+				strings.Join(conflicts, "; ")+" (the older UpstreamCluster, or of two created in the same second the first by name, keeps a contested name)")
 			continue
 		}
 		for _, n := range names {
 			claimed[n] = c.Name
 		}
-		out = append(out, c)
+		won[i] = true
+	}
+	var out []*ClusterIR
+	for i, c := range candidates {
+		if won[i] {
+			out = append(out, c)
+		}
 	}
 	return out
 }
