@@ -179,6 +179,7 @@ func buildSpec(name string, spec *v1alpha1.UpstreamClusterSpec, eps endpoints, e
 	var errs field.ErrorList
 	c.Servers, c.SNI, c.ResolveDNS, errs = buildServers(spec, eps, endpointSlices)
 	c.ServerNames = buildServerNames(spec.SecureServing.ServerNames)
+	c.ServerSANs = buildServerSANs(spec, eps)
 	c.HealthCheck = buildHealthCheck(spec.HealthCheck)
 	c.Outlier = buildOutlier(spec.OutlierDetection)
 	c.LoadBalancing = loadBalancing(spec.LoadBalancing.Policy, LBRoundRobin)
@@ -237,6 +238,35 @@ func buildServers(spec *v1alpha1.UpstreamClusterSpec, eps endpoints, endpointSli
 		sni = out[0].Host
 	}
 	return out, sni, dns, errs
+}
+
+// buildServerSANs lists what a server certificate must name: the host of
+// each enabled static server as it is reached, and for endpointsFrom the
+// Service's DNS names (<name>.<namespace>.svc, with or without the cluster
+// domain: kube-apiserver's own certificate names kubernetes.default.svc, and
+// a Service's serving certificate its Service). Discovered endpoints are
+// not listed by address: a pod IP is not an identity, and the list must not
+// change with the endpoints.
+func buildServerSANs(spec *v1alpha1.UpstreamClusterSpec, eps endpoints) []SANIR {
+	var out []SANIR
+	seen := map[SANIR]bool{}
+	add := func(san SANIR) {
+		if !seen[san] {
+			seen[san] = true
+			out = append(out, san)
+		}
+	}
+	for _, s := range spec.Servers {
+		if srv, ok := eps.server(s.Endpoint); ok && !s.Disabled {
+			add(SANIR{Name: srv.Host, IsIP: srv.IsIP})
+		}
+	}
+	if ef := spec.EndpointsFrom; ef != nil {
+		svc := ef.Service.Name + "." + ef.Service.Namespace + ".svc"
+		add(SANIR{Name: svc})
+		add(SANIR{Name: svc + ".", Prefix: true})
+	}
+	return out
 }
 
 // buildServerNames returns the SNI names lowercased, sorted and

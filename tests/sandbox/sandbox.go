@@ -272,7 +272,10 @@ func (s *Sandbox) writePKI() error {
 	s.CA = ca
 	files := map[string][]byte{"ca.crt": ca.CertPEM, "ca.key": ca.KeyPEM}
 	loopback := []net.IP{net.ParseIP("127.0.0.1")}
-	local := []string{"localhost"}
+	// The Service names endpointsFrom servers are verified by (upstream SAN
+	// verification): kube-apiserver's own, and any Service of the Secret
+	// namespace, where tests put their EndpointSlices.
+	local := []string{"localhost", "kubernetes.default.svc", "*." + SecretNamespace + ".svc"}
 	if files["pki/apiserver.crt"], files["pki/apiserver.key"], err = ca.ServingCert("kube-apiserver", local, loopback); err != nil {
 		return err
 	}
