@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -60,6 +62,9 @@ type serveFlags struct {
 	inProcessModule         string
 	inProcessPolicyAddress  string
 	inProcessMetricsAddress string
+
+	gatewayNamespace string
+	secretNamespaces string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -89,6 +94,10 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
 	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
 		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
+	fs.StringVar(&f.gatewayNamespace, "gateway-namespace", "",
+		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
+	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
+		`Kubernetes mode: more namespaces (comma-separated) UpstreamClusters may reference Secrets in, or "*" for every namespace (a cluster-wide Secrets watch)`)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -309,6 +318,7 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 // --access-log "stdout" is Envoy's stdout (the empty path), "off" none.
 func translatorOptions(f *serveFlags) translator.Options {
 	o := translator.Options{
+		SecretNamespaces:        secretNamespaces(f),
 		ListenerAddress:         f.listenAddr,
 		ListenerPort:            uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
 		InProcessModule:         f.inProcessModule,
@@ -353,9 +363,47 @@ func configSource(f *serveFlags, ctrl *xds.Controller, poller *health.Poller, lo
 		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
 	}
 	cfg.UserAgent = "frontdoor/" + version
-	o := source.KubeOptions{Debounce: f.debounce, Log: log}
+	o := source.KubeOptions{Debounce: f.debounce, Log: log, SecretNamespaces: secretNamespaces(f)}
 	if poller != nil {
 		o.Health = poller // not a typed nil in the interface
 	}
 	return source.NewKubeForConfig(cfg, o)
+}
+
+// defaultGatewayNamespace is the gateway's namespace outside a pod: the
+// one the manifests install into.
+const defaultGatewayNamespace = "frontdoor-system"
+
+// inClusterNamespaceFile is where a pod's ServiceAccount volume (or the
+// projected one the manifests mount) holds the pod's namespace.
+var inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// secretNamespaces are the namespaces UpstreamClusters may reference
+// Secrets in, sorted: in Kubernetes mode the gateway's own plus
+// --secret-namespaces; nil (any) in file mode, where the operator writes
+// the Secrets and the UpstreamClusters into one directory, and with
+// --secret-namespaces "*".
+func secretNamespaces(f *serveFlags) []string {
+	if f.configDir != "" {
+		return nil
+	}
+	ns := f.gatewayNamespace
+	if ns == "" {
+		ns = defaultGatewayNamespace
+		if b, err := os.ReadFile(inClusterNamespaceFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	out := []string{ns}
+	for _, n := range strings.Split(f.secretNamespaces, ",") {
+		switch n = strings.TrimSpace(n); n {
+		case "*":
+			return nil
+		case "":
+		default:
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
