@@ -65,6 +65,8 @@ type serveFlags struct {
 
 	gatewayNamespace string
 	secretNamespaces string
+
+	grpcTLS grpcTLSFlags
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -98,7 +100,13 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
 	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
 		`Kubernetes mode: more namespaces (comma-separated) UpstreamClusters may reference Secrets in, or "*" for every namespace (a cluster-wide Secrets watch)`)
+	fs.StringVar(&f.grpcTLS.certFile, "grpc-tls-cert-file", "", "serving certificate (PEM) of the gRPC port; with --grpc-tls-key-file and --grpc-client-ca-file, the port takes only mutual TLS (required unless --grpc-address is loopback or a Unix socket)")
+	fs.StringVar(&f.grpcTLS.keyFile, "grpc-tls-key-file", "", "private key (PEM) of --grpc-tls-cert-file")
+	fs.StringVar(&f.grpcTLS.clientCAFile, "grpc-client-ca-file", "", "CA bundle (PEM) that gRPC clients' (Envoy's) certificates must chain to")
 	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := checkGRPCExposure(f.grpcAddr, &f.grpcTLS); err != nil {
 		return nil, err
 	}
 	if f.inProcessModule != "" && !filepath.IsAbs(f.inProcessModule) {
@@ -155,10 +163,14 @@ func runServe(args []string) error {
 		return fmt.Errorf("--http-address: %w", err)
 	}
 
-	gs := grpc.NewServer(
+	grpcTLSOpts, err := grpcServerOptions(&f.grpcTLS)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(append(grpcTLSOpts,
 		grpc.MaxConcurrentStreams(1<<20), // Envoy multiplexes every Check on a few connections
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-	)
+	)...)
 	// ADS outlives the signal: a draining Envoy keeps its stream (and
 	// config) until it exits, which is how the drain below knows it is over.
 	adsCtx, stopADS := context.WithCancel(context.Background())
