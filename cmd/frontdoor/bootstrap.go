@@ -16,15 +16,24 @@ func runBootstrap(args []string, out io.Writer) error {
 	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
 	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
 	output := fs.String("output", "", "write the bootstrap to this file instead of stdout (e.g. from an init container)")
+	var xt envoy.XDSTLS
+	fs.StringVar(&xt.CertFile, "xds-tls-cert-file", "", "Envoy's client certificate (PEM file on the Envoy host) for mutual TLS to frontdoor serve's gRPC port (its --grpc-client-ca-file must trust it); required unless --xds-address is loopback or a Unix socket")
+	fs.StringVar(&xt.KeyFile, "xds-tls-key-file", "", "private key (PEM file on the Envoy host) of --xds-tls-cert-file")
+	fs.StringVar(&xt.CAFile, "xds-ca-file", "", "CA bundle (PEM file on the Envoy host) that frontdoor serve's --grpc-tls-cert-file must chain to")
+	fs.StringVar(&xt.ServerName, "xds-server-name", "", "name frontdoor serve's gRPC certificate must carry, sent as SNI (default: the host of --xds-address)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, err := envoy.Bootstrap(envoy.BootstrapOptions{
+	opts := envoy.BootstrapOptions{
 		NodeID:       *nodeID,
 		NodeCluster:  "frontdoor",
 		XDSAddress:   *xdsAddr,
 		AdminAddress: *adminAddr,
-	})
+	}
+	if xt != (envoy.XDSTLS{}) {
+		opts.XDSTLS = &xt
+	}
+	b, err := envoy.Bootstrap(opts)
 	if err != nil {
 		return err
 	}
