@@ -67,6 +67,8 @@ type serveFlags struct {
 	secretNamespaces string
 
 	grpcTLS grpcTLSFlags
+
+	probeAddr string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -78,7 +80,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.debounce, "debounce", source.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000",
 		"host:port for ADS (xDS) and the request service (ext_authz, ext_proc, the in-process policy feed) gRPC, or unix:///path for a Unix socket (mode 0600) when Envoy shares the host or pod")
-	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
+	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz, /debug/config and --pprof (unauthenticated: keep it on loopback; see --probe-address for kubelet)")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
@@ -100,6 +102,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
 	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
 		`Kubernetes mode: more namespaces (comma-separated) UpstreamClusters may reference Secrets in, or "*" for every namespace (a cluster-wide Secrets watch)`)
+	fs.StringVar(&f.probeAddr, "probe-address", "",
+		"host:port serving only /healthz and /readyz (e.g. on the pod IP for kubelet probes, with --http-address on loopback); default: the probes are served on --http-address only")
 	fs.StringVar(&f.grpcTLS.certFile, "grpc-tls-cert-file", "", "serving certificate (PEM) of the gRPC port; with --grpc-tls-key-file and --grpc-client-ca-file, the port takes only mutual TLS (required unless --grpc-address is loopback or a Unix socket)")
 	fs.StringVar(&f.grpcTLS.keyFile, "grpc-tls-key-file", "", "private key (PEM) of --grpc-tls-cert-file")
 	fs.StringVar(&f.grpcTLS.clientCAFile, "grpc-client-ca-file", "", "CA bundle (PEM) that gRPC clients' (Envoy's) certificates must chain to")
@@ -162,6 +166,12 @@ func runServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--http-address: %w", err)
 	}
+	var probeLis net.Listener
+	if f.probeAddr != "" {
+		if probeLis, err = net.Listen("tcp", f.probeAddr); err != nil {
+			return fmt.Errorf("--probe-address: %w", err)
+		}
+	}
 
 	grpcTLSOpts, err := grpcServerOptions(&f.grpcTLS)
 	if err != nil {
@@ -192,7 +202,7 @@ func runServe(args []string) error {
 	// /readyz is the readiness probe: not ready before the first config,
 	// nor once SIGTERM started the drain, so no new traffic is sent here.
 	// /healthz (liveness) stays true while draining.
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	readyz := func(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case draining.Load():
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -201,14 +211,22 @@ func runServe(args []string) error {
 		default:
 			fmt.Fprintln(w, "ok")
 		}
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	}
+	healthz := func(w http.ResponseWriter, _ *http.Request) {
 		if !ctrl.Ready() {
 			http.Error(w, "no config published yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
+	}
+	mux.HandleFunc("/readyz", readyz)
+	mux.HandleFunc("/healthz", healthz)
+	// The probe listener serves the probes and nothing else, so kubelet can
+	// reach them on the pod IP while /metrics and /debug stay on loopback.
+	probeMux := http.NewServeMux()
+	probeMux.HandleFunc("/readyz", readyz)
+	probeMux.HandleFunc("/healthz", healthz)
+	ps := &http.Server{Handler: probeMux, ReadHeaderTimeout: 10 * time.Second}
 	if f.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -231,9 +249,12 @@ func runServe(args []string) error {
 		return err
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
+	if probeLis != nil {
+		go func() { errc <- ps.Serve(probeLis) }()
+	}
 	go func() { errc <- src.Run(ctx, ctrl) }()
 	if poller != nil {
 		go poller.Run(ctx)
@@ -261,6 +282,7 @@ func runServe(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
+	_ = ps.Shutdown(sctx)
 	done := make(chan struct{})
 	go func() { gs.GracefulStop(); close(done) }()
 	select {

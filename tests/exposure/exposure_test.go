@@ -1,13 +1,18 @@
-// Package grpctls runs the sandbox with frontdoor's gRPC port on mutual
-// TLS (serve --grpc-tls-*, bootstrap --xds-tls-*): the real Envoy gets its
-// config over it and serves, and a gRPC client without a client
-// certificate from the CA gets nothing, the SDS private keys above all.
-package grpctls
+// Package exposure tests what frontdoor serve exposes beyond loopback, as
+// the manifests deploy it: the gRPC port on mutual TLS (serve
+// --grpc-tls-*, bootstrap --xds-tls-*), where the real Envoy gets its config
+// and a gRPC client without a client certificate from the CA gets nothing
+// (the SDS private keys above all); and a probe listener that serves the
+// probes and nothing else, while /metrics and /debug stay on loopback.
+package exposure
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -27,8 +32,21 @@ import (
 
 var sb *sandbox.Sandbox
 
+// probeURL is frontdoor serve's --probe-address, as a URL.
+var probeURL string
+
 func TestMain(m *testing.M) {
-	os.Exit(sandbox.RunTests(m, "grpctls", sandbox.Options{Progress: os.Stderr, GRPCMutualTLS: true}, func(s *sandbox.Sandbox) { sb = s }))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	probeAddr := l.Addr().String()
+	_ = l.Close()
+	probeURL = "http://" + probeAddr
+	os.Exit(sandbox.RunTests(m, "exposure", sandbox.Options{
+		Progress: os.Stderr, GRPCMutualTLS: true, FrontdoorArgs: []string{"--probe-address", probeAddr},
+	}, func(s *sandbox.Sandbox) { sb = s }))
 }
 
 func setup(t *testing.T) context.Context {
@@ -143,5 +161,31 @@ func TestADSWithoutClientCertificateGetsNoSecret(t *testing.T) {
 	}
 	if len(s.GetTlsCertificate().GetPrivateKey().GetInlineBytes()) == 0 {
 		t.Errorf("secret %q has no key; the positive control proves nothing", name)
+	}
+}
+
+// TestProbeAddressServesOnlyProbes: kubelet's probe listener answers
+// /readyz and /healthz, and nothing an unauthenticated pod-network client
+// should read: /metrics, /debug/config and pprof answer 404 there (they are
+// on --http-address, loopback in the manifests).
+func TestProbeAddressServesOnlyProbes(t *testing.T) {
+	ctx := setup(t)
+	for path, want := range map[string]int{
+		"/readyz": http.StatusOK, "/healthz": http.StatusOK,
+		"/metrics": http.StatusNotFound, "/debug/config": http.StatusNotFound, "/debug/pprof/": http.StatusNotFound,
+	} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, probeURL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("probe listener %s: %d (%q), want %d", path, resp.StatusCode, body, want)
+		}
 	}
 }
