@@ -64,10 +64,11 @@ var trustedSliceManagers = map[string]bool{
 // (default, for the kubernetes Service, is normally locked down).
 func fromService(s *discoveryv1.EndpointSlice, svc string) (bool, string) {
 	manager, managed := s.Labels[discoveryv1.LabelManagedBy]
+	apiserversOwn := s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes" && svc == "kubernetes"
 	switch {
 	case managed && !trustedSliceManagers[manager]:
 		return false, fmt.Sprintf("is managed by %q, not by the Kubernetes EndpointSlice controllers", manager)
-	case !managed && !(s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes" && svc == "kubernetes"):
+	case !managed && !apiserversOwn:
 		return false, "has no " + discoveryv1.LabelManagedBy + " label (only the Kubernetes EndpointSlice controllers' slices are used)"
 	case s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6:
 		return false, fmt.Sprintf("has address type %s (a Service's own slices are IPv4 or IPv6)", s.AddressType)
