@@ -13,7 +13,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	metricsv3 "github.com/envoyproxy/go-control-plane/envoy/config/metrics/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -33,13 +35,31 @@ type BootstrapOptions struct {
 	// Overload bounds connections and heap (overload.go).
 	Overload OverloadOptions
 	// XDSAddress is host:port of the frontdoor gRPC server (ADS and
-	// ext_authz, plaintext HTTP/2 on loopback or within the pod), or
+	// ext_authz: plaintext HTTP/2 on loopback, else XDSTLS), or
 	// unix:///path for its Unix socket (frontdoor serve --grpc-address
 	// unix:///path, when Envoy shares the host or pod).
 	XDSAddress string
 	// AdminAddress is host:port of Envoy's admin interface. Keep it on
 	// loopback: the admin API can change Envoy's state.
 	AdminAddress string
+	// XDSTLS, when set, makes Envoy reach the control plane over mutual
+	// TLS (frontdoor serve --grpc-tls-*): required for an XDSAddress other
+	// than loopback or a Unix socket, since the stream carries private keys.
+	XDSTLS *XDSTLS
+}
+
+// XDSTLS are the files Envoy reads for mutual TLS to the control plane.
+// Envoy reads them at startup; a rotated certificate needs an Envoy restart
+// (the control plane reads its own at startup too).
+type XDSTLS struct {
+	// CertFile and KeyFile are Envoy's client certificate and key (PEM).
+	CertFile, KeyFile string
+	// CAFile is the CA bundle (PEM) the control plane's certificate must
+	// chain to.
+	CAFile string
+	// ServerName is sent as SNI, and the control plane's certificate must
+	// name it (a DNS or IP SAN); empty means the host of XDSAddress.
+	ServerName string
 }
 
 // controlPlaneConnectTimeout is short: the control plane is on loopback or
@@ -66,7 +86,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: admin address %q: host must be an IP address", opts.AdminAddress)
 	}
 
-	cp, err := controlPlaneCluster(opts.XDSAddress)
+	cp, err := controlPlaneCluster(opts.XDSAddress, opts.XDSTLS)
 	if err != nil {
 		return nil, err
 	}
@@ -119,27 +139,40 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 	return b, nil
 }
 
-// controlPlaneCluster reaches the frontdoor gRPC server over plaintext
-// HTTP/2 (gRPC) at addr. An IP address makes a STATIC cluster; a DNS name a
-// LOGICAL_DNS one, which re-resolves and keeps one connection (what a gRPC
-// stream to one server needs); unix:///path a STATIC cluster on the pipe.
-func controlPlaneCluster(addr string) (*clusterv3.Cluster, error) {
+// controlPlaneCluster reaches the frontdoor gRPC server over HTTP/2 (gRPC)
+// at addr: plaintext on loopback or a Unix socket, mutual TLS (xt) on any
+// other address, which it refuses without. An IP address makes a STATIC
+// cluster; a DNS name a LOGICAL_DNS one, which re-resolves and keeps one
+// connection (what a gRPC stream to one server needs); unix:///path a
+// STATIC cluster on the pipe.
+func controlPlaneCluster(addr string, xt *XDSTLS) (*clusterv3.Cluster, error) {
 	var endpoint *corev3.Address
 	typ := clusterv3.Cluster_STATIC
+	host := ""
 	if path, ok := UnixSocketPath(addr); ok {
 		if !strings.HasPrefix(path, "/") {
 			return nil, fmt.Errorf("bootstrap: xDS address %q: want unix:///absolute/path", addr)
 		}
 		endpoint = &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: path}}}
 	} else {
-		host, port, err := splitHostPort("xDS address", addr)
+		h, port, err := splitHostPort("xDS address", addr)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := netip.ParseAddr(host); err != nil {
+		ip, err := netip.ParseAddr(h)
+		if err != nil {
 			typ = clusterv3.Cluster_LOGICAL_DNS
 		}
-		endpoint = socketAddress(host, port)
+		if xt == nil && h != "localhost" && (err != nil || !ip.IsLoopback()) {
+			return nil, fmt.Errorf("bootstrap: xDS address %q is not loopback or a Unix socket: the xDS stream carries private keys, "+
+				"so Envoy must reach it over mutual TLS (--xds-tls-cert-file, --xds-tls-key-file, --xds-ca-file)", addr)
+		}
+		host = h
+		endpoint = socketAddress(h, port)
+	}
+	socket, err := controlPlaneTLS(xt, host)
+	if err != nil {
+		return nil, err
 	}
 	h2, err := anypb.New(&httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
@@ -155,6 +188,7 @@ func controlPlaneCluster(addr string) (*clusterv3.Cluster, error) {
 		Name:                 ControlPlaneCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: typ},
 		ConnectTimeout:       durationpb.New(controlPlaneConnectTimeout),
+		TransportSocket:      socket,
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
 			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2,
 		},
@@ -166,6 +200,56 @@ func controlPlaneCluster(addr string) (*clusterv3.Cluster, error) {
 				}},
 			}}}},
 		},
+	}, nil
+}
+
+// controlPlaneTLS is the TLS transport socket of the control-plane
+// cluster (nil without xt): Envoy presents its client certificate and
+// verifies the control plane's against the CA and the server name (xt's, or
+// host). ALPN h2: gRPC servers require it over TLS.
+func controlPlaneTLS(xt *XDSTLS, host string) (*corev3.TransportSocket, error) {
+	if xt == nil {
+		return nil, nil
+	}
+	if xt.CertFile == "" || xt.KeyFile == "" || xt.CAFile == "" {
+		return nil, fmt.Errorf("bootstrap: xDS TLS needs a client certificate, its key and the control plane's CA (--xds-tls-cert-file, --xds-tls-key-file, --xds-ca-file)")
+	}
+	name := xt.ServerName
+	if name == "" {
+		name = host
+	}
+	if name == "" {
+		return nil, fmt.Errorf("bootstrap: xDS TLS over a Unix socket needs --xds-server-name (the name the control plane's certificate carries)")
+	}
+	san := &tlsv3.SubjectAltNameMatcher{
+		SanType: tlsv3.SubjectAltNameMatcher_DNS,
+		Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: name}},
+	}
+	sni := name
+	if _, err := netip.ParseAddr(name); err == nil {
+		san.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+		sni = "" // RFC 6066: no IP addresses in SNI
+	}
+	file := func(p string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: p}}
+	}
+	tc, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: sni,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			AlpnProtocols:   []string{"h2"},
+			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(xt.CertFile), PrivateKey: file(xt.KeyFile)}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+				TrustedCa:                 file(xt.CAFile),
+				MatchTypedSubjectAltNames: []*tlsv3.SubjectAltNameMatcher{san},
+			}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	return &corev3.TransportSocket{
+		Name:       "envoy.transport_sockets.tls",
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: tc},
 	}, nil
 }
 

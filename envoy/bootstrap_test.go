@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -24,8 +25,9 @@ var testOpts = BootstrapOptions{
 
 func TestBootstrapYAMLRoundTrip(t *testing.T) {
 	for name, opts := range map[string]BootstrapOptions{
-		"ip":   testOpts,
-		"dns":  {NodeID: "n", NodeCluster: "c", XDSAddress: "frontdoor.frontdoor-system.svc:18000", AdminAddress: "[::1]:9901"},
+		"ip": testOpts,
+		"dns": {NodeID: "n", NodeCluster: "c", XDSAddress: "frontdoor.frontdoor-system.svc:18000", AdminAddress: "[::1]:9901",
+			XDSTLS: &XDSTLS{CertFile: "/tls/envoy.crt", KeyFile: "/tls/envoy.key", CAFile: "/tls/ca.crt"}},
 		"ipv6": {NodeID: "n", XDSAddress: "[::1]:18000", AdminAddress: "127.0.0.1:9901"},
 		"unix": {NodeID: "n", XDSAddress: "unix:///run/frontdoor/grpc.sock", AdminAddress: "127.0.0.1:9901"},
 	} {
@@ -66,7 +68,11 @@ func TestBootstrapClusterType(t *testing.T) {
 		"frontdoor.svc:1": "LOGICAL_DNS",
 		"unix:///x/g.sk":  "STATIC",
 	} {
-		b, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: addr, AdminAddress: "127.0.0.1:9901"})
+		o := BootstrapOptions{NodeID: "n", XDSAddress: addr, AdminAddress: "127.0.0.1:9901"}
+		if want == "LOGICAL_DNS" {
+			o.XDSTLS = &XDSTLS{CertFile: "c", KeyFile: "k", CAFile: "ca"} // a name is not loopback
+		}
+		b, err := Bootstrap(o)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,4 +152,47 @@ func envoyBinary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestBootstrapXDSNeedsTLSBeyondLoopback: the xDS stream carries private
+// keys, so an address other than loopback or a Unix socket is refused
+// without mutual TLS, naming the flags; with it, the control-plane cluster
+// presents Envoy's certificate, verifies the server's against the CA and
+// the name (SNI for a DNS name, an IP SAN for an IP), and speaks h2.
+func TestBootstrapXDSNeedsTLSBeyondLoopback(t *testing.T) {
+	for _, addr := range []string{"10.0.0.5:18000", "frontdoor.frontdoor-system.svc:18000", "[fd00::1]:18000"} {
+		_, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: addr, AdminAddress: "127.0.0.1:9901"})
+		if err == nil || !strings.Contains(err.Error(), "--xds-tls-cert-file, --xds-tls-key-file, --xds-ca-file") {
+			t.Errorf("%s without TLS: %v, want an error naming the TLS flags", addr, err)
+		}
+	}
+	xt := &XDSTLS{CertFile: "/tls/envoy.crt", KeyFile: "/tls/envoy.key", CAFile: "/tls/ca.crt"}
+	for addr, want := range map[string]struct{ sni, san, typ string }{
+		"frontdoor.frontdoor-system.svc:18000": {"frontdoor.frontdoor-system.svc", "frontdoor.frontdoor-system.svc", "DNS"},
+		"10.0.0.5:18000":                       {"", "10.0.0.5", "IP_ADDRESS"},
+	} {
+		b, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: addr, AdminAddress: "127.0.0.1:9901", XDSTLS: xt})
+		if err != nil {
+			t.Fatalf("%s with TLS: %v", addr, err)
+		}
+		ts := b.GetStaticResources().GetClusters()[0].GetTransportSocket()
+		var tc tlsv3.UpstreamTlsContext
+		if err := ts.GetTypedConfig().UnmarshalTo(&tc); err != nil {
+			t.Fatalf("%s: transport socket %v: %v", addr, ts, err)
+		}
+		ctc := tc.GetCommonTlsContext()
+		san := ctc.GetValidationContext().GetMatchTypedSubjectAltNames()
+		switch {
+		case tc.GetSni() != want.sni:
+			t.Errorf("%s: SNI %q, want %q", addr, tc.GetSni(), want.sni)
+		case len(san) != 1 || san[0].GetMatcher().GetExact() != want.san || san[0].GetSanType().String() != want.typ:
+			t.Errorf("%s: SAN matchers %v, want %s %s", addr, san, want.typ, want.san)
+		case ctc.GetValidationContext().GetTrustedCa().GetFilename() != "/tls/ca.crt":
+			t.Errorf("%s: trusted CA %v", addr, ctc.GetValidationContext().GetTrustedCa())
+		case len(ctc.GetTlsCertificates()) != 1 || ctc.GetTlsCertificates()[0].GetPrivateKey().GetFilename() != "/tls/envoy.key":
+			t.Errorf("%s: client certificate %v", addr, ctc.GetTlsCertificates())
+		case len(ctc.GetAlpnProtocols()) != 1 || ctc.GetAlpnProtocols()[0] != "h2":
+			t.Errorf("%s: ALPN %v, want h2", addr, ctc.GetAlpnProtocols())
+		}
+	}
 }

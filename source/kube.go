@@ -44,6 +44,11 @@ type KubeOptions struct {
 	// status.healthyServerCount and status.unhealthyServers are left
 	// unset otherwise. The caller runs it.
 	Health Health
+	// SecretNamespaces are the namespaces whose Secrets are watched (the
+	// gateway's, plus any it was widened to); empty watches every
+	// namespace. The translator may reference no other, so caching other
+	// namespaces' Secrets would only hold keys frontdoor has no use for.
+	SecretNamespaces []string
 }
 
 // Kube reads UpstreamClusters, the Secrets they reference and the
@@ -56,7 +61,7 @@ type Kube struct {
 	opts KubeOptions
 
 	ucs     cache.SharedIndexInformer
-	secrets cache.SharedIndexInformer
+	secrets []cache.SharedIndexInformer // one per watched namespace, or one for all
 	slices  cache.SharedIndexInformer
 	trigger chan struct{}
 	statusq chan struct{} // coalesced: write the publisher's latest statuses
@@ -100,7 +105,11 @@ func (k *Kube) Run(ctx context.Context, p Publisher) error {
 	}
 	syncCtx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), k.ucs.HasSynced, k.secrets.HasSynced, k.slices.HasSynced) {
+	synced := []cache.InformerSynced{k.ucs.HasSynced, k.slices.HasSynced}
+	for _, inf := range k.secrets {
+		synced = append(synced, inf.HasSynced)
+	}
+	if !cache.WaitForCacheSync(syncCtx.Done(), synced...) {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -139,8 +148,17 @@ func (k *Kube) startInformers(ctx context.Context) error {
 	dynFactory := dynamicinformer.NewDynamicSharedInformerFactory(k.dyn, 0)
 	k.ucs = dynFactory.ForResource(v1alpha1.UpstreamClusterResource).Informer()
 	factory := informers.NewSharedInformerFactory(k.kube, 0)
-	k.secrets = factory.Core().V1().Secrets().Informer()
 	k.slices = factory.Discovery().V1().EndpointSlices().Informer()
+	secretFactories := []informers.SharedInformerFactory{factory}
+	if len(k.opts.SecretNamespaces) > 0 {
+		secretFactories = nil
+		for _, ns := range k.opts.SecretNamespaces {
+			secretFactories = append(secretFactories, informers.NewSharedInformerFactoryWithOptions(k.kube, 0, informers.WithNamespace(ns)))
+		}
+	}
+	for _, f := range secretFactories {
+		k.secrets = append(k.secrets, f.Core().V1().Secrets().Informer())
+	}
 
 	// Status writes change an UpstreamCluster but not its generation: they
 	// must not cause a rebuild (or a loop).
@@ -157,14 +175,19 @@ func (k *Kube) startInformers(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if _, err := k.secrets.AddEventHandler(k.refHandler(secretRefKey)); err != nil {
-		return err
+	for _, inf := range k.secrets {
+		if _, err := inf.AddEventHandler(k.refHandler(secretRefKey)); err != nil {
+			return err
+		}
 	}
 	if _, err := k.slices.AddEventHandler(k.refHandler(sliceRefKey)); err != nil {
 		return err
 	}
 	dynFactory.Start(ctx.Done())
 	factory.Start(ctx.Done())
+	for _, f := range secretFactories {
+		f.Start(ctx.Done()) // factory again when it is the only one: a no-op
+	}
 	return nil
 }
 
@@ -237,9 +260,11 @@ func (k *Kube) rebuild(ctx context.Context, p Publisher) {
 	k.mu.Lock()
 	k.refs = refs
 	k.mu.Unlock()
-	for _, obj := range k.secrets.GetStore().List() {
-		if s, ok := obj.(*corev1.Secret); ok && refs[secretRefKey(s)] {
-			in.Secrets = append(in.Secrets, s)
+	for _, inf := range k.secrets {
+		for _, obj := range inf.GetStore().List() {
+			if s, ok := obj.(*corev1.Secret); ok && refs[secretRefKey(s)] {
+				in.Secrets = append(in.Secrets, s)
+			}
 		}
 	}
 	for _, obj := range k.slices.GetStore().List() {

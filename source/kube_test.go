@@ -200,3 +200,51 @@ func TestKubeSourceFollowsObjects(t *testing.T) {
 		t.Fatalf("cluster still served without its serving Secret (version %s, was %s)", c.Current().Version, served)
 	}
 }
+
+// TestKubeSourceWatchesOnlySecretNamespaces: with SecretNamespaces set,
+// Secrets are listed and watched in those namespaces only (never cluster
+// wide), so frontdoor neither caches nor needs RBAC for any other
+// namespace's Secrets, and the config still gets its Secrets.
+func TestKubeSourceWatchesOnlySecretNamespaces(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in := goldenInputs(t, "one-cluster")
+	uc := in.UpstreamClusters[0].DeepCopy()
+	uc.APIVersion, uc.Kind = v1alpha1.GroupVersion.String(), "UpstreamCluster"
+	u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(uc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
+		map[schema.GroupVersionResource]string{v1alpha1.UpstreamClusterResource: "UpstreamClusterList"}, &unstructured.Unstructured{Object: u})
+	var objs []runtime.Object
+	for _, s := range in.Secrets {
+		objs = append(objs, s.DeepCopy())
+	}
+	kube := kubefake.NewClientset(objs...)
+	c := xds.NewController(xds.ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	src := NewKube(dyn, kube, KubeOptions{Debounce: 10 * time.Millisecond, SecretNamespaces: []string{"frontdoor-system"}})
+	go func() { _ = src.Run(ctx, c) }()
+	for !c.Ready() {
+		if ctx.Err() != nil {
+			t.Fatal("no config published")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, ok := c.Current().Policy.Clusters[uc.Name]; !ok {
+		t.Fatalf("cluster %s not served: its Secrets in frontdoor-system were not read", uc.Name)
+	}
+	n := 0
+	for _, a := range kube.Actions() {
+		if a.GetResource().Resource != "secrets" || (a.GetVerb() != "list" && a.GetVerb() != "watch") {
+			continue
+		}
+		n++
+		if a.GetNamespace() != "frontdoor-system" {
+			t.Errorf("Secrets %s in namespace %q, want frontdoor-system only", a.GetVerb(), a.GetNamespace())
+		}
+	}
+	if n == 0 {
+		t.Fatal("no Secrets list or watch recorded")
+	}
+}

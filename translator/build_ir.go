@@ -36,8 +36,9 @@ const (
 
 // buildIR validates every input and resolves its references. It returns the
 // IR of the accepted clusters and one statusBuilder per non-nil input,
-// sorted by name. Clusters are processed in name order so that "the later one"
-// in conflicts is well defined and independent of input order.
+// sorted by name. Clusters are processed in name order so that "the later
+// one" of two with the same name is well defined and independent of input
+// order; server names go to the older object (claimServerNames).
 func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort}}
 	if ir.Listener.Address == "" {
@@ -56,7 +57,7 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	// Stable: of two inputs with the same name, the first given is "first".
 	slices.SortStableFunc(statuses, func(a, b *statusBuilder) int { return strings.Compare(a.uc.Name, b.uc.Name) })
 
-	secrets := newSecretIndex(in.Secrets)
+	secrets := newSecretIndex(in.Secrets, in.Options.SecretNamespaces)
 	endpointSlices := newSliceIndex(in.EndpointSlices)
 	seen := map[string]bool{}
 	var candidates []*ClusterIR
@@ -79,14 +80,28 @@ func buildIR(in Inputs) (*IR, []*statusBuilder) {
 	return ir, statuses
 }
 
-// claimServerNames lets the candidates, in name order, claim their server
-// names, and returns those that got every one. Only clusters that are
-// otherwise valid claim names, so a broken cluster cannot take a name (or
-// the default chain) away from a working one.
+// claimServerNames lets the candidates claim their server names, oldest
+// first (creationTimestamp, then name), and returns those that got every
+// one, in name order. The older object keeps a contested name, so nobody
+// can take a name (or the default chain) from a serving cluster by creating
+// a new object whose name sorts first; the newer is rejected with
+// ConflictingServerNames, naming the holder. Objects without a timestamp
+// (file mode, unless the file sets metadata.creationTimestamp) tie and go
+// by name. Only clusters that are otherwise valid claim names, so a broken
+// cluster cannot take a name away from a working one.
 func claimServerNames(candidates []*ClusterIR, owners []*statusBuilder) []*ClusterIR {
-	var out []*ClusterIR
+	order := make([]int, len(candidates))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int {
+		ta, tb := owners[a].uc.CreationTimestamp.Time, owners[b].uc.CreationTimestamp.Time
+		return cmp.Or(ta.Compare(tb), strings.Compare(candidates[a].Name, candidates[b].Name))
+	})
+	won := make([]bool, len(candidates))
 	claimed := map[string]string{} // server name ("" = default chain) → cluster
-	for i, c := range candidates {
+	for _, i := range order {
+		c := candidates[i]
 		names := c.ServerNames
 		if len(names) == 0 {
 			names = []string{""}
@@ -102,13 +117,20 @@ func claimServerNames(candidates []*ClusterIR, owners []*statusBuilder) []*Clust
 			}
 		}
 		if len(conflicts) > 0 {
-			owners[i].reject(v1alpha1.ReasonConflictingServerNames, strings.Join(conflicts, "; "))
+			owners[i].reject(v1alpha1.ReasonConflictingServerNames,
+				strings.Join(conflicts, "; ")+" (the older UpstreamCluster, or of two created in the same second the first by name, keeps a contested name)")
 			continue
 		}
 		for _, n := range names {
 			claimed[n] = c.Name
 		}
-		out = append(out, c)
+		won[i] = true
+	}
+	var out []*ClusterIR
+	for i, c := range candidates {
+		if won[i] {
+			out = append(out, c)
+		}
 	}
 	return out
 }
@@ -157,6 +179,7 @@ func buildSpec(name string, spec *v1alpha1.UpstreamClusterSpec, eps endpoints, e
 	var errs field.ErrorList
 	c.Servers, c.SNI, c.ResolveDNS, errs = buildServers(spec, eps, endpointSlices)
 	c.ServerNames = buildServerNames(spec.SecureServing.ServerNames)
+	c.ServerSANs = buildServerSANs(spec, eps)
 	c.HealthCheck = buildHealthCheck(spec.HealthCheck)
 	c.Outlier = buildOutlier(spec.OutlierDetection)
 	c.LoadBalancing = loadBalancing(spec.LoadBalancing.Policy, LBRoundRobin)
@@ -215,6 +238,35 @@ func buildServers(spec *v1alpha1.UpstreamClusterSpec, eps endpoints, endpointSli
 		sni = out[0].Host
 	}
 	return out, sni, dns, errs
+}
+
+// buildServerSANs lists what a server certificate must name: the host of
+// each enabled static server as it is reached, and for endpointsFrom the
+// Service's DNS names (<name>.<namespace>.svc, with or without the cluster
+// domain: kube-apiserver's own certificate names kubernetes.default.svc, and
+// a Service's serving certificate its Service). Discovered endpoints are
+// not listed by address: a pod IP is not an identity, and the list must not
+// change with the endpoints.
+func buildServerSANs(spec *v1alpha1.UpstreamClusterSpec, eps endpoints) []SANIR {
+	var out []SANIR
+	seen := map[SANIR]bool{}
+	add := func(san SANIR) {
+		if !seen[san] {
+			seen[san] = true
+			out = append(out, san)
+		}
+	}
+	for _, s := range spec.Servers {
+		if srv, ok := eps.server(s.Endpoint); ok && !s.Disabled {
+			add(SANIR{Name: srv.Host, IsIP: srv.IsIP})
+		}
+	}
+	if ef := spec.EndpointsFrom; ef != nil {
+		svc := ef.Service.Name + "." + ef.Service.Namespace + ".svc"
+		add(SANIR{Name: svc})
+		add(SANIR{Name: svc + ".", Prefix: true})
+	}
+	return out
 }
 
 // buildServerNames returns the SNI names lowercased, sorted and

@@ -8,6 +8,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -144,7 +145,11 @@ func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 }
 
 // upstreamTLS presents the gateway's client certificate and verifies the
-// servers against the cluster's CA.
+// servers against the cluster's CA and by name: the certificate must carry
+// a SAN naming one of the cluster's servers (upstreamSANs). A chain check
+// alone would accept any serving certificate the CA ever issued (every
+// kubelet's, with the cluster CA), so whoever could redirect one server
+// address (an EndpointSlice, DNS) could then read user traffic.
 // Without an upstream CA (clientConfig.insecureSkipTLSVerify) there is no
 // validation context, so Envoy accepts any server certificate.
 func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
@@ -156,9 +161,38 @@ func upstreamTLS(c *ClusterIR) *tlsv3.UpstreamTlsContext {
 		},
 	}
 	if c.UpstreamCA != nil {
-		out.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-			ValidationContextSdsSecretConfig: sdsSecret(envoy.UpstreamCASecretName(c.Name)),
+		out.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_CombinedValidationContext{
+			CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+				DefaultValidationContext: &tlsv3.CertificateValidationContext{
+					MatchTypedSubjectAltNames: upstreamSANs(c),
+				},
+				ValidationContextSdsSecretConfig: sdsSecret(envoy.UpstreamCASecretName(c.Name)),
+			},
 		}
+	}
+	return out
+}
+
+// upstreamSANs accepts a certificate that names one of the cluster's
+// servers (c.ServerSANs): an IP SAN for an IP address, a DNS SAN for a name
+// (Envoy matches a wildcard SAN as RFC 6125 says). It is one list per
+// cluster, built from the spec only: servers found through EndpointSlices
+// are verified by their Service's name, not their address, so an endpoint
+// change stays an EDS update that rebuilds no cluster.
+func upstreamSANs(c *ClusterIR) []*tlsv3.SubjectAltNameMatcher {
+	out := make([]*tlsv3.SubjectAltNameMatcher, 0, len(c.ServerSANs))
+	for _, san := range c.ServerSANs {
+		m := &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_DNS,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: san.Name}},
+		}
+		if san.IsIP {
+			m.SanType = tlsv3.SubjectAltNameMatcher_IP_ADDRESS
+		}
+		if san.Prefix {
+			m.Matcher.MatchPattern = &matcherv3.StringMatcher_Prefix{Prefix: san.Name}
+		}
+		out = append(out, m)
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
@@ -40,12 +41,56 @@ func newSliceIndex(slices_ []*discoveryv1.EndpointSlice) sliceIndex {
 	return idx
 }
 
+// Managers of EndpointSlices that belong to their Service
+// (endpointslice.kubernetes.io/managed-by): the controller that derives
+// slices from a Service's selector, and the one that mirrors the Endpoints
+// of a Service without a selector.
+var trustedSliceManagers = map[string]bool{
+	"endpointslice-controller.k8s.io":          true,
+	"endpointslicemirroring-controller.k8s.io": true,
+}
+
+// fromService reports whether s is one of the Service's own slices, and
+// why not. "Only from the named Service" means: labelled with the Service's
+// name (the index), written by the Kubernetes controllers that keep a
+// Service's slices (not by any client with write access that copied the
+// label), of an IP address type (those controllers never write FQDN
+// slices), and, when it names a controlling owner, owned by that Service.
+// kube-apiserver writes the slice of default/kubernetes itself, with the
+// service-name label only; that one slice counts without a manager.
+//
+// Labels are not proof: whoever may write EndpointSlices in the Service's
+// namespace can forge them, so that namespace's writers are trusted
+// (default, for the kubernetes Service, is normally locked down).
+func fromService(s *discoveryv1.EndpointSlice, svc string) (bool, string) {
+	manager, managed := s.Labels[discoveryv1.LabelManagedBy]
+	apiserversOwn := s.Namespace == metav1.NamespaceDefault && s.Name == "kubernetes" && svc == "kubernetes"
+	switch {
+	case managed && !trustedSliceManagers[manager]:
+		return false, fmt.Sprintf("is managed by %q, not by the Kubernetes EndpointSlice controllers", manager)
+	case !managed && !apiserversOwn:
+		return false, "has no " + discoveryv1.LabelManagedBy + " label (only the Kubernetes EndpointSlice controllers' slices are used)"
+	case s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6:
+		return false, fmt.Sprintf("has address type %s (a Service's own slices are IPv4 or IPv6)", s.AddressType)
+	}
+	for _, o := range s.OwnerReferences {
+		if o.Controller != nil && *o.Controller && (o.Kind != "Service" || o.Name != svc) {
+			return false, fmt.Sprintf("is controlled by %s %q, not by Service %q", o.Kind, o.Name, svc)
+		}
+	}
+	return true, ""
+}
+
 // servers returns the ready endpoints of the selected Service as servers,
 // each on the port its own slice declares, sorted and deduplicated. A slice
 // without a usable port contributes nothing (it is named in the returned
 // notes so the status can say why a server is missing).
 func (idx sliceIndex) servers(ref v1alpha1.ServiceEndpoints) (out []ServerIR, notes []string) {
 	for _, s := range idx[ref.Namespace+"/"+ref.Name] {
+		if ok, why := fromService(s, ref.Name); !ok {
+			notes = append(notes, fmt.Sprintf("EndpointSlice %s/%s %s; ignored", s.Namespace, s.Name, why))
+			continue
+		}
 		port, ok := slicePort(s, ref.PortName)
 		if !ok {
 			notes = append(notes, fmt.Sprintf("EndpointSlice %s/%s has no usable port", s.Namespace, s.Name))

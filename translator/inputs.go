@@ -38,6 +38,13 @@ type Options struct {
 	// Edge tunes the public listener's timeouts and forwarding-header
 	// trust (edge.go); zero fields take the defaults.
 	Edge EdgeOptions
+	// SecretNamespaces are the namespaces whose Secrets UpstreamClusters may
+	// reference; a reference elsewhere is not resolved (ResolvedRefs False,
+	// RefNotPermitted). Whoever may write an UpstreamCluster must not be
+	// able to point the gateway at a Secret someone else owns (e.g. another
+	// gateway's impersonating client key). Empty allows every namespace:
+	// file mode, where one operator writes the objects and the Secrets.
+	SecretNamespaces []string
 }
 
 // Inputs is everything one translation reads.

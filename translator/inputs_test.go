@@ -1,6 +1,7 @@
 package translator_test
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -46,7 +47,7 @@ stringData: {tls.crt: new}
 	if len(in.EndpointSlices) != 1 || in.EndpointSlices[0].Name != "k" {
 		t.Fatalf("EndpointSlices = %+v", in.EndpointSlices)
 	}
-	if in.Options != (translator.Options{}) {
+	if !reflect.DeepEqual(in.Options, translator.Options{}) {
 		t.Fatalf("Options = %+v, want zero (they come from flags)", in.Options)
 	}
 }

@@ -38,6 +38,10 @@ type ClusterIR struct {
 	ServerNames []string
 	// Servers are the enabled servers, in spec order.
 	Servers []ServerIR
+	// ServerSANs are the names a server's certificate may carry to be
+	// accepted (any one of them), from the spec: each enabled static
+	// server's host, and for endpointsFrom the Service's DNS names.
+	ServerSANs []SANIR
 	// SNI is sent to the servers when they all share one DNS name; empty
 	// otherwise (IP addresses or mixed names).
 	SNI string
@@ -90,6 +94,15 @@ type ServerIR struct {
 	Port uint32
 	// IsIP is true when Host is an IP address.
 	IsIP bool
+}
+
+// SANIR is one subject alternative name a server certificate may carry.
+type SANIR struct {
+	// Name is an IP address (IsIP) or a DNS name.
+	Name string
+	IsIP bool
+	// Prefix matches every DNS SAN that starts with Name.
+	Prefix bool
 }
 
 // CertKeyIR is a validated certificate chain and its matching private key.

@@ -7,6 +7,9 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -31,27 +34,45 @@ type refError struct {
 func (e *refError) Error() string { return e.msg }
 
 // secretIndex finds Secrets by namespace/name. The first of two Secrets with
-// the same key wins, so the result does not depend on map order.
-type secretIndex map[string]*corev1.Secret
+// the same key wins, so the result does not depend on map order. Only
+// Secrets in the allowed namespaces may be referenced (nil allows any).
+type secretIndex struct {
+	byKey   map[string]*corev1.Secret
+	allowed map[string]bool
+}
 
-func newSecretIndex(secrets []*corev1.Secret) secretIndex {
-	idx := secretIndex{}
+func newSecretIndex(secrets []*corev1.Secret, namespaces []string) secretIndex {
+	idx := secretIndex{byKey: map[string]*corev1.Secret{}}
+	if len(namespaces) > 0 {
+		idx.allowed = map[string]bool{}
+		for _, ns := range namespaces {
+			idx.allowed[ns] = true
+		}
+	}
 	for _, s := range secrets {
 		if s == nil {
 			continue
 		}
 		k := s.Namespace + "/" + s.Name
-		if _, dup := idx[k]; !dup {
-			idx[k] = s
+		if _, dup := idx.byKey[k]; !dup {
+			idx.byKey[k] = s
 		}
 	}
 	return idx
 }
 
 // value returns one key of the referenced Secret's data (the apiserver, and
-// DecodeInputs for files, fold stringData into data).
+// DecodeInputs for files, fold stringData into data). A reference outside
+// the allowed namespaces fails as RefNotPermitted, whether or not such a
+// Secret exists, so the status tells an author nothing about Secrets they
+// may not use.
 func (idx secretIndex) value(ref v1alpha1.SecretReference, key string) ([]byte, *refError) {
-	s, ok := idx[ref.Namespace+"/"+ref.Name]
+	if idx.allowed != nil && !idx.allowed[ref.Namespace] {
+		return nil, &refError{v1alpha1.ReasonRefNotPermitted, fmt.Sprintf(
+			"Secret %s/%s: namespace %q is not one the gateway reads Secrets from (%s)",
+			ref.Namespace, ref.Name, ref.Namespace, strings.Join(slices.Sorted(maps.Keys(idx.allowed)), ", "))}
+	}
+	s, ok := idx.byKey[ref.Namespace+"/"+ref.Name]
 	if !ok {
 		return nil, &refError{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s/%s not found", ref.Namespace, ref.Name)}
 	}

@@ -2,7 +2,9 @@ package xds
 
 import (
 	"context"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -169,4 +171,63 @@ func findSpec(in translator.Inputs, name string) v1alpha1.UpstreamClusterSpec {
 		}
 	}
 	return v1alpha1.UpstreamClusterSpec{}
+}
+
+// TestNewerObjectCannotTakeOverServerNames: a new UpstreamCluster whose name
+// sorts first and which copies a serving cluster's server names does not
+// take them over. The older object keeps serving, with its spec unchanged
+// (it is not replaced by a last good version, it simply wins), and the
+// newer is not accepted, with ConflictingServerNames naming the holder.
+func TestNewerObjectCannotTakeOverServerNames(t *testing.T) {
+	ctx := context.Background()
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	in := goldenInputs(t, "sni-clusters")
+	created := metav1.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, uc := range in.UpstreamClusters {
+		uc = uc.DeepCopy()
+		uc.CreationTimestamp = created
+		in.UpstreamClusters[i] = uc
+	}
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Current().Policy.Clusters["beta"]; !ok {
+		t.Fatal("beta is not served before the takeover attempt")
+	}
+	thief := findUC(t, in, "beta").DeepCopy()
+	thief.Name = "aaa-takeover"
+	thief.Generation = 1
+	thief.CreationTimestamp = metav1.NewTime(created.Add(time.Hour))
+	next := in
+	next.UpstreamClusters = append([]*v1alpha1.UpstreamCluster{thief}, in.UpstreamClusters...)
+	if err := c.Update(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	beta := findStatus(t, c.Statuses(), "beta")
+	for _, typ := range []string{v1alpha1.ConditionAccepted, v1alpha1.ConditionProgrammed} {
+		if got := condition(beta, typ); got.Status != metav1.ConditionTrue {
+			t.Errorf("beta %s = %+v, want True (the older object keeps its names)", typ, got)
+		}
+	}
+	if _, ok := c.Current().Policy.Clusters["beta"]; !ok {
+		t.Error("beta is no longer served after a newer object claimed its server names")
+	}
+	if _, ok := c.Current().Policy.Clusters["aaa-takeover"]; ok {
+		t.Error("the newer object is served")
+	}
+	got := condition(findStatus(t, c.Statuses(), "aaa-takeover"), v1alpha1.ConditionAccepted)
+	if got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonConflictingServerNames || !strings.Contains(got.Message, `"beta"`) {
+		t.Errorf("aaa-takeover Accepted = %+v, want False, ConflictingServerNames naming beta", got)
+	}
+}
+
+func findUC(t *testing.T, in translator.Inputs, name string) *v1alpha1.UpstreamCluster {
+	t.Helper()
+	for _, uc := range in.UpstreamClusters {
+		if uc.Name == name {
+			return uc
+		}
+	}
+	t.Fatalf("no UpstreamCluster %q", name)
+	return nil
 }

@@ -44,6 +44,10 @@ const (
 	ReasonUnresolvedRefs = "UnresolvedRefs"
 	ReasonSecretNotFound = "SecretNotFound"
 	ReasonInvalidSecret  = "InvalidSecret"
+	// ReasonRefNotPermitted: a Secret reference names a namespace the
+	// gateway does not read Secrets from (frontdoor serve
+	// --secret-namespaces).
+	ReasonRefNotPermitted = "RefNotPermitted"
 )
 
 // Reasons of the Programmed condition.

@@ -20,16 +20,25 @@ func runBootstrap(args []string, out io.Writer) error {
 	maxHeap := fs.Uint64("max-heap-bytes", envoy.DefaultMaxHeapBytes,
 		"heap the overload manager measures against (Envoy's memory limit less ~10%): at 90% it frees memory, 92% GOAWAYs clients, 95% sheds new requests and connections")
 	output := fs.String("output", "", "write the bootstrap to this file instead of stdout (e.g. from an init container)")
+	var xt envoy.XDSTLS
+	fs.StringVar(&xt.CertFile, "xds-tls-cert-file", "", "Envoy's client certificate (PEM file on the Envoy host) for mutual TLS to frontdoor serve's gRPC port (its --grpc-client-ca-file must trust it); required unless --xds-address is loopback or a Unix socket")
+	fs.StringVar(&xt.KeyFile, "xds-tls-key-file", "", "private key (PEM file on the Envoy host) of --xds-tls-cert-file")
+	fs.StringVar(&xt.CAFile, "xds-ca-file", "", "CA bundle (PEM file on the Envoy host) that frontdoor serve's --grpc-tls-cert-file must chain to")
+	fs.StringVar(&xt.ServerName, "xds-server-name", "", "name frontdoor serve's gRPC certificate must carry, sent as SNI (default: the host of --xds-address)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, err := envoy.Bootstrap(envoy.BootstrapOptions{
+	opts := envoy.BootstrapOptions{
 		NodeID:       *nodeID,
 		NodeCluster:  "frontdoor",
 		XDSAddress:   *xdsAddr,
 		AdminAddress: *adminAddr,
 		Overload:     envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
-	})
+	}
+	if xt != (envoy.XDSTLS{}) {
+		opts.XDSTLS = &xt
+	}
+	b, err := envoy.Bootstrap(opts)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -62,6 +64,13 @@ type serveFlags struct {
 	inProcessMetricsAddress string
 
 	edge translator.EdgeOptions
+
+	gatewayNamespace string
+	secretNamespaces string
+
+	grpcTLS grpcTLSFlags
+
+	probeAddr string
 }
 
 func parseServeFlags(args []string) (*serveFlags, error) {
@@ -73,7 +82,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.DurationVar(&f.debounce, "debounce", source.DefaultDebounce, "Kubernetes mode: how long a change waits for more changes before the config is rebuilt")
 	fs.StringVar(&f.grpcAddr, "grpc-address", "127.0.0.1:18000",
 		"host:port for ADS (xDS) and the request service (ext_authz, ext_proc, the in-process policy feed) gRPC, or unix:///path for a Unix socket (mode 0600) when Envoy shares the host or pod")
-	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz and /debug/config")
+	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz, /debug/config and --pprof (unauthenticated: keep it on loopback; see --probe-address for kubelet)")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
@@ -91,12 +100,24 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
 	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
 		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
+	fs.StringVar(&f.gatewayNamespace, "gateway-namespace", "",
+		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
+	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
+		`Kubernetes mode: more namespaces (comma-separated) UpstreamClusters may reference Secrets in, or "*" for every namespace (a cluster-wide Secrets watch)`)
+	fs.StringVar(&f.probeAddr, "probe-address", "",
+		"host:port serving only /healthz and /readyz (e.g. on the pod IP for kubelet probes, with --http-address on loopback); default: the probes are served on --http-address only")
+	fs.StringVar(&f.grpcTLS.certFile, "grpc-tls-cert-file", "", "serving certificate (PEM) of the gRPC port; with --grpc-tls-key-file and --grpc-client-ca-file, the port takes only mutual TLS (required unless --grpc-address is loopback or a Unix socket)")
+	fs.StringVar(&f.grpcTLS.keyFile, "grpc-tls-key-file", "", "private key (PEM) of --grpc-tls-cert-file")
+	fs.StringVar(&f.grpcTLS.clientCAFile, "grpc-client-ca-file", "", "CA bundle (PEM) that gRPC clients' (Envoy's) certificates must chain to")
 	edgeFlags(fs, &f.edge)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if f.edge.TLSHandshakeTimeout <= 0 || f.edge.RequestHeadersTimeout <= 0 {
 		return nil, errors.New("--tls-handshake-timeout and --request-headers-timeout must be positive")
+	}
+	if err := checkGRPCExposure(f.grpcAddr, &f.grpcTLS); err != nil {
+		return nil, err
 	}
 	if f.inProcessModule != "" && !filepath.IsAbs(f.inProcessModule) {
 		return nil, fmt.Errorf("--inprocess-module %q must be an absolute path (Envoy loads it from its own working directory)", f.inProcessModule)
@@ -151,12 +172,22 @@ func runServe(args []string) error {
 	if err != nil {
 		return fmt.Errorf("--http-address: %w", err)
 	}
+	var probeLis net.Listener
+	if f.probeAddr != "" {
+		if probeLis, err = net.Listen("tcp", f.probeAddr); err != nil {
+			return fmt.Errorf("--probe-address: %w", err)
+		}
+	}
 
 	recovery, err := newPanicRecovery(reg, log)
 	if err != nil {
 		return err
 	}
-	gs := grpc.NewServer(append(recovery.serverOptions(),
+	grpcTLSOpts, err := grpcServerOptions(&f.grpcTLS)
+	if err != nil {
+		return err
+	}
+	gs := grpc.NewServer(append(append(grpcTLSOpts, recovery.serverOptions()...),
 		grpc.MaxConcurrentStreams(1<<20), // Envoy multiplexes every Check on a few connections
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 	)...)
@@ -181,7 +212,7 @@ func runServe(args []string) error {
 	// /readyz is the readiness probe: not ready before the first config,
 	// nor once SIGTERM started the drain, so no new traffic is sent here.
 	// /healthz (liveness) stays true while draining.
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+	readyz := func(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case draining.Load():
 			http.Error(w, "draining", http.StatusServiceUnavailable)
@@ -190,14 +221,22 @@ func runServe(args []string) error {
 		default:
 			fmt.Fprintln(w, "ok")
 		}
-	})
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+	}
+	healthz := func(w http.ResponseWriter, _ *http.Request) {
 		if !ctrl.Ready() {
 			http.Error(w, "no config published yet", http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ok")
-	})
+	}
+	mux.HandleFunc("/readyz", readyz)
+	mux.HandleFunc("/healthz", healthz)
+	// The probe listener serves the probes and nothing else, so kubelet can
+	// reach them on the pod IP while /metrics and /debug stay on loopback.
+	probeMux := http.NewServeMux()
+	probeMux.HandleFunc("/readyz", readyz)
+	probeMux.HandleFunc("/healthz", healthz)
+	ps := &http.Server{Handler: probeMux, ReadHeaderTimeout: 10 * time.Second}
 	if f.pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -220,9 +259,12 @@ func runServe(args []string) error {
 		return err
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- gs.Serve(grpcLis) }()
 	go func() { errc <- hs.Serve(httpLis) }()
+	if probeLis != nil {
+		go func() { errc <- ps.Serve(probeLis) }()
+	}
 	go func() { errc <- src.Run(ctx, ctrl) }()
 	if poller != nil {
 		go poller.Run(ctx)
@@ -250,6 +292,7 @@ func runServe(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownGrace)
 	defer cancel()
 	_ = hs.Shutdown(sctx)
+	_ = ps.Shutdown(sctx)
 	done := make(chan struct{})
 	go func() { gs.GracefulStop(); close(done) }()
 	select {
@@ -319,6 +362,7 @@ func waitForProxiesGone(ctrl *xds.Controller, timeout time.Duration) {
 // --access-log "stdout" is Envoy's stdout (the empty path), "off" none.
 func translatorOptions(f *serveFlags) translator.Options {
 	o := translator.Options{
+		SecretNamespaces:        secretNamespaces(f),
 		ListenerAddress:         f.listenAddr,
 		ListenerPort:            uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
 		InProcessModule:         f.inProcessModule,
@@ -364,7 +408,7 @@ func configSource(f *serveFlags, ctrl *xds.Controller, poller *health.Poller, lo
 		return nil, fmt.Errorf("kubernetes mode (no --config-dir): %w", err)
 	}
 	cfg.UserAgent = "frontdoor/" + version
-	o := source.KubeOptions{Debounce: f.debounce, Log: log}
+	o := source.KubeOptions{Debounce: f.debounce, Log: log, SecretNamespaces: secretNamespaces(f)}
 	if poller != nil {
 		o.Health = poller // not a typed nil in the interface
 	}
@@ -387,4 +431,42 @@ func edgeFlags(fs *flag.FlagSet, e *translator.EdgeOptions) {
 			e.TrustedForwardingHops = uint32(n)
 			return nil
 		})
+}
+
+// defaultGatewayNamespace is the gateway's namespace outside a pod: the
+// one the manifests install into.
+const defaultGatewayNamespace = "frontdoor-system"
+
+// inClusterNamespaceFile is where a pod's ServiceAccount volume (or the
+// projected one the manifests mount) holds the pod's namespace.
+var inClusterNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// secretNamespaces are the namespaces UpstreamClusters may reference
+// Secrets in, sorted: in Kubernetes mode the gateway's own plus
+// --secret-namespaces; nil (any) in file mode, where the operator writes
+// the Secrets and the UpstreamClusters into one directory, and with
+// --secret-namespaces "*".
+func secretNamespaces(f *serveFlags) []string {
+	if f.configDir != "" {
+		return nil
+	}
+	ns := f.gatewayNamespace
+	if ns == "" {
+		ns = defaultGatewayNamespace
+		if b, err := os.ReadFile(inClusterNamespaceFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	out := []string{ns}
+	for _, n := range strings.Split(f.secretNamespaces, ",") {
+		switch n = strings.TrimSpace(n); n {
+		case "*":
+			return nil
+		case "":
+		default:
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -100,5 +101,36 @@ func TestEdgeFlags(t *testing.T) {
 		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, bad...)); err == nil {
 			t.Errorf("%v: no error", bad)
 		}
+	}
+}
+
+// TestSecretNamespaces: Kubernetes mode reads Secrets from the gateway's
+// namespace plus --secret-namespaces; "*" (or file mode) allows any.
+func TestSecretNamespaces(t *testing.T) {
+	inClusterNamespaceFile = filepath.Join(t.TempDir(), "namespace") // not in a pod
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"frontdoor-system"}},
+		{[]string{"--gateway-namespace", "gw"}, []string{"gw"}},
+		{[]string{"--gateway-namespace", "gw", "--secret-namespaces", "b, a,gw"}, []string{"a", "b", "gw"}},
+		{[]string{"--secret-namespaces", "a,*"}, nil},
+		{[]string{"--config-dir", "/x"}, nil},
+	} {
+		f, err := parseServeFlags(tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := secretNamespaces(f); !slices.Equal(got, tc.want) {
+			t.Errorf("%v: %q, want %q", tc.args, got, tc.want)
+		}
+	}
+	if err := os.WriteFile(inClusterNamespaceFile, []byte("team-gw\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := parseServeFlags(nil)
+	if got := secretNamespaces(f); !slices.Equal(got, []string{"team-gw"}) {
+		t.Errorf("in a pod: %q, want the pod's namespace", got)
 	}
 }

@@ -21,13 +21,15 @@ const sniB = "b.frontdoor.test"
 // one endpoint ip:port (each slice its own port, as replicas on one host
 // need). The apiserver forbids loopback IPs in EndpointSlices, so these
 // replicas listen on every interface and are named by the host's address.
+// The slice is labelled as the EndpointSlice controller labels its own (the
+// sandbox runs no controller manager): Frontdoor uses no other slices.
 func sliceYAML(svc, name, ip string, port int, ready bool) string {
 	return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
   namespace: %s
   name: %s
-  labels: {kubernetes.io/service-name: %s}
+  labels: {kubernetes.io/service-name: %s, endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io}
 addressType: IPv4
 ports:
 - {name: https, port: %d, protocol: TCP}

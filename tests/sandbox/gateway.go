@@ -127,6 +127,12 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		config = []string{"--kubeconfig", kubeconfig, "--envoy-admin-url", s.EnvoyAdminURL}
 	}
 	args := s.serveArgs(config, grpcAddr, httpAddr, strconv.Itoa(listenPort), moduleMetricsAddr)
+	tlsArgs, err := s.grpcTLSServeArgs()
+	if err != nil {
+		return err
+	}
+	args = append(args, tlsArgs...)
+	s.GRPCAddress = grpcAddr
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
 	if err := s.frontdoor.start(); err != nil {
@@ -145,10 +151,10 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 	bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
 	defer bcancel()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(bctx, s.bin("frontdoor"), "bootstrap",
+	cmd := exec.CommandContext(bctx, s.bin("frontdoor"), append([]string{"bootstrap",
 		"--xds-address", grpcAddr,
-		"--admin-address", "127.0.0.1:"+strconv.Itoa(adminPort),
-		"--node-id", "sandbox-envoy")
+		"--admin-address", "127.0.0.1:" + strconv.Itoa(adminPort),
+		"--node-id", "sandbox-envoy"}, s.grpcTLSBootstrapArgs()...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("frontdoor bootstrap: %w: %s", err, stderr.String())

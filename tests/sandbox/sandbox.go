@@ -63,6 +63,10 @@ type Options struct {
 	// serve --grpc-address unix://DIR/grpc.sock, and Envoy's bootstrap
 	// reaches it as a pipe.
 	GRPCUnixSocket bool
+	// GRPCMutualTLS serves frontdoor's gRPC port with mutual TLS
+	// (serve --grpc-tls-*), and Envoy's bootstrap presents a client
+	// certificate from the sandbox CA (bootstrap --xds-tls-*).
+	GRPCMutualTLS bool
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
@@ -70,6 +74,12 @@ type Options struct {
 type Sandbox struct {
 	Dir    string
 	BinDir string
+	// GRPCAddress is frontdoor serve's --grpc-address (ADS and the request
+	// service).
+	GRPCAddress string
+	// EnvoyClientCertPEM and EnvoyClientKeyPEM are the certificate Envoy
+	// presents to the gRPC port with Options.GRPCMutualTLS.
+	EnvoyClientCertPEM, EnvoyClientKeyPEM []byte
 	// CA signs every certificate in the sandbox; DIR/ca.crt and DIR/ca.key.
 	// One CA for everything (apiserver serving certs, client certs, the
 	// gateway's serving cert) means a user of `make up` needs only these two
@@ -272,7 +282,10 @@ func (s *Sandbox) writePKI() error {
 	s.CA = ca
 	files := map[string][]byte{"ca.crt": ca.CertPEM, "ca.key": ca.KeyPEM}
 	loopback := []net.IP{net.ParseIP("127.0.0.1")}
-	local := []string{"localhost"}
+	// The Service names endpointsFrom servers are verified by (upstream SAN
+	// verification): kube-apiserver's own, and any Service of the Secret
+	// namespace, where tests put their EndpointSlices.
+	local := []string{"localhost", "kubernetes.default.svc", "*." + SecretNamespace + ".svc"}
 	if files["pki/apiserver.crt"], files["pki/apiserver.key"], err = ca.ServingCert("kube-apiserver", local, loopback); err != nil {
 		return err
 	}

@@ -51,6 +51,9 @@ type options struct {
 	InProcessModule         string `json:"inProcessModule"`
 	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
 	InProcessMetricsAddress string `json:"inProcessMetricsAddress"`
+	// The namespaces Secrets may be referenced in (frontdoor serve's
+	// gateway namespace and --secret-namespaces).
+	SecretNamespaces []string `json:"secretNamespaces"`
 }
 
 // Cases returns the names of the golden cases in fsys (its *.yaml files,
@@ -133,6 +136,7 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			AccessLogPath: docOpts.AccessLogPath, DisableAccessLog: docOpts.DisableAccessLog,
 			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
+			SecretNamespaces:        docOpts.SecretNamespaces,
 		}
 		config = append(config, []byte("# kind: Options (test-only, taken out)\n"))
 	}

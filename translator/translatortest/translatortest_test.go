@@ -1,6 +1,7 @@
 package translatortest
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -28,7 +29,7 @@ stringData: {ca.crt: "file:pki/ca.crt", other: plain}
 		t.Fatal(err)
 	}
 	want := translator.Options{ListenerAddress: "::", ListenerPort: 443, DisableAccessLog: true}
-	if in.Options != want {
+	if !reflect.DeepEqual(in.Options, want) {
 		t.Errorf("Options = %+v, want %+v", in.Options, want)
 	}
 	if d := in.Secrets[0].Data; string(d["ca.crt"]) != "PEM" || string(d["other"]) != "plain" {
