@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -101,12 +102,36 @@ func requestServiceCap(t *testing.T, ctx context.Context) int {
 	return 0
 }
 
+// requestServiceActive is upstream_rq_active of Envoy's cluster of the
+// request service: its open gRPC streams and calls.
+func requestServiceActive(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	name := "cluster." + envoy.ControlPlaneCluster + ".upstream_rq_active"
+	text, err := sb.EnvoyAdmin(ctx, "/stats?filter="+url.QueryEscape("^"+strings.ReplaceAll(name, ".", `\.`)+"$"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+": "); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("parsing %q: %v", line, err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("Envoy's stats have no %s", name)
+	return 0
+}
+
 func TestExtProcLongRunningHoldsNoStream(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
 	holeURL, held := startBlackHole(t)
-	// More hung requests than the cap (1024 unless the bootstrap sets it),
-	// in whole batches.
-	holeRequests := (requestServiceCap(t, ctx)/batch + 2) * batch
+	// More hung requests than Envoy's default cap of 1024 (or the
+	// bootstrap's, if lower), in whole batches. The bootstrap raises the
+	// cap far above what a test can hold, so the streams still open on the
+	// request service's cluster are checked too (below).
+	holeRequests := (min(requestServiceCap(t, ctx), 1024)/batch + 2) * batch
 	t.Logf("%d hung requests", holeRequests)
 
 	uc := altClusterYAML(holeCluster, holeSNI, sandbox.ServersYAML([]string{holeURL}))
@@ -166,6 +191,14 @@ func TestExtProcLongRunningHoldsNoStream(t *testing.T) {
 			t.Fatalf("the black hole holds %d of %d proxied requests sent (answered: %v): long-running requests hold ext_proc streams",
 				held.Load(), sent+batch, failed)
 		}
+	}
+
+	// None of them holds a request to the request service: what is open
+	// there is the ADS stream and checks in flight, far below one batch.
+	active := requestServiceActive(t, ctx)
+	t.Logf("%d requests open on the request service's cluster", active)
+	if active >= batch {
+		t.Errorf("%d requests open on the request service's cluster beside %d hung proxied requests: long-running requests hold ext_proc streams", active, holeRequests)
 	}
 
 	// Every other request still goes through, on the sandbox's own cluster
