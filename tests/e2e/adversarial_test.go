@@ -60,7 +60,7 @@ var advCaseSets []advCaseSet
 func registerAdversarial(s advCaseSet) { advCaseSets = append(advCaseSets, s) }
 
 // minAdversarialCases is the size the suite must keep.
-const minAdversarialCases = 60
+const minAdversarialCases = 80
 
 func init() { registerAdversarial(coreAdversarialCases) }
 
