@@ -100,6 +100,14 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 func upgradeCluster(c *ClusterIR) *clusterv3.Cluster {
 	out := cluster(c)
 	out.Name = envoy.UpgradeClusterName(c.Name)
+	speakHTTP1(c, out)
+	return out
+}
+
+// speakHTTP1 turns cluster out of c into one for upgraded requests: every
+// connection HTTP/1.1 (the same client certificate, offering only http/1.1
+// by ALPN), health checks too.
+func speakHTTP1(c *ClusterIR, out *clusterv3.Cluster) {
 	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
 		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options()),
 	}
@@ -109,8 +117,11 @@ func upgradeCluster(c *ClusterIR) *clusterv3.Cluster {
 		Name:       tlsTransportSocket,
 		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(tls)},
 	}
-	out.HealthChecks[0].GetHttpHealthCheck().CodecClientType = typev3.CodecClientType_HTTP1
-	return out
+	for _, hc := range out.GetHealthChecks() {
+		if h := hc.GetHttpHealthCheck(); h != nil {
+			h.CodecClientType = typev3.CodecClientType_HTTP1
+		}
+	}
 }
 
 // upstreamHTTP1Options makes every upstream connection HTTP/1.1: an

@@ -2,11 +2,8 @@ package translator
 
 import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
@@ -68,20 +65,7 @@ func upgradeTwinRoute(c *ClusterIR, r *routev3.Route) *routev3.Route {
 func upgradeTwinCluster(c *ClusterIR, cl *clusterv3.Cluster) *clusterv3.Cluster {
 	out, _ := proto.Clone(cl).(*clusterv3.Cluster)
 	out.Name = cl.GetName() + upgradeTwinSuffix
-	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options()),
-	}
-	tls := upstreamTLS(c)
-	tls.CommonTlsContext.AlpnProtocols = []string{"http/1.1"}
-	out.TransportSocket = &corev3.TransportSocket{
-		Name:       tlsTransportSocket,
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(tls)},
-	}
-	for _, hc := range out.GetHealthChecks() {
-		if h := hc.GetHttpHealthCheck(); h != nil {
-			h.CodecClientType = typev3.CodecClientType_HTTP1
-		}
-	}
+	speakHTTP1(c, out)
 	if la := out.GetLoadAssignment(); la != nil {
 		la.ClusterName = out.Name
 	}
