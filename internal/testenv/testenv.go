@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 )
@@ -55,4 +56,16 @@ func Binary(name string) (string, error) {
 		return "", fmt.Errorf("%s not found: run %s", path, how)
 	}
 	return path, nil
+}
+
+// FreePort returns a loopback TCP port nobody listened on a moment ago,
+// for a real server (Envoy's listeners, its admin) a test configures by
+// port rather than by a listener it could hand over.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
