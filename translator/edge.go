@@ -65,24 +65,16 @@ type EdgeOptions struct {
 	TrustedForwardingHops uint32
 }
 
-// EdgeIR is the defaulted EdgeOptions.
-type EdgeIR struct {
-	TLSHandshakeTimeout   time.Duration
-	RequestHeadersTimeout time.Duration
-	TrustedForwardingHops uint32
-}
-
-// edgeIR defaults o: a zero or negative timeout takes the default, as no
-// timeout at all is exactly what these settings are here to prevent.
-func edgeIR(o EdgeOptions) EdgeIR {
-	e := EdgeIR(o)
-	if e.TLSHandshakeTimeout <= 0 {
-		e.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
+// withDefaults fills o: a zero or negative timeout takes the default, as
+// no timeout at all is exactly what these settings are here to prevent.
+func (o EdgeOptions) withDefaults() EdgeOptions {
+	if o.TLSHandshakeTimeout <= 0 {
+		o.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
-	if e.RequestHeadersTimeout <= 0 {
-		e.RequestHeadersTimeout = DefaultRequestHeadersTimeout
+	if o.RequestHeadersTimeout <= 0 {
+		o.RequestHeadersTimeout = DefaultRequestHeadersTimeout
 	}
-	return e
+	return o
 }
 
 // applyEdge sets the listener-wide protections on one cluster's HTTP
@@ -98,7 +90,7 @@ func edgeIR(o EdgeOptions) EdgeIR {
 //   - the gateway's request ID is generated for every request (a client's
 //     x-request-id is not kept: use_remote_address makes every client
 //     external) and returned in x-request-id, so a client can quote it.
-func applyEdge(e EdgeIR, hcm *hcmv3.HttpConnectionManager) {
+func applyEdge(e EdgeOptions, hcm *hcmv3.HttpConnectionManager) {
 	hcm.RequestHeadersTimeout = duration(e.RequestHeadersTimeout)
 	hcm.CommonHttpProtocolOptions = &corev3.HttpProtocolOptions{
 		HeadersWithUnderscoresAction: corev3.HttpProtocolOptions_REJECT_REQUEST,

@@ -25,8 +25,9 @@ type IR struct {
 type ListenerIR struct {
 	Address string
 	Port    uint32
-	// Edge are the listener's abuse limits and forwarding-header trust.
-	Edge EdgeIR
+	// Edge are the listener's abuse limits and forwarding-header trust,
+	// defaulted.
+	Edge EdgeOptions
 }
 
 // ClusterIR is one accepted UpstreamCluster.

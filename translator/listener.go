@@ -53,7 +53,7 @@ func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listen
 	return &listenerv3.Listener{
 		Name:                   envoy.ListenerName,
 		Address:                socketAddress(l.Address, l.Port),
-		ListenerFiltersTimeout: duration(edgeIR(EdgeOptions(l.Edge)).TLSHandshakeTimeout),
+		ListenerFiltersTimeout: duration(l.Edge.TLSHandshakeTimeout),
 		ListenerFilters: []*listenerv3.ListenerFilter{{
 			Name:       tlsInspectorName,
 			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
@@ -135,7 +135,7 @@ func downstreamTLS(c *ClusterIR) *tlsv3.DownstreamTlsContext {
 // whole filter chain (ext_authz and the identity filter) has run on the
 // upgrade request, so a request is authenticated, authorized and
 // impersonated before any upgraded byte flows.
-func httpConnectionManager(e EdgeIR, c *ClusterIR) *hcmv3.HttpConnectionManager {
+func httpConnectionManager(e EdgeOptions, c *ClusterIR) *hcmv3.HttpConnectionManager {
 	rs := requestServiceOf(c)
 	xfcc, xfccDetails := rs.forwardClientCert()
 	lr := localReplyConfig()

@@ -53,7 +53,7 @@ type Output struct {
 // IR cluster becomes xDS protos that are validated before anything leaves.
 func Translate(in Inputs) *Output {
 	ir, statuses := buildIR(in)
-	ir.Listener.Edge = edgeIR(in.Options.Edge)
+	ir.Listener.Edge = in.Options.Edge.withDefaults()
 
 	byName := map[string]*statusBuilder{}
 	for _, st := range statuses {
