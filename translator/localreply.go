@@ -44,36 +44,37 @@ var (
 func localReplyConfig() *hcmv3.LocalReplyConfig {
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{
 		tooManyRequestsMapper(), // first: UO of a capped policy is a 429 (ratelimit.go)
-		statusMapper([]string{"UH", "UF", "UO", "URX"}, statusNoUpstream),
+		statusMapper(statusNoUpstream, flagged("UH", "UF", "UO", "URX")),
 	}}
 }
 
-// statusMapper replaces the body of a 503 local reply carrying one of flags
-// with body, as JSON.
-func statusMapper(flags []string, body []byte) *hcmv3.ResponseMapper {
+// statusMapper replaces the body of a 503 local reply that also matches
+// every one of conds with body, as JSON.
+func statusMapper(body []byte, conds ...*accesslogv3.AccessLogFilter) *hcmv3.ResponseMapper {
+	is503 := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+		Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
+			DefaultValue: 503, RuntimeKey: "frontdoor.local_reply.status_code",
+		}},
+	}}}
 	return statusReplyMapper(&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{AndFilter: &accesslogv3.AndFilter{
-		Filters: []*accesslogv3.AccessLogFilter{
-			{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
-				Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
-					DefaultValue: 503, RuntimeKey: "frontdoor.local_reply.status_code",
-				}},
-			}}},
-			{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: flags}}},
-		},
+		Filters: append([]*accesslogv3.AccessLogFilter{is503}, conds...),
 	}}}, statusServiceUnavailable, body)
+}
+
+// flagged matches a reply carrying one of Envoy's response flags.
+func flagged(flags ...string) *accesslogv3.AccessLogFilter {
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: flags}}}
 }
 
 // serviceFailureMapper gives the 503s Envoy answers when the request
 // service failed the Status body statusRequestServiceUnavailable: a 503
-// local reply carrying one of flags (none: any) whose request has no
-// decision in the service's access-log metadata (namespace, then the
-// envoy.MetadataKeyRequest struct). Every answer of the service records
-// its decision there, a denial too, so a 503 the service chose (a
+// local reply carrying one of flags (none: whatever its flags) whose
+// request has no decision in the service's access-log metadata (namespace,
+// then the envoy.MetadataKeyRequest struct). Every answer of the service
+// records its decision there, a denial too, so a 503 the service chose (a
 // dispatch policy's reject, a review it could not make) keeps its own
 // body.
 func serviceFailureMapper(namespace string, flags []string) *hcmv3.ResponseMapper {
-	m := statusMapper(flags, statusRequestServiceUnavailable)
-	and := m.Filter.GetAndFilter()
 	noDecision := &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_MetadataFilter{
 		MetadataFilter: &accesslogv3.MetadataFilter{
 			Matcher: &matcherv3.MetadataMatcher{
@@ -92,11 +93,9 @@ func serviceFailureMapper(namespace string, flags []string) *hcmv3.ResponseMappe
 		},
 	}}
 	if len(flags) == 0 {
-		and.Filters[1] = noDecision
-	} else {
-		and.Filters = append(and.Filters, noDecision)
+		return statusMapper(statusRequestServiceUnavailable, noDecision)
 	}
-	return m
+	return statusMapper(statusRequestServiceUnavailable, flagged(flags...), noDecision)
 }
 
 // statusReplyMapper answers the local replies filter matches with code and
