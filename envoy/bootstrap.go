@@ -159,11 +159,10 @@ func controlPlaneCluster(addr string, xt *XDSTLS) (*clusterv3.Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		ip, err := netip.ParseAddr(h)
-		if err != nil {
+		if _, err := netip.ParseAddr(h); err != nil {
 			typ = clusterv3.Cluster_LOGICAL_DNS
 		}
-		if xt == nil && h != "localhost" && (err != nil || !ip.IsLoopback()) {
+		if xt == nil && !IsLoopbackHost(h) {
 			return nil, fmt.Errorf("bootstrap: xDS address %q is not loopback or a Unix socket: the xDS stream carries private keys, "+
 				"so Envoy must reach it over mutual TLS (--xds-tls-cert-file, --xds-tls-key-file, --xds-ca-file)", addr)
 		}
@@ -272,6 +271,17 @@ func BootstrapYAML(b *bootstrapv3.Bootstrap) ([]byte, error) {
 // Unix socket.
 func UnixSocketPath(addr string) (string, bool) {
 	return strings.CutPrefix(addr, "unix://")
+}
+
+// IsLoopbackHost is true for a loopback IP address and for "localhost":
+// the hosts a plaintext gRPC port (ADS carries the gateway's private keys)
+// may be bound to and reached on; an empty host (every interface) is not.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func splitHostPort(what, addr string) (string, uint32, error) {

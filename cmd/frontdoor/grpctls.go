@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 
 	"google.golang.org/grpc"
@@ -51,22 +50,12 @@ func checkGRPCExposure(addr string, g *grpcTLSFlags) error {
 	if err != nil {
 		return fmt.Errorf("--grpc-address %q: %w", addr, err)
 	}
-	if isLoopbackHost(host) {
+	if envoy.IsLoopbackHost(host) {
 		return nil
 	}
 	return fmt.Errorf("--grpc-address %q is not a loopback address or a Unix socket: the gRPC port serves the gateway's private keys (SDS) "+
 		"to whoever connects, so any other address needs mutual TLS (%s; Envoy's side: frontdoor bootstrap --xds-tls-cert-file, --xds-tls-key-file, --xds-ca-file)",
 		addr, grpcTLSFlagNames)
-}
-
-// isLoopbackHost is true for a loopback IP and for "localhost"; an empty
-// host (every interface) and any other name are not.
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip, err := netip.ParseAddr(host)
-	return err == nil && ip.IsLoopback()
 }
 
 // grpcServerOptions returns the server credentials for mutual TLS, or none
