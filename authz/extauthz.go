@@ -47,6 +47,7 @@ func checkRequestToRequest(in *authv3.CheckRequest) Request {
 		Path:            h.GetPath(),
 		Headers:         h.GetHeaders(),
 		PeerCertificate: attrs.GetSource().GetCertificate(),
+		ClientAddress:   attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 	if raw := h.GetHeaderMap().GetHeaders(); len(req.Headers) == 0 && len(raw) > 0 {
 		// encode_raw_headers: fold into the map form the pipeline takes.

@@ -162,9 +162,12 @@ func TestCheckRequestRawHeaders(t *testing.T) {
 		{Key: "Impersonate-Group", RawValue: []byte("b")},
 		{Key: "authorization", RawValue: []byte("Bearer x")},
 	}}
+	in.Attributes.Source.Address = &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: "192.0.2.8", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50123},
+	}}}
 	got := checkRequestToRequest(in)
 	want := Request{
-		Cluster: "a", Method: "GET", Path: "/api",
+		Cluster: "a", Method: "GET", Path: "/api", ClientAddress: "192.0.2.8",
 		Headers: map[string]string{"impersonate-group": "a,b", "authorization": "Bearer x"},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

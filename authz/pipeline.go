@@ -48,6 +48,11 @@ type Request struct {
 	// PeerCertificate is the client's TLS certificate as Envoy reports it:
 	// URL-encoded PEM, leaf first. Empty when the client sent none.
 	PeerCertificate string
+	// ClientAddress is the client's address as Envoy derived it ("ip" or
+	// "ip:port"; after PROXY protocol and trusted forwarding hops). It only
+	// feeds the refusal gate of bearer tokens, so an adapter may leave it
+	// empty on requests it decides without a review.
+	ClientAddress string
 }
 
 // Outcome classifies a Decision; its string is the "decision" metric label.
@@ -70,6 +75,9 @@ const (
 	// Rejected denies with the code of a dispatch policy that sheds its
 	// traffic (spec.dispatchPolicies[].reject).
 	Rejected Outcome = "rejected"
+	// Throttled denies with 429: the bearer token was not reviewed because
+	// the client's address caused too many refused TokenReviews recently.
+	Throttled Outcome = "throttled"
 )
 
 // Header is one header field.
@@ -150,6 +158,14 @@ type Options struct {
 	// cluster remembers as authenticated (default 8192) and as refused
 	// (default 4096), beside their TTLs.
 	TokenCacheSize, TokenNegativeCacheSize int
+	// TokenRefusalBurst is how many refused TokenReviews one client address
+	// may cause before its unknown tokens are answered 429 instead of
+	// reviewed (default 32; negative: no such limit); TokenRefusalRate is
+	// how many per second it earns back (default 2); TokenRefusalTarpit
+	// holds each such 429 (default 1s; negative: answer at once).
+	TokenRefusalBurst  int
+	TokenRefusalRate   float64
+	TokenRefusalTarpit time.Duration
 }
 
 const (
@@ -251,6 +267,9 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 			concurrency:       opts.TokenReviewConcurrency,
 			cacheSize:         opts.TokenCacheSize,
 			negativeCacheSize: opts.TokenNegativeCacheSize,
+			refusals: refusalLimits{
+				burst: opts.TokenRefusalBurst, rate: opts.TokenRefusalRate, tarpit: opts.TokenRefusalTarpit,
+			},
 		}.withDefaults(),
 	}
 	if p.log == nil {
@@ -408,6 +427,11 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 	if id == nil {
 		if err != nil {
 			p.log.Debug("authentication failed", "cluster", req.Cluster, "error", err)
+		}
+		if errors.Is(err, errClientThrottled) {
+			d := clientThrottled
+			d.Info = info
+			return d, false
 		}
 		if errors.Is(err, errReviewUnavailable) {
 			d := reviewUnavailable

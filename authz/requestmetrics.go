@@ -26,6 +26,9 @@ type requestMetrics struct {
 	// reviewsThrottled counts TokenReviews not sent because the cluster
 	// had its maximum in flight (answered 503).
 	reviewsThrottled *prometheus.CounterVec
+	// clientsThrottled counts bearer tokens not reviewed because their
+	// client address caused too many refusals (answered 429).
+	clientsThrottled *prometheus.CounterVec
 	// The lookup counters of each review, resolved once: they are on the
 	// hot path of every token request and impersonation check.
 	tokenLookups, sarLookups prometheus.Counter
@@ -67,6 +70,10 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 			Name: "frontdoor_token_reviews_throttled_total",
 			Help: "Bearer tokens not reviewed because the cluster already had its maximum of TokenReviews in flight, by cluster; each such request is answered 503 with Retry-After.",
 		}, []string{"cluster"}),
+		clientsThrottled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "frontdoor_token_reviews_client_throttled_total",
+			Help: "Bearer tokens not reviewed because their client address caused too many refused TokenReviews recently, by cluster; each such request is answered 429 with Retry-After (after a tarpit of up to 1 s).",
+		}, []string{"cluster"}),
 		userRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frontdoor_user_requests_total",
 			Help: "Requests decided by the request service for users named in the cluster's dispatch rules (users, serviceAccounts), by cluster, user, rule and decision. Other users are not counted here (unbounded); the access log has every user.",
@@ -75,7 +82,7 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 	m.tokenLookups = m.reviewLookups.WithLabelValues(reviewToken)
 	m.sarLookups = m.reviewLookups.WithLabelValues(reviewSAR)
 	if reg != nil {
-		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.reviewsThrottled, m.userRequests}
+		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.reviewsThrottled, m.clientsThrottled, m.userRequests}
 		for i, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				for _, done := range collectors[:i] {

@@ -29,6 +29,13 @@ var reviewUnavailable = statusDecision(Unavailable, http.StatusServiceUnavailabl
 var reviewBusy = statusDecision(Unavailable, http.StatusServiceUnavailable,
 	"the gateway cannot verify bearer tokens right now: too many TokenReviews to the cluster are in flight; retry shortly", 1)
 
+// clientThrottled answers a request whose bearer token was not reviewed
+// because its client address caused too many refused TokenReviews
+// (errClientThrottled): 429 with Retry-After, which client-go retries; a
+// token that is good is reviewed once the address's budget refills.
+var clientThrottled = statusDecision(Throttled, http.StatusTooManyRequests,
+	"too many bearer tokens from this client address were refused recently; retry after the Retry-After interval", 1)
+
 // statusResponseHeaders go with every Status body, as the apiserver sends
 // them (content type, and the no-cache its WithCacheControl filter adds).
 var statusResponseHeaders = []Header{

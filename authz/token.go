@@ -62,9 +62,11 @@ type tokenAuthenticator struct {
 }
 
 // tokenLimits bound one cluster's token authentication: concurrent
-// TokenReviews, and the authenticated and refused tokens remembered.
+// TokenReviews, the authenticated and refused tokens remembered, and the
+// refused reviews one client address may cause (refusalGate).
 type tokenLimits struct {
 	concurrency, cacheSize, negativeCacheSize int
+	refusals                                  refusalLimits
 }
 
 // defaultTokenReviewConcurrency is how many TokenReviews of one cluster
@@ -85,6 +87,7 @@ func (l tokenLimits) withDefaults() tokenLimits {
 	if l.negativeCacheSize <= 0 {
 		l.negativeCacheSize = defaultTokenNegativeCacheSize
 	}
+	l.refusals = l.refusals.withDefaults()
 	return l
 }
 
@@ -96,7 +99,8 @@ func newTokenAuthenticator(cluster string, client authenticationv1client.Authent
 		throttled: m.reviewsThrottled.WithLabelValues(cluster),
 	}
 	return &tokenAuthenticator{
-		tokens:    newTokenCache(reviewer, ttl, negTTL, limits.cacheSize, limits.negativeCacheSize),
+		tokens: newTokenCache(reviewer, ttl, negTTL, limits.cacheSize, limits.negativeCacheSize,
+			newRefusalGate(limits.refusals, m.clientsThrottled.WithLabelValues(cluster))),
 		audiences: audiences,
 		ids:       cache.NewLRUExpireCache(tokenIdentityCacheSize),
 		ttl:       ttl,
@@ -196,14 +200,25 @@ func (r *tokenReviewer) review(ctx context.Context, token string) (*k8sauthn.Res
 }
 
 // AuthenticateToken implements authenticator.Token with the configured
-// audiences, so k8s.io/apiserver's request authenticators can wrap it.
+// audiences, so k8s.io/apiserver's request authenticators can wrap it. The
+// client address, for the refusal gate, comes from ctx (withClient).
 func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+	client, _ := ctx.Value(clientContextKey{}).(string)
+	return a.authenticate(ctx, client, token)
+}
+
+// authenticate is AuthenticateToken for a client key the caller has.
+func (a *tokenAuthenticator) authenticate(ctx context.Context, client, token string) (*k8sauthn.Response, bool, error) {
 	if len(a.audiences) > 0 {
 		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
 	}
 	a.metrics.tokenLookups.Inc()
-	return a.tokens.AuthenticateToken(ctx, token)
+	return a.tokens.AuthenticateToken(ctx, client, token)
 }
+
+// clientContextKey carries a request's refusal-gate client key through
+// authenticators that only pass a context (the WebSocket protocol one).
+type clientContextKey struct{}
 
 // identityFor returns the identity of an authenticated token response.
 func (a *tokenAuthenticator) identityFor(resp *k8sauthn.Response) (*identity, error) {
@@ -232,7 +247,7 @@ func (b bearerAuthenticator) authenticate(ctx context.Context, req *Request) (*i
 	if !ok {
 		return nil, false, nil
 	}
-	resp, ok, err := b.t.AuthenticateToken(ctx, token)
+	resp, ok, err := b.t.authenticate(ctx, clientKey(req.ClientAddress), token)
 	if !ok {
 		if err == nil {
 			err = errInvalidToken
@@ -286,6 +301,9 @@ func (w websocketAuthenticator) authenticate(ctx context.Context, req *Request) 
 	protocols := header(req.Headers, headerWSProtocol)
 	if !strings.Contains(protocols, bearerProtocolPrefix) {
 		return nil, false, nil
+	}
+	if client := clientKey(req.ClientAddress); client != "" {
+		ctx = context.WithValue(ctx, clientContextKey{}, client)
 	}
 	hr := (&http.Request{Method: req.Method, Header: http.Header{
 		"Connection":             {header(req.Headers, "connection")},

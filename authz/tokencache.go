@@ -23,6 +23,10 @@ const (
 	// defaultTokenNegativeCacheSize bounds the tokens remembered as
 	// refused: the set a flood of random tokens fills.
 	defaultTokenNegativeCacheSize = 4096
+	// knownTokenMemory is how long an authenticated token stays known
+	// after its cacheTTL ran out: it is reviewed again like any token, but
+	// the refusal gate never holds it back (see refusalGate).
+	knownTokenMemory = time.Hour
 )
 
 // tokenCache is k8s.io/apiserver's token cache (authentication/token/cache)
@@ -34,24 +38,31 @@ const (
 // review (single flight), and a review nobody answered (an error) is not
 // remembered. It adds LRU bounds, one for authenticated tokens and a
 // separate one for refused ones, so a flood of bad tokens evicts only
-// other bad tokens, never a good token a client is using.
+// other bad tokens, never a good token a client is using. And it gates the
+// reviews of unknown tokens per client address (refusalGate): an
+// authenticated token stays in the good LRU, as known, for
+// knownTokenMemory after its TTL, so the gate can tell a client's
+// returning token from a flood's fresh one.
 type tokenCache struct {
 	review      k8sauthn.Token
 	ttl, negTTL time.Duration
 	good, bad   *cache.LRUExpireCache
+	gate        *refusalGate
 	group       singleflight.Group
 	hashes      sync.Pool
 }
 
 // tokenRecord is one remembered answer; resp is returned on every hit, the
-// same pointer, which tokenAuthenticator.identityFor keys on.
+// same pointer, which tokenAuthenticator.identityFor keys on. An
+// authenticated record is answered until fresh, then only known.
 type tokenRecord struct {
-	resp *k8sauthn.Response
-	ok   bool
-	err  error
+	resp  *k8sauthn.Response
+	ok    bool
+	err   error
+	fresh time.Time
 }
 
-func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSize int) *tokenCache {
+func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSize int, gate *refusalGate) *tokenCache {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key) // crypto/rand.Read never fails (it crashes the program instead)
 	c := &tokenCache{
@@ -60,6 +71,7 @@ func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSi
 		negTTL: negTTL,
 		good:   cache.NewLRUExpireCache(size),
 		bad:    cache.NewLRUExpireCache(negSize),
+		gate:   gate,
 	}
 	c.hashes.New = func() any { return hmac.New(sha256.New, key) }
 	return c
@@ -68,20 +80,31 @@ func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSi
 // AuthenticateToken answers from the cache, or reviews the token once for
 // every concurrent caller with the same key. A caller whose context ends
 // first gets errReviewUnavailable: its token was not reviewed in time.
-func (c *tokenCache) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
+// client is the caller's refusalGate key ("": not gated): an unknown token
+// of a gated client is not reviewed (errClientThrottled), and a refusal is
+// charged to the client whose request sent the review.
+func (c *tokenCache) AuthenticateToken(ctx context.Context, client, token string) (*k8sauthn.Response, bool, error) {
 	auds, _ := k8sauthn.AudiencesFrom(ctx)
 	key := c.key(auds, token)
-	if r, ok := c.lookup(key); ok {
+	r, known := c.lookup(key)
+	if r != nil {
 		return r.resp, r.ok, nil
+	}
+	if !known && !c.gate.admit(client) {
+		return nil, false, c.gate.refuse(ctx)
 	}
 	// The shared review outlives a caller that gives up (the others still
 	// wait for it); the reviewer bounds it with tokenReviewTimeout.
 	shared := context.WithoutCancel(ctx)
 	ch := c.group.DoChan(key, func() (any, error) {
-		if r, ok := c.lookup(key); ok {
-			return r, nil
+		if rec, _ := c.lookup(key); rec != nil {
+			return rec, nil
 		}
-		return c.fetch(shared, key, token), nil
+		rec := c.fetch(shared, key, token)
+		if !rec.ok && rec.err == nil {
+			c.gate.refused(client)
+		}
+		return rec, nil
 	})
 	select {
 	case res := <-ch:
@@ -106,28 +129,39 @@ func (c *tokenCache) fetch(ctx context.Context, key, token string) (r *tokenReco
 	case r.err != nil:
 		// Nobody answered: not remembered, the next request asks again.
 	case r.ok && c.ttl > 0:
-		c.good.Add(key, r, c.ttl)
-	case !r.ok && c.negTTL > 0:
-		c.bad.Add(key, r, c.negTTL)
+		r.fresh = time.Now().Add(c.ttl)
+		c.good.Add(key, r, max(c.ttl, knownTokenMemory))
+	case !r.ok:
+		// Refused now: no longer known (a revoked token is gated again).
+		c.good.Remove(key)
+		if c.negTTL > 0 {
+			c.bad.Add(key, r, c.negTTL)
+		}
 	}
 	return r
 }
 
-func (c *tokenCache) lookup(key string) (*tokenRecord, bool) {
+// lookup returns the answer remembered for key (nil: none), and whether
+// the key is known: remembered as authenticated, fresh or not.
+func (c *tokenCache) lookup(key string) (r *tokenRecord, known bool) {
 	if v, ok := c.good.Get(key); ok {
-		return v.(*tokenRecord), true
+		r := v.(*tokenRecord)
+		if time.Now().Before(r.fresh) {
+			return r, true
+		}
+		known = true
 	}
 	if v, ok := c.bad.Get(key); ok {
-		return v.(*tokenRecord), true
+		return v.(*tokenRecord), false
 	}
-	return nil, false
+	return nil, known
 }
 
 // authenticated reports whether token (with audiences auds) is remembered
 // as authenticated: AuthenticateToken would answer it without a review.
 func (c *tokenCache) authenticated(auds []string, token string) bool {
-	_, ok := c.good.Get(c.key(auds, token))
-	return ok
+	r, _ := c.lookup(c.key(auds, token))
+	return r != nil && r.ok
 }
 
 // key is the k8s cache's key: HMAC over the length-prefixed token and

@@ -137,15 +137,15 @@ func (c *countingToken) AuthenticateToken(_ context.Context, token string) (*k8s
 // first out; a hit returns the same response (identityFor keys on it).
 func TestTokenCacheBoundsAuthenticatedTokens(t *testing.T) {
 	var rev countingToken
-	c := newTokenCache(&rev, time.Minute, time.Minute, 2, 2)
+	c := newTokenCache(&rev, time.Minute, time.Minute, 2, 2, nil)
 	ctx := context.Background()
-	first, _, _ := c.AuthenticateToken(ctx, "good-1")
-	again, _, _ := c.AuthenticateToken(ctx, "good-1")
+	first, _, _ := c.AuthenticateToken(ctx, "", "good-1")
+	again, _, _ := c.AuthenticateToken(ctx, "", "good-1")
 	if first != again || rev.calls.Load() != 1 {
 		t.Fatalf("second use: %d reviews, same response %v; want 1, true", rev.calls.Load(), first == again)
 	}
 	for _, tok := range []string{"good-2", "good-3", "good-1"} {
-		if _, ok, err := c.AuthenticateToken(ctx, tok); !ok || err != nil {
+		if _, ok, err := c.AuthenticateToken(ctx, "", tok); !ok || err != nil {
 			t.Fatalf("%s: %v %v", tok, ok, err)
 		}
 	}

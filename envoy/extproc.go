@@ -15,6 +15,12 @@ const (
 	// client sent; the service removes it before the request goes upstream.
 	HeaderClientCert = "x-forwarded-client-cert"
 
+	// AttributeSourceAddress is the Envoy attribute of the client's
+	// address ("ip:port", after PROXY protocol and trusted forwarding
+	// hops), which the ext_proc filter sends with the request headers
+	// (request_attributes) for the refusal gate of bearer tokens.
+	AttributeSourceAddress = "source.address"
+
 	// MetadataNamespaceExtProc is the dynamic metadata namespace the ext_proc
 	// service writes the access-log fields (MetadataKeyRequest) into.
 	MetadataNamespaceExtProc = "envoy.filters.http.ext_proc"

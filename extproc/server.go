@@ -79,6 +79,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 		case *extprocv3.ProcessingRequest_RequestHeaders:
 			started = s.now()
 			req := toRequest(cluster, m.RequestHeaders.GetHeaders())
+			req.ClientAddress = sourceAddress(in)
 			d := s.p.Check(ctx, &req)
 			rule = d.Rule
 			out = decisionToResponse(&d)
@@ -130,6 +131,18 @@ func toRequest(cluster string, hm *corev3.HeaderMap) authz.Request {
 		b.Add(h.GetKey(), headerValue(h))
 	}
 	return *b.Request()
+}
+
+// sourceAddress is the client's "ip:port" from the attributes Envoy sends
+// with the request headers (request_attributes: source.address), keyed
+// by the filter's name; "" without it.
+func sourceAddress(in *extprocv3.ProcessingRequest) string {
+	for _, attrs := range in.GetAttributes() {
+		if v, ok := attrs.GetFields()[envoy.AttributeSourceAddress]; ok {
+			return v.GetStringValue()
+		}
+	}
+	return ""
 }
 
 func headerValue(h *corev3.HeaderValue) string {

@@ -54,6 +54,7 @@ type stream interface {
 	ContinueDecoding()
 	SetDynamicMetadataString(namespace, key, value string)
 	SetDynamicMetadataNumber(namespace, key string, value float64)
+	AttributeString(id abi.Attribute) (string, bool)
 }
 
 // scheduler brings a result back to the stream's worker thread.
@@ -94,6 +95,9 @@ func (f *filter) onRequestHeaders(s stream, newScheduler func() scheduler) abi.H
 	if d, ok := f.cfg.checker.TryCheck(req); ok {
 		return f.apply(s, &d)
 	}
+	// Only a decision that may need a TokenReview reads the client's
+	// address (for the refusal gate): the inline path never pays for it.
+	req.ClientAddress, _ = s.AttributeString(abi.AttrSourceAddress)
 	sched := newScheduler()
 	checker := f.cfg.checker
 	go func() {

@@ -21,6 +21,9 @@ type fakeStream struct {
 	metadata  map[string]any
 	reply     *localReply
 	continued bool
+	// attrs are the stream's attributes; attrReads counts their reads.
+	attrs     map[abi.Attribute]string
+	attrReads int
 }
 
 type localReply struct {
@@ -80,6 +83,12 @@ func (s *fakeStream) SetDynamicMetadataString(ns, key, value string) { s.metadat
 
 func (s *fakeStream) SetDynamicMetadataNumber(ns, key string, value float64) {
 	s.metadata[ns+":"+key] = value
+}
+
+func (s *fakeStream) AttributeString(id abi.Attribute) (string, bool) {
+	s.attrReads++
+	v, ok := s.attrs[id]
+	return v, ok
 }
 
 // header returns every value of name, in order.
@@ -164,6 +173,9 @@ func TestInlineAllow(t *testing.T) {
 	if slices.Contains(s.ops, "clear route cache") {
 		t.Errorf("the default rule's request had its route chosen again: %v", s.ops)
 	}
+	if s.attrReads != 0 {
+		t.Errorf("an inline decision read %d stream attributes, want 0 (the client address is for reviews only)", s.attrReads)
+	}
 	if s.metadata[envoy.MetadataNamespaceInProcess+":user"] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
 		t.Errorf("metadata = %v", s.metadata)
 	}
@@ -217,11 +229,14 @@ func TestAsyncDecision(t *testing.T) {
 	c := &fakeChecker{d: allowed, gotReq: make(chan *authz.Request, 1), release: make(chan struct{})}
 	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
 	s := newFakeStream(":method", "GET", ":path", "/api", "authorization", "Bearer new")
+	s.attrs = map[abi.Attribute]string{abi.AttrSourceAddress: "192.0.2.1:5555"}
 	sched := make(recordingScheduler, 1)
 	if st := f.onRequestHeaders(s, func() scheduler { return sched }); st != abi.StopAllIterationAndBuffer {
 		t.Fatalf("status = %v, want StopAllIterationAndBuffer", st)
 	}
-	<-c.gotReq
+	if req := <-c.gotReq; req.ClientAddress != "192.0.2.1:5555" {
+		t.Errorf("the decision off the worker thread got client address %q, want the stream's source address", req.ClientAddress)
+	}
 	if len(s.ops) != 0 || s.continued {
 		t.Fatal("the request moved before the decision")
 	}

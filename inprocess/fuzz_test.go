@@ -184,3 +184,4 @@ func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string) {}
 func (*nopStream) ContinueDecoding()                                  {}
 func (*nopStream) SetDynamicMetadataString(string, string, string)    {}
 func (*nopStream) SetDynamicMetadataNumber(string, string, float64)   {}
+func (*nopStream) AttributeString(abi.Attribute) (string, bool)       { return "", false }

@@ -112,6 +112,9 @@ func extProcFilter() *hcmv3.HttpFilter {
 			Untyped: []string{envoy.MetadataNamespaceExtProc},
 		}},
 		StatusOnError: &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable},
+		// The client's address, for the refusal gate of bearer tokens
+		// (ext_authz sends it unasked; the module reads it itself).
+		RequestAttributes: []string{envoy.AttributeSourceAddress},
 	}
 	return &hcmv3.HttpFilter{Name: extProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }
