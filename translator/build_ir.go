@@ -40,7 +40,7 @@ const (
 // one" of two with the same name is well defined and independent of input
 // order; server names go to the older object (claimServerNames).
 func buildIR(in Inputs) (*IR, []*statusBuilder) {
-	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort}}
+	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort, ExtraPorts: in.Options.ListenerExtraPorts}}
 	if ir.Listener.Address == "" {
 		ir.Listener.Address = DefaultListenerAddress
 	}

@@ -63,6 +63,11 @@ type EdgeOptions struct {
 	// the default, trusts no X-Forwarded-For: the client address is the
 	// TCP peer's.
 	TrustedForwardingHops uint32
+	// ProxyProtocolPorts are the listener ports (main or extra) whose
+	// connections start with a PROXY protocol header (v1 or v2) from an L4
+	// load balancer; the header's source becomes the client address. A
+	// connection to such a port without the header is closed.
+	ProxyProtocolPorts []uint32
 }
 
 // withDefaults fills o: a zero or negative timeout takes the default, as

@@ -21,6 +21,9 @@ type Options struct {
 	// ListenerAddress and ListenerPort are where Envoy serves clients.
 	ListenerAddress string
 	ListenerPort    uint32
+	// ListenerExtraPorts are more ports on ListenerAddress serving the
+	// same clusters (checked by ListenerPorts).
+	ListenerExtraPorts []uint32
 	// AccessLogPath is the file Envoy writes its JSON access log to; empty
 	// means Envoy's stdout.
 	AccessLogPath string

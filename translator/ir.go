@@ -25,6 +25,8 @@ type IR struct {
 type ListenerIR struct {
 	Address string
 	Port    uint32
+	// ExtraPorts are more ports on Address serving the same chains.
+	ExtraPorts []uint32
 	// Edge are the listener's abuse limits and forwarding-header trust,
 	// defaulted.
 	Edge EdgeOptions

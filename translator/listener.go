@@ -49,16 +49,24 @@ const (
 // of clusters. The tls_inspector reads the SNI before the chain is chosen;
 // a connection that sends no ClientHello within the TLS handshake timeout
 // is closed (listener_filters_timeout, Envoy's default 15 s otherwise).
+//
+// Extra ports and PROXY protocol ports (ports.go) are the same listener.
 func listener(l ListenerIR, chains []*listenerv3.FilterChain) *listenerv3.Listener {
+	var filters []*listenerv3.ListenerFilter
+	if pp := proxyProtocolFilter(l); pp != nil {
+		filters = append(filters, pp)
+	}
+	filters = append(filters, &listenerv3.ListenerFilter{
+		Name:       tlsInspectorName,
+		ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+	})
 	return &listenerv3.Listener{
 		Name:                   envoy.ListenerName,
 		Address:                socketAddress(l.Address, l.Port),
+		AdditionalAddresses:    additionalAddresses(l),
 		ListenerFiltersTimeout: duration(l.Edge.TLSHandshakeTimeout),
-		ListenerFilters: []*listenerv3.ListenerFilter{{
-			Name:       tlsInspectorName,
-			ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
-		}},
-		FilterChains: chains,
+		ListenerFilters:        filters,
+		FilterChains:           chains,
 	}
 }
 

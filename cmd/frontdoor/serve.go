@@ -51,13 +51,15 @@ type serveFlags struct {
 	httpAddr      string
 	listenAddr    string
 	listenPort    uint
-	logRequests   bool
-	pprof         bool
-	logLevel      string
-	pollInterval  time.Duration
-	shutdownGrace time.Duration
-	drainTimeout  time.Duration
-	accessLog     string
+	// extraListenPorts are more client ports on --listen-address.
+	extraListenPorts []uint32
+	logRequests      bool
+	pprof            bool
+	logLevel         string
+	pollInterval     time.Duration
+	shutdownGrace    time.Duration
+	drainTimeout     time.Duration
+	accessLog        string
 
 	inProcessModule         string
 	inProcessPolicyAddress  string
@@ -85,6 +87,8 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	fs.StringVar(&f.httpAddr, "http-address", "127.0.0.1:18080", "host:port for /metrics, /healthz, /readyz, /debug/config and --pprof (unauthenticated: keep it on loopback; see --probe-address for kubelet)")
 	fs.StringVar(&f.listenAddr, "listen-address", "0.0.0.0", "address Envoy serves clients on")
 	fs.UintVar(&f.listenPort, "listen-port", 6443, "port Envoy serves clients on")
+	fs.Func("extra-listen-ports", "more ports (comma-separated) Envoy serves the same clusters on, e.g. 443 beside 6443, or a port for a PROXY-protocol load balancer (see --proxy-protocol-ports)",
+		portList(&f.extraListenPorts))
 	fs.BoolVar(&f.logRequests, "log-requests", false, "log every request decision at info level (user, verb, resource, decision)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go profiles (net/http/pprof) under /debug/pprof/ on --http-address")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -130,6 +134,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	}
 	if f.listenPort == 0 || f.listenPort > 65535 {
 		return nil, fmt.Errorf("--listen-port %d is not a TCP port", f.listenPort)
+	}
+	if err := translator.ListenerPorts(uint32(f.listenPort), f.extraListenPorts, f.edge.ProxyProtocolPorts); err != nil { //nolint:gosec // checked above
+		return nil, fmt.Errorf("--listen-port, --extra-listen-ports, --proxy-protocol-ports: %w", err)
 	}
 	return f, nil
 }
@@ -270,7 +277,7 @@ func runServe(args []string) error {
 		go poller.Run(ctx)
 	}
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
-		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))),
+		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))), "extraPorts", f.extraListenPorts, "proxyProtocolPorts", f.edge.ProxyProtocolPorts,
 		"configDir", f.configDir, "kubeconfig", f.kubeconfig)
 
 	select {
@@ -365,6 +372,7 @@ func translatorOptions(f *serveFlags) translator.Options {
 		SecretNamespaces:        secretNamespaces(f),
 		ListenerAddress:         f.listenAddr,
 		ListenerPort:            uint32(f.listenPort), //nolint:gosec // checked to be a TCP port
+		ListenerExtraPorts:      f.extraListenPorts,
 		InProcessModule:         f.inProcessModule,
 		InProcessPolicyAddress:  f.inProcessPolicyAddress,
 		InProcessMetricsAddress: f.inProcessMetricsAddress,
@@ -431,6 +439,26 @@ func edgeFlags(fs *flag.FlagSet, e *translator.EdgeOptions) {
 			e.TrustedForwardingHops = uint32(n)
 			return nil
 		})
+	fs.Func("proxy-protocol-ports", "listener ports (comma-separated, among --listen-port and --extra-listen-ports) whose connections start with a PROXY protocol v1/v2 header from an L4 load balancer: its source address becomes the client's (access log, audit sourceIPs); a connection without the header is closed, so only the load balancer may reach these ports",
+		portList(&e.ProxyProtocolPorts))
+}
+
+// portList parses a comma-separated list of TCP ports into *dst.
+func portList(dst *[]uint32) func(string) error {
+	return func(v string) error {
+		*dst = nil
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			n, err := strconv.ParseUint(p, 10, 16)
+			if err != nil || n == 0 {
+				return fmt.Errorf("%q is not a TCP port", p)
+			}
+			*dst = append(*dst, uint32(n))
+		}
+		return nil
+	}
 }
 
 // defaultGatewayNamespace is the gateway's namespace outside a pod: the

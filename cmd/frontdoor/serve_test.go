@@ -104,6 +104,31 @@ func TestEdgeFlags(t *testing.T) {
 	}
 }
 
+// TestListenerPortFlags: extra ports and PROXY protocol ports reach the
+// translator; a PROXY protocol port must be one the listener serves.
+func TestListenerPortFlags(t *testing.T) {
+	f, err := parseServeFlags([]string{"--config-dir", "x", "--listen-port", "6443", "--extra-listen-ports", "443, 8443", "--proxy-protocol-ports", "8443"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := translatorOptions(f)
+	if !slices.Equal(o.ListenerExtraPorts, []uint32{443, 8443}) || !slices.Equal(o.Edge.ProxyProtocolPorts, []uint32{8443}) {
+		t.Errorf("extra ports %v, PROXY protocol ports %v", o.ListenerExtraPorts, o.Edge.ProxyProtocolPorts)
+	}
+	for _, bad := range [][]string{
+		{"--proxy-protocol-ports", "8443"},                                 // not a listener port
+		{"--extra-listen-ports", "6443"},                                   // the main port again
+		{"--extra-listen-ports", "443,443"},                                // twice
+		{"--extra-listen-ports", "70000"},                                  // not a port
+		{"--extra-listen-ports", "0"},                                      // not a port
+		{"--extra-listen-ports", "443", "--proxy-protocol-ports", "https"}, // not a number
+	} {
+		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, bad...)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
 // TestSecretNamespaces: Kubernetes mode reads Secrets from the gateway's
 // namespace plus --secret-namespaces; "*" (or file mode) allows any.
 func TestSecretNamespaces(t *testing.T) {

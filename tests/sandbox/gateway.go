@@ -168,7 +168,7 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
 		// Flush the access log every 200ms (default 10s) so tests read it promptly.
 		"--file-flush-interval-msec", "200")
-	s.progress("envoy: gateway %s, admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
+	s.progress("envoy: gateway %s (PROXY protocol on %s), admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.ProxyProtocolAddress, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
 	if err := s.envoy.start(); err != nil {
 		return err
 	}
@@ -206,6 +206,9 @@ func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, mod
 		"--tls-handshake-timeout", EdgeTimeout.String(),
 		"--request-headers-timeout", EdgeTimeout.String(),
 	)
+	if _, port, ok := strings.Cut(s.ProxyProtocolAddress, ":"); ok {
+		args = append(args, "--extra-listen-ports", port, "--proxy-protocol-ports", port)
+	}
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
 	}

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -90,10 +91,14 @@ type Sandbox struct {
 	// AdminCertPEM/AdminKeyPEM: CN sandbox-admin, O system:masters.
 	AdminCertPEM, AdminKeyPEM []byte
 
-	GatewayURL          string   // https://127.0.0.1:P, Envoy's client listener
-	ReplicaURLs         []string // ReplicaURLs[0] is replica 1
-	EnvoyAdminURL       string   // http://127.0.0.1:P
-	FrontdoorMetricsURL string   // http://127.0.0.1:P/metrics
+	GatewayURL string // https://127.0.0.1:P, Envoy's client listener
+	// ProxyProtocolAddress is the same listener's second port, which
+	// expects a PROXY protocol header before TLS (--proxy-protocol-ports),
+	// as behind an L4 load balancer.
+	ProxyProtocolAddress string
+	ReplicaURLs          []string // ReplicaURLs[0] is replica 1
+	EnvoyAdminURL        string   // http://127.0.0.1:P
+	FrontdoorMetricsURL  string   // http://127.0.0.1:P/metrics
 	// ModuleMetricsURL is where the in-process module inside Envoy serves
 	// the request pipeline's metrics (once a cluster runs InProcess).
 	ModuleMetricsURL   string // http://127.0.0.1:P/metrics
@@ -159,8 +164,9 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 		return s, fmt.Errorf("PKI: %w", err)
 	}
 	// etcd client+peer, one per replica, envoy listener+admin, frontdoor
-	// grpc+http, the in-process module's metrics.
-	ports, err := freePorts(2 + opts.Replicas + 5)
+	// grpc+http, the in-process module's metrics, the listener's PROXY
+	// protocol port.
+	ports, err := freePorts(2 + opts.Replicas + 6)
 	if err != nil {
 		return s, err
 	}
@@ -176,6 +182,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	gw := ports[2+opts.Replicas:]
 	s.GatewayURL = s.ReplicaURLs[0]
 	if !opts.SkipGateway {
+		s.ProxyProtocolAddress = "127.0.0.1:" + strconv.Itoa(gw[5])
 		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4]); err != nil {
 			return s, err
 		}

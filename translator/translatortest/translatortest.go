@@ -42,11 +42,14 @@ const FilePrefix = "file:"
 
 // options is the test-only "kind: Options" document.
 type options struct {
-	Kind             string `json:"kind"`
-	ListenerAddress  string `json:"listenerAddress"`
-	ListenerPort     uint32 `json:"listenerPort"`
-	AccessLogPath    string `json:"accessLogPath"`
-	DisableAccessLog bool   `json:"disableAccessLog"`
+	Kind            string `json:"kind"`
+	ListenerAddress string `json:"listenerAddress"`
+	ListenerPort    uint32 `json:"listenerPort"`
+	// More ports, and the ports expecting the PROXY protocol.
+	ListenerExtraPorts []uint32 `json:"listenerExtraPorts"`
+	ProxyProtocolPorts []uint32 `json:"proxyProtocolPorts"`
+	AccessLogPath      string   `json:"accessLogPath"`
+	DisableAccessLog   bool     `json:"disableAccessLog"`
 	// The in-process module's path and frontdoor serve's addresses.
 	InProcessModule         string `json:"inProcessModule"`
 	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
@@ -137,6 +140,8 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 			SecretNamespaces:        docOpts.SecretNamespaces,
+			ListenerExtraPorts:      docOpts.ListenerExtraPorts,
+			Edge:                    translator.EdgeOptions{ProxyProtocolPorts: docOpts.ProxyProtocolPorts},
 		}
 		config = append(config, []byte("# kind: Options (test-only, taken out)\n"))
 	}
