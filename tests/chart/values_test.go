@@ -325,9 +325,9 @@ func TestChartValueSets(t *testing.T) {
 	}
 }
 
-// TestChartRefusesValues: values that cannot do what they say fail the
-// rendering with a message naming the value, rather than install something
-// else.
+// TestChartRefusesValues: values that cannot do what they say, and values
+// the chart does not have (values.schema.json), fail the rendering with a
+// message naming the value, rather than install something else.
 func TestChartRefusesValues(t *testing.T) {
 	for _, c := range []struct {
 		set  []string
@@ -335,12 +335,18 @@ func TestChartRefusesValues(t *testing.T) {
 	}{
 		{[]string{"globalRateLimit.enabled=true"}, "do not exist in Frontdoor yet"},
 		{[]string{"config.mode=files"}, "config.files.secretName"},
-		{[]string{"config.mode=etcd"}, "want kubernetes or files"},
-		{[]string{"service.type=ExternalName"}, "want LoadBalancer, NodePort or ClusterIP"},
+		{[]string{"config.mode=etcd"}, "at '/config/mode': value must be one of 'kubernetes', 'files'"},
+		{[]string{"service.type=ExternalName"}, "at '/service/type': value must be one of"},
 		{[]string{"metrics.serviceMonitor.enabled=true"}, "needs metrics.proxy.enabled"},
 		{[]string{"config.kubernetes.secretNamespaces={*}"}, "needs a ClusterRole"},
 		{[]string{"inProcess.enabled=true", "inProcess.modulePath=libfrontdoor.so"}, "must be absolute"},
-		{[]string{"podAntiAffinity=always"}, "want soft, hard or empty"},
+		{[]string{"podAntiAffinity=always"}, "at '/podAntiAffinity': value must be one of"},
+		// values.schema.json: a misspelt or mistyped value is refused, not
+		// ignored.
+		{[]string{"servce.type=NodePort"}, "additional properties 'servce' not allowed"},
+		{[]string{"config.kubernetes.kubeconfig=x"}, "additional properties 'kubeconfig' not allowed"},
+		{[]string{"replicaCount=two"}, "at '/replicaCount': got string, want integer"},
+		{[]string{"drain.timeout=25"}, "at '/drain/timeout'"},
 	} {
 		var flags []string
 		for _, s := range c.set {
