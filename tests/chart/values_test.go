@@ -239,6 +239,21 @@ func TestChartValueSets(t *testing.T) {
 			if v, _ := flagValue(fd.Args, "inprocess-metrics-address"); v != "127.0.0.1:18082" {
 				t.Errorf("--inprocess-metrics-address %q", v)
 			}
+			if v, _ := flagValue(fd.Args, "extra-listen-ports"); v != "8443" {
+				t.Errorf("--extra-listen-ports %q, want 8443", v)
+			}
+			if v, _ := flagValue(fd.Args, "proxy-protocol-ports"); v != "8443" {
+				t.Errorf("--proxy-protocol-ports %q, want 8443", v)
+			}
+			if !slices.ContainsFunc(envoy.Ports, func(p corev1.ContainerPort) bool { return p.Name == "lb" && p.ContainerPort == 8443 }) {
+				t.Errorf("Envoy ports %v, want lb 8443", envoy.Ports)
+			}
+			if svc := o.find("Service", "frontdoor"); svc == nil {
+				t.Error("no Service")
+			} else if ports, _, _ := unstructured.NestedSlice(svc.Object, "spec", "ports"); len(ports) != 2 ||
+				fmt.Sprint(ports[1]) != "map[name:lb port:9443 targetPort:lb]" {
+				t.Errorf("Service ports %v, want https and lb 9443 -> lb", ports)
+			}
 			if !slices.Contains(envoy.Env, corev1.EnvVar{Name: "ENVOY_DYNAMIC_MODULES_SEARCH_PATH", Value: "/usr/local/lib/frontdoor"}) {
 				t.Errorf("Envoy env %v, want ENVOY_DYNAMIC_MODULES_SEARCH_PATH=/usr/local/lib/frontdoor", envoy.Env)
 			}
