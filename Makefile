@@ -105,8 +105,9 @@ generate: ## regenerate deepcopy and CRD YAML with controller-gen
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:artifacts:config=manifests/crds
 
 .PHONY: golden
-golden: ## rewrite the translator's golden files
+golden: ## rewrite the golden files (translator, KubeGateway import)
 	$(GO) test ./translator -update
+	$(GO) test ./importer/kubegateway -update
 
 .PHONY: verify
 verify: generate golden ## regenerate everything and fail if the tree changed
