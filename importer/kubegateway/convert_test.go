@@ -292,4 +292,13 @@ func TestConvertInputErrors(t *testing.T) {
 	if len(res.Clusters) != 1 || !hasFinding(res, "kind", NotCarried, "ConfigMap") || !hasFinding(res, "spec.sevrers", NotCarried, "not a field") {
 		t.Errorf("clusters %d, report:\n%s", len(res.Clusters), res.Report())
 	}
+	// A List (kubectl get -o yaml) is read item by item; a document that is
+	// not an object is skipped.
+	res, err = Convert([]byte("- just\n- a list\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: proxy.kubegateway.io/v1alpha1, kind: UpstreamCluster, metadata: {name: one}}\n- {apiVersion: proxy.kubegateway.io/v1alpha1, kind: UpstreamCluster, metadata: {name: two}}\n"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Clusters) != 2 || res.Clusters[0].Name != "one" || res.Clusters[1].Name != "two" || !hasFinding(res, "document", NotCarried, "not an object") {
+		t.Errorf("clusters %d, report:\n%s", len(res.Clusters), res.Report())
+	}
 }

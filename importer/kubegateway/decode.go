@@ -39,12 +39,17 @@ func decode(data []byte) ([]document, []Finding, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("document %d: %w", n, err)
 		}
-		var obj map[string]any
-		if err := yaml.Unmarshal(raw, &obj); err != nil {
+		var v any
+		if err := yaml.Unmarshal(raw, &v); err != nil {
 			return nil, nil, fmt.Errorf("document %d: %w", n, err)
 		}
-		if obj == nil {
+		if v == nil {
 			continue // empty document or only comments
+		}
+		obj, ok := v.(map[string]any)
+		if !ok {
+			skipped = append(skipped, Finding{Object: fmt.Sprintf("(document %d)", n), Field: "document", Kind: NotCarried, Detail: "not an object; skipped"})
+			continue
 		}
 		objs := []map[string]any{obj}
 		if items, ok := obj["items"].([]any); ok && strings.HasSuffix(str(obj["kind"]), "List") {
