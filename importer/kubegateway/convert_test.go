@@ -160,6 +160,17 @@ func TestConvertDenyAllRequests(t *testing.T) {
 	if first.Name != denyAllPolicy || first.Reject == nil || first.Reject.Code != 503 || !cmp.Equal(first.Rules, matchAll(true, true)) {
 		t.Errorf("first policy: %+v", first)
 	}
+	if n := len(uc.Spec.DispatchPolicies); n != 2 {
+		t.Errorf("catch-all policies behind the switch: want deny-all-requests and policy-0, got %d policies", n)
+	}
+	// Deleting the switch must leave KubeGateway's answer to unmatched
+	// requests in place.
+	_, uc = convertOne(t, "  annotations: {proxy.kubegateway.io/feature-gates: \"DenyAllRequests=true\"}\n", `  dispatchPolicies:
+  - rules: [{verbs: [get], apiGroups: ["*"], resources: ["*"]}]
+`)
+	if last := uc.Spec.DispatchPolicies[len(uc.Spec.DispatchPolicies)-1]; last.Name != unmatchedPolicy {
+		t.Errorf("last policy %q, want %s behind the switch", last.Name, unmatchedPolicy)
+	}
 	_, uc = convertOne(t, "  annotations: {proxy.kubegateway.io/feature-gates: \"DenyAllRequests=false\"}\n", "")
 	if len(uc.Spec.DispatchPolicies) > 0 && uc.Spec.DispatchPolicies[0].Name == denyAllPolicy {
 		t.Error("DenyAllRequests=false must not deny")

@@ -29,16 +29,6 @@ const (
 // it to every server (its implicit policy "default").
 func (c *converter) convertPolicies() []v1alpha1.DispatchPolicy {
 	var out []v1alpha1.DispatchPolicy
-	if contains(c.featureGates(), "DenyAllRequests") {
-		out = append(out, v1alpha1.DispatchPolicy{
-			Name:  denyAllPolicy,
-			Rules: matchAll(true, true),
-			Reject: &v1alpha1.RejectAction{Code: 503,
-				Message: fmt.Sprintf("request for %s denied by featureGate(DenyAllRequests)", c.in.Metadata.Name)},
-		})
-		c.add("metadata.annotations["+featureGatesAnnotation+"]", Converted,
-			"DenyAllRequests=true: KubeGateway answers every request 503; the first policy, %s, does the same (delete it to serve again)", denyAllPolicy)
-	}
 	uses := map[string]int{}
 	for i, p := range c.in.Spec.DispatchPolicies {
 		field := fmt.Sprintf("spec.dispatchPolicies[%d]", i)
@@ -98,6 +88,18 @@ func (c *converter) convertPolicies() []v1alpha1.DispatchPolicy {
 			Reject: &v1alpha1.RejectAction{Code: 500, Message: "no router rule matches this request"},
 		})
 		c.add("spec.dispatchPolicies", Added, "policy %s last: KubeGateway answers 500 to a request no policy matches, where Frontdoor would send it to every server; delete the policy for Frontdoor's behaviour", unmatchedPolicy)
+	}
+	// Prepended last, so that unmatched requests still get their 500 once
+	// the switch is deleted.
+	if contains(c.featureGates(), "DenyAllRequests") {
+		out = append([]v1alpha1.DispatchPolicy{{
+			Name:  denyAllPolicy,
+			Rules: matchAll(true, true),
+			Reject: &v1alpha1.RejectAction{Code: 503,
+				Message: fmt.Sprintf("request for %s denied by featureGate(DenyAllRequests)", c.in.Metadata.Name)},
+		}}, out...)
+		c.add("metadata.annotations["+featureGatesAnnotation+"]", Converted,
+			"DenyAllRequests=true: KubeGateway answers every request 503; the first policy, %s, does the same (delete it to serve again)", denyAllPolicy)
 	}
 	if len(out) > maxPolicies {
 		c.add("spec.dispatchPolicies", NotCarried, "%d policies: Frontdoor takes at most %d; the last ones are dropped", len(out), maxPolicies)
