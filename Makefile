@@ -114,8 +114,9 @@ manifests: ## render manifests/deploy and manifests/rbac/control-plane.yaml from
 	bash tools/manifests.sh
 
 .PHONY: golden
-golden: ## rewrite the translator's golden files
+golden: ## rewrite the golden files (translator, KubeGateway import)
 	$(GO) test ./translator -update
+	$(GO) test ./importer/kubegateway -update
 
 .PHONY: verify
 verify: generate golden ## regenerate everything and fail if the tree changed

@@ -21,6 +21,8 @@ Usage:
   frontdoor bootstrap  [flags]   print the Envoy bootstrap that points Envoy at "frontdoor serve"
   frontdoor drain      [flags]   drain Envoy gracefully (its preStop hook), then optionally stop it
   frontdoor check      [flags]   validate a config directory offline and print each UpstreamCluster's conditions
+  frontdoor import kubegateway -f FILE [flags]
+                                 convert KubeGateway UpstreamClusters into Frontdoor objects (report on stderr)
   frontdoor version              print the version
 
 Run "frontdoor <command> -h" for a command's flags.
@@ -41,6 +43,8 @@ func main() {
 		err = runDrain(args)
 	case "check":
 		err = runCheck(args, os.Stdout)
+	case "import":
+		err = runImport(args, os.Stdin, os.Stdout, os.Stderr)
 	case "version", "--version":
 		fmt.Println("frontdoor", version)
 	case "help", "-h", "--help":
