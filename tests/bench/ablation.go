@@ -115,6 +115,11 @@ func readDump(ctx context.Context, sb *sandbox.Sandbox) (*dumped, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseDump(raw)
+}
+
+// parseDump reads a config dump (admin /config_dump?include_eds).
+func parseDump(raw string) (*dumped, error) {
 	var dump struct {
 		Configs []map[string]any `json:"configs"`
 	}
