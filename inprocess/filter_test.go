@@ -2,12 +2,14 @@ package inprocess
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/apiserver/pkg/endpoints/request"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -16,11 +18,14 @@ import (
 
 // fakeStream is an Envoy stream's request headers and what the filter did.
 type fakeStream struct {
-	headers   [][2]string
-	ops       []string
-	metadata  map[string]any
-	reply     *localReply
-	continued bool
+	headers  [][2]string
+	ops      []string
+	metadata map[string]any
+	// metadataWrites counts the calls that write metadata: each is a
+	// protobuf merge inside Envoy.
+	metadataWrites int
+	reply          *localReply
+	continued      bool
 	// attrs are the stream's attributes; attrReads counts their reads.
 	attrs     map[abi.Attribute]string
 	attrReads int
@@ -79,9 +84,15 @@ func (s *fakeStream) SendLocalResponse(code int, headers [][2]string, body []byt
 
 func (s *fakeStream) ContinueDecoding() { s.continued = true }
 
-func (s *fakeStream) SetDynamicMetadataString(ns, key, value string) { s.metadata[ns+":"+key] = value }
+func (s *fakeStream) SetDynamicMetadataStrings(ns string, kv [][2]string) {
+	s.metadataWrites++
+	for _, p := range kv {
+		s.metadata[ns+":"+p[0]] = p[1]
+	}
+}
 
 func (s *fakeStream) SetDynamicMetadataNumber(ns, key string, value float64) {
+	s.metadataWrites++
 	s.metadata[ns+":"+key] = value
 }
 
@@ -181,6 +192,36 @@ func TestInlineAllow(t *testing.T) {
 	}
 	if _, ok := s.metadata[envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceUs]; !ok {
 		t.Errorf("no request-service time in metadata %v", s.metadata)
+	}
+}
+
+// Every access-log field reaches Envoy's metadata, the string fields in one
+// write: each write is a protobuf merge inside Envoy, paid per request.
+func TestAccessLogFieldsInOneWrite(t *testing.T) {
+	d := allowed
+	d.Requestor = "jane"
+	d.Info = &request.RequestInfo{Verb: "get", APIGroup: "apps", Resource: "deployments", Subresource: "scale", Namespace: "ns", Name: "web"}
+	c := &fakeChecker{inline: true, d: d, gotReq: make(chan *authz.Request, 1)}
+	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
+	s := newFakeStream(":method", "GET", ":path", "/apis/apps/v1/namespaces/ns/deployments/web/scale")
+	if st := f.onRequestHeaders(s, nil); st != abi.Continue {
+		t.Fatalf("status = %v, want Continue", st)
+	}
+	want := map[string]any{}
+	d.EachAccessLogField(
+		func(k, v string) { want[envoy.MetadataNamespaceInProcess+":"+k] = v },
+		func(k string, v float64) { want[envoy.MetadataNamespaceInProcess+":"+k] = v })
+	if len(want) < 11 {
+		t.Fatalf("the decision has only %d access-log fields; the test needs them all", len(want))
+	}
+	got := maps.Clone(s.metadata)
+	delete(got, envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceUs)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("metadata (-want +got):\n%s", diff)
+	}
+	// One batch of strings, the group count, the request-service time.
+	if s.metadataWrites != 3 {
+		t.Errorf("%d metadata writes, want 3 (strings in one batch, two numbers)", s.metadataWrites)
 	}
 }
 

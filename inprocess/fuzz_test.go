@@ -182,6 +182,6 @@ func (*nopStream) RemoveRequestHeader(string) bool                    { return t
 func (*nopStream) ClearRouteCache()                                   {}
 func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string) {}
 func (*nopStream) ContinueDecoding()                                  {}
-func (*nopStream) SetDynamicMetadataString(string, string, string)    {}
+func (*nopStream) SetDynamicMetadataStrings(string, [][2]string)      {}
 func (*nopStream) SetDynamicMetadataNumber(string, string, float64)   {}
 func (*nopStream) AttributeString(abi.Attribute) (string, bool)       { return "", false }

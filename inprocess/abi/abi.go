@@ -41,6 +41,13 @@
 //     scheduler resumes requests, and each Attribute constant returns the value
 //     a TLS client can compute independently (e.g. the sha256 of its own
 //     certificate), which pins the enum values.
+//   - set_dynamic_metadata_string_batch is newer than the stored header
+//     revisions; its shape was read from the binary's own code (objdump -d
+//     of the exported symbol: filter, the namespace as two words, the entry
+//     array and its count in the fifth argument register; entries 32 bytes
+//     apart, key range at 0 and value range at 16, as fd_http_header; rax
+//     never set, so void), then proven by TestHeaderCalls, which reads every
+//     entry back, after an empty value, with Envoy's formatter.
 //   - Header semantics (from abi_impl.cc, checked by tests): add_header
 //     appends a new field and refuses an empty value; set_header replaces all
 //     fields of the name, and an empty value removes them.

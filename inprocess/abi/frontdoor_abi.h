@@ -70,6 +70,15 @@ extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(void*
 extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(void* filter, fd_buffer ns,
                                                                            fd_buffer key, double value)
     __attribute__((weak));
+// Sets every key/value pair (fd_http_header: the same four words as Envoy's
+// module_key_value_pair) as a string under ns: one namespace lookup and one
+// protobuf merge for the lot, where each single-key setter merges once per
+// key. Returns nothing in 1.40.0 (checked in the binary's code: count in the
+// fifth argument register, 32-byte entries, rax never set).
+extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(void* filter, fd_buffer ns,
+                                                                                 const fd_http_header* entries,
+                                                                                 size_t count)
+    __attribute__((weak));
 
 extern bool envoy_dynamic_module_callback_http_filter_get_attribute_string(void* filter, int attribute_id,
                                                                            fd_buffer* out)

@@ -24,6 +24,7 @@ package abi
 #cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_string
 #cgo noescape envoy_dynamic_module_callback_http_set_dynamic_metadata_number
 #cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_number
+#cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch
 #cgo noescape envoy_dynamic_module_callback_http_filter_get_attribute_string
 #cgo nocallback envoy_dynamic_module_callback_http_filter_get_attribute_string
 #cgo noescape envoy_dynamic_module_callback_http_filter_get_attribute_int
@@ -189,44 +190,73 @@ func (s Stream) SendLocalResponse(code int, headers [][2]string, body []byte, de
 	}
 }
 
-// sendLocalResponse copies everything into one C allocation: Envoy reads the
-// header array during the call, and cgo forbids handing C an array of Go
-// pointers.
+// sendLocalResponse hands Envoy the reply in one C allocation (cPairs).
 func sendLocalResponse(p unsafe.Pointer, code int, headers [][2]string, body []byte, details string) {
-	size := len(headers)*int(unsafe.Sizeof(C.fd_http_header{})) + len(body) + len(details)
-	for _, h := range headers {
+	c := newCPairs(headers, len(body)+len(details))
+	defer c.free()
+	cb := c.place(body)
+	cd := c.place(unsafe.Slice(unsafe.StringData(details), len(details)))
+	C.envoy_dynamic_module_callback_http_send_response(p, C.uint32_t(code), c.first(), C.size_t(len(headers)), cb, cd)
+}
+
+// cPairs is an array of name/value pairs (fd_http_header) and their bytes in
+// one C allocation, with room for extra bytes: for calls that take an array
+// of byte ranges, which cgo forbids building in Go memory (Go memory handed
+// to C may not hold Go pointers). Envoy copies what it keeps.
+type cPairs struct {
+	mem   unsafe.Pointer
+	all   []byte
+	pairs []C.fd_http_header
+	off   int
+}
+
+func newCPairs(kv [][2]string, extra int) cPairs {
+	head := len(kv) * int(unsafe.Sizeof(C.fd_http_header{}))
+	size := head + extra
+	for _, h := range kv {
 		size += len(h[0]) + len(h[1])
 	}
-	mem := C.malloc(C.size_t(size + 1))
-	defer C.free(mem)
-	all := unsafe.Slice((*byte)(mem), size+1)
-	var hdrs []C.fd_http_header
-	off := 0
-	if len(headers) > 0 {
-		hdrs = unsafe.Slice((*C.fd_http_header)(mem), len(headers))
-		off = len(headers) * int(unsafe.Sizeof(C.fd_http_header{}))
+	c := cPairs{mem: C.malloc(C.size_t(size + 1)), off: head}
+	c.all = unsafe.Slice((*byte)(c.mem), size+1)
+	if len(kv) > 0 {
+		c.pairs = unsafe.Slice((*C.fd_http_header)(c.mem), len(kv))
 	}
-	place := func(n int) (*C.char, C.size_t) {
-		if n == 0 {
-			return nil, 0
-		}
-		start := off
-		off += n
-		return (*C.char)(unsafe.Pointer(&all[start])), C.size_t(n)
+	for i, h := range kv {
+		k := c.placeField(h[0])
+		v := c.placeField(h[1])
+		c.pairs[i] = C.fd_http_header{key_ptr: k.ptr, key_length: k.length, value_ptr: v.ptr, value_length: v.length}
 	}
-	for i, h := range headers {
-		hdrs[i].key_ptr, hdrs[i].key_length = place(copy(all[off:], h[0]))
-		hdrs[i].value_ptr, hdrs[i].value_length = place(copy(all[off:], h[1]))
-	}
-	var cb, cd C.fd_buffer
-	cb.ptr, cb.length = place(copy(all[off:], body))
-	cd.ptr, cd.length = place(copy(all[off:], details))
-	var first *C.fd_http_header
-	if len(hdrs) > 0 {
-		first = &hdrs[0]
-	}
-	C.envoy_dynamic_module_callback_http_send_response(p, C.uint32_t(code), first, C.size_t(len(hdrs)), cb, cd)
+	return c
 }
+
+// place copies b after what is placed already; empty is a NULL range.
+func (c *cPairs) place(b []byte) C.fd_buffer {
+	if len(b) == 0 {
+		return C.fd_buffer{}
+	}
+	start := c.off
+	c.off += copy(c.all[start:], b)
+	return C.fd_buffer{ptr: (*C.char)(unsafe.Pointer(&c.all[start])), length: C.size_t(len(b))}
+}
+
+// placeField copies a name or value; an empty one is a zero-length range
+// at a valid address (never NULL, which C++ may not build a string from).
+func (c *cPairs) placeField(v string) C.fd_buffer {
+	if v == "" {
+		return C.fd_buffer{ptr: (*C.char)(unsafe.Pointer(&c.all[c.off])), length: 0}
+	}
+	return c.place(unsafe.Slice(unsafe.StringData(v), len(v)))
+}
+
+// first is the array's first element, nil when empty.
+func (c *cPairs) first() *C.fd_http_header {
+	if len(c.pairs) == 0 {
+		return nil
+	}
+	return &c.pairs[0]
+}
+
+func (c *cPairs) free() { C.free(c.mem) }
 
 // SetDynamicMetadataString sets filter_metadata[namespace][key] to a string
 // for later filters, the router and access logs.
@@ -237,6 +267,21 @@ func (s Stream) SetDynamicMetadataString(namespace, key, value string) {
 		runtime.KeepAlive(key)
 		runtime.KeepAlive(value)
 	}
+}
+
+// SetDynamicMetadataStrings sets filter_metadata[namespace][k] = v for each
+// pair, in one call: Envoy merges each metadata write into the namespace
+// (a protobuf Struct merge), so several keys cost one merge here against one
+// per key with SetDynamicMetadataString. An empty value is an empty string.
+func (s Stream) SetDynamicMetadataStrings(namespace string, kv [][2]string) {
+	p := s.envoy()
+	if p == nil || len(kv) == 0 {
+		return
+	}
+	c := newCPairs(kv, 0)
+	defer c.free()
+	C.envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(p, goBuf(namespace), c.first(), C.size_t(len(kv)))
+	runtime.KeepAlive(namespace)
 }
 
 // SetDynamicMetadataNumber sets filter_metadata[namespace][key] to a number.

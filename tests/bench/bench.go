@@ -70,6 +70,9 @@ type Options struct {
 	// Baseline, a path name, adds a paired comparison of every path with it
 	// (round by round ratios): before/after figures of one run.
 	Baseline string
+	// Ablation adds one path per static copy of the InProcess filter chain
+	// with one feature removed (ablation.go): where Envoy's time goes.
+	Ablation bool
 	// NoSplit skips the where-the-time-goes measurement.
 	NoSplit bool
 	// NoControlPlane skips the control-plane figures (config edits,
@@ -305,6 +308,23 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		p.timed = &timedSource{client: timed, log: e.accessLog}
 		if err := p.c.waitServed(ctx, 15*time.Second); err != nil {
 			p.na = "n/a: " + err.Error()
+		}
+	}
+	if opts.Ablation {
+		in := Client{URL: sb.GatewayURL, ServerName: inProcessCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		if byName[PathFrontdoorInProc] == nil {
+			if err := inProcessCluster.start(ctx, sb, in); err != nil {
+				return nil, fmt.Errorf("ablation: %w", err)
+			}
+		}
+		say("ablation: static copies of the InProcess chain, one feature removed each")
+		abl, stop, err := startAblations(ctx, sb, opts.OutDir, in)
+		if err != nil {
+			return nil, fmt.Errorf("ablation: %w", err)
+		}
+		defer stop()
+		for _, p := range abl {
+			add(p)
 		}
 	}
 	if selected(PathHAProxy) {

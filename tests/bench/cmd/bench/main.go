@@ -50,6 +50,7 @@ func run() error {
 	flag.Var(&variants, "variant", "also measure a second Frontdoor gateway, NAME[=BINARY][:ARG ...] (repeatable); ARGs are KEY=VALUE environment, "+
 		"\"unix\" (gRPC on a Unix socket) or frontdoor serve flags, e.g. before=/tmp/frontdoor-before, gogc400:GOGC=400, uds:unix")
 	flag.StringVar(&o.Baseline, "baseline", "", "compare every path with this one round by round (before/after ratios), e.g. a --variant name")
+	flag.BoolVar(&o.Ablation, "ablation", false, "also measure static copies of the InProcess filter chain (from Envoy's config dump), one feature removed each, as paths ablate-*; e.g. --paths direct,envoy-plain --ablation --baseline ablate-full")
 	flag.BoolVar(&o.NoSplit, "no-split", false, "skip the where-the-time-goes measurement")
 	flag.BoolVar(&o.NoControlPlane, "no-control-plane", false, "skip the control-plane figures (config edits, translation, the 10,000-rule load)")
 	flag.BoolVar(&o.Profile, "profile", true, "take a Go CPU profile of the request service under load")
