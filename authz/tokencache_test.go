@@ -26,7 +26,7 @@ func bearerRequest(token string) *Request {
 // are reviewed again.
 func TestTokenReviewConcurrencyCap(t *testing.T) {
 	f := newFakeUpstream(t)
-	f.reviewDelay = 500 * time.Millisecond
+	f.reviewDelay.Store(int64(500 * time.Millisecond))
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(tokenTable(f.upstream(t), nil))
 
@@ -67,7 +67,7 @@ func TestTokenReviewConcurrencyCap(t *testing.T) {
 		t.Errorf("frontdoor_token_reviews_throttled_total = %v, want %d", got, codes[http.StatusServiceUnavailable])
 	}
 	// The slots are free again, and a throttled token was not remembered.
-	f.reviewDelay = 0
+	f.reviewDelay.Store(0)
 	before := f.tokenReviews.Load()
 	for i := range floodSize {
 		if d := tp.Check(context.Background(), bearerRequest(fmt.Sprintf("flood-%d", i))); d.Code != http.StatusUnauthorized {

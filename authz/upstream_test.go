@@ -34,7 +34,7 @@ type fakeUpstream struct {
 	tokenReviews atomic.Int32
 	sars         atomic.Int32
 	// reviewDelay slows TokenReviews down (single-flight test).
-	reviewDelay time.Duration
+	reviewDelay atomic.Int64 // a time.Duration; handlers read it while tests change it
 	// inflight and maxInflight: TokenReviews being answered now, and the
 	// most at once.
 	inflight, maxInflight atomic.Int32
@@ -55,7 +55,7 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 		defer f.inflight.Add(-1)
 		for m := f.maxInflight.Load(); n > m && !f.maxInflight.CompareAndSwap(m, n); m = f.maxInflight.Load() {
 		}
-		time.Sleep(f.reviewDelay)
+		time.Sleep(time.Duration(f.reviewDelay.Load()))
 		var tr authenticationv1.TokenReview
 		if err := json.NewDecoder(r.Body).Decode(&tr); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
@@ -257,7 +257,7 @@ func TestTokenReviewUnavailableIs503(t *testing.T) {
 func TestTokenReviewSingleFlight(t *testing.T) {
 	f := newFakeUpstream(t)
 	f.tokens["burst"] = saUser
-	f.reviewDelay = 200 * time.Millisecond
+	f.reviewDelay.Store(int64(200 * time.Millisecond))
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(tokenTable(f.upstream(t), nil))
 	var wg sync.WaitGroup
