@@ -145,7 +145,9 @@ func (c credential) header() http.Header {
 // identityCredentials are the three kinds of client the bars name: an x509
 // user with groups, a ServiceAccount token bound to a pod (uid and extras),
 // and a front proxy naming a user with uid, groups and extras (an extra
-// key that needs escaping, an extra with two values).
+// key that needs escaping, an extra with two values); and an x509 admin
+// impersonating someone (kubectl --as), whose final user is what is
+// forwarded.
 func identityCredentials(t *testing.T, ctx context.Context) []credential {
 	t.Helper()
 	id := uniq()
@@ -154,7 +156,14 @@ func identityCredentials(t *testing.T, ctx context.Context) []credential {
 	serviceAccount(t, ctx, sa)
 	pod := podFor(t, ctx, "fwd-"+id, sa)
 	proxyCert, proxyKey := sb.ClientCert(sandbox.FrontProxyUser)
+	admin := adminUser()
 	return []credential{
+		// kubectl --as: the gateway authorizes the impersonation, then
+		// forwards the final user in the cluster's mode.
+		{name: "x509 admin --as", certPEM: admin.certPEM, keyPEM: admin.keyPEM, headers: http.Header{
+			"Impersonate-User":  {"as-" + id},
+			"Impersonate-Group": {"as-group"},
+		}},
 		{name: "x509", certPEM: alice.certPEM, keyPEM: alice.keyPEM},
 		{name: "service account token", token: tokenFor(t, ctx, sa, pod)},
 		{name: "front proxy", certPEM: proxyCert, keyPEM: proxyKey, headers: http.Header{
