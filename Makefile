@@ -11,6 +11,9 @@ TEST_TIMEOUT ?= 25m
 # make up: where frontdoor reads its config (kubernetes: UpstreamClusters in
 # the sandbox cluster; files: --config-dir _sandbox/config).
 MODE ?= kubernetes
+# make up: how the gateway forwards identities to the replicas (the sandbox
+# UpstreamCluster's spec.clientConfig.identityForwarding).
+IDENTITY_FORWARDING ?= Impersonation
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
 GOLANGCI_LINT  := $(GO) tool -modfile=$(CURDIR)/tools/lint/go.mod golangci-lint
 # tests/ is its own Go module (harness, e2e suites, benchmarks), so its
@@ -32,8 +35,8 @@ build: ## build bin/frontdoor and bin/libfrontdoor.so (the in-process request se
 	@rm -f $(BIN)/libfrontdoor.h
 
 .PHONY: up
-up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; Ctrl-C stops it)
-	$(TESTS_GO) run ./sandbox/up -mode $(MODE)
+up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; Ctrl-C stops it)
+	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING)
 
 .PHONY: test
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz

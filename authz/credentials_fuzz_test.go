@@ -75,7 +75,7 @@ func FuzzPipelineCredentials(f *testing.F) {
 
 func impersonatedUser(d Decision) string {
 	for _, h := range d.SetHeaders {
-		if h.Name == headerImpersonateUser {
+		if h.Name == forwardingNames[forwardImpersonation].user {
 			return h.Value
 		}
 	}

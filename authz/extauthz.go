@@ -2,7 +2,6 @@ package authz
 
 import (
 	"context"
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -95,7 +94,7 @@ func decisionToCheckResponse(d *Decision) *authv3.CheckResponse {
 // splitIdentityHeaders maps a header plan onto what Envoy 1.40's ext_authz
 // can do. Single-valued routing headers (x-frontdoor-rule) become ext_authz
 // header mutations, which replace and clear the route cache. Identity
-// fields (Impersonate-*) go to dynamic metadata as a flat name/value list
+// fields (Impersonate-* or X-Remote-*, by the cluster's forwarding mode) go to dynamic metadata as a flat name/value list
 // for the identity Lua filter to add one field each: ext_authz can only
 // replace or comma-join, and it applies headers_to_remove after its own
 // mutations, so it could not both strip the client's Impersonate-* headers
@@ -104,7 +103,7 @@ func splitIdentityHeaders(hs []Header) ([]*corev3.HeaderValueOption, *structpb.S
 	var routing []Header
 	fields := make([]*structpb.Value, 0, 2*len(hs))
 	for _, h := range hs {
-		if len(h.Name) >= len(impersonatePrefix) && strings.EqualFold(h.Name[:len(impersonatePrefix)], impersonatePrefix) {
+		if isIdentityHeader(h.Name) {
 			fields = append(fields, structpb.NewStringValue(h.Name), structpb.NewStringValue(h.Value))
 			continue
 		}

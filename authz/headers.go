@@ -2,38 +2,32 @@ package authz
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/apiserver/pkg/authentication/user"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
-// identity is an authenticated user plus the impersonation headers that
-// forward it, computed once when the identity is created (and cached with
-// it) so the hot path only copies them.
+// identity is an authenticated user plus the header fields that forward
+// it in each forwarding mode (forwarding.go), computed once when the
+// identity is created (and cached with it) so the hot path only copies them.
 type identity struct {
 	user user.Info
-	// headers are the Impersonate-* header fields naming user, in order.
-	headers []Header
+	// headers are the header fields naming user in each forwarding mode,
+	// in order: Impersonate-* and X-Remote-*.
+	headers [forwardingModes][]Header
 }
 
-// Impersonation header names, as kube-apiserver reads them.
+// Header names and prefixes the pipeline reads or strips.
 const (
-	headerImpersonateUser        = authenticationv1.ImpersonateUserHeader
-	headerImpersonateGroup       = authenticationv1.ImpersonateGroupHeader
-	headerImpersonateUID         = authenticationv1.ImpersonateUIDHeader
-	headerImpersonateExtraPrefix = authenticationv1.ImpersonateUserExtraHeaderPrefix
-
 	impersonatePrefix = "impersonate-"
 	remotePrefix      = "x-remote-"
 	headerAuthz       = "authorization"
 )
 
-// newIdentity precomputes the impersonation headers for u. It refuses
+// newIdentity precomputes the forwarding headers for u. It refuses
 // identities that headers cannot carry faithfully: a control character
 // would be rejected on the wire, and leading or trailing whitespace would be
 // trimmed by the apiserver's HTTP parser, silently naming another user.
@@ -42,39 +36,12 @@ func newIdentity(u user.Info) (*identity, error) {
 		return nil, errors.New("identity has no user name")
 	}
 	id := &identity{user: u}
-	add := func(name, value string) error {
-		if !validHeaderValue(value) {
-			return fmt.Errorf("identity field %s has a value headers cannot carry", name)
-		}
-		id.headers = append(id.headers, Header{Name: name, Value: value})
-		return nil
-	}
-	if err := add(headerImpersonateUser, u.GetName()); err != nil {
-		return nil, err
-	}
-	if uid := u.GetUID(); uid != "" {
-		if err := add(headerImpersonateUID, uid); err != nil {
+	for f, names := range forwardingNames {
+		hs, err := forwardedFields(u, names)
+		if err != nil {
 			return nil, err
 		}
-	}
-	for _, g := range u.GetGroups() {
-		if err := add(headerImpersonateGroup, g); err != nil {
-			return nil, err
-		}
-	}
-	extra := u.GetExtra()
-	keys := make([]string, 0, len(extra))
-	for k := range extra {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		name := headerImpersonateExtraPrefix + escapeExtraKey(k)
-		for _, v := range extra[k] {
-			if err := add(name, v); err != nil {
-				return nil, err
-			}
-		}
+		id.headers[f] = hs
 	}
 	return id, nil
 }
@@ -89,14 +56,16 @@ var anonymousIdentity = func() *identity {
 	return id
 }()
 
-// planHeaders is the header plan for forwarding id under rule: remove
-// Authorization, every client-sent Impersonate-* header and any X-Remote-*
-// header, so the client can neither keep its credential upstream nor add to
-// its identity; then add the identity's Impersonate-* fields and the rule
-// header. Removals are lowercase and sorted.
-func planHeaders(id *identity, rule string, client map[string]string) (set []Header, remove []string) {
-	set = make([]Header, 0, len(id.headers)+1)
-	set = append(set, id.headers...)
+// planHeaders is the header plan for forwarding id in mode f under rule:
+// remove Authorization, every client-sent Impersonate-* header and any
+// X-Remote-* header (a front proxy's too: its identity is forwarded as
+// ours), so the client can neither keep its credential upstream nor add to
+// its identity, whichever mode forwards it; then add the identity's fields
+// of mode f and the rule header. Removals are lowercase and sorted.
+func planHeaders(id *identity, f forwarding, rule string, client map[string]string) (set []Header, remove []string) {
+	fields := id.headers[f]
+	set = make([]Header, 0, len(fields)+1)
+	set = append(set, fields...)
 	set = append(set, Header{Name: envoy.HeaderRule, Value: rule})
 
 	remove = append(remove, headerAuthz)

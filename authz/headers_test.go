@@ -97,7 +97,7 @@ func TestPlanHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			set, remove := planHeaders(id, "r1", tt.client)
+			set, remove := planHeaders(id, forwardImpersonation, "r1", tt.client)
 			if diff := cmp.Diff(wantSet, set); diff != "" {
 				t.Errorf("set (-want +got):\n%s", diff)
 			}
@@ -113,9 +113,9 @@ func TestPlanHeadersDoesNotShareBacking(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, _ := planHeaders(id, "r1", nil)
-	b, _ := planHeaders(id, "r2", nil)
-	if a[len(a)-1].Value != "r1" || b[len(b)-1].Value != "r2" || len(id.headers) != 1 {
+	a, _ := planHeaders(id, forwardImpersonation, "r1", nil)
+	b, _ := planHeaders(id, forwardImpersonation, "r2", nil)
+	if a[len(a)-1].Value != "r1" || b[len(b)-1].Value != "r2" || len(id.headers[forwardImpersonation]) != 1 {
 		t.Errorf("plans share state: %v %v %v", a, b, id.headers)
 	}
 }

@@ -222,6 +222,8 @@ type compiledCluster struct {
 	// anonymous forwards requests without any credential as
 	// system:anonymous.
 	anonymous bool
+	// forwarding names the header set the identity is forwarded in.
+	forwarding forwarding
 	// upstream is the policy the token authenticator and impersonator were
 	// built from; an unchanged one keeps them (and their caches).
 	upstream    *policy.Cluster
@@ -332,8 +334,19 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 		namedUsers:  namedUsers(c.Dispatch),
 		x509Enabled: c.X509,
 		clientCA:    bytes.Clone(c.ClientCAPEM),
+		forwarding:  forwardingOf(c),
 	}
 	defer p.compileUpstream(name, c, old, cc)
+	// First, as kube-apiserver runs its requestheader authenticator first.
+	if fp := c.FrontProxy; fp != nil {
+		a, err := p.newFrontProxyAuthenticator(fp)
+		if err != nil {
+			// Fail closed: nobody may assert X-Remote-* (they are still stripped).
+			p.log.Error("cluster front-proxy CA unusable, front-proxy clients disabled", "cluster", name, "error", err)
+		} else {
+			cc.authenticators = append(cc.authenticators, a)
+		}
+	}
 	if !c.X509 {
 		return cc
 	}
@@ -479,7 +492,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		}
 		rule = dp.rule(info)
 	}
-	set, remove := planHeaders(id, rule, req.Headers)
+	set, remove := planHeaders(id, cc.forwarding, rule, req.Headers)
 	set = append(set, Header{Name: envoy.HeaderUser, Value: userKey(id.user.GetName())})
 	return Decision{
 		Outcome:       Allowed,

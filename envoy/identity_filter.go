@@ -26,8 +26,9 @@ const IdentityFilterName = "frontdoor.identity"
 // coroutine's request processing, which must not happen inside the
 // protected call.
 //
-// ext_authz has already removed every client Authorization, Impersonate-*
-// and X-Remote-* header (headers_to_remove runs after its own mutations, so
+// The fields are Impersonate-* or X-Remote-* (the cluster's identity
+// forwarding mode). ext_authz has already removed every client
+// Authorization, Impersonate-* and X-Remote-* header (headers_to_remove runs after its own mutations, so
 // it cannot add these fields itself without removing them again).
 var IdentityFilterLua = `
 local ns = "` + MetadataNamespaceExtAuthz + `"

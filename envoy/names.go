@@ -57,8 +57,9 @@ var RequestServiceHeaders = []RequestHeaderMatch{
 	{Name: "sec-websocket-protocol"},
 	{Name: "connection"},
 	{Name: "upgrade"},
-	// Front-proxy identity headers, stripped (Envoy already drops them
-	// before any filter; the pipeline strips them too).
+	// Front-proxy identity headers: read from a front proxy (a cluster's
+	// spec.authentication.requestHeader), stripped from every request
+	// (Envoy already drops them before any filter on other clusters).
 	{Name: "x-remote-", Prefix: true},
 	// A server-side apply (PATCH with an apply-patch media type) may
 	// create its object: dispatch rules on create catch it too.
@@ -80,7 +81,8 @@ func RequestServiceReads(name string) bool {
 // metadata namespace (MetadataNamespaceExtAuthz), of the identity header
 // fields the request service decided on: a flat list name, value, name,
 // value, ... The identity filter (IdentityFilterLua) adds each pair as its own
-// header field.
+// header field: Impersonate-* or X-Remote-*, by the cluster's identity
+// forwarding mode.
 //
 // Why not ext_authz's own header mutations: Envoy 1.40's ext_authz gRPC
 // client ignores append_action and either replaces a header or comma-joins

@@ -53,6 +53,27 @@ type Cluster struct {
 	// Upstream is how the request service itself reaches the cluster's
 	// apiservers (TokenReviews, SubjectAccessReviews for impersonation).
 	Upstream Upstream `json:"upstream"`
+	// Forwarding is how the identity reaches the apiservers:
+	// ForwardingRequestHeader, or empty for impersonation (the default;
+	// empty so tables of clusters that never chose stay as they were).
+	Forwarding string `json:"forwarding,omitempty"`
+	// FrontProxy, when set, lets front-proxy clients name the user in
+	// X-Remote-* headers.
+	FrontProxy *FrontProxy `json:"frontProxy,omitempty"`
+}
+
+// ForwardingRequestHeader is Cluster.Forwarding for front-proxy headers
+// (X-Remote-*) instead of impersonation.
+const ForwardingRequestHeader = "RequestHeader"
+
+// FrontProxy configures front-proxy clients (kube-apiserver's
+// requestheader authenticator).
+type FrontProxy struct {
+	// ClientCAPEM is the bundle a front proxy's certificate must chain to.
+	ClientCAPEM []byte `json:"clientCAPEM"`
+	// AllowedNames are the common names a front proxy may have (never
+	// empty: the translator refuses an empty list).
+	AllowedNames []string `json:"allowedNames"`
 }
 
 // TokenReview configures bearer-token authentication.

@@ -26,6 +26,8 @@ func full() *Table {
 			ServerURLs: []string{"https://10.0.0.1:6443"}, ServerName: "api",
 			ClientCertPEM: []byte("cert"), ClientKeyPEM: []byte("key"), CAPEM: []byte("upstream-ca"),
 		},
+		Forwarding: ForwardingRequestHeader,
+		FrontProxy: &FrontProxy{ClientCAPEM: []byte("proxy-ca"), AllowedNames: []string{"proxy"}},
 	}}}
 }
 

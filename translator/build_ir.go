@@ -187,6 +187,7 @@ func buildSpec(name string, spec *v1alpha1.UpstreamClusterSpec, eps endpoints, e
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
 	c.TokenReview = buildTokenReview(spec.Authentication.TokenReview)
 	c.Anonymous = spec.Authentication.Anonymous.Enabled
+	c.Forwarding = buildForwarding(spec.ClientConfig.IdentityForwarding)
 	return c, errs
 }
 

@@ -143,13 +143,15 @@ func edgeHeadersFilter() *hcmv3.HttpFilter {
 	return &hcmv3.HttpFilter{Name: headerMutationFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }
 
-// earlyRemovals are the early header mutations of every client request:
-// internal (x-frontdoor-*) and front-proxy (X-Remote-*) headers by prefix,
-// and the untrusted forwarding headers by name.
-func earlyRemovals() []*mutationrulesv3.HeaderMutation {
-	m := []*mutationrulesv3.HeaderMutation{
-		removeHeadersWithPrefix(envoy.HeaderPrefix),
-		removeHeadersWithPrefix(remoteHeaderPrefix),
+// earlyRemovals are the early header mutations of every client request of
+// c: internal (x-frontdoor-*) and front-proxy (X-Remote-*) headers by
+// prefix, and the untrusted forwarding headers by name. A cluster that
+// accepts front proxies keeps X-Remote-* for the request service, which
+// reads them only from a proxy and strips them from every request.
+func earlyRemovals(c *ClusterIR) []*mutationrulesv3.HeaderMutation {
+	m := []*mutationrulesv3.HeaderMutation{removeHeadersWithPrefix(envoy.HeaderPrefix)}
+	if stripsRemoteHeaders(c) {
+		m = append(m, removeHeadersWithPrefix(remoteHeaderPrefix))
 	}
 	for _, name := range untrustedForwardingHeaders {
 		m = append(m, removeHeader(name))

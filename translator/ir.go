@@ -78,6 +78,10 @@ type ClusterIR struct {
 	TokenReview TokenReviewIR
 	// Anonymous forwards requests without credentials as system:anonymous.
 	Anonymous bool
+	// Forwarding is how the identity reaches the servers (identity.go).
+	Forwarding ForwardingIR
+	// FrontProxy, when set, accepts front-proxy clients (identity.go).
+	FrontProxy *FrontProxyIR
 	// Dispatch are the dispatch policies in spec order (policy_routes.go).
 	Dispatch []DispatchIR
 }

@@ -170,7 +170,7 @@ func httpConnectionManager(e EdgeOptions, c *ClusterIR) *hcmv3.HttpConnectionMan
 			ConnectionKeepalive:  downstreamKeepalive(),
 		},
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{
-			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: earlyRemovals()}),
+			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: earlyRemovals(c)}),
 		},
 		HttpFilters: append(rs.httpFilters(c),
 			localRateLimitFilter(),

@@ -159,7 +159,7 @@ func resolveSecrets(c *ClusterIR, spec *v1alpha1.UpstreamClusterSpec, secrets se
 	if !spec.ClientConfig.InsecureSkipTLSVerify {
 		c.UpstreamCA, ca = secrets.caBundle(spec.ClientConfig.SecretRef)
 	}
-	return cmp.Or(serving, clientCA, client, ca)
+	return cmp.Or(serving, clientCA, client, ca, resolveFrontProxy(c, spec, secrets))
 }
 
 // checkInsecureClientConfig rejects skipping verification of the servers

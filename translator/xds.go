@@ -121,6 +121,7 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			Anonymous: cr.ir.Anonymous,
 			Upstream:  upstreamPolicy(cr.ir),
 		}
+		identityPolicy(cr.ir, out.Policy.Clusters[cr.ir.Name])
 	}
 	if len(chains) > 0 {
 		if _, err := netip.ParseAddr(l.Address); err != nil {

@@ -340,7 +340,31 @@ type ClientConfig struct {
 	// False with reason InvalidClientConfig).
 	// +optional
 	InsecureSkipTLSVerify bool `json:"insecureSkipTLSVerify,omitempty"`
+	// IdentityForwarding is how the gateway tells the servers who each
+	// request's user is. Impersonation (the default) sends Impersonate-User,
+	// -Group, -Uid and -Extra-*: it works on every apiserver, managed ones
+	// included, but the apiservers authorize every impersonated field and
+	// audit the gateway as the user. RequestHeader sends the front-proxy
+	// headers X-Remote-User, X-Remote-Group, X-Remote-Uid and
+	// X-Remote-Extra-*: the apiservers trust them without further checks and
+	// audit the real user, but only from a client certificate signed by
+	// their --requestheader-client-ca-file whose CN is one of their
+	// --requestheader-allowed-names, so the certificate in secretRef must
+	// be one (see the README's Identity reference).
+	// +optional
+	// +kubebuilder:default=Impersonation
+	IdentityForwarding IdentityForwarding `json:"identityForwarding,omitempty"`
 }
+
+// IdentityForwarding is how the gateway forwards a request's identity.
+// +kubebuilder:validation:Enum=Impersonation;RequestHeader
+type IdentityForwarding string
+
+// Identity-forwarding modes.
+const (
+	IdentityForwardingImpersonation IdentityForwarding = "Impersonation"
+	IdentityForwardingRequestHeader IdentityForwarding = "RequestHeader"
+)
 
 // SecureServing is how clients reach this cluster through Frontdoor.
 type SecureServing struct {
@@ -376,6 +400,33 @@ type Authentication struct {
 	// (group system:unauthenticated) instead of answering 401.
 	// +optional
 	Anonymous AnonymousAuthentication `json:"anonymous,omitempty"`
+	// RequestHeader accepts front-proxy clients: a client whose
+	// certificate is signed by clientCASecretRef with a CN in allowedNames
+	// may name the user in X-Remote-User, X-Remote-Group, X-Remote-Uid and
+	// X-Remote-Extra-* (kube-apiserver's requestheader authenticator), for
+	// a gateway placed behind another authenticating proxy. Every other
+	// client's X-Remote-* headers are stripped. Unset: nobody may.
+	// +optional
+	RequestHeader *RequestHeaderAuthentication `json:"requestHeader,omitempty"`
+}
+
+// RequestHeaderAuthentication configures front-proxy clients, as
+// kube-apiserver's --requestheader-client-ca-file and
+// --requestheader-allowed-names do.
+type RequestHeaderAuthentication struct {
+	// ClientCASecretRef names a Secret whose ca.crt holds the CA bundle a
+	// front proxy's client certificate must chain to.
+	ClientCASecretRef SecretReference `json:"clientCASecretRef"`
+	// AllowedNames are the common names a front proxy's certificate may
+	// have. Required: unlike kube-apiserver, an empty list does not mean
+	// "any certificate of the CA", so a CA that also signs ordinary client
+	// certificates cannot turn every client into a proxy by accident.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	// +listType=set
+	AllowedNames []string `json:"allowedNames"`
 }
 
 // TokenReviewAuthentication configures bearer-token authentication.

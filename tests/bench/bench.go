@@ -25,6 +25,10 @@ import (
 const (
 	PathDirect        = "direct"
 	PathFrontdoorX509 = "frontdoor-x509"
+	// PathFrontdoorRH is frontdoor-x509 forwarding the identity as
+	// front-proxy headers (identityForwarding: RequestHeader) instead of
+	// impersonating: the apiservers skip the impersonation checks.
+	PathFrontdoorRH   = "frontdoor-requestheader"
 	PathFrontdoorTok  = "frontdoor-token"
 	PathFrontdoorExtP = "frontdoor-extproc"
 	// PathFrontdoorInProc is the pipeline inside Envoy (the dynamic
@@ -41,7 +45,7 @@ const (
 
 // AllPaths are the built-in paths, in table order (variants follow
 // PathFrontdoorExtP, --target comes last).
-var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorNoLog,
+var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorNoLog,
 	PathEnvoyPlain, PathEnvoyImpersonating, PathHAProxy}
 
 // Options configure a benchmark run.
@@ -230,6 +234,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	if selected(PathFrontdoorX509) {
 		add(&path{name: PathFrontdoorX509, note: "Envoy + ext_authz + Lua identity filter, client cert",
 			c: x509, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(x509)})
+	}
+	if selected(PathFrontdoorRH) {
+		rh := Client{URL: sb.GatewayURL, ServerName: requestHeaderCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p := add(&path{name: PathFrontdoorRH, note: "frontdoor-x509 forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with clientConfig.identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers",
+			c: rh, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(rh)})
+		if err := requestHeaderCluster.start(ctx, sb, p.c); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
 	}
 	if selected(PathFrontdoorTok) {
 		tok := Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}

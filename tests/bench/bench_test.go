@@ -29,7 +29,7 @@ func TestQuickBench(t *testing.T) {
 		switch {
 		case p.NA == "":
 			measured[p.Name] = true
-		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathEnvoyPlain ||
+		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathFrontdoorRH || p.Name == PathEnvoyPlain ||
 			p.Name == PathEnvoyImpersonating || p.Name == PathFrontdoorNoLog:
 			t.Errorf("path %s was not measured: %s", p.Name, p.NA)
 		default:

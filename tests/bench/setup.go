@@ -141,6 +141,10 @@ type modeCluster struct{ name, sni, mode string }
 var (
 	extProcCluster   = modeCluster{"bench-extproc", "extproc." + sandbox.TestDomain, "ExtProc"}
 	inProcessCluster = modeCluster{"bench-inprocess", "inprocess." + sandbox.TestDomain, "InProcess"}
+	// requestHeaderCluster forwards identities as X-Remote-* (the sandbox's
+	// replicas trust the gateway's certificate for them): the apiservers'
+	// cost without impersonation.
+	requestHeaderCluster = forwardedCluster{modeCluster{"bench-requestheader", "requestheader." + sandbox.TestDomain, "ExtAuthz"}, "RequestHeader"}
 	// modeClusters by request service, for variants (Variant.Mode).
 	modeClusters = map[string]modeCluster{extProcCluster.mode: extProcCluster, inProcessCluster.mode: inProcessCluster}
 )
@@ -148,7 +152,24 @@ var (
 // start writes the cluster into the sandbox's config and waits until c
 // gets a 200 through it.
 func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) error {
-	if err := m.write(s.Dir, filepath.Join(s.Dir, "config")); err != nil {
+	return m.startForwarding(ctx, s, c, "")
+}
+
+// forwardedCluster is a modeCluster with its own
+// spec.clientConfig.identityForwarding.
+type forwardedCluster struct {
+	modeCluster
+	forwarding string
+}
+
+func (f forwardedCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) error {
+	return f.startForwarding(ctx, s, c, f.forwarding)
+}
+
+// startForwarding is start with spec.clientConfig.identityForwarding
+// forwarding ("" keeps the sandbox's).
+func (m modeCluster) startForwarding(ctx context.Context, s *sandbox.Sandbox, c Client, forwarding string) error {
+	if err := m.writeForwarding(s.Dir, filepath.Join(s.Dir, "config"), forwarding); err != nil {
 		return err
 	}
 	// Until Envoy has the new filter chain, the catch-all chain of the
@@ -166,6 +187,12 @@ func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) er
 // write renders the cluster (the sandbox's in sandboxDir, renamed, with
 // its own server name and request service) into configDir.
 func (m modeCluster) write(sandboxDir, configDir string) error {
+	return m.writeForwarding(sandboxDir, configDir, "")
+}
+
+// writeForwarding is write with spec.clientConfig.identityForwarding
+// forwarding ("" keeps the sandbox's).
+func (m modeCluster) writeForwarding(sandboxDir, configDir, forwarding string) error {
 	base, err := os.ReadFile(filepath.Join(sandboxDir, "config", "upstreamcluster-"+sandbox.ClusterName+".yaml"))
 	if err != nil {
 		return err
@@ -174,8 +201,12 @@ func (m modeCluster) write(sandboxDir, configDir string) error {
 	uc = strings.Replace(uc, "  secureServing:\n", "  secureServing:\n    serverNames: ["+m.sni+"]\n", 1)
 	var kept []string
 	for _, line := range strings.SplitAfter(uc, "\n") {
-		if !strings.HasPrefix(line, "  requestService: ") {
-			kept = append(kept, line)
+		if strings.HasPrefix(line, "  requestService: ") || forwarding != "" && strings.HasPrefix(line, "    identityForwarding: ") {
+			continue
+		}
+		kept = append(kept, line)
+		if line == "  clientConfig:\n" && forwarding != "" {
+			kept = append(kept, "    identityForwarding: "+forwarding+"\n")
 		}
 	}
 	uc = strings.Join(kept, "") + "  requestService: " + m.mode + "\n"

@@ -19,8 +19,33 @@ import (
 )
 
 // GatewayUser is the CN of the gateway's upstream client certificate, the
-// identity that impersonates every client.
+// identity that impersonates every client (or, with identityForwarding:
+// RequestHeader, forwards it in front-proxy headers).
 const GatewayUser = "frontdoor-gateway"
+
+// FrontProxyUser is the CN of a front proxy's client certificate (from the
+// sandbox CA): the replicas trust its X-Remote-* headers, so tests can ask
+// them directly what a front-proxy client's identity is and compare.
+const FrontProxyUser = "front-proxy"
+
+// requestHeaderArgs are the replicas' front-proxy (requestheader) flags.
+// The requestheader CA is the sandbox CA, which also signs every client
+// certificate: only the two allowed names may assert X-Remote-*, and the
+// gateway's certificate stays an ordinary user (frontdoor-gateway) for its
+// TokenReviews, SubjectAccessReviews, impersonation and health checks.
+// The flags are additive: a request without X-Remote-User authenticates
+// as before. --requestheader-uid-headers needs the RemoteRequestHeaderUID
+// feature (beta, on by default since 1.33).
+func (s *Sandbox) requestHeaderArgs() []string {
+	return []string{
+		"--requestheader-client-ca-file", s.path("ca.crt"),
+		"--requestheader-allowed-names", GatewayUser + "," + FrontProxyUser,
+		"--requestheader-username-headers", "X-Remote-User",
+		"--requestheader-uid-headers", "X-Remote-Uid",
+		"--requestheader-group-headers", "X-Remote-Group",
+		"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+	}
+}
 
 // auditPolicy records every request at Metadata level, so a test or a human
 // can see which identity each replica actually saw.
@@ -63,7 +88,7 @@ func (s *Sandbox) startEtcd(ctx context.Context, clientPort, peerPort int) error
 // apiserverArgs are the flags of replica i (1-based). StartReplica reuses
 // them, so a restarted replica comes back on the same port.
 func (s *Sandbox) apiserverArgs(i, port int) []string {
-	return []string{
+	return append(s.requestHeaderArgs(),
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",
 		"--secure-port", strconv.Itoa(port),
@@ -90,7 +115,7 @@ func (s *Sandbox) apiserverArgs(i, port int) []string {
 		"--kubelet-client-key", s.path("pki", "apiserver-kubelet-client.key"),
 		"--kubelet-certificate-authority", s.path("ca.crt"),
 		"--kubelet-preferred-address-types", "InternalIP",
-	}
+	)
 }
 
 // startAPIServers starts every replica at once and waits for all of them to

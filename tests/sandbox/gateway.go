@@ -35,7 +35,7 @@ spec:
   servers:
 %[2]s  clientConfig:
     secretRef: {namespace: %[3]s, name: upstream}
-  secureServing:
+%[7]s  secureServing:
     secretRef: {namespace: %[3]s, name: serving}
     clientCASecretRef: {namespace: %[3]s, name: client-ca}
 %[4]s%[5]s%[6]s`
@@ -56,7 +56,16 @@ func (s *Sandbox) UpstreamClusterYAML(name, servers string, serverNames []string
 	if len(serverNames) > 0 {
 		names = "    serverNames: [" + strings.Join(serverNames, ", ") + "]\n"
 	}
-	return fmt.Sprintf(upstreamClusterTemplate, name, servers, SecretNamespace, names, spec, s.RequestServiceField())
+	return fmt.Sprintf(upstreamClusterTemplate, name, servers, SecretNamespace, names, spec, s.RequestServiceField(), s.identityForwardingField())
+}
+
+// identityForwardingField is the spec.clientConfig.identityForwarding line
+// (four-space indented, with its newline); empty for the default.
+func (s *Sandbox) identityForwardingField() string {
+	if s.opts.IdentityForwarding == "" {
+		return ""
+	}
+	return "    identityForwarding: " + s.opts.IdentityForwarding + "\n"
 }
 
 // writeConfigDir writes what `frontdoor serve --config-dir` reads: the

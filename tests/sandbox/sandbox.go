@@ -52,6 +52,10 @@ type Options struct {
 	// it from FRONTDOOR_E2E_REQUEST_SERVICE (see RequestServiceFromEnv), so
 	// one suite runs in both modes.
 	RequestService string
+	// IdentityForwarding is the sandbox UpstreamCluster's
+	// spec.clientConfig.identityForwarding (Impersonation or
+	// RequestHeader); empty leaves the default (Impersonation).
+	IdentityForwarding string
 	// Mode is ModeFiles (the default) or ModeKubernetes.
 	Mode string
 	// SkipGateway starts only etcd and the apiservers (admin.kubeconfig then

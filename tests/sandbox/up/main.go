@@ -27,6 +27,8 @@ func main() {
 
 var mode = flag.String("mode", sandbox.ModeKubernetes, "where frontdoor reads its config: kubernetes (UpstreamClusters in the sandbox cluster) or files (--config-dir _sandbox/config)")
 
+var identityForwarding = flag.String("identity-forwarding", "", "the sandbox UpstreamCluster's spec.clientConfig.identityForwarding: Impersonation (the default) or RequestHeader (the replicas trust the gateway's X-Remote-* headers)")
+
 var grpcUnix = flag.Bool("grpc-unix", false, "frontdoor serves ADS and the request service on a Unix socket in _sandbox/ (Envoy reaches it as a pipe) instead of a loopback port")
 
 func run() error {
@@ -65,7 +67,7 @@ func run() error {
 	// Ctrl-C during start-up cancels it; Start then stops what it began.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix})
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix, IdentityForwarding: *identityForwarding})
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,126 @@
+package authz
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strings"
+
+	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/group"
+	"k8s.io/apiserver/pkg/authentication/request/headerrequest"
+	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
+	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
+)
+
+// frontProxyAuthenticator accepts front-proxy clients
+// (spec.authentication.requestHeader): a client whose certificate chains
+// to the front-proxy CA and whose CN is an allowed name names the user in
+// X-Remote-User, -Uid, -Group and -Extra-*. It is kube-apiserver's own
+// requestheader authenticator (certificate verification, allowed names,
+// header parsing and extra-key unescaping) behind its authenticated-group
+// adder, so the user it yields is exactly the one kube-apiserver would
+// derive from the same request.
+//
+// As in kube-apiserver it runs first, and a request without X-Remote-User
+// is not its kind (the next authenticator tries): a proxy's own
+// certificate then authenticates only if the cluster's client CA also
+// signed it. Nothing is cached: the identity is in the headers, which
+// change per request; only the certificate's verification is repeated.
+type frontProxyAuthenticator struct {
+	auth k8sauthn.Request
+}
+
+// Header names a front proxy sends (lowercase, as Envoy hands them over).
+var (
+	frontProxyUser        = strings.ToLower(headerRemoteUser)
+	frontProxyUID         = strings.ToLower(headerRemoteUID)
+	frontProxyGroup       = strings.ToLower(headerRemoteGroup)
+	frontProxyExtraPrefix = strings.ToLower(headerRemoteExtraPrefix)
+)
+
+func (p *Pipeline) newFrontProxyAuthenticator(fp *policy.FrontProxy) (*frontProxyAuthenticator, error) {
+	if len(fp.AllowedNames) == 0 {
+		// kube-apiserver would trust any certificate of the CA; the
+		// translator refuses that, and so does this (fail closed).
+		return nil, errors.New("front proxy has no allowed names")
+	}
+	roots, err := certutil.ParseCertsPEM(fp.ClientCAPEM)
+	if err != nil {
+		return nil, fmt.Errorf("parsing front-proxy CA bundle: %w", err)
+	}
+	opts := x509request.DefaultVerifyOptions()
+	opts.Roots = x509.NewCertPool()
+	for _, r := range roots {
+		opts.Roots.AddCert(r)
+	}
+	verifyOpts := x509request.StaticVerifierFn(opts)
+	if p.injectedNow {
+		verifyOpts = func() (x509.VerifyOptions, bool) {
+			o := opts
+			o.CurrentTime = p.now()
+			return o, true
+		}
+	}
+	list := func(v ...string) headerrequest.StringSliceProvider { return headerrequest.StaticStringSlice(v) }
+	auth := headerrequest.NewDynamicVerifyOptionsSecure(verifyOpts, headerrequest.StaticStringSlice(fp.AllowedNames),
+		list(headerRemoteUser), list(headerRemoteUID), list(headerRemoteGroup), list(headerRemoteExtraPrefix))
+	return &frontProxyAuthenticator{auth: group.NewAuthenticatedGroupAdder(auth)}, nil
+}
+
+func (a *frontProxyAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
+	if req.PeerCertificate == "" || header(req.Headers, frontProxyUser) == "" {
+		return nil, false, nil
+	}
+	chain, err := parseCertificateChain(req.PeerCertificate)
+	if err != nil {
+		return nil, false, err
+	}
+	hr := (&http.Request{
+		TLS:    &tls.ConnectionState{PeerCertificates: chain},
+		Header: frontProxyHeaders(req.Headers),
+	}).WithContext(ctx)
+	resp, ok, err := a.auth.AuthenticateRequest(hr)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	id, err := newIdentity(resp.User)
+	if err != nil {
+		return nil, false, err
+	}
+	return id, true, nil
+}
+
+// frontProxyHeaders returns the client's X-Remote-* headers as the
+// apiserver's HTTP server would hand them to its authenticator: canonical
+// names, one value per field. Envoy (and the other adapters) join repeated
+// fields with ",", so group and extra values are split there again; the
+// user and uid are single-valued and taken whole (a user name may contain
+// commas, as LDAP names do). A group or extra value containing a comma
+// therefore reaches the apiserver as several values: a front proxy must
+// not send such values (it could name those groups directly anyway).
+func frontProxyHeaders(h map[string]string) http.Header {
+	out := http.Header{}
+	for k, v := range h {
+		lk := strings.ToLower(k)
+		if !strings.HasPrefix(lk, remotePrefix) {
+			continue
+		}
+		name := textproto.CanonicalMIMEHeaderKey(k)
+		switch {
+		case lk == frontProxyUser, lk == frontProxyUID:
+			out[name] = []string{v}
+		case lk == frontProxyGroup, strings.HasPrefix(lk, frontProxyExtraPrefix):
+			for part := range strings.SplitSeq(v, ",") {
+				out[name] = append(out[name], strings.TrimSpace(part))
+			}
+		}
+	}
+	return out
+}
