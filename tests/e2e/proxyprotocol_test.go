@@ -45,7 +45,7 @@ func TestProxyProtocolCarriesClientAddress(t *testing.T) {
 			if code != http.StatusOK {
 				t.Fatalf("through the balancer: %d %s", code, body)
 			}
-			events := waitAuditEvents(t, marker)
+			events := waitAuditEvents(t, marker, 1)
 			if len(events) == 0 {
 				t.Fatal("no audit event of the request on any replica")
 			}
@@ -153,18 +153,6 @@ func proxyHeader(version int, src, dst netip.AddrPort) []byte {
 	_ = binary.Write(&b, binary.BigEndian, src.Port())
 	_ = binary.Write(&b, binary.BigEndian, dst.Port())
 	return b.Bytes()
-}
-
-// waitAuditEvents waits up to 5 s for the audit events of marker.
-func waitAuditEvents(t *testing.T, marker string) []auditEvent {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if events := auditEvents(t, marker); len(events) > 0 || time.Now().After(deadline) {
-			return events
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // accessLogClient is the client field of the access-log line of marker.
