@@ -41,18 +41,25 @@ func TestProxyProtocolCarriesClientAddress(t *testing.T) {
 			client := fromAddress(t, httpClient(t, "", sb.AdminCertPEM, sb.AdminKeyPEM), lbClientAddress)
 			defer client.CloseIdleConnections()
 			marker := "pp-v" + fmt.Sprint(version) + "-" + uniq()
-			code, _, body := do(t, ctx, client, http.MethodGet, "https://"+lb+"/api/v1/namespaces/default/configmaps?limit=1&m="+marker, nil, nil)
-			if code != http.StatusOK {
-				t.Fatalf("through the balancer: %d %s", code, body)
+			// Enough requests that every replica serves some (the balancing
+			// is per request): each replica's audit log is checked.
+			const requests = 12
+			for range requests {
+				code, _, body := do(t, ctx, client, http.MethodGet, "https://"+lb+"/api/v1/namespaces/default/configmaps?limit=1&m="+marker, nil, nil)
+				if code != http.StatusOK {
+					t.Fatalf("through the balancer: %d %s", code, body)
+				}
 			}
-			events := waitAuditEvents(t, marker, 1)
-			if len(events) == 0 {
-				t.Fatal("no audit event of the request on any replica")
-			}
+			events := waitAuditEvents(t, marker, requests)
+			replicas := map[int]bool{}
 			for _, e := range events {
+				replicas[e.Replica] = true
 				if len(e.SourceIPs) == 0 || e.SourceIPs[0] != lbClientAddress {
 					t.Errorf("replica %d audit sourceIPs %v, want the client's %s first (not the balancer's 127.0.0.1)", e.Replica, e.SourceIPs, lbClientAddress)
 				}
+			}
+			if len(replicas) != len(sb.ReplicaURLs) {
+				t.Errorf("audit events on replicas %v, want every one of %d", replicas, len(sb.ReplicaURLs))
 			}
 			if got := accessLogClient(t, ctx, marker); !strings.HasPrefix(got, lbClientAddress+":") {
 				t.Errorf("access log client %q, want %s:<port>", got, lbClientAddress)
