@@ -2,6 +2,10 @@ package deploy
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -9,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -162,5 +167,121 @@ func TestImagesRunAsNonRoot(t *testing.T) {
 		if f := strings.Fields(line); len(f) < 2 || f[0] != "65532" || f[1] != "65532" {
 			t.Errorf("a process of the frontdoor image runs as %q, want uid 65532 in and outside the container", line)
 		}
+	}
+}
+
+// moduleBootstrap is a minimal Envoy config whose one listener runs the
+// in-process module, found by name through the image's
+// ENVOY_DYNAMIC_MODULES_SEARCH_PATH (lib<name>.so), with no frontdoor serve
+// to feed it: the module then answers every request 503 itself.
+const moduleBootstrap = `admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: %[1]d}}
+static_resources:
+  listeners:
+  - name: module
+    address: {socket_address: {address: 127.0.0.1, port_value: %[2]d}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: module
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: {prefix: /}
+                direct_response: {status: 200, body: {inline_string: "not filtered"}}
+          http_filters:
+          - name: frontdoor.inprocess
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter
+              dynamic_module_config: {name: frontdoor, do_not_close: true}
+              filter_name: request_service
+              filter_config:
+                "@type": type.googleapis.com/google.protobuf.StringValue
+                value: '{"cluster":"image-test","policyAddress":"127.0.0.1:%[3]d","metricsAddress":"127.0.0.1:%[4]d"}'
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+`
+
+// TestEnvoyImageRunsTheModule runs the Envoy image with a listener that
+// uses the in-process module: Envoy finds libfrontdoor.so on the image's
+// search path and loads it with the image's libraries, and the module
+// decides the request (503 until a policy table arrives, never the
+// route's unfiltered 200) and serves its own metrics.
+func TestEnvoyImageRunsTheModule(t *testing.T) {
+	ctx := sandbox.SlowTest(t, "the Envoy image under podman", 3*time.Minute)
+	built, err := ReadBuiltImages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p, err := NewPodman(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := built.Load(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ports [4]int
+	for i := range ports {
+		if ports[i], err = testenv.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := filepath.Join(dir, "envoy.yaml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, moduleBootstrap, ports[0], ports[1], ports[2], ports[3]), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	name := "frontdoor-image-module-" + randSuffix()
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := p.RunCombined(context.Background(), "logs", "--tail", "30", name)
+			t.Logf("envoy log:\n%s", logs)
+		}
+		_, _ = p.Run(context.Background(), "rm", "--force", "--time", "0", name)
+	})
+	if _, err := p.Run(ctx, "run", "--detach", "--name", name, "--network", "host", "--read-only",
+		"--volume", cfg+":/etc/envoy/envoy.yaml:ro", images.Envoy,
+		"-c", "/etc/envoy/envoy.yaml", "--use-dynamic-base-id", "--log-level", "warn"); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	get := func(url string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var code int
+	var body string
+	for {
+		code, body, err = get(fmt.Sprintf("http://127.0.0.1:%d/api", ports[1]))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the module's listener never answered: %v", err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("a request through the module with no policy table: %d %q, want 503 from the module", code, body)
+	}
+	code, body, err = get(fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[3]))
+	if err != nil || code != http.StatusOK || !strings.Contains(body, "frontdoor_module_go_") {
+		t.Errorf("the module's metrics: %d, %v, want 200 with frontdoor_module_go_* series:\n%.400s", code, err, body)
 	}
 }
