@@ -34,6 +34,14 @@ build: ## build bin/frontdoor and bin/libfrontdoor.so (the in-process request se
 	CGO_ENABLED=1 $(GO) build -buildmode=c-shared -o $(BIN)/libfrontdoor.so ./cmd/frontdoor-module
 	@rm -f $(BIN)/libfrontdoor.h
 
+# make image: the frontdoor and Envoy OCI images, built FROM scratch with
+# podman (tools/install.sh podman) and saved as OCI archives in _images/
+# (README "Images"). The deployment test (tests/deploy) runs them.
+.PHONY: image
+image: ## build the frontdoor and Envoy images with podman (no Docker daemon) into _images/*.oci.tar
+	@bash tools/install.sh envoy podman
+	VERSION=$(VERSION) GO=$(GO) bash images/build.sh
+
 .PHONY: up
 up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; Ctrl-C stops it)
 	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING)
@@ -42,6 +50,7 @@ up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./inprocess/... ./authz/...
+	@$(MAKE) --no-print-directory image
 	$(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	FRONTDOOR_E2E_REQUEST_SERVICE=ExtProc $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e
 	FRONTDOOR_E2E_REQUEST_SERVICE=InProcess $(TESTS_GO) test -count=1 -timeout $(TEST_TIMEOUT) ./e2e

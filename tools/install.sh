@@ -94,12 +94,35 @@ install_haproxy() {
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
 }
 
+# install_podman installs Debian's podman, runc and catatonit packages:
+# `make image` builds the images with podman (no Docker daemon), and the
+# deployment test (tests/deploy) runs the Pod with `podman --runtime runc
+# kube play`, whose infra container podman builds locally from catatonit (no
+# registry needed). Unlike haproxy this is part of `make test`, so a machine
+# that cannot install them fails here, saying why.
+install_podman() {
+	have_podman && return
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "frontdoor tools: podman, runc and catatonit are needed by make image and the deployment test (tests/deploy)," >&2
+		echo "  and this script installs them only as root with apt-get; install them yourself (Debian: apt-get install podman runc catatonit)" >&2
+		return 1
+	fi
+	echo ">> podman, runc, catatonit (Debian packages, apt-get)"
+	if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc catatonit >/dev/null; }; then
+		echo "frontdoor tools: apt-get install podman runc catatonit failed (see above)" >&2
+		return 1
+	fi
+	have_podman || { echo "frontdoor tools: podman, runc or /usr/libexec/podman/catatonit still missing after apt-get install" >&2; return 1; }
+}
+have_podman() { command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && [ -x /usr/libexec/podman/catatonit ]; }
+
 need go "install Go 1.26 or newer (https://go.dev/doc/install)"
 want=${*:-envoy etcd kube-apiserver kubectl helm}
 for c in $want; do
 	case $c in
 	envoy) install_envoy ;;
 	haproxy) install_haproxy ;;
+	podman) install_podman ;;
 	etcd) install_etcd ;;
 	helm) install_helm ;;
 	kube-apiserver | kubectl) install_k8s "$c" ;;
