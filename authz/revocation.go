@@ -2,11 +2,14 @@ package authz
 
 import (
 	"bytes"
+	"crypto/elliptic"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"time"
 
@@ -84,7 +87,7 @@ func (r *revocation) check(chain []*x509.Certificate, now time.Time) (time.Time,
 	}
 	var until time.Time
 	for i, c := range chain {
-		if _, ok := r.denied[sha256.Sum256(c.Raw)]; ok {
+		if r.isDenied(c) {
 			return time.Time{}, fmt.Errorf("%w: certificate %d of the chain (%q) has a denied fingerprint", errRevoked, i, c.Subject.CommonName)
 		}
 		for _, crl := range r.crls {
@@ -107,6 +110,74 @@ func (r *revocation) check(chain []*x509.Certificate, now time.Time) (time.Time,
 		}
 	}
 	return until, nil
+}
+
+// isDenied reports whether c, or any re-encoding of it carrying the same
+// signed content, has a denied fingerprint. A fingerprint names one DER
+// encoding, but an ECDSA signature (r, s) is just as valid as (r, n-s):
+// whoever holds a revoked certificate (and its key, which the TLS
+// handshake proves) could flip s and present a certificate that verifies
+// and has another fingerprint. Every other part of the encoding is fixed:
+// Go parses DER strictly and requires the outer signature algorithm to be
+// byte-identical to the signed inner one.
+func (r *revocation) isDenied(c *x509.Certificate) bool {
+	if len(r.denied) == 0 {
+		return false
+	}
+	if _, ok := r.denied[sha256.Sum256(c.Raw)]; ok {
+		return true
+	}
+	for _, der := range ecdsaTwins(c) {
+		if _, ok := r.denied[sha256.Sum256(der)]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ecdsaOrders are the group orders of the curves an ECDSA certificate
+// signature may use. The issuer's curve is not looked up: a twin for
+// another curve is merely a certificate that verifies for nobody.
+var ecdsaOrders = []*big.Int{
+	elliptic.P224().Params().N, elliptic.P256().Params().N,
+	elliptic.P384().Params().N, elliptic.P521().Params().N,
+}
+
+// ecdsaTwins returns c re-encoded with its ECDSA signature's s replaced by
+// n-s, for each curve order n it fits; nil for other signatures.
+func ecdsaTwins(c *x509.Certificate) [][]byte {
+	switch c.SignatureAlgorithm {
+	case x509.ECDSAWithSHA1, x509.ECDSAWithSHA256, x509.ECDSAWithSHA384, x509.ECDSAWithSHA512:
+	default:
+		return nil
+	}
+	var cert struct {
+		TBS, SigAlg asn1.RawValue
+		Sig         asn1.BitString
+	}
+	if rest, err := asn1.Unmarshal(c.Raw, &cert); err != nil || len(rest) > 0 {
+		return nil
+	}
+	var sig struct{ R, S *big.Int }
+	if rest, err := asn1.Unmarshal(c.Signature, &sig); err != nil || len(rest) > 0 || sig.S.Sign() <= 0 {
+		return nil
+	}
+	var out [][]byte
+	for _, n := range ecdsaOrders {
+		if sig.S.Cmp(n) >= 0 {
+			continue
+		}
+		twinSig, err := asn1.Marshal(struct{ R, S *big.Int }{sig.R, new(big.Int).Sub(n, sig.S)})
+		if err != nil {
+			continue
+		}
+		twin := cert
+		twin.Sig = asn1.BitString{Bytes: twinSig, BitLength: 8 * len(twinSig)}
+		if der, err := asn1.Marshal(twin); err == nil {
+			out = append(out, der)
+		}
+	}
+	return out
 }
 
 // covers reports whether crl is the CRL of c's issuer: the same issuer

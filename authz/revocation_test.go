@@ -1,12 +1,16 @@
 package authz
 
 import (
+	"bytes"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/hex"
+	"encoding/pem"
 	"math/big"
 	"testing"
 	"time"
@@ -209,4 +213,59 @@ func newIntermediate(tb testing.TB, parent *testCA, cn string) *testCA {
 		tb.Fatal(err)
 	}
 	return &testCA{&testpki.CA{Cert: c.Cert, Key: c.Key, CertPEM: c.CertPEM, KeyPEM: c.KeyPEM}}
+}
+
+// An ECDSA signature (r, s) is as valid as (r, n-s): the holder of a
+// revoked certificate can re-encode it with a flipped s, and the twin
+// verifies and authenticates, under another fingerprint. Denying the
+// original's fingerprint refuses the twin too (and the other way round).
+func TestRevocationDeniedFingerprintCoversECDSATwin(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	der, jane := ca.issue(t, clientCert{cn: "jane"})
+	twin := flipECDSASignature(t, der)
+	twinEncoded := envoyURLEncode(string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: twin})))
+
+	tp := newTestPipeline(t, ca)
+	if d := checkCert(tp, twinEncoded); !d.Allowed() || d.User != "jane" {
+		t.Fatalf("the twin must authenticate as jane for this test to mean anything: %s %q", d.Outcome, d.User)
+	}
+	for name, denied := range map[string][]byte{"original denied": der, "twin denied": twin} {
+		tp.SetPolicy(revokedTable(ca.CertPEM, &policy.Revocation{DeniedFingerprints: []string{fingerprint(denied)}}))
+		for what, cert := range map[string]string{"original": jane, "twin": twinEncoded} {
+			if d := checkCert(tp, cert); d.Outcome != Unauthenticated {
+				t.Errorf("%s: %s presented: %s, want unauthenticated", name, what, d.Outcome)
+			}
+		}
+	}
+}
+
+// flipECDSASignature re-encodes a P-256-signed certificate with its
+// signature's s replaced by n-s.
+func flipECDSASignature(t *testing.T, der []byte) []byte {
+	t.Helper()
+	var cert struct {
+		TBS, SigAlg asn1.RawValue
+		Sig         asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &cert); err != nil {
+		t.Fatal(err)
+	}
+	var sig struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(cert.Sig.Bytes, &sig); err != nil {
+		t.Fatal(err)
+	}
+	sig.S.Sub(elliptic.P256().Params().N, sig.S)
+	sigDER, err := asn1.Marshal(sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert.Sig = asn1.BitString{Bytes: sigDER, BitLength: 8 * len(sigDER)}
+	out, err := asn1.Marshal(cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(out, der) {
+		t.Fatal("twin equals the original")
+	}
+	return out
 }
