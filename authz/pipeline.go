@@ -217,6 +217,7 @@ type compiledCluster struct {
 	// Kept to decide whether a new policy may reuse x509 (and its cache).
 	x509Enabled bool
 	clientCA    []byte
+	revocation  *policy.Revocation
 	x509        *x509Authenticator
 
 	// anonymous forwards requests without any credential as
@@ -302,8 +303,9 @@ func NewPipeline(opts Options) (*Pipeline, error) {
 // SetPolicy replaces the policy. Derived state (CA pools, authenticators)
 // is compiled here, once per config version, never per request. A cluster
 // whose x509 settings did not change keeps its authenticator, so its cached
-// identities stay valid; a changed CA gets a new generation, which makes
-// every identity verified against the old CA unreachable in the cache.
+// identities stay valid; a changed CA or revocation list gets a new
+// generation, which makes every identity verified against the old one
+// unreachable in the cache.
 func (p *Pipeline) SetPolicy(t *policy.Table) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -335,6 +337,7 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 		x509Enabled: c.X509,
 		clientCA:    bytes.Clone(c.ClientCAPEM),
 		forwarding:  forwardingOf(c),
+		revocation:  c.Revocation,
 	}
 	defer p.compileUpstream(name, c, old, cc)
 	// First, as kube-apiserver runs its requestheader authenticator first.
@@ -350,10 +353,11 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 	if !c.X509 {
 		return cc
 	}
-	if old != nil && old.x509Enabled && old.x509 != nil && bytes.Equal(old.clientCA, c.ClientCAPEM) {
+	if old != nil && old.x509Enabled && old.x509 != nil && bytes.Equal(old.clientCA, c.ClientCAPEM) &&
+		sameRevocation(old.revocation, c.Revocation) {
 		cc.x509 = old.x509
 	} else {
-		a, err := p.newX509Authenticator(c.ClientCAPEM)
+		a, err := p.newX509Authenticator(c.ClientCAPEM, c.Revocation)
 		if err != nil {
 			// Fail closed: without a usable CA no certificate authenticates.
 			p.log.Error("cluster client CA unusable, x509 authentication disabled",

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/group"
 	x509request "k8s.io/apiserver/pkg/authentication/request/x509"
 	certutil "k8s.io/client-go/util/cert"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // maxCertificateLen bounds the URL-encoded PEM we are willing to parse; a
@@ -39,12 +41,19 @@ type x509Authenticator struct {
 	// rootsNotAfter is the earliest expiry among the CA bundle: no cached
 	// identity outlives the roots it was verified against.
 	rootsNotAfter time.Time
+	// revoked are the revoked certificates (revocation.go); nil: none. Part
+	// of the generation: a new list is a new authenticator.
+	revoked *revocation
 }
 
-func (p *Pipeline) newX509Authenticator(caPEM []byte) (*x509Authenticator, error) {
+func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*x509Authenticator, error) {
 	roots, err := certutil.ParseCertsPEM(caPEM)
 	if err != nil {
 		return nil, fmt.Errorf("parsing client CA bundle: %w", err)
+	}
+	revoked, err := compileRevocation(rev)
+	if err != nil {
+		return nil, fmt.Errorf("revocation list: %w", err)
 	}
 	opts := x509request.DefaultVerifyOptions()
 	opts.Roots = x509.NewCertPool()
@@ -73,6 +82,7 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte) (*x509Authenticator, error
 		cache:         p.cache,
 		now:           p.now,
 		rootsNotAfter: rootsNotAfter,
+		revoked:       revoked,
 	}, nil
 }
 
@@ -117,11 +127,20 @@ func (a *x509Authenticator) verify(ctx context.Context, encoded string) (*identi
 	if err != nil {
 		return nil, time.Time{}, err
 	}
+	// Only a chain that verified is checked for revocation: an unverified
+	// one is refused anyway, and its certificates were never trusted.
+	crlUntil, err := a.revoked.check(chain, a.now())
+	if err != nil {
+		return nil, time.Time{}, err
+	}
 	notAfter := chain[0].NotAfter
 	for _, c := range chain[1:] {
 		if c.NotAfter.Before(notAfter) {
 			notAfter = c.NotAfter
 		}
+	}
+	if !crlUntil.IsZero() && crlUntil.Before(notAfter) {
+		notAfter = crlUntil // re-checked once the CRL expires
 	}
 	return id, notAfter, nil
 }

@@ -39,6 +39,8 @@ type Cluster struct {
 	// ClientCAPEM is the PEM bundle client certificates must chain to. Empty
 	// means no certificate can authenticate.
 	ClientCAPEM []byte `json:"clientCAPEM,omitempty"`
+	// Revocation lists revoked client certificates; nil when none are.
+	Revocation *Revocation `json:"revocation,omitempty"`
 	// DefaultRule is the rule name answered when no dispatch rule matches;
 	// it names the cluster's default route.
 	DefaultRule string `json:"defaultRule"`

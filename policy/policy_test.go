@@ -22,6 +22,7 @@ func full() *Table {
 		}},
 		TokenReview: TokenReview{Enabled: true, CacheTTL: Duration(time.Minute), NegativeCacheTTL: Duration(time.Second), Audiences: []string{"aud"}},
 		Anonymous:   true,
+		Revocation:  &Revocation{CRLs: [][]byte{[]byte("crl")}, DeniedFingerprints: []string{"ab"}},
 		Upstream: Upstream{
 			ServerURLs: []string{"https://10.0.0.1:6443"}, ServerName: "api",
 			ClientCertPEM: []byte("cert"), ClientKeyPEM: []byte("key"), CAPEM: []byte("upstream-ca"),

@@ -296,6 +296,9 @@ func referencedSecrets(uc *v1alpha1.UpstreamCluster) []string {
 	if r := s.SecureServing.ClientCASecretRef; r != nil {
 		out = append(out, r.Namespace+"/"+r.Name)
 	}
+	if r := s.Authentication.X509.Revocation.CRLSecretRef; r != nil {
+		out = append(out, r.Namespace+"/"+r.Name)
+	}
 	return out
 }
 

@@ -154,6 +154,11 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpointSlices sliceIn
 	if err := resolveSecrets(c, spec, secrets); err != nil {
 		st.unresolved(err)
 	}
+	revErrs, revRefErr := resolveRevocation(c, spec, secrets)
+	st.invalid(revErrs)
+	if revRefErr != nil {
+		st.unresolved(revRefErr)
+	}
 
 	c.AccessLog = AccessLogIR{Disabled: opts.DisableAccessLog, Path: opts.AccessLogPath}
 	c.Module = ModuleIR{Path: opts.InProcessModule, PolicyAddress: opts.InProcessPolicyAddress, MetricsAddress: opts.InProcessMetricsAddress}

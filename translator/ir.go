@@ -57,6 +57,10 @@ type ClusterIR struct {
 	// ClientCA is the PEM bundle client certificates are checked against;
 	// nil when secureServing.clientCASecretRef is unset.
 	ClientCA []byte
+	// Revocation is x509.revocation resolved: the CRLs read and checked
+	// against ClientCA, the fingerprints normalized (revocation.go). Only
+	// the request service sees it, never Envoy's listener.
+	Revocation *policy.Revocation
 	// UpstreamClient is the gateway's own client certificate.
 	UpstreamClient CertKeyIR
 	// UpstreamCA is the PEM bundle the servers' certificates must chain to;

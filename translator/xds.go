@@ -109,6 +109,7 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			Name:        cr.ir.Name,
 			X509:        cr.ir.X509,
 			ClientCAPEM: cr.ir.ClientCA,
+			Revocation:  cr.ir.Revocation,
 			DefaultRule: envoy.DefaultRule,
 			Dispatch:    dispatchPolicy(cr.ir),
 

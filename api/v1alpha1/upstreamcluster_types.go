@@ -471,6 +471,34 @@ type X509Authentication struct {
 	// +optional
 	// +kubebuilder:default=true
 	Enabled *bool `json:"enabled,omitempty"`
+	// Revocation refuses certificates that chain to the client CA but were
+	// revoked since. An edit takes effect within a second or two, without
+	// a restart and without closing any connection.
+	// +optional
+	Revocation X509Revocation `json:"revocation,omitempty"`
+}
+
+// X509Revocation lists revoked client certificates. Every certificate of
+// the chain a client presents (leaf and intermediates) is checked: a match
+// anywhere is answered 401, as an unknown certificate is.
+type X509Revocation struct {
+	// CRLSecretRef names a Secret whose ca.crl holds one or more CRLs (PEM
+	// X509 CRL blocks, or a single DER CRL), each signed by a certificate
+	// of secureServing.clientCASecretRef. A certificate is checked against
+	// the CRLs of its issuer. A CRL whose nextUpdate has passed refuses
+	// every certificate of its issuer until a fresh one is published (as
+	// OpenSSL and Envoy do). A CRL that does not parse or is not signed by
+	// the client CA rejects the edit (ResolvedRefs False, InvalidSecret);
+	// the last good version keeps serving.
+	// +optional
+	CRLSecretRef *SecretReference `json:"crlSecretRef,omitempty"`
+	// DeniedFingerprints are SHA-256 fingerprints of DER certificates
+	// (64 hex digits, optionally colon-separated in pairs, either case);
+	// a chain holding any of them is refused.
+	// +optional
+	// +kubebuilder:validation:MaxItems=4096
+	// +kubebuilder:validation:items:Pattern=`^([0-9A-Fa-f]{64}|([0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2})$`
+	DeniedFingerprints []string `json:"deniedFingerprints,omitempty"`
 }
 
 // HealthCheck is an active HTTP health check against every server.

@@ -18,3 +18,5 @@ leaf client "/O=system:masters/CN=frontdoor-gateway" "" clientAuth
 rm -f ca.srl
 # A valid key that matches no certificate here.
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out other.key
+# The CRLs, signed with the keys above.
+./crl.sh
