@@ -288,16 +288,10 @@ func (k *Kube) rebuild(ctx context.Context, p Publisher) {
 }
 
 func referencedSecrets(uc *v1alpha1.UpstreamCluster) []string {
-	s := uc.Spec
-	out := []string{
-		s.ClientConfig.SecretRef.Namespace + "/" + s.ClientConfig.SecretRef.Name,
-		s.SecureServing.SecretRef.Namespace + "/" + s.SecureServing.SecretRef.Name,
-	}
-	if r := s.SecureServing.ClientCASecretRef; r != nil {
-		out = append(out, r.Namespace+"/"+r.Name)
-	}
-	if r := s.Authentication.X509.Revocation.CRLSecretRef; r != nil {
-		out = append(out, r.Namespace+"/"+r.Name)
+	refs := uc.Spec.SecretRefs()
+	out := make([]string, len(refs))
+	for i, r := range refs {
+		out[i] = r.Namespace + "/" + r.Name
 	}
 	return out
 }
