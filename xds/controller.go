@@ -10,6 +10,7 @@ import (
 
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/policy"
@@ -42,14 +43,17 @@ type Controller struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu          sync.Mutex
-	current     *translator.Output
-	lastGood    map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
-	verdicts    []translator.Status                  // of the last Update, without Programmed
-	substituted map[string]int64                     // names served from their last good version
-	publishErr  error                                // of the last Update
-	acks        *ackTracker
-	ready       atomic.Bool
+	mu       sync.Mutex
+	current  *translator.Output
+	lastGood map[string]*v1alpha1.UpstreamCluster // by name: the last accepted version
+	// lastGoodSecrets are the Secrets the last good versions were served
+	// with, by "namespace/name" (translateLastGood).
+	lastGoodSecrets map[string]*corev1.Secret
+	verdicts        []translator.Status // of the last Update, without Programmed
+	substituted     map[string]int64    // names served from their last good version
+	publishErr      error               // of the last Update
+	acks            *ackTracker
+	ready           atomic.Bool
 
 	openStreams atomic.Int64 // ADS streams open now
 }
@@ -62,13 +66,14 @@ func NewController(o ControllerOptions) *Controller {
 		log = slog.Default()
 	}
 	return &Controller{
-		opts:     o.Translator,
-		sink:     o.Sink,
-		cache:    newCache(log),
-		metrics:  newMetrics(o.Registry),
-		log:      log,
-		lastGood: map[string]*v1alpha1.UpstreamCluster{},
-		acks:     newAckTracker(),
+		opts:            o.Translator,
+		sink:            o.Sink,
+		cache:           newCache(log),
+		metrics:         newMetrics(o.Registry),
+		log:             log,
+		lastGood:        map[string]*v1alpha1.UpstreamCluster{},
+		lastGoodSecrets: map[string]*corev1.Secret{},
+		acks:            newAckTracker(),
 	}
 }
 
@@ -127,7 +132,7 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	defer c.mu.Unlock()
 
 	start := time.Now()
-	out, verdicts, substituted := translateLastGood(in, c.lastGood)
+	out, verdicts, substituted := translateLastGood(in, c.lastGood, c.lastGoodSecrets)
 	c.metrics.translation.Observe(time.Since(start).Seconds())
 
 	accepted, rejected := 0, 0

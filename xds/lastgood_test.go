@@ -231,3 +231,89 @@ func findUC(t *testing.T, in translator.Inputs, name string) *v1alpha1.UpstreamC
 	t.Fatalf("no UpstreamCluster %q", name)
 	return nil
 }
+
+// withSecret returns in with the Secret ns/name's data replaced by data.
+func withSecret(in translator.Inputs, name string, data map[string][]byte) translator.Inputs {
+	out := in
+	out.Secrets = nil
+	for _, s := range in.Secrets {
+		if s.Name == name {
+			s = s.DeepCopy()
+			s.Data, s.StringData = data, nil
+		}
+		out.Secrets = append(out.Secrets, s)
+	}
+	return out
+}
+
+// TestBadSecretEditKeepsLastGoodSecret: a referenced Secret overwritten
+// in place with garbage (the clusters unchanged) rejects the clusters that
+// use it, with a status condition, while they keep serving exactly as
+// before with the Secret as it was; putting a good Secret back serves it.
+func TestBadSecretEditKeepsLastGoodSecret(t *testing.T) {
+	ctx := context.Background()
+	c := NewController(ControllerOptions{Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443}, Registry: prometheus.NewRegistry()})
+	in := goldenInputs(t, "sni-clusters")
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	good := c.Current().Version
+
+	bad := withSecret(in, "client-ca", map[string][]byte{"ca.crt": []byte("not a certificate")})
+	if err := c.Update(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"alpha", "fallback"} { // the two that use client-ca
+		st := findStatus(t, c.Statuses(), name)
+		if got := condition(st, v1alpha1.ConditionResolvedRefs); got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonInvalidSecret {
+			t.Errorf("%s ResolvedRefs = %+v, want False/InvalidSecret", name, got)
+		}
+		if got := condition(st, v1alpha1.ConditionProgrammed); got.Status != metav1.ConditionFalse || got.Reason != v1alpha1.ReasonLastGoodServed {
+			t.Errorf("%s Programmed = %+v, want False/LastGoodServed", name, got)
+		}
+	}
+	if p := condition(findStatus(t, c.Statuses(), "beta"), v1alpha1.ConditionProgrammed); p.Status != metav1.ConditionTrue {
+		t.Errorf("beta (no client CA) Programmed = %+v, want True", p)
+	}
+	if c.Current().Version != good {
+		t.Fatalf("a Secret overwritten with garbage changed the served config: %s -> %s", good, c.Current().Version)
+	}
+	for _, name := range []string{"alpha", "fallback"} {
+		if _, ok := c.Current().Policy.Clusters[name]; !ok {
+			t.Errorf("%s is no longer served", name)
+		}
+	}
+
+	// Garbage again (another round) still serves the last good Secret.
+	if err := c.Update(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	if c.Current().Version != good {
+		t.Fatal("the second round with the bad Secret changed the served config")
+	}
+	// The good Secret back: served, conditions True again.
+	if err := c.Update(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+	if p := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionProgrammed); p.Status != metav1.ConditionTrue {
+		t.Errorf("alpha after the fix: Programmed = %+v, want True", p)
+	}
+	if c.Current().Version != good {
+		t.Errorf("the good Secret back: version %s, want %s", c.Current().Version, good)
+	}
+
+	// A deleted Secret is not brought back.
+	gone := in
+	gone.Secrets = nil
+	for _, s := range in.Secrets {
+		if s.Name != "client-ca" {
+			gone.Secrets = append(gone.Secrets, s)
+		}
+	}
+	if err := c.Update(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	if got := condition(findStatus(t, c.Statuses(), "alpha"), v1alpha1.ConditionResolvedRefs); got.Reason != v1alpha1.ReasonSecretNotFound {
+		t.Errorf("deleted Secret: ResolvedRefs = %+v, want SecretNotFound", got)
+	}
+}
