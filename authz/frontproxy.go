@@ -60,14 +60,7 @@ func (p *Pipeline) newFrontProxyAuthenticator(fp *policy.FrontProxy) (*frontProx
 	for _, r := range roots {
 		opts.Roots.AddCert(r)
 	}
-	verifyOpts := x509request.StaticVerifierFn(opts)
-	if p.injectedNow {
-		verifyOpts = func() (x509.VerifyOptions, bool) {
-			o := opts
-			o.CurrentTime = p.now()
-			return o, true
-		}
-	}
+	verifyOpts := p.verifyOptions(opts)
 	list := func(v ...string) headerrequest.StringSliceProvider { return headerrequest.StaticStringSlice(v) }
 	auth := headerrequest.NewDynamicVerifyOptionsSecure(verifyOpts, headerrequest.StaticStringSlice(fp.AllowedNames),
 		list(headerRemoteUser), list(headerRemoteUID), list(headerRemoteGroup), list(headerRemoteExtraPrefix))

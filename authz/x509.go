@@ -64,14 +64,7 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*
 			rootsNotAfter = r.NotAfter
 		}
 	}
-	verifyOpts := x509request.StaticVerifierFn(opts)
-	if p.injectedNow {
-		verifyOpts = func() (x509.VerifyOptions, bool) {
-			o := opts
-			o.CurrentTime = p.now()
-			return o, true
-		}
-	}
+	verifyOpts := p.verifyOptions(opts)
 	return &x509Authenticator{
 		gen: p.gen.Add(1),
 		// The group adder also decides what the apiserver does with the
@@ -262,5 +255,18 @@ func (c *authnCache) add(k authnCacheKey, id *identity, ttl time.Duration) {
 func (c *authnCache) addNegative(k authnCacheKey, err error) {
 	if c.negTTL > 0 {
 		c.neg.Add(k, err, c.negTTL)
+	}
+}
+
+// verifyOptions serves opts for every verification, with the pipeline's
+// clock when a test injected one (certificate validity follows it).
+func (p *Pipeline) verifyOptions(opts x509.VerifyOptions) x509request.VerifyOptionFunc {
+	if !p.injectedNow {
+		return x509request.StaticVerifierFn(opts)
+	}
+	return func() (x509.VerifyOptions, bool) {
+		o := opts
+		o.CurrentTime = p.now()
+		return o, true
 	}
 }

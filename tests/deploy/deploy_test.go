@@ -80,18 +80,7 @@ func TestManifestPodServesAndDrains(t *testing.T) {
 // probe once. The pod is removed when the test ends, by its name.
 func playManifestPod(t *testing.T, ctx context.Context) *played {
 	t.Helper()
-	built, err := ReadBuiltImages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPodman(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	images, err := built.Load(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, images := loadBuiltImages(t, ctx, t.TempDir())
 	manifestPath := os.Getenv(ManifestEnv)
 	if manifestPath == "" {
 		root, err := testenv.RepoRoot()

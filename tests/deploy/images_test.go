@@ -105,18 +105,7 @@ func TestImageArchives(t *testing.T) {
 // --user, as the image says (podman top reads the host's view).
 func TestImagesRunAsNonRoot(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "podman containers", 3*time.Minute)
-	built, err := ReadBuiltImages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPodman(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	images, err := built.Load(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, built, images := loadBuiltImages(t, ctx, t.TempDir())
 	out, err := p.Run(ctx, "run", "--rm", "--network", "none", images.Frontdoor, "version")
 	if err != nil {
 		t.Fatal(err)
@@ -214,21 +203,11 @@ static_resources:
 // route's unfiltered 200) and serves its own metrics.
 func TestEnvoyImageRunsTheModule(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "the Envoy image under podman", 3*time.Minute)
-	built, err := ReadBuiltImages()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	p, err := NewPodman(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	images, err := built.Load(ctx, p)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _, images := loadBuiltImages(t, ctx, dir)
 	var ports [4]int
 	for i := range ports {
+		var err error
 		if ports[i], err = testenv.FreePort(); err != nil {
 			t.Fatal(err)
 		}
@@ -265,8 +244,11 @@ func TestEnvoyImageRunsTheModule(t *testing.T) {
 		return resp.StatusCode, string(b), err
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	var code int
-	var body string
+	var (
+		code int
+		body string
+		err  error
+	)
 	for {
 		code, body, err = get(fmt.Sprintf("http://127.0.0.1:%d/api", ports[1]))
 		if err == nil {
@@ -284,4 +266,23 @@ func TestEnvoyImageRunsTheModule(t *testing.T) {
 	if err != nil || code != http.StatusOK || !strings.Contains(body, "frontdoor_module_go_") {
 		t.Errorf("the module's metrics: %d, %v, want 200 with frontdoor_module_go_* series:\n%.400s", code, err, body)
 	}
+}
+
+// loadBuiltImages loads what make image built (_images/images.json, also
+// returned) into a podman whose state lives under dir.
+func loadBuiltImages(t *testing.T, ctx context.Context, dir string) (*Podman, *BuiltImages, Images) {
+	t.Helper()
+	built, err := ReadBuiltImages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPodman(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	images, err := built.Load(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, built, images
 }
