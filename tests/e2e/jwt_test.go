@@ -296,7 +296,7 @@ func TestJWTServiceAccountIssuer(t *testing.T) {
 	bad := saJWTAuthenticator("sa-oidc3:")
 	bad["claimMappings"].(map[string]any)["username"] = map[string]string{"expression": "claims.sub +"}
 	writeJWTCluster(t, name, bad)
-	time.Sleep(3 * time.Second) // the config source's reload, which serves nothing new
+	waitRejected(t, ctx, name, "InvalidAuthentication")
 	if u, code := whoamiToken(ctx, t, sni, token); code != http.StatusOK || u.Username != "sa-oidc2:system:serviceaccount:default:"+name {
 		t.Errorf("after an invalid edit: %d %+v, want the last good mapping", code, u)
 	}
@@ -414,5 +414,30 @@ func TestJWTKeyRotationLive(t *testing.T) {
 	}
 	if diff := cmp.Diff(pids, sb.PIDs()); diff != "" {
 		t.Errorf("processes changed:\n%s", diff)
+	}
+}
+
+// waitRejected waits until frontdoor logs that it refused UpstreamCluster
+// name with reason (its edit was read; the served config, /debug/config,
+// stays the last good one, so only the log shows the refusal in file mode).
+func waitRejected(t *testing.T, ctx context.Context, name, reason string) {
+	t.Helper()
+	path := sb.LogFiles()["frontdoor"]
+	want := `"msg":"upstreamcluster rejected","name":"` + name + `"`
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := poll(wctx, 250*time.Millisecond, func() (bool, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return false, err
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if strings.Contains(line, want) && strings.Contains(line, `"reason":"`+reason+`"`) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		t.Fatalf("frontdoor never logged UpstreamCluster %s rejected with %s (%s): %v", name, reason, path, err)
 	}
 }
