@@ -278,3 +278,52 @@ func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
 }
 
 func with(c map[string]any, k string, v any) map[string]any { c[k] = v; return c }
+
+// A JWT in the WebSocket bearer subprotocol authenticates as in the
+// Authorization header (kube-apiserver's protocol authenticator in front of
+// the issuers), and the subprotocol is not forwarded.
+func TestJWTWebSocketProtocol(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	waitJWT(t, tp, token)
+	check := func(protocols string) Decision {
+		return tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/d/pods/p/exec",
+			Headers: map[string]string{"connection": "Upgrade", "upgrade": "websocket", headerWSProtocol: protocols}})
+	}
+	d := check(bearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(token)) + ",v5.channel.k8s.io")
+	if !d.Allowed() || d.User != "oidc:jane" {
+		t.Fatalf("decision = %s %q", d.Outcome, d.User)
+	}
+	for _, h := range d.SetHeaders {
+		if h.Name == headerWSProtocol && h.Value != "v5.channel.k8s.io" {
+			t.Errorf("forwarded subprotocols = %q", h.Value)
+		}
+	}
+	if n := testutil.ToFloat64(tp.reqMetrics.authnResults.WithLabelValues("websocket_jwt", "success")); n != 1 {
+		t.Errorf("authn results {method=websocket_jwt,result=success} = %v", n)
+	}
+	bad := signJWT(t, is.key, is.kid, with(is.claims("frontdoor"), "aud", "other"))
+	if d := check(bearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(bad)) + ",v5.channel.k8s.io"); d.Outcome != Unauthenticated {
+		t.Errorf("wrong-audience token in the subprotocol: %s", d.Outcome)
+	}
+}
+
+// TryCheck (Envoy's worker thread, in process) never verifies a JWT
+// itself, since a key fetch may be needed: a new token goes to Check, and
+// once authenticated it is answered inline from the identity cache.
+func TestJWTTryCheckOnlyFromCache(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	if _, ok := tp.TryCheck(jwtRequest(token)); ok {
+		t.Fatal("TryCheck decided a JWT it never verified")
+	}
+	waitJWT(t, tp, token)
+	d, ok := tp.TryCheck(jwtRequest(token))
+	if !ok || !d.Allowed() || d.User != "oidc:jane" {
+		t.Fatalf("TryCheck of a verified JWT = %v %s %q", ok, d.Outcome, d.User)
+	}
+}
