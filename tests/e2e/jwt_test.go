@@ -461,3 +461,56 @@ func jwtClaim(t *testing.T, token, name string) string {
 	}
 	return v
 }
+
+// The CRD's schema for spec.authentication.jwt (kube-apiserver's own
+// JWTAuthenticator type) is accepted by kube-apiserver, and an
+// UpstreamCluster carrying a full AuthenticationConfiguration entry passes
+// it (server-side dry run), so Kubernetes mode takes what file mode takes.
+func TestJWTCRDSchema(t *testing.T) {
+	ctx := setup(t, 2*time.Minute)
+	root, err := sandbox.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Kubectl(ctx, "apply", "--server-side", "-f", filepath.Join(root, "manifests", "crds")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sb.Kubectl(ctx, "wait", "--for=condition=Established", "--timeout=60s", "crd/upstreamclusters.frontdoor.dev"); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := json.Marshal(map[string]any{"jwt": []map[string]any{saJWTAuthenticator("sa-oidc:")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	uc := sb.UpstreamClusterYAML("jwt-crd", sandbox.ServersYAML(sb.ReplicaURLs), nil, "  authentication: "+string(auth)+"\n")
+	path := filepath.Join(t.TempDir(), "uc.yaml")
+	if err := os.WriteFile(path, []byte(uc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := sb.Kubectl(ctx, "create", "--dry-run=server", "-o", "json", "-f", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Spec struct {
+			Authentication struct {
+				JWT []map[string]any `json:"jwt"`
+			} `json:"authentication"`
+		} `json:"spec"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := saJWTAuthenticator("sa-oidc:")
+	wantJSON, _ := json.Marshal(want)
+	var wantMap map[string]any
+	if err := json.Unmarshal(wantJSON, &wantMap); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Spec.Authentication.JWT) != 1 {
+		t.Fatalf("stored jwt = %v", got.Spec.Authentication.JWT)
+	}
+	if diff := cmp.Diff(wantMap, got.Spec.Authentication.JWT[0]); diff != "" {
+		t.Errorf("the apiserver changed the jwt entry (pruned or defaulted) (-sent +stored):\n%s", diff)
+	}
+}
