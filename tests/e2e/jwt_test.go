@@ -26,6 +26,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -512,5 +513,81 @@ func TestJWTCRDSchema(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantMap, got.Spec.Authentication.JWT[0]); diff != "" {
 		t.Errorf("the apiserver changed the jwt entry (pruned or defaulted) (-sent +stored):\n%s", diff)
+	}
+}
+
+// A second cluster's service-account issuer: tokens its TokenRequest API
+// issues (for jwtAudience) map to prefixed users on the sandbox's cluster
+// through the gateway, with the second cluster's service-account uid. The
+// sandbox's apiservers do not know that issuer (direct: 401), and a token
+// of the sandbox's own issuer is no token of this one (401).
+func TestJWTSecondClusterIssuer(t *testing.T) {
+	ctx := setup(t, 5*time.Minute)
+	name := "c2-" + uniq()
+	c2, err := sb.StartSecondCluster(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c2.Stop)
+	remote := sandbox.Clientset(t, sb.RESTConfig(c2.URL, sb.AdminCertPEM, sb.AdminKeyPEM))
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "issuer-discovery-anonymous"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "system:service-account-issuer-discovery"},
+		Subjects:   []rbacv1.Subject{{APIGroup: "rbac.authorization.k8s.io", Kind: "Group", Name: "system:unauthenticated"}},
+	}
+	if _, err := remote.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := remote.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "remote"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := remote.CoreV1().ServiceAccounts("default").CreateToken(ctx, "remote", &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{jwtAudience}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := tr.Status.Token
+
+	cluster := "jwtc2-" + uniq()
+	sni := cluster + "." + sandbox.TestDomain
+	writeJWTCluster(t, cluster, map[string]any{
+		"issuer": map[string]any{
+			"url":                  c2.Issuer,
+			"discoveryURL":         c2.URL + "/.well-known/openid-configuration",
+			"audiences":            []string{jwtAudience},
+			"certificateAuthority": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sb.CA.Cert.Raw})),
+		},
+		"claimMappings": map[string]any{
+			"username": map[string]string{"expression": "'" + name + ":' + claims.sub"},
+			"groups":   map[string]string{"expression": "['" + name + ":system:serviceaccounts', '" + name + ":system:serviceaccounts:' + claims['kubernetes.io'].namespace]"},
+			"uid":      map[string]string{"expression": "claims['kubernetes.io'].serviceaccount.uid"},
+		},
+	})
+	user := name + ":system:serviceaccount:default:remote"
+	got := waitWhoami(t, ctx, sni, token, user)
+	want := authenticationv1.UserInfo{
+		Username: user,
+		UID:      string(sa.UID),
+		Groups:   []string{name + ":system:serviceaccounts", name + ":system:serviceaccounts:default", "system:authenticated"},
+		Extra:    map[string]authenticationv1.ExtraValue{"authentication.kubernetes.io/credential-id": {"JTI=" + jwtClaim(t, token, "jti")}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("whoami through the gateway (-mapped +got):\n%s", diff)
+	}
+	code, _, _ := do(t, ctx, httpClient(t, "", nil, nil), http.MethodGet, sb.ReplicaURLs[0]+"/api",
+		http.Header{"Authorization": {"Bearer " + token}}, nil)
+	if code != http.StatusUnauthorized {
+		t.Errorf("direct at the sandbox's apiserver: %d, want 401 (it does not know %s)", code, c2.Issuer)
+	}
+	local := serviceAccount(t, ctx, "local-"+uniq())
+	localToken, err := sandbox.Clientset(t, adminUser().direct()).CoreV1().ServiceAccounts("default").CreateToken(ctx, local.Name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{jwtAudience}}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, code := whoamiToken(ctx, t, sni, localToken.Status.Token); code != http.StatusUnauthorized {
+		t.Errorf("the sandbox's own token through the second cluster's issuer: %d, want 401", code)
 	}
 }
