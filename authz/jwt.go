@@ -127,6 +127,12 @@ func (p *Pipeline) compileJWT(name string, c *policy.Cluster, old *compiledClust
 	if len(c.JWT) == 0 {
 		return
 	}
+	if old != nil && old.jwt != nil && old.jwt.sameConfig(c.JWT) {
+		// Unchanged: keep it whole, warm identity cache included.
+		cc.jwt = old.jwt
+		cc.authenticators = append(cc.authenticators, jwtBearer{old.jwt}, jwtWebsocket{a: old.jwt, auth: websocket.NewProtocolAuthenticator(old.jwt)})
+		return
+	}
 	reuse := map[string]*jwtIssuer{}
 	if old != nil && old.jwt != nil {
 		for _, is := range old.jwt.issuers {
@@ -154,6 +160,19 @@ func (p *Pipeline) compileJWT(name string, c *policy.Cluster, old *compiledClust
 	a.union = union.New(tokens...)
 	cc.jwt = a
 	cc.authenticators = append(cc.authenticators, jwtBearer{a}, jwtWebsocket{a: a, auth: websocket.NewProtocolAuthenticator(a)})
+}
+
+// sameConfig reports whether a was built from exactly raws, in order.
+func (a *jwtAuthenticator) sameConfig(raws []json.RawMessage) bool {
+	if len(a.issuers) != len(raws) {
+		return false
+	}
+	for i, is := range a.issuers {
+		if is.raw != string(raws[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // retireJWT stops the issuers of prev that next no longer uses.

@@ -256,6 +256,11 @@ func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
 	if d := waitJWT(t, tp, signJWT(t, b.key, b.kid, b.claims("frontdoor"))); !d.Allowed() || d.User != "b:jane" {
 		t.Fatalf("b before reload: %s %s", d.Outcome, d.User)
 	}
+	kept := tp.cluster("a").jwt
+	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b:")))
+	if tp.cluster("a").jwt != kept {
+		t.Error("an unchanged JWT configuration lost its authenticator (and its identity cache)")
+	}
 	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b2:")))
 	second := tp.cluster("a").jwt.issuers
 	if second[0] != first[0] {
