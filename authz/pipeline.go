@@ -230,6 +230,8 @@ type compiledCluster struct {
 	upstream    *policy.Cluster
 	tokens      *tokenAuthenticator
 	impersonate *impersonator
+	// jwt are the cluster's JWT issuers (jwt.go); nil without any.
+	jwt *jwtAuthenticator
 }
 
 // authenticator turns a request's credentials into an identity. ok=false
@@ -325,6 +327,7 @@ func (p *Pipeline) SetPolicy(t *policy.Table) {
 		}
 	}
 	p.table.Store(next)
+	retireJWT(prev, next)
 	p.log.Info("request policy applied", "version", next.version, "clusters", len(next.clusters))
 }
 
@@ -339,7 +342,10 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 		forwarding:  forwardingOf(c),
 		revocation:  c.Revocation,
 	}
+	// Deferred calls run last first: x509 (below), then the JWT issuers,
+	// then the TokenReview, kube-apiserver's order (jwt.go).
 	defer p.compileUpstream(name, c, old, cc)
+	defer p.compileJWT(name, c, old, cc)
 	// First, as kube-apiserver runs its requestheader authenticator first.
 	if fp := c.FrontProxy; fp != nil {
 		a, err := p.newFrontProxyAuthenticator(fp)

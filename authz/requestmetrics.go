@@ -51,7 +51,7 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 		}, []string{"cluster", "rule", "verb", "resource", "decision"}),
 		authnResults: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "frontdoor_authn_attempts_total",
-			Help: "Authenticator runs, by method (x509, token, websocket_token; anonymous when a request without credentials is forwarded as system:anonymous) and result (success, no_credential, failure).",
+			Help: "Authenticator runs, by method (x509, token, websocket_token, jwt, websocket_jwt; anonymous when a request without credentials is forwarded as system:anonymous) and result (success, no_credential, failure).",
 		}, []string{"method", "result"}),
 		authnLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "frontdoor_authn_duration_seconds",
@@ -148,6 +148,10 @@ func authnMethod(a authenticator) string {
 		return "token"
 	case websocketAuthenticator:
 		return "websocket_token"
+	case jwtBearer:
+		return "jwt"
+	case jwtWebsocket:
+		return "websocket_jwt"
 	default:
 		name := strings.TrimPrefix(strings.TrimPrefix(typeName(a), "*"), "authz.")
 		return strings.ToLower(strings.TrimSuffix(name, "Authenticator"))

@@ -34,7 +34,7 @@ frontdoor_requests_total{cluster="a",decision="allowed",resource="nonresource",r
 frontdoor_requests_total{cluster="a",decision="allowed",resource="other",rule="default",verb="list"} 1
 frontdoor_requests_total{cluster="a",decision="allowed",resource="pods",rule="default",verb="list"} 3
 frontdoor_requests_total{cluster="a",decision="unauthenticated",resource="secrets",rule="none",verb="list"} 2
-# HELP frontdoor_authn_attempts_total Authenticator runs, by method (x509, token, websocket_token; anonymous when a request without credentials is forwarded as system:anonymous) and result (success, no_credential, failure).
+# HELP frontdoor_authn_attempts_total Authenticator runs, by method (x509, token, websocket_token, jwt, websocket_jwt; anonymous when a request without credentials is forwarded as system:anonymous) and result (success, no_credential, failure).
 # TYPE frontdoor_authn_attempts_total counter
 frontdoor_authn_attempts_total{method="x509",result="failure"} 1
 frontdoor_authn_attempts_total{method="x509",result="no_credential"} 1

@@ -50,6 +50,11 @@ type Cluster struct {
 
 	// TokenReview is bearer-token authentication by TokenReview.
 	TokenReview TokenReview `json:"tokenReview"`
+	// JWT are the cluster's JWT authenticators in spec order, each the JSON
+	// of one kube-apiserver JWTAuthenticator (apiserver.config.k8s.io/v1,
+	// validated by the translator). They stay JSON so this package needs
+	// no Kubernetes types; the request service decodes them.
+	JWT []json.RawMessage `json:"jwt,omitempty"`
 	// Anonymous forwards requests without credentials as system:anonymous.
 	Anonymous bool `json:"anonymous"`
 	// Upstream is how the request service itself reaches the cluster's

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"reflect"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ func full() *Table {
 			Reject: &Reject{Code: 429, RetryAfterSeconds: 5, Message: "m"},
 		}},
 		TokenReview: TokenReview{Enabled: true, CacheTTL: Duration(time.Minute), NegativeCacheTTL: Duration(time.Second), Audiences: []string{"aud"}},
+		JWT:         []json.RawMessage{json.RawMessage(`{"issuer":{"url":"https://issuer.example"}}`)},
 		Anonymous:   true,
 		Revocation:  &Revocation{CRLs: [][]byte{[]byte("crl")}, DeniedFingerprints: []string{"ab"}},
 		Upstream: Upstream{
@@ -104,7 +106,10 @@ func mutateLeaf(v reflect.Value) {
 	case reflect.Int, reflect.Int64:
 		v.SetInt(v.Int() + 1)
 	case reflect.Slice:
-		if v.Type().Elem().Kind() == reflect.Uint8 {
+		if v.Type() == reflect.TypeFor[json.RawMessage]() {
+			// Still valid JSON (an encoding error would prove nothing).
+			v.SetBytes(append(append([]byte("["), v.Bytes()...), ']'))
+		} else if v.Type().Elem().Kind() == reflect.Uint8 {
 			v.SetBytes(append(append([]byte{}, v.Bytes()...), 'x'))
 		} else {
 			v.Set(reflect.Append(v, reflect.ValueOf("changed")))

@@ -191,6 +191,10 @@ func buildSpec(name string, spec *v1alpha1.UpstreamClusterSpec, eps endpoints, e
 	c.RequestService = buildRequestService(spec.RequestService)
 	c.X509 = spec.Authentication.X509.Enabled == nil || *spec.Authentication.X509.Enabled
 	c.TokenReview = buildTokenReview(spec.Authentication.TokenReview)
+	var jwtErr error
+	if c.JWT, jwtErr = buildJWT(spec.Authentication.JWT); jwtErr != nil {
+		errs = append(errs, field.InternalError(field.NewPath("spec", "authentication", "jwt"), jwtErr))
+	}
 	c.Anonymous = spec.Authentication.Anonymous.Enabled
 	c.Forwarding = buildForwarding(spec.ClientConfig.IdentityForwarding)
 	return c, errs

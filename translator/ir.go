@@ -1,6 +1,7 @@
 package translator
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/kubefrontdoor/frontdoor/policy"
@@ -80,6 +81,9 @@ type ClusterIR struct {
 	Module ModuleIR
 	// TokenReview is the defaulted bearer-token authentication.
 	TokenReview TokenReviewIR
+	// JWT are the JWT authenticators, each encoded for the policy table
+	// (jwt.go), in spec order.
+	JWT []json.RawMessage
 	// Anonymous forwards requests without credentials as system:anonymous.
 	Anonymous bool
 	// Forwarding is how the identity reaches the servers (identity.go).

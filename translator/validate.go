@@ -90,6 +90,7 @@ func validateUpstreamCluster(uc *v1alpha1.UpstreamCluster) (endpoints, field.Err
 	errs = append(errs, validateRequestServiceMode(spec.RequestService, fld.Child("requestService"))...)
 	errs = append(errs, validateTokenReview(spec.Authentication.TokenReview, fld.Child("authentication", "tokenReview"))...)
 	errs = append(errs, validateIdentity(spec, fld)...)
+	errs = append(errs, validateJWT(spec.Authentication.JWT, fld.Child("authentication", "jwt"))...)
 	errs = append(errs, validateFlowSchemas(spec.FlowControl.FlowControlSchemas, fld.Child("flowControl", "flowControlSchemas"))...)
 	errs = append(errs, validateDispatchPolicies(spec, fld.Child("dispatchPolicies"), eps)...)
 	return eps, errs

@@ -119,6 +119,7 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 				NegativeCacheTTL: policy.Duration(cr.ir.TokenReview.NegativeCacheTTL),
 				Audiences:        cr.ir.TokenReview.Audiences,
 			},
+			JWT:       cr.ir.JWT,
 			Anonymous: cr.ir.Anonymous,
 			Upstream:  upstreamPolicy(cr.ir),
 		}

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	apiserverv1 "k8s.io/apiserver/pkg/apis/apiserver/v1"
 )
 
 // UpstreamCluster is one proxied Kubernetes cluster: the kube-apiserver
@@ -396,6 +397,18 @@ type Authentication struct {
 	// gateway's own identity.
 	// +optional
 	TokenReview TokenReviewAuthentication `json:"tokenReview,omitempty"`
+	// JWT authenticates bearer tokens issued by OIDC/JWT issuers. Each entry
+	// is one kube-apiserver AuthenticationConfiguration jwt authenticator
+	// (apiserver.config.k8s.io/v1), pasted as is, and validated and run by
+	// kube-apiserver's own code: issuer (URL, discovery, audiences,
+	// certificate authority), claim validation rules, claim mappings and
+	// user validation rules. A token whose iss claim matches an issuer is
+	// decided by that issuer only; other tokens go on to the TokenReview.
+	// See README "JWT / OIDC clients".
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	JWT []apiserverv1.JWTAuthenticator `json:"jwt,omitempty"`
 	// Anonymous forwards requests without credentials as system:anonymous
 	// (group system:unauthenticated) instead of answering 401.
 	// +optional

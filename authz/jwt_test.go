@@ -1,0 +1,334 @@
+package authz
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
+)
+
+// testIssuer is an OIDC issuer over TLS: discovery and a JWKS holding the
+// current key, which a test may replace (key rotation).
+type testIssuer struct {
+	srv *httptest.Server
+	mu  sync.Mutex
+	key *rsa.PrivateKey
+	kid string
+}
+
+func newTestIssuer(t *testing.T) *testIssuer {
+	t.Helper()
+	is := &testIssuer{}
+	is.rotate(t, "k1")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks"})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
+		is.mu.Lock()
+		pub, kid := is.key.PublicKey, is.kid
+		is.mu.Unlock()
+		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
+			"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
+			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
+			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
+		}}})
+	})
+	is.srv = httptest.NewTLSServer(mux)
+	t.Cleanup(is.srv.Close)
+	return is
+}
+
+// rotate replaces the served key with a new one named kid.
+func (is *testIssuer) rotate(t *testing.T, kid string) *rsa.PrivateKey {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	is.key, is.kid = k, kid
+	return k
+}
+
+// caPEM is the PEM of the issuer's serving certificate.
+func (is *testIssuer) caPEM() string {
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw}))
+}
+
+// signJWT signs claims with key as kid (RS256); a nil key gives an
+// unsigned token (alg none).
+func signJWT(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
+	t.Helper()
+	enc := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	if key == nil {
+		return enc(map[string]string{"alg": "none", "typ": "JWT"}) + "." + enc(claims) + "."
+	}
+	signing := enc(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid}) + "." + enc(claims)
+	sum := sha256.Sum256([]byte(signing))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
+}
+
+// claims are a valid token's claims for is, for audience aud.
+func (is *testIssuer) claims(aud string) map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"iss": is.srv.URL, "aud": aud, "sub": "jane", "groups": []string{"dev", "ops"}, "tenant": "blue",
+		"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+}
+
+// jwtConfig is an AuthenticationConfiguration jwt entry for is with CEL
+// mappings of every user field.
+func (is *testIssuer) jwtConfig(t *testing.T, usernamePrefix string) json.RawMessage {
+	t.Helper()
+	b, err := json.Marshal(map[string]any{
+		"issuer":               map[string]any{"url": is.srv.URL, "audiences": []string{"frontdoor"}, "certificateAuthority": is.caPEM()},
+		"claimValidationRules": []map[string]string{{"expression": "claims.tenant != 'red'", "message": "red tenant refused"}},
+		"claimMappings": map[string]any{
+			"username": map[string]string{"expression": "'" + usernamePrefix + "' + claims.sub"},
+			"groups":   map[string]string{"expression": "claims.groups"},
+			"uid":      map[string]string{"expression": "'uid-' + claims.sub"},
+			"extra":    []map[string]string{{"key": "example.com/tenant", "valueExpression": "claims.tenant"}},
+		},
+		"userValidationRules": []map[string]string{{"expression": "!user.username.startsWith('system:')", "message": "no system users"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func jwtTable(jwt ...json.RawMessage) *policy.Table {
+	return &policy.Table{Version: "1", Clusters: map[string]*policy.Cluster{"a": {Name: "a", DefaultRule: "default", JWT: jwt}}}
+}
+
+func jwtRequest(token string) *Request {
+	return &Request{Cluster: "a", Method: "GET", Path: "/api/v1/pods", Headers: map[string]string{"authorization": "Bearer " + token}}
+}
+
+// waitJWT checks token until the issuer's discovery is done (its
+// authenticator initializes in the background) and returns the decision.
+func waitJWT(t *testing.T, tp *testPipeline, token string) Decision {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		d := tp.Check(context.Background(), jwtRequest(token))
+		if d.Allowed() || time.Now().After(deadline) {
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A JWT of a configured issuer is forwarded as the user its CEL claim
+// mappings make (user, groups, uid, extras), with method "jwt" metrics.
+func TestJWTMapsClaims(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	d := waitJWT(t, tp, signJWT(t, is.key, is.kid, is.claims("frontdoor")))
+	if !d.Allowed() {
+		t.Fatalf("decision = %s %d %s", d.Outcome, d.Code, d.Body)
+	}
+	got := map[string][]string{}
+	for _, h := range identityHeaders(d) {
+		got[h.Name] = append(got[h.Name], h.Value)
+	}
+	want := map[string][]string{
+		"Impersonate-User":                       {"oidc:jane"},
+		"Impersonate-Uid":                        {"uid-jane"},
+		"Impersonate-Group":                      {"dev", "ops", "system:authenticated"},
+		"Impersonate-Extra-example.com%2ftenant": {"blue"},
+	}
+	if len(got) != len(want) {
+		t.Errorf("identity headers = %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if g := got[k]; !slices.Equal(g, v) {
+			t.Errorf("%s = %v, want %v (all: %v)", k, g, v, got)
+		}
+	}
+	if n := testutil.ToFloat64(tp.reqMetrics.authnResults.WithLabelValues("jwt", "success")); n < 1 {
+		t.Errorf("authn results {method=jwt,result=success} = %v", n)
+	}
+}
+
+// Each bad token is refused 401 with the Status body.
+func TestJWTBadTokens(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	if d := waitJWT(t, tp, signJWT(t, is.key, is.kid, is.claims("frontdoor"))); !d.Allowed() {
+		t.Fatalf("good token: %s %s", d.Outcome, d.Body)
+	}
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	with := func(k string, v any) map[string]any { c := is.claims("frontdoor"); c[k] = v; return c }
+	for name, token := range map[string]string{
+		"expired":          signJWT(t, is.key, is.kid, with("exp", time.Now().Add(-time.Hour).Unix())),
+		"wrong audience":   signJWT(t, is.key, is.kid, is.claims("other")),
+		"wrong issuer":     signJWT(t, is.key, is.kid, with("iss", "https://elsewhere.example")),
+		"unsigned":         signJWT(t, nil, "", is.claims("frontdoor")),
+		"foreign key":      signJWT(t, foreign, is.kid, is.claims("frontdoor")),
+		"claim rule":       signJWT(t, is.key, is.kid, with("tenant", "red")),
+		"user rule":        signJWT(t, is.key, is.kid, with("sub", "system:admin")),
+		"not a JWT at all": "abc",
+	} {
+		t.Run(name, func(t *testing.T) {
+			tok := token
+			if name == "user rule" {
+				// The prefix keeps "system:" out; map the bare sub instead.
+				tp2 := newTestPipeline(t, nil)
+				tp2.SetPolicy(jwtTable(is.jwtConfig(t, "")))
+				_ = waitJWT(t, tp2, signJWT(t, is.key, is.kid, is.claims("frontdoor")))
+				d := tp2.Check(context.Background(), jwtRequest(tok))
+				if d.Outcome != Unauthenticated || d.Code != http.StatusUnauthorized || string(d.Body) != string(unauthorizedBody) {
+					t.Fatalf("decision = %s %d %s", d.Outcome, d.Code, d.Body)
+				}
+				return
+			}
+			d := tp.Check(context.Background(), jwtRequest(tok))
+			if d.Outcome != Unauthenticated || d.Code != http.StatusUnauthorized || string(d.Body) != string(unauthorizedBody) {
+				t.Fatalf("decision = %s %d %s", d.Outcome, d.Code, d.Body)
+			}
+		})
+	}
+}
+
+// The issuer's key is rotated while the pipeline runs: a token of the new
+// key authenticates (the unknown kid makes kube-apiserver's authenticator
+// fetch the JWKS again), and an unused token of the old key no longer does.
+func TestJWTKeyRotation(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	oldKey, oldKid := is.key, is.kid
+	if d := waitJWT(t, tp, signJWT(t, oldKey, oldKid, is.claims("frontdoor"))); !d.Allowed() {
+		t.Fatalf("old key before rotation: %s %s", d.Outcome, d.Body)
+	}
+	newKey := is.rotate(t, "k2")
+	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, newKey, "k2", is.claims("frontdoor")))); !d.Allowed() {
+		t.Fatalf("new key after rotation: %s %d %s", d.Outcome, d.Code, d.Body)
+	}
+	fresh := is.claims("frontdoor")
+	fresh["sub"] = "other"
+	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, oldKey, oldKid, fresh))); d.Outcome != Unauthenticated {
+		t.Fatalf("old key after rotation: %s %d", d.Outcome, d.Code)
+	}
+}
+
+// A new policy keeps an unchanged issuer (its fetched keys), rebuilds an
+// edited one and stops the issuers it drops.
+func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
+	a, b := newTestIssuer(t), newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b:")))
+	first := tp.cluster("a").jwt.issuers
+	if d := waitJWT(t, tp, signJWT(t, b.key, b.kid, b.claims("frontdoor"))); !d.Allowed() || d.User != "b:jane" {
+		t.Fatalf("b before reload: %s %s", d.Outcome, d.User)
+	}
+	kept := tp.cluster("a").jwt
+	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b:")))
+	if tp.cluster("a").jwt != kept {
+		t.Error("an unchanged JWT configuration lost its authenticator (and its identity cache)")
+	}
+	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b2:")))
+	second := tp.cluster("a").jwt.issuers
+	if second[0] != first[0] {
+		t.Error("unchanged issuer a was rebuilt")
+	}
+	if second[1] == first[1] {
+		t.Error("edited issuer b was kept")
+	}
+	d := waitJWT(t, tp, signJWT(t, b.key, b.kid, with(b.claims("frontdoor"), "sub", "joe")))
+	if !d.Allowed() || d.User != "b2:joe" {
+		t.Fatalf("b after reload: %s %s", d.Outcome, d.User)
+	}
+	tp.SetPolicy(jwtTable())
+	if tp.cluster("a").jwt != nil {
+		t.Error("JWT authenticator left without issuers")
+	}
+	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, a.key, a.kid, a.claims("frontdoor")))); d.Outcome != Unauthenticated {
+		t.Errorf("token of a removed issuer: %s", d.Outcome)
+	}
+}
+
+func with(c map[string]any, k string, v any) map[string]any { c[k] = v; return c }
+
+// A JWT in the WebSocket bearer subprotocol authenticates as in the
+// Authorization header (kube-apiserver's protocol authenticator in front of
+// the issuers), and the subprotocol is not forwarded.
+func TestJWTWebSocketProtocol(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	waitJWT(t, tp, token)
+	check := func(protocols string) Decision {
+		return tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/d/pods/p/exec",
+			Headers: map[string]string{"connection": "Upgrade", "upgrade": "websocket", headerWSProtocol: protocols}})
+	}
+	d := check(bearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(token)) + ",v5.channel.k8s.io")
+	if !d.Allowed() || d.User != "oidc:jane" {
+		t.Fatalf("decision = %s %q", d.Outcome, d.User)
+	}
+	for _, h := range d.SetHeaders {
+		if h.Name == headerWSProtocol && h.Value != "v5.channel.k8s.io" {
+			t.Errorf("forwarded subprotocols = %q", h.Value)
+		}
+	}
+	if n := testutil.ToFloat64(tp.reqMetrics.authnResults.WithLabelValues("websocket_jwt", "success")); n != 1 {
+		t.Errorf("authn results {method=websocket_jwt,result=success} = %v", n)
+	}
+	bad := signJWT(t, is.key, is.kid, with(is.claims("frontdoor"), "aud", "other"))
+	if d := check(bearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(bad)) + ",v5.channel.k8s.io"); d.Outcome != Unauthenticated {
+		t.Errorf("wrong-audience token in the subprotocol: %s", d.Outcome)
+	}
+}
+
+// TryCheck (Envoy's worker thread, in process) never verifies a JWT
+// itself, since a key fetch may be needed: a new token goes to Check, and
+// once authenticated it is answered inline from the identity cache.
+func TestJWTTryCheckOnlyFromCache(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	if _, ok := tp.TryCheck(jwtRequest(token)); ok {
+		t.Fatal("TryCheck decided a JWT it never verified")
+	}
+	waitJWT(t, tp, token)
+	d, ok := tp.TryCheck(jwtRequest(token))
+	if !ok || !d.Allowed() || d.User != "oidc:jane" {
+		t.Fatalf("TryCheck of a verified JWT = %v %s %q", ok, d.Outcome, d.User)
+	}
+}
