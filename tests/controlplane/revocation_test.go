@@ -110,9 +110,20 @@ spec:
 		_, _ = sb.Kubectl(cctx, "delete", "secret", "-n", sandbox.SecretNamespace, "revocation-crl", "revocation-crl-garbage", "--ignore-not-found")
 	})
 	waitUC(t, ctx, name, 30*time.Second, "Programmed", func(uc *v1alpha1.UpstreamCluster) bool { return programmed(uc) })
+	// Programmed means Envoy acknowledged the listener; its new filter
+	// chain serves once the chain's SDS certificate arrived, a moment
+	// later (until then the catch-all chain answers the SNI).
 	for _, c := range []client{byFP, byCRL, other} {
-		if code, _, err := statusOf(ctx, c.http, url); err != nil || code != http.StatusOK {
-			t.Fatalf("before revocation: %d %v", code, err)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			code, _, err := statusOf(ctx, c.http, url)
+			if err == nil && code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("before revocation: %d %v", code, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 
