@@ -85,6 +85,14 @@ func TestRevocationInKubernetesMode(t *testing.T) {
 	byFP, byCRL, other := newClient("revoked-by-fingerprint"), newClient("revoked-by-crl"), newClient("never-revoked")
 	url := sb.GatewayURL + "/api/v1/namespaces/default"
 
+	// Its own serving certificate for its SNI: the sandbox's shared
+	// "serving" Secret is rotated to a localhost-only one by the lifecycle
+	// test, which runs first.
+	servingCrt, servingKey, err := sb.CA.ServingCert(sni, []string{sni}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	applyYAML(t, ctx, tlsSecretYAML("revocation-serving", servingCrt, servingKey, nil))
 	applyYAML(t, ctx, crlSecretManifest("revocation-crl", revocationCRL(t)))
 	applyYAML(t, ctx, crlSecretManifest("revocation-crl-garbage", "-----BEGIN X509 CRL-----\nbm90IGEgQ1JM\n-----END X509 CRL-----"))
 	applyYAML(t, ctx, fmt.Sprintf(`apiVersion: frontdoor.dev/v1alpha1
@@ -96,7 +104,7 @@ spec:
     secretRef: {namespace: %[3]s, name: upstream}
   secureServing:
     serverNames: [%[4]s]
-    secretRef: {namespace: %[3]s, name: serving}
+    secretRef: {namespace: %[3]s, name: revocation-serving}
     clientCASecretRef: {namespace: %[3]s, name: client-ca}
   authentication:
     x509:
@@ -107,7 +115,7 @@ spec:
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_, _ = sb.Kubectl(cctx, "delete", "upstreamcluster", name, "--ignore-not-found")
-		_, _ = sb.Kubectl(cctx, "delete", "secret", "-n", sandbox.SecretNamespace, "revocation-crl", "revocation-crl-garbage", "--ignore-not-found")
+		_, _ = sb.Kubectl(cctx, "delete", "secret", "-n", sandbox.SecretNamespace, "revocation-crl", "revocation-crl-garbage", "revocation-serving", "--ignore-not-found")
 	})
 	waitUC(t, ctx, name, 30*time.Second, "Programmed", func(uc *v1alpha1.UpstreamCluster) bool { return programmed(uc) })
 	// Programmed means Envoy acknowledged the listener; its new filter
