@@ -281,15 +281,10 @@ type jwtWebsocket struct {
 }
 
 func (w jwtWebsocket) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
-	protocols := header(req.Headers, headerWSProtocol)
-	if !strings.Contains(protocols, bearerProtocolPrefix) {
+	hr := websocketTokenRequest(ctx, req)
+	if hr == nil {
 		return nil, false, nil
 	}
-	hr := (&http.Request{Method: req.Method, Header: http.Header{
-		"Connection":             {header(req.Headers, "connection")},
-		"Upgrade":                {header(req.Headers, "upgrade")},
-		"Sec-Websocket-Protocol": {protocols},
-	}}).WithContext(ctx)
 	resp, ok, err := w.auth.AuthenticateRequest(hr)
 	if !ok {
 		return nil, false, err

@@ -201,22 +201,23 @@ func (r *tokenReviewer) review(ctx context.Context, token string) (*k8sauthn.Res
 
 // AuthenticateToken implements authenticator.Token with the configured
 // audiences, so k8s.io/apiserver's request authenticators can wrap it. The
-// client address, for the refusal gate, comes from ctx (withClient).
+// client address, for the refusal gate, comes from ctx (clientContextKey).
 func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string) (*k8sauthn.Response, bool, error) {
-	client, _ := ctx.Value(clientContextKey{}).(string)
-	return a.authenticate(ctx, client, token)
+	addr, _ := ctx.Value(clientContextKey{}).(string)
+	return a.authenticate(ctx, addr, token)
 }
 
-// authenticate is AuthenticateToken for a client key the caller has.
-func (a *tokenAuthenticator) authenticate(ctx context.Context, client, token string) (*k8sauthn.Response, bool, error) {
+// authenticate is AuthenticateToken for a client address the caller has.
+func (a *tokenAuthenticator) authenticate(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
 	if len(a.audiences) > 0 {
 		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
 	}
 	a.metrics.tokenLookups.Inc()
-	return a.tokens.AuthenticateToken(ctx, client, token)
+	return a.tokens.AuthenticateToken(ctx, addr, token)
 }
 
-// clientContextKey carries a request's refusal-gate client key through
+// clientContextKey carries a request's client address (for the refusal
+// gate) through
 // authenticators that only pass a context (the WebSocket protocol one).
 type clientContextKey struct{}
 
@@ -247,7 +248,7 @@ func (b bearerAuthenticator) authenticate(ctx context.Context, req *Request) (*i
 	if !ok {
 		return nil, false, nil
 	}
-	resp, ok, err := b.t.authenticate(ctx, clientKey(req.ClientAddress), token)
+	resp, ok, err := b.t.authenticate(ctx, req.ClientAddress, token)
 	if !ok {
 		if err == nil {
 			err = errInvalidToken
@@ -298,24 +299,34 @@ func newWebsocketAuthenticator(t *tokenAuthenticator) websocketAuthenticator {
 }
 
 func (w websocketAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
-	protocols := header(req.Headers, headerWSProtocol)
-	if !strings.Contains(protocols, bearerProtocolPrefix) {
+	hr := websocketTokenRequest(ctx, req)
+	if hr == nil {
 		return nil, false, nil
 	}
-	if client := clientKey(req.ClientAddress); client != "" {
-		ctx = context.WithValue(ctx, clientContextKey{}, client)
+	if req.ClientAddress != "" {
+		hr = hr.WithContext(context.WithValue(ctx, clientContextKey{}, req.ClientAddress))
 	}
-	hr := (&http.Request{Method: req.Method, Header: http.Header{
-		"Connection":             {header(req.Headers, "connection")},
-		"Upgrade":                {header(req.Headers, "upgrade")},
-		"Sec-Websocket-Protocol": {protocols},
-	}}).WithContext(ctx)
 	resp, ok, err := w.auth.AuthenticateRequest(hr)
 	if !ok {
 		return nil, false, err
 	}
 	id, err := w.t.identityFor(resp)
 	return id, err == nil, err
+}
+
+// websocketTokenRequest is req as kube-apiserver's WebSocket protocol
+// authenticator reads it (method, Connection, Upgrade, the subprotocols),
+// or nil when no subprotocol carries a bearer token.
+func websocketTokenRequest(ctx context.Context, req *Request) *http.Request {
+	protocols := header(req.Headers, headerWSProtocol)
+	if !strings.Contains(protocols, bearerProtocolPrefix) {
+		return nil
+	}
+	return (&http.Request{Method: req.Method, Header: http.Header{
+		"Connection":             {header(req.Headers, "connection")},
+		"Upgrade":                {header(req.Headers, "upgrade")},
+		"Sec-Websocket-Protocol": {protocols},
+	}}).WithContext(ctx)
 }
 
 // cached: no bearer-token subprotocol. A WebSocket upgrade carrying a

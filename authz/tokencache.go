@@ -80,16 +80,18 @@ func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSi
 // AuthenticateToken answers from the cache, or reviews the token once for
 // every concurrent caller with the same key. A caller whose context ends
 // first gets errReviewUnavailable: its token was not reviewed in time.
-// client is the caller's refusalGate key ("": not gated): an unknown token
-// of a gated client is not reviewed (errClientThrottled), and a refusal is
-// charged to the client whose request sent the review.
-func (c *tokenCache) AuthenticateToken(ctx context.Context, client, token string) (*k8sauthn.Response, bool, error) {
+// addr is the caller's client address ("": not gated), reduced to its
+// refusalGate key only on a miss: an unknown token of a gated client is not
+// reviewed (errClientThrottled), and a refusal is charged to the client
+// whose request sent the review.
+func (c *tokenCache) AuthenticateToken(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
 	auds, _ := k8sauthn.AudiencesFrom(ctx)
 	key := c.key(auds, token)
 	r, known := c.lookup(key)
 	if r != nil {
 		return r.resp, r.ok, nil
 	}
+	client := clientKey(addr)
 	if !known && !c.gate.admit(client) {
 		return nil, false, c.gate.refuse(ctx)
 	}
