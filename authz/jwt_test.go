@@ -2,104 +2,32 @@ package authz
 
 import (
 	"context"
-	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testoidc"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
-// testIssuer is an OIDC issuer over TLS: discovery and a JWKS holding the
-// current key, which a test may replace (key rotation).
-type testIssuer struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	key *rsa.PrivateKey
-	kid string
-}
+// testIssuer is the shared test OIDC issuer with this file's claims and
+// authenticator configuration.
+type testIssuer struct{ *testoidc.Issuer }
 
-func newTestIssuer(t *testing.T) *testIssuer {
-	t.Helper()
-	is := &testIssuer{}
-	is.rotate(t, "k1")
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks"})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		is.mu.Lock()
-		pub, kid := is.key.PublicKey, is.kid
-		is.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		}}})
-	})
-	is.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(is.srv.Close)
-	return is
-}
-
-// rotate replaces the served key with a new one named kid.
-func (is *testIssuer) rotate(t *testing.T, kid string) *rsa.PrivateKey {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	is.key, is.kid = k, kid
-	return k
-}
-
-// caPEM is the PEM of the issuer's serving certificate.
-func (is *testIssuer) caPEM() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw}))
-}
-
-// signJWT signs claims with key as kid (RS256); a nil key gives an
-// unsigned token (alg none).
-func signJWT(t *testing.T, key *rsa.PrivateKey, kid string, claims map[string]any) string {
-	t.Helper()
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	if key == nil {
-		return enc(map[string]string{"alg": "none", "typ": "JWT"}) + "." + enc(claims) + "."
-	}
-	signing := enc(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid}) + "." + enc(claims)
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
+func newTestIssuer(t *testing.T) *testIssuer { return &testIssuer{testoidc.New(t, "k1")} }
 
 // claims are a valid token's claims for is, for audience aud.
 func (is *testIssuer) claims(aud string) map[string]any {
 	now := time.Now()
 	return map[string]any{
-		"iss": is.srv.URL, "aud": aud, "sub": "jane", "groups": []string{"dev", "ops"}, "tenant": "blue",
+		"iss": is.URL(), "aud": aud, "sub": "jane", "groups": []string{"dev", "ops"}, "tenant": "blue",
 		"iat": now.Unix(), "nbf": now.Add(-time.Minute).Unix(), "exp": now.Add(time.Hour).Unix(),
 	}
 }
@@ -109,7 +37,7 @@ func (is *testIssuer) claims(aud string) map[string]any {
 func (is *testIssuer) jwtConfig(t *testing.T, usernamePrefix string) json.RawMessage {
 	t.Helper()
 	b, err := json.Marshal(map[string]any{
-		"issuer":               map[string]any{"url": is.srv.URL, "audiences": []string{"frontdoor"}, "certificateAuthority": is.caPEM()},
+		"issuer":               map[string]any{"url": is.URL(), "audiences": []string{"frontdoor"}, "certificateAuthority": is.CAPEM()},
 		"claimValidationRules": []map[string]string{{"expression": "claims.tenant != 'red'", "message": "red tenant refused"}},
 		"claimMappings": map[string]any{
 			"username": map[string]string{"expression": "'" + usernamePrefix + "' + claims.sub"},
@@ -153,7 +81,7 @@ func TestJWTMapsClaims(t *testing.T) {
 	is := newTestIssuer(t)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
-	d := waitJWT(t, tp, signJWT(t, is.key, is.kid, is.claims("frontdoor")))
+	d := waitJWT(t, tp, is.Sign(t, is.claims("frontdoor")))
 	if !d.Allowed() {
 		t.Fatalf("decision = %s %d %s", d.Outcome, d.Code, d.Body)
 	}
@@ -185,7 +113,7 @@ func TestJWTBadTokens(t *testing.T) {
 	is := newTestIssuer(t)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
-	if d := waitJWT(t, tp, signJWT(t, is.key, is.kid, is.claims("frontdoor"))); !d.Allowed() {
+	if d := waitJWT(t, tp, is.Sign(t, is.claims("frontdoor"))); !d.Allowed() {
 		t.Fatalf("good token: %s %s", d.Outcome, d.Body)
 	}
 	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -193,14 +121,15 @@ func TestJWTBadTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	with := func(k string, v any) map[string]any { c := is.claims("frontdoor"); c[k] = v; return c }
+	_, kid := is.Key()
 	for name, token := range map[string]string{
-		"expired":          signJWT(t, is.key, is.kid, with("exp", time.Now().Add(-time.Hour).Unix())),
-		"wrong audience":   signJWT(t, is.key, is.kid, is.claims("other")),
-		"wrong issuer":     signJWT(t, is.key, is.kid, with("iss", "https://elsewhere.example")),
-		"unsigned":         signJWT(t, nil, "", is.claims("frontdoor")),
-		"foreign key":      signJWT(t, foreign, is.kid, is.claims("frontdoor")),
-		"claim rule":       signJWT(t, is.key, is.kid, with("tenant", "red")),
-		"user rule":        signJWT(t, is.key, is.kid, with("sub", "system:admin")),
+		"expired":          is.Sign(t, with("exp", time.Now().Add(-time.Hour).Unix())),
+		"wrong audience":   is.Sign(t, is.claims("other")),
+		"wrong issuer":     is.Sign(t, with("iss", "https://elsewhere.example")),
+		"unsigned":         testoidc.Sign(t, nil, "", is.claims("frontdoor")),
+		"foreign key":      testoidc.Sign(t, foreign, kid, is.claims("frontdoor")),
+		"claim rule":       is.Sign(t, with("tenant", "red")),
+		"user rule":        is.Sign(t, with("sub", "system:admin")),
 		"not a JWT at all": "abc",
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -209,7 +138,7 @@ func TestJWTBadTokens(t *testing.T) {
 				// The prefix keeps "system:" out; map the bare sub instead.
 				tp2 := newTestPipeline(t, nil)
 				tp2.SetPolicy(jwtTable(is.jwtConfig(t, "")))
-				_ = waitJWT(t, tp2, signJWT(t, is.key, is.kid, is.claims("frontdoor")))
+				_ = waitJWT(t, tp2, is.Sign(t, is.claims("frontdoor")))
 				d := tp2.Check(context.Background(), jwtRequest(tok))
 				if d.Outcome != Unauthenticated || d.Code != http.StatusUnauthorized || string(d.Body) != string(unauthorizedBody) {
 					t.Fatalf("decision = %s %d %s", d.Outcome, d.Code, d.Body)
@@ -231,17 +160,17 @@ func TestJWTKeyRotation(t *testing.T) {
 	is := newTestIssuer(t)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
-	oldKey, oldKid := is.key, is.kid
-	if d := waitJWT(t, tp, signJWT(t, oldKey, oldKid, is.claims("frontdoor"))); !d.Allowed() {
+	oldKey, oldKid := is.Key()
+	if d := waitJWT(t, tp, testoidc.Sign(t, oldKey, oldKid, is.claims("frontdoor"))); !d.Allowed() {
 		t.Fatalf("old key before rotation: %s %s", d.Outcome, d.Body)
 	}
-	newKey := is.rotate(t, "k2")
-	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, newKey, "k2", is.claims("frontdoor")))); !d.Allowed() {
+	newKey := is.Rotate(t, "k2")
+	if d := tp.Check(context.Background(), jwtRequest(testoidc.Sign(t, newKey, "k2", is.claims("frontdoor")))); !d.Allowed() {
 		t.Fatalf("new key after rotation: %s %d %s", d.Outcome, d.Code, d.Body)
 	}
 	fresh := is.claims("frontdoor")
 	fresh["sub"] = "other"
-	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, oldKey, oldKid, fresh))); d.Outcome != Unauthenticated {
+	if d := tp.Check(context.Background(), jwtRequest(testoidc.Sign(t, oldKey, oldKid, fresh))); d.Outcome != Unauthenticated {
 		t.Fatalf("old key after rotation: %s %d", d.Outcome, d.Code)
 	}
 }
@@ -253,7 +182,7 @@ func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(a.jwtConfig(t, "a:"), b.jwtConfig(t, "b:")))
 	first := tp.cluster("a").jwt.issuers
-	if d := waitJWT(t, tp, signJWT(t, b.key, b.kid, b.claims("frontdoor"))); !d.Allowed() || d.User != "b:jane" {
+	if d := waitJWT(t, tp, b.Sign(t, b.claims("frontdoor"))); !d.Allowed() || d.User != "b:jane" {
 		t.Fatalf("b before reload: %s %s", d.Outcome, d.User)
 	}
 	kept := tp.cluster("a").jwt
@@ -269,7 +198,7 @@ func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
 	if second[1] == first[1] {
 		t.Error("edited issuer b was kept")
 	}
-	d := waitJWT(t, tp, signJWT(t, b.key, b.kid, with(b.claims("frontdoor"), "sub", "joe")))
+	d := waitJWT(t, tp, b.Sign(t, with(b.claims("frontdoor"), "sub", "joe")))
 	if !d.Allowed() || d.User != "b2:joe" {
 		t.Fatalf("b after reload: %s %s", d.Outcome, d.User)
 	}
@@ -277,7 +206,7 @@ func TestJWTReloadKeepsUnchangedIssuers(t *testing.T) {
 	if tp.cluster("a").jwt != nil {
 		t.Error("JWT authenticator left without issuers")
 	}
-	if d := tp.Check(context.Background(), jwtRequest(signJWT(t, a.key, a.kid, a.claims("frontdoor")))); d.Outcome != Unauthenticated {
+	if d := tp.Check(context.Background(), jwtRequest(a.Sign(t, a.claims("frontdoor")))); d.Outcome != Unauthenticated {
 		t.Errorf("token of a removed issuer: %s", d.Outcome)
 	}
 }
@@ -291,7 +220,7 @@ func TestJWTWebSocketProtocol(t *testing.T) {
 	is := newTestIssuer(t)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
-	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	token := is.Sign(t, is.claims("frontdoor"))
 	waitJWT(t, tp, token)
 	check := func(protocols string) Decision {
 		return tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/d/pods/p/exec",
@@ -309,7 +238,7 @@ func TestJWTWebSocketProtocol(t *testing.T) {
 	if n := testutil.ToFloat64(tp.reqMetrics.authnResults.WithLabelValues("websocket_jwt", "success")); n != 1 {
 		t.Errorf("authn results {method=websocket_jwt,result=success} = %v", n)
 	}
-	bad := signJWT(t, is.key, is.kid, with(is.claims("frontdoor"), "aud", "other"))
+	bad := is.Sign(t, with(is.claims("frontdoor"), "aud", "other"))
 	if d := check(bearerProtocolPrefix + base64.RawURLEncoding.EncodeToString([]byte(bad)) + ",v5.channel.k8s.io"); d.Outcome != Unauthenticated {
 		t.Errorf("wrong-audience token in the subprotocol: %s", d.Outcome)
 	}
@@ -322,7 +251,7 @@ func TestJWTTryCheckOnlyFromCache(t *testing.T) {
 	is := newTestIssuer(t)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
-	token := signJWT(t, is.key, is.kid, is.claims("frontdoor"))
+	token := is.Sign(t, is.claims("frontdoor"))
 	if _, ok := tp.TryCheck(jwtRequest(token)); ok {
 		t.Fatal("TryCheck decided a JWT it never verified")
 	}

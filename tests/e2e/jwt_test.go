@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -13,14 +12,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testoidc"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -304,78 +301,21 @@ func TestJWTServiceAccountIssuer(t *testing.T) {
 	}
 }
 
-// rotatingIssuer is an OIDC issuer over TLS whose signing key the test
-// replaces while the gateway runs.
-type rotatingIssuer struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	key *rsa.PrivateKey
-	kid string
+// rotatingToken signs a token for sub with the issuer's current key.
+func rotatingToken(t *testing.T, is *testoidc.Issuer, sub string) string {
+	t.Helper()
+	key, kid := is.Key()
+	return signedToken(t, is, key, kid, sub)
 }
 
-func newRotatingIssuer(t *testing.T) *rotatingIssuer {
+// signedToken signs sub's token of issuer is with key (which the issuer
+// may have retired).
+func signedToken(t *testing.T, is *testoidc.Issuer, key *rsa.PrivateKey, kid, sub string) string {
 	t.Helper()
-	is := &rotatingIssuer{}
-	is.rotate(t, "key-1")
-	mux := http.NewServeMux()
-	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/jwks"})
-	})
-	mux.HandleFunc("/jwks", func(w http.ResponseWriter, _ *http.Request) {
-		is.mu.Lock()
-		pub, kid := is.key.PublicKey, is.kid
-		is.mu.Unlock()
-		_ = json.NewEncoder(w).Encode(map[string]any{"keys": []map[string]string{{
-			"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid,
-			"n": base64.RawURLEncoding.EncodeToString(pub.N.Bytes()),
-			"e": base64.RawURLEncoding.EncodeToString(big.NewInt(int64(pub.E)).Bytes()),
-		}}})
-	})
-	is.srv = httptest.NewTLSServer(mux)
-	t.Cleanup(is.srv.Close)
-	return is
-}
-
-// rotate replaces the served key (the old one is no longer published).
-func (is *rotatingIssuer) rotate(t *testing.T, kid string) {
-	t.Helper()
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	is.mu.Lock()
-	defer is.mu.Unlock()
-	is.key, is.kid = k, kid
-}
-
-// token signs a token for sub with the current key (RS256).
-func (is *rotatingIssuer) token(t *testing.T, sub string) string {
-	t.Helper()
-	is.mu.Lock()
-	key, kid := is.key, is.kid
-	is.mu.Unlock()
-	return signRS256(t, key, kid, is.srv.URL, sub)
-}
-
-func signRS256(t *testing.T, key *rsa.PrivateKey, kid, iss, sub string) string {
-	t.Helper()
-	enc := func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
 	now := time.Now()
-	signing := enc(map[string]string{"alg": "RS256", "typ": "JWT", "kid": kid}) + "." + enc(map[string]any{
-		"iss": iss, "aud": jwtAudience, "sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	return testoidc.Sign(t, key, kid, map[string]any{
+		"iss": is.URL(), "aud": jwtAudience, "sub": sub, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
 	})
-	sum := sha256.Sum256([]byte(signing))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signing + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // The issuer's key is rotated live: the gateway (no restart) accepts a
@@ -384,30 +324,27 @@ func signRS256(t *testing.T, key *rsa.PrivateKey, kid, iss, sub string) string {
 // key with the apiserver's 401.
 func TestJWTKeyRotationLive(t *testing.T) {
 	ctx := setup(t, 3*time.Minute)
-	is := newRotatingIssuer(t)
+	is := testoidc.New(t, "key-1")
 	name := "jwtrot-" + uniq()
 	sni := name + "." + sandbox.TestDomain
 	writeJWTCluster(t, name, map[string]any{
 		"issuer": map[string]any{
-			"url": is.srv.URL, "audiences": []string{jwtAudience},
-			"certificateAuthority": string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw})),
+			"url": is.URL(), "audiences": []string{jwtAudience}, "certificateAuthority": is.CAPEM(),
 		},
 		"claimMappings": map[string]any{"username": map[string]string{"claim": "sub", "prefix": "rot:"}},
 	})
-	waitWhoami(t, ctx, sni, is.token(t, "before"), "rot:before")
+	waitWhoami(t, ctx, sni, rotatingToken(t, is, "before"), "rot:before")
 	pids := sb.PIDs()
 
-	is.mu.Lock()
-	oldKey, oldKid := is.key, is.kid
-	is.mu.Unlock()
-	is.rotate(t, "key-2")
-	if u, code := whoamiToken(ctx, t, sni, is.token(t, "after")); code != http.StatusOK || u.Username != "rot:after" {
+	oldKey, oldKid := is.Key()
+	is.Rotate(t, "key-2")
+	if u, code := whoamiToken(ctx, t, sni, rotatingToken(t, is, "after")); code != http.StatusOK || u.Username != "rot:after" {
 		t.Errorf("token of the new key: %d %+v", code, u)
 	}
 	_, _, directBody := do(t, ctx, httpClient(t, "", nil, nil), http.MethodGet, sb.ReplicaURLs[0]+"/api",
-		http.Header{"Authorization": {"Bearer " + is.token(t, "x")}}, nil)
+		http.Header{"Authorization": {"Bearer " + rotatingToken(t, is, "x")}}, nil)
 	code, _, body := do(t, ctx, httpClient(t, sni, nil, nil), http.MethodGet, sb.GatewayURL+"/api",
-		http.Header{"Authorization": {"Bearer " + signRS256(t, oldKey, oldKid, is.srv.URL, "retired")}}, nil)
+		http.Header{"Authorization": {"Bearer " + signedToken(t, is, oldKey, oldKid, "retired")}}, nil)
 	if code != http.StatusUnauthorized || string(body) != string(directBody) {
 		t.Errorf("token of the retired key: %d %s, want 401 %s", code, body, directBody)
 	}
