@@ -1,7 +1,7 @@
 // Package bench measures what the gateway costs: the same workloads against
 // the same kube-apiservers, directly and through each front door (Frontdoor
 // with x509 clients, bearer tokens and ext_proc, with the access log off, a
-// static Envoy without ext_authz with and without impersonation, HAProxy in
+// static Envoy without ext_authz (as the gateway, as the client, impersonating), HAProxy in
 // TCP mode, variant gateways, any --target), in interleaved rounds,
 // reporting medians, and where each request's time goes. `make bench` runs it (tests/bench/cmd/bench); TestQuickBench
 // runs its quick mode as a smoke test.
@@ -39,14 +39,20 @@ const (
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
 	// requests, apart from the gateway's.
 	PathEnvoyImpersonating = "envoy-impersonating"
-	PathHAProxy            = "haproxy-tcp"
-	PathTarget             = "target"
+	// PathEnvoyAsClient is envoy-plain presenting the bench user's own
+	// client certificate upstream instead of the gateway's: its requests
+	// run as the identity Frontdoor forwards (bench-user, bench-group,
+	// the credential-id extra), so the apiservers do that user's
+	// authorization and audit, without any forwarding headers.
+	PathEnvoyAsClient = "envoy-as-client"
+	PathHAProxy       = "haproxy-tcp"
+	PathTarget        = "target"
 )
 
 // AllPaths are the built-in paths, in table order (variants follow
 // PathFrontdoorExtP, --target comes last).
 var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorNoLog,
-	PathEnvoyPlain, PathEnvoyImpersonating, PathHAProxy}
+	PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating, PathHAProxy}
 
 // Options configure a benchmark run.
 type Options struct {
@@ -289,11 +295,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	statics := []struct {
-		name, note  string
-		impersonate bool
+		name, note            string
+		impersonate, asClient bool
 	}{
-		{PathEnvoyPlain, "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")", false},
-		{PathEnvoyImpersonating, "envoy-plain that also sets the Impersonate-* headers Frontdoor forwards for the bench user (route request_headers_to_add): the apiservers' cost of impersonation without the gateway's", true},
+		{PathEnvoyPlain, "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")", false, false},
+		{PathEnvoyAsClient, "envoy-plain presenting the bench user's own client certificate upstream instead of the gateway's: requests run as " + BenchUser + " (the identity Frontdoor forwards), authenticated by the apiservers' x509 authenticator", false, true},
+		{PathEnvoyImpersonating, "envoy-plain that also sets the Impersonate-* headers Frontdoor forwards for the bench user (route request_headers_to_add): the apiservers' cost of impersonation without the gateway's", true, false},
 	}
 	for _, st := range statics {
 		if !selected(st.name) {
@@ -307,7 +314,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				continue
 			}
 		}
-		e, err := startStaticEnvoy(ctx, st.name, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs, hs)
+		up := gatewayUpstream(sb.Dir)
+		if st.asClient {
+			if up, err = clientUpstream(opts.OutDir, st.name, certPEM, keyPEM); err != nil {
+				p.na = "n/a: " + err.Error()
+				continue
+			}
+		}
+		e, err := startStaticEnvoy(ctx, st.name, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs, hs, up)
 		if err != nil {
 			p.na = "n/a: static Envoy did not start: " + err.Error()
 			continue
