@@ -77,6 +77,10 @@ type Options struct {
 	// Variants are more Frontdoor gateways to measure beside the sandbox's
 	// (a build before a change, other flags or environment).
 	Variants []Variant
+	// MatchPath is the reference path of Matched cells: every path is
+	// offered (an open loop) the rate this one reached closed-loop in the
+	// same round (matched.go).
+	MatchPath string
 	// Baseline, a path name, adds a paired comparison of every path with it
 	// (round by round ratios): before/after figures of one run.
 	Baseline string
@@ -175,6 +179,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.defaults()
 	root, err := sandbox.RepoRoot()
 	if err != nil {
+		return nil, err
+	}
+	if opts.Modes, err = orderModes(opts.Modes, opts.MatchPath); err != nil {
 		return nil, err
 	}
 	if opts.OutDir == "" {
@@ -389,6 +396,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			say("%s: %s", p.name, p.na)
 		}
 	}
+	if slices.Contains(opts.Modes, Matched) && !slices.ContainsFunc(live, func(p *path) bool { return p.name == opts.MatchPath }) {
+		return nil, fmt.Errorf("mode %s: the reference path %q is not measured in this run", Matched, opts.MatchPath)
+	}
+	rep.MatchPath = opts.MatchPath
 
 	// Interleaved rounds: every round runs every cell on every path, with
 	// the path order rotated, so drift on a shared machine hits all paths.
@@ -402,23 +413,32 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		m Mode
 	}
 	var cells []cell
+	closedCell := map[Workload]int{} // the closed-loop cell of each workload
 	for _, m := range opts.Modes {
 		for _, w := range opts.Workloads {
+			if m == Closed {
+				closedCell[w] = len(cells)
+			}
 			cells = append(cells, cell{w, m})
 		}
 	}
 	for r := range opts.Rounds {
 		for ci, cl := range cells {
+			spec, err := opts.cellSpec(cl.w, cl.m, r, samples[key{closedCell[cl.w], opts.MatchPath}])
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", cl.w, cl.m, err)
+			}
 			for k := range live {
 				p := live[(k+r)%len(live)]
-				spec := LoadSpec{Workload: cl.w, Mode: cl.m, Concurrency: opts.Concurrency, QPS: opts.QPS[cl.w],
-					Connections: opts.Connections, Duration: opts.Duration, Warmup: opts.Warmup, Seed: opts.Seed + uint64(r)}
 				s, err := measure(ctx, p, apiservers, spec)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s/%s: %w", p.name, cl.w, cl.m, err)
 				}
 				say("round %d/%d %-6s %-6s %-18s %7.0f req/s p50 %6.1fms p99 %7.1fms errors %d%s",
 					r+1, opts.Rounds, cl.w, cl.m, p.name, s.res.QPS(), ms(s.res.Percentile(.5)), ms(s.res.Percentile(.99)), s.res.Errors, firstErr(s.res))
+				if cl.m == Matched {
+					s.offered = spec.QPS
+				}
 				samples[key{ci, p.name}] = append(samples[key{ci, p.name}], s)
 			}
 		}
@@ -474,6 +494,8 @@ type sample struct {
 	res    *LoadResult
 	cpu    map[string]time.Duration // gateway processes
 	apiCPU time.Duration            // all apiservers together
+	// offered is the arrival rate of a Matched cell (0 otherwise).
+	offered float64
 }
 
 func measure(ctx context.Context, p *path, apiservers map[string]int, spec LoadSpec) (sample, error) {

@@ -23,6 +23,9 @@ type Report struct {
 	WarmupS     float64 `json:"warmup_s"`
 	Concurrency int     `json:"concurrency"`
 	QPS         string  `json:"open_loop_qps"`
+	// MatchPath is the path whose closed-loop rate the matched cells
+	// offer every path (matched.go).
+	MatchPath   string  `json:"match_path,omitempty"`
 	Connections int     `json:"connections"`
 	Seed        uint64  `json:"seed"`
 	RuntimeS    float64 `json:"runtime_s"`
@@ -69,6 +72,8 @@ type Result struct {
 	// apiservers together (what the path costs behind the gateway).
 	CPUPer1k       map[string]float64 `json:"cpu_s_per_1k"`
 	APIServerCPU1k float64            `json:"apiservers_cpu_s_per_1k"`
+	// OfferedQPS is a matched cell's arrival rate, median over rounds.
+	OfferedQPS float64 `json:"offered_qps,omitempty"`
 	// Peak RSS (VmHWM) by gateway process, at the end of this cell.
 	PeakRSSMiB map[string]float64 `json:"peak_rss_mib"`
 
@@ -87,6 +92,7 @@ type RoundFigures struct {
 	P99Ms        float64 `json:"p99_ms"`
 	GatewayCPU1k float64 `json:"gateway_cpu_s_per_1k"`
 	APIServerCPU float64 `json:"apiservers_cpu_s_per_1k"`
+	OfferedQPS   float64 `json:"offered_qps,omitempty"` // matched cells
 }
 
 // PairedResult is one path against the baseline path in one cell: the
@@ -182,7 +188,7 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 	if p.na != "" || len(ss) == 0 {
 		return r
 	}
-	var qps, p50, p90, p99, mx, api []float64
+	var qps, p50, p90, p99, mx, api, offered []float64
 	cpu := map[string][]float64{}
 	for _, s := range ss {
 		qps = append(qps, s.res.QPS())
@@ -195,7 +201,10 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 		if r.FirstErr == "" {
 			r.FirstErr = s.res.FirstErr
 		}
-		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99))}
+		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99)), OfferedQPS: s.offered}
+		if s.offered > 0 {
+			offered = append(offered, s.offered)
+		}
 		if s.res.Requests > 0 {
 			for k, d := range s.cpu {
 				v := d.Seconds() * 1000 / float64(s.res.Requests)
@@ -209,6 +218,7 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 	}
 	r.QPS, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs = median(qps), median(p50), median(p90), median(p99), median(mx)
 	r.APIServerCPU1k = median(api)
+	r.OfferedQPS = median(offered)
 	for k, v := range cpu {
 		r.CPUPer1k[k] = median(v)
 	}
@@ -320,6 +330,7 @@ func (rep *Report) Markdown() string {
 	}
 	for _, cell := range cells {
 		fmt.Fprintf(&b, "\n**%s**\n\n", cell)
+		rep.matchedNote(&b, cell)
 		b.WriteString("| path | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | gateway CPU s/1k | apiservers CPU s/1k | peak RSS MiB |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n")
 		for _, r := range rep.Results {
@@ -470,3 +481,15 @@ func sortedKeys(m map[string]float64) []string {
 }
 
 var _ = time.Second
+
+// matchedNote says, under a matched cell's heading, which rate every path
+// was offered there.
+func (rep *Report) matchedNote(b *strings.Builder, cell string) {
+	for _, r := range rep.Results {
+		if r.Mode == Matched && string(r.Workload)+" / "+string(r.Mode) == cell && r.OfferedQPS > 0 {
+			fmt.Fprintf(b, "Open loop at %.0f%% of the rate `%s` served closed-loop in the same round (median %.0f req/s offered): every path at the same rate.\n\n",
+				100*matchedShare, rep.MatchPath, r.OfferedQPS)
+			return
+		}
+	}
+}
