@@ -36,14 +36,14 @@ func TestOrderModes(t *testing.T) {
 	}
 }
 
-// A matched cell of round r offers every path 90% of the rate the
+// A matched cell of round r offers every path 75% of the rate the
 // reference served closed-loop in round r (not another round's, not a
 // median): rounds drift on a shared machine, and the cell must follow.
 func TestMatchedCellSpec(t *testing.T) {
 	o := Options{Concurrency: 16, Connections: 8, Duration: 8 * time.Second, Warmup: 2 * time.Second, Seed: 7,
 		QPS: map[Workload]float64{WorkloadGet: 150}}
 	ref := []sample{served(500), served(400), served(600)}
-	for r, want := range []float64{450, 360, 540} {
+	for r, want := range []float64{375, 300, 450} {
 		spec, err := o.cellSpec(WorkloadGet, Matched, r, ref)
 		if err != nil {
 			t.Fatal(err)
@@ -75,20 +75,49 @@ func TestMatchedCellSpec(t *testing.T) {
 // and which path it matched.
 func TestMatchedReport(t *testing.T) {
 	ss := []sample{served(300), served(310), served(320)}
-	for i, q := range []float64{450, 360, 540} {
+	for i, q := range []float64{310, 300, 330} {
 		ss[i].offered = q
 	}
 	r := summarize(WorkloadGet, Matched, Options{}, &path{name: PathEnvoyPlain}, ss)
-	if r.OfferedQPS != 450 || r.PerRound[1].OfferedQPS != 360 {
+	if r.OfferedQPS != 310 || r.PerRound[1].OfferedQPS != 300 {
 		t.Errorf("offered: %g, per round %+v", r.OfferedQPS, r.PerRound)
 	}
-	rep := &Report{MatchPath: PathFrontdoorRH, Paths: []PathInfo{{Name: PathEnvoyPlain}}, Results: []Result{r}}
+	// A path that served under 95% of the offered rate fell behind.
+	slow := summarize(WorkloadGet, Matched, Options{}, &path{name: PathFrontdoorX509}, []sample{
+		{res: served(200).res, offered: 310}, {res: served(280).res, offered: 300}, {res: served(290).res, offered: 330}})
+	rep := &Report{MatchPath: PathFrontdoorRH, Paths: []PathInfo{{Name: PathEnvoyPlain}, {Name: PathFrontdoorX509}}, Results: []Result{r, slow}}
 	md := rep.Markdown()
-	if !strings.Contains(md, "**get / matched**\n\nOpen loop at 90% of the rate `frontdoor-requestheader` served closed-loop in the same round (median 450 req/s offered)") {
+	if !strings.Contains(md, "**get / matched**\n\nOpen loop at 75% of the rate `frontdoor-requestheader` served closed-loop in the same round (median 310 req/s offered)") {
 		t.Errorf("no matched note:\n%s", md)
+	}
+	if !strings.Contains(md, "| envoy-plain | 310 |") || !strings.Contains(md, "| frontdoor-x509 | 280 behind |") {
+		t.Errorf("behind marks:\n%s", md)
 	}
 	closed := summarize(WorkloadGet, Closed, Options{}, &path{name: PathEnvoyPlain}, []sample{served(300)})
 	if closed.OfferedQPS != 0 {
 		t.Errorf("a closed cell has an offered rate: %+v", closed)
+	}
+}
+
+// The paired table has the apiservers' CPU per request, round by round
+// against the baseline: the figure an apiserver-cost bar is judged on.
+func TestAddPairedAPIServers(t *testing.T) {
+	rep := &Report{Baseline: PathEnvoyPlain, Results: []Result{
+		{Workload: WorkloadGet, Mode: Matched, Path: PathEnvoyPlain, PerRound: []RoundFigures{
+			{QPS: 100, P50Ms: 10, P99Ms: 20, GatewayCPU1k: 0.4, APIServerCPU: 2}, {QPS: 100, P50Ms: 10, P99Ms: 20, GatewayCPU1k: 0.4, APIServerCPU: 3}}},
+		{Workload: WorkloadGet, Mode: Matched, Path: PathFrontdoorRH, PerRound: []RoundFigures{
+			{QPS: 100, P50Ms: 20, P99Ms: 40, GatewayCPU1k: 1.2, APIServerCPU: 2.2}, {QPS: 100, P50Ms: 20, P99Ms: 40, GatewayCPU1k: 1.2, APIServerCPU: 2.7}}},
+	}}
+	addPaired(rep)
+	if len(rep.Paired) != 1 {
+		t.Fatalf("paired = %+v", rep.Paired)
+	}
+	p := rep.Paired[0]
+	if math.Abs(p.APIServers[0]-1)/1 > 1e-9 || math.Abs(p.APIServers[1]-0.9) > 1e-9 || math.Abs(p.APIServers[2]-1.1) > 1e-9 {
+		t.Errorf("apiservers ratio = %v, want median 1 [0.9–1.1]", p.APIServers)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "| gateway CPU | req/s | p50 | p99 | apiservers CPU |") ||
+		!strings.Contains(md, "| get / matched | frontdoor-requestheader | ×3.000 [3.00–3.00] | ×1.000 [1.00–1.00] | ×2.000 [2.00–2.00] | ×2.000 [2.00–2.00] | ×1.000 [0.90–1.10] |") {
+		t.Errorf("markdown:\n%s", md)
 	}
 }

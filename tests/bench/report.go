@@ -106,6 +106,9 @@ type PairedResult struct {
 	P50      [3]float64 `json:"p50_ratio"`         // median, min, max
 	P99      [3]float64 `json:"p99_ratio"`         // median, min, max
 	CPU      [3]float64 `json:"gateway_cpu_ratio"` // median, min, max
+	// APIServers is the apiservers' CPU per request (median, min, max):
+	// what the path's requests cost the apiservers against the baseline's.
+	APIServers [3]float64 `json:"apiservers_cpu_ratio"`
 }
 
 // addPaired compares every result with the baseline's in the same cell,
@@ -132,7 +135,7 @@ func addPaired(rep *Report) {
 		if b == nil || r.NA != "" || r.Path == rep.Baseline || r.Path == PathDirect || len(r.PerRound) != len(b.PerRound) {
 			continue
 		}
-		var qps, p50, p99, cpu []float64
+		var qps, p50, p99, cpu, api []float64
 		for i, x := range r.PerRound {
 			y := b.PerRound[i]
 			if y.QPS > 0 && y.P50Ms > 0 && y.P99Ms > 0 {
@@ -141,9 +144,12 @@ func addPaired(rep *Report) {
 			if y.GatewayCPU1k > 0 {
 				cpu = append(cpu, x.GatewayCPU1k/y.GatewayCPU1k)
 			}
+			if y.APIServerCPU > 0 {
+				api = append(api, x.APIServerCPU/y.APIServerCPU)
+			}
 		}
 		rep.Paired = append(rep.Paired, PairedResult{Workload: r.Workload, Mode: r.Mode, Path: r.Path,
-			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu)})
+			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu), APIServers: stats(api)})
 	}
 }
 
@@ -153,10 +159,10 @@ func (rep *Report) pairedMarkdown(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "\n**Paired against `%s`** (each round's ratio path/%s in the same cell, median over rounds [lowest–highest round]; below 1 is less CPU, fewer req/s or lower latency)\n\n", rep.Baseline, rep.Baseline)
-	b.WriteString("| cell | path | gateway CPU | req/s | p50 | p99 |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| cell | path | gateway CPU | req/s | p50 | p99 | apiservers CPU |\n|---|---|---|---|---|---|---|\n")
 	f := func(x [3]float64) string { return fmt.Sprintf("×%.3f [%.2f–%.2f]", x[0], x[1], x[2]) }
 	for _, p := range rep.Paired {
-		fmt.Fprintf(b, "| %s / %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Mode, p.Path, f(p.CPU), f(p.QPS), f(p.P50), f(p.P99))
+		fmt.Fprintf(b, "| %s / %s | %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Mode, p.Path, f(p.CPU), f(p.QPS), f(p.P50), f(p.P99), f(p.APIServers))
 	}
 }
 
@@ -349,7 +355,7 @@ func (rep *Report) Markdown() string {
 				return s
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d (%.2f%%) | %s | %s | %s |\n", r.Path,
-				rt("qps", r.QPS, 0), rt("p50", r.P50Ms, 1), rt("p90", r.P90Ms, 1), rt("p99", r.P99Ms, 1), rt("max", r.MaxMs, 0),
+				rt("qps", r.QPS, 0)+behind(r), rt("p50", r.P50Ms, 1), rt("p90", r.P90Ms, 1), rt("p99", r.P99Ms, 1), rt("max", r.MaxMs, 0),
 				r.Errors, 100*r.ErrorRate, cpuCell(r.CPUPer1k), rt("apiservers_cpu", r.APIServerCPU1k, 3), rssCell(r.PeakRSSMiB))
 		}
 	}
@@ -492,4 +498,13 @@ func (rep *Report) matchedNote(b *strings.Builder, cell string) {
 			return
 		}
 	}
+}
+
+// behind marks a matched cell's path that served less than 95% of the rate
+// offered (it fell behind: its figures are not at the common rate).
+func behind(r Result) string {
+	if r.Mode == Matched && r.OfferedQPS > 0 && r.QPS < 0.95*r.OfferedQPS {
+		return " behind"
+	}
+	return ""
 }

@@ -45,7 +45,7 @@ func run() error {
 	flag.IntVar(&o.Connections, "connections", 8, "long-lived HTTP/2 clients (connections) per path")
 	flag.UintVar(&seed, "seed", 7, "random seed (request mix, names, arrivals)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated: get,list,create,mixed (default all; get,mixed with --quick)")
-	flag.StringVar(&modes, "modes", "", "comma-separated: closed,open,matched (default closed,open; closed with --quick); matched is an open loop at 90% of the rate --match-path served closed-loop in the same round, every path at one rate")
+	flag.StringVar(&modes, "modes", "", "comma-separated: closed,open,matched (default closed,open; closed with --quick); matched is an open loop at 75% of the rate --match-path served closed-loop in the same round, every path at one rate")
 	flag.StringVar(&o.MatchPath, "match-path", "", "the reference path of --modes matched, e.g. frontdoor-requestheader")
 	flag.StringVar(&paths, "paths", "", "comma-separated paths to measure (default all): "+strings.Join(bench.AllPaths, ","))
 	flag.Var(&variants, "variant", "also measure a second Frontdoor gateway, NAME[=BINARY][:ARG ...] (repeatable); ARGs are KEY=VALUE environment, "+
