@@ -94,6 +94,9 @@ type Options struct {
 	NoControlPlane bool
 	// Profile takes a Go CPU profile of the request service under load.
 	Profile bool
+	// ProfileAPIServers profiles every replica while each path's GETs
+	// arrive at one rate (apiprofile.go): where the apiservers' CPU goes.
+	ProfileAPIServers bool
 	// Target, if its URL is set, is measured as one more path.
 	Target    Client
 	TargetPID int // its process, for CPU and RSS (optional)
@@ -451,6 +454,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	addRatios(rep)
 	rep.Baseline = opts.Baseline
 	addPaired(rep)
+
+	if opts.ProfileAPIServers {
+		rep.APIProfiles = profileAllAPIServers(ctx, sb, live, opts, rep, say)
+	}
 
 	if !opts.NoSplit {
 		say("where the time goes: get, open loop %g req/s, per-request timing from Envoy's access logs", opts.QPS[WorkloadGet])

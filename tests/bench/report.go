@@ -42,6 +42,8 @@ type Report struct {
 	Split    []TimeSplit `json:"time_split,omitempty"`
 	SplitQPS float64     `json:"time_split_qps,omitempty"`
 	Profile  *Profile    `json:"profile,omitempty"`
+	// APIProfiles are the apiservers' CPU profiles per path.
+	APIProfiles []APIServerProfile `json:"apiserver_profiles,omitempty"`
 }
 
 // PathInfo says what a path is, or why it was not measured.
@@ -360,6 +362,7 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	rep.pairedMarkdown(&b)
+	rep.apiProfileMarkdown(&b)
 	rep.splitMarkdown(&b)
 	b.WriteString("\n**Balance** (get, open loop 200 req/s dealt evenly over 8 long-lived HTTP/2 clients, each on its own connection; counted from each replica's apiserver_request_total)\n\n")
 	b.WriteString("| path | replica 1 / 2 / 3 | max/min | CV | max deviation from even |\n|---|---|---:|---:|---:|\n")

@@ -55,6 +55,7 @@ func run() error {
 	flag.BoolVar(&o.NoSplit, "no-split", false, "skip the where-the-time-goes measurement")
 	flag.BoolVar(&o.NoControlPlane, "no-control-plane", false, "skip the control-plane figures (config edits, translation, the 10,000-rule load)")
 	flag.BoolVar(&o.Profile, "profile", true, "take a Go CPU profile of the request service under load")
+	flag.BoolVar(&o.ProfileAPIServers, "profile-apiservers", false, "also profile every kube-apiserver replica while each path's GETs arrive at one rate (the matched rate, else --qps get): the apiservers' CPU per GET by stage (authentication, RBAC, audit, ...)")
 	flag.StringVar(&o.Target.URL, "target", "", "also measure this gateway URL (https://host:port) fronting any apiserver")
 	flag.StringVar(&certFile, "client-cert", "", "--target: client certificate file (default: a bench-user cert from the sandbox CA)")
 	flag.StringVar(&keyFile, "client-key", "", "--target: client key file")
