@@ -30,8 +30,8 @@ func TestParsePprofTop(t *testing.T) {
 		t.Errorf("total = %g ms, want 2000", total)
 	}
 	for fn, want := range map[string]float64{
-		"net/http.HandlerFunc.ServeHTTP":    1480,
-		"crypto/x509.(*Certificate).Verify": 260,
+		"net/http.HandlerFunc.ServeHTTP":                                                1480,
+		"crypto/x509.(*Certificate).Verify":                                             260,
 		"k8s.io/kubernetes/plugin/pkg/auth/authorizer/rbac.(*RBACAuthorizer).Authorize": 100,
 	} {
 		if cum[fn] != want {

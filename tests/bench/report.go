@@ -76,6 +76,10 @@ type Result struct {
 	APIServerCPU1k float64            `json:"apiservers_cpu_s_per_1k"`
 	// OfferedQPS is a matched cell's arrival rate, median over rounds.
 	OfferedQPS float64 `json:"offered_qps,omitempty"`
+	// BehindRounds counts a matched cell's rounds in which the path served
+	// under 95% of the rate offered: it fell behind, and that round's
+	// figures are not at the common rate.
+	BehindRounds int `json:"behind_rounds,omitempty"`
 	// Peak RSS (VmHWM) by gateway process, at the end of this cell.
 	PeakRSSMiB map[string]float64 `json:"peak_rss_mib"`
 
@@ -212,6 +216,9 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99)), OfferedQPS: s.offered}
 		if s.offered > 0 {
 			offered = append(offered, s.offered)
+			if s.res.QPS() < 0.95*s.offered {
+				r.BehindRounds++
+			}
 		}
 		if s.res.Requests > 0 {
 			for k, d := range s.cpu {
@@ -503,11 +510,11 @@ func (rep *Report) matchedNote(b *strings.Builder, cell string) {
 	}
 }
 
-// behind marks a matched cell's path that served less than 95% of the rate
-// offered (it fell behind: its figures are not at the common rate).
+// behind marks a matched cell's path that fell behind the offered rate in
+// some rounds (served under 95% of it; see Result.BehindRounds).
 func behind(r Result) string {
-	if r.Mode == Matched && r.OfferedQPS > 0 && r.QPS < 0.95*r.OfferedQPS {
-		return " behind"
+	if r.BehindRounds > 0 {
+		return fmt.Sprintf(" (behind in %d/%d rounds)", r.BehindRounds, r.Rounds)
 	}
 	return ""
 }
