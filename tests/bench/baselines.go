@@ -109,11 +109,12 @@ func freePort() (int, error) {
 
 // staticEnvoyConfig is the cost floor of an Envoy design: the same TLS
 // termination (the gateway's serving cert), the same HTTP/2 upstream with the
-// gateway's client certificate, round robin over the same replicas and the
+// gateway's client certificate (by default), round robin over the same replicas and the
 // same pool limits as Frontdoor's generated config, but no ext_authz, no
 // identity filter and no control plane. Requests reach the apiservers as the
-// gateway's own identity, or (envoy-impersonating) impersonate a fixed user
-// with route request_headers_to_add.
+// gateway's own identity, as the client itself (envoy-as-client: the
+// client's certificate presented upstream), or (envoy-impersonating)
+// impersonate a fixed user with route request_headers_to_add.
 //
 // It has two listeners: the measured one writes no access log (the floor);
 // the timed one writes the timing fields of Frontdoor's access log
@@ -207,13 +208,36 @@ type staticEnvoy struct {
 	url, timedURL, accessLog string
 }
 
-// startStaticEnvoy renders staticEnvoyConfig for the sandbox in sbDir and
-// starts bin/envoy with it as name. headers, if any, are set on every
-// request (request_headers_to_add, replacing what the client sent).
-func startStaticEnvoy(ctx context.Context, name, envoyBin, sbDir, outDir string, replicas []string, headers []header) (*staticEnvoy, error) {
+// upstreamCert is the client certificate and key files a static Envoy
+// presents to the apiservers: the identity its requests run as.
+type upstreamCert struct{ cert, key string }
+
+// gatewayUpstream is the gateway's own client certificate (CN
+// frontdoor-gateway), the one Frontdoor's Envoy presents.
+func gatewayUpstream(sbDir string) upstreamCert {
+	return upstreamCert{filepath.Join(sbDir, "pki", "gateway-client.crt"), filepath.Join(sbDir, "pki", "gateway-client.key")}
+}
+
+// clientUpstream writes the client's own certificate and key into outDir
+// for the static Envoy name to present upstream (envoy-as-client): its
+// requests then reach the apiservers as the client, authenticated by their
+// x509 authenticator, as direct requests are.
+func clientUpstream(outDir, name string, certPEM, keyPEM []byte) (upstreamCert, error) {
+	u := upstreamCert{filepath.Join(outDir, name+"-upstream.crt"), filepath.Join(outDir, name+"-upstream.key")}
+	if err := os.WriteFile(u.cert, certPEM, 0o600); err != nil {
+		return u, err
+	}
+	return u, os.WriteFile(u.key, keyPEM, 0o600)
+}
+
+// renderStaticEnvoy renders staticEnvoyConfig for the sandbox in sbDir:
+// admin, measured and timed listener ports, the replicas as endpoints,
+// headers set on every request (request_headers_to_add, replacing what the
+// client sent) and up as the upstream client certificate.
+func renderStaticEnvoy(name, sbDir, outDir string, replicas []string, headers []header, up upstreamCert, ports [3]int) (string, error) {
 	hps, err := hostPorts(replicas)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	var eps strings.Builder
 	for _, hp := range hps {
@@ -228,19 +252,29 @@ func startStaticEnvoy(ctx context.Context, name, envoyBin, sbDir, outDir string,
 				h.name, strings.ReplaceAll(h.value, "%", "%%"))
 		}
 	}
-	ports := make([]int, 3) // admin, measured, timed
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
-	}
 	pki := func(name string) string { return filepath.Join(sbDir, "pki", name) }
 	logPath := filepath.Join(outDir, name+"-access.log")
 	listeners := fmt.Sprintf(staticListenerConfig, "measured", ports[1], pki("gateway-serving.crt"), pki("gateway-serving.key"), route.String(), "") +
 		fmt.Sprintf(staticListenerConfig, "timed", ports[2], pki("gateway-serving.crt"), pki("gateway-serving.key"), route.String(),
 			fmt.Sprintf(timingAccessLog, logPath))
-	cfg := fmt.Sprintf(staticEnvoyConfig, ports[0], listeners,
-		pki("gateway-client.crt"), pki("gateway-client.key"), filepath.Join(sbDir, "ca.crt"), eps.String())
+	return fmt.Sprintf(staticEnvoyConfig, ports[0], listeners, up.cert, up.key, filepath.Join(sbDir, "ca.crt"), eps.String()), nil
+}
+
+// startStaticEnvoy renders staticEnvoyConfig (renderStaticEnvoy) and starts
+// bin/envoy with it as name.
+func startStaticEnvoy(ctx context.Context, name, envoyBin, sbDir, outDir string, replicas []string, headers []header, up upstreamCert) (*staticEnvoy, error) {
+	var ports [3]int // admin, measured, timed
+	for i := range ports {
+		var err error
+		if ports[i], err = freePort(); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := renderStaticEnvoy(name, sbDir, outDir, replicas, headers, up, ports)
+	if err != nil {
+		return nil, err
+	}
+	logPath := filepath.Join(outDir, name+"-access.log")
 	cfgPath := filepath.Join(outDir, name+".yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, err

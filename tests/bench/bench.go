@@ -1,7 +1,7 @@
 // Package bench measures what the gateway costs: the same workloads against
 // the same kube-apiservers, directly and through each front door (Frontdoor
 // with x509 clients, bearer tokens and ext_proc, with the access log off, a
-// static Envoy without ext_authz with and without impersonation, HAProxy in
+// static Envoy without ext_authz (as the gateway, as the client, impersonating), HAProxy in
 // TCP mode, variant gateways, any --target), in interleaved rounds,
 // reporting medians, and where each request's time goes. `make bench` runs it (tests/bench/cmd/bench); TestQuickBench
 // runs its quick mode as a smoke test.
@@ -39,14 +39,20 @@ const (
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
 	// requests, apart from the gateway's.
 	PathEnvoyImpersonating = "envoy-impersonating"
-	PathHAProxy            = "haproxy-tcp"
-	PathTarget             = "target"
+	// PathEnvoyAsClient is envoy-plain presenting the bench user's own
+	// client certificate upstream instead of the gateway's: its requests
+	// run as the identity Frontdoor forwards (bench-user, bench-group,
+	// the credential-id extra), so the apiservers do that user's
+	// authorization and audit, without any forwarding headers.
+	PathEnvoyAsClient = "envoy-as-client"
+	PathHAProxy       = "haproxy-tcp"
+	PathTarget        = "target"
 )
 
 // AllPaths are the built-in paths, in table order (variants follow
 // PathFrontdoorExtP, --target comes last).
 var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorNoLog,
-	PathEnvoyPlain, PathEnvoyImpersonating, PathHAProxy}
+	PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating, PathHAProxy}
 
 // Options configure a benchmark run.
 type Options struct {
@@ -71,6 +77,10 @@ type Options struct {
 	// Variants are more Frontdoor gateways to measure beside the sandbox's
 	// (a build before a change, other flags or environment).
 	Variants []Variant
+	// MatchPath is the reference path of Matched cells: every path is
+	// offered (an open loop) the rate this one reached closed-loop in the
+	// same round (matched.go).
+	MatchPath string
 	// Baseline, a path name, adds a paired comparison of every path with it
 	// (round by round ratios): before/after figures of one run.
 	Baseline string
@@ -84,6 +94,9 @@ type Options struct {
 	NoControlPlane bool
 	// Profile takes a Go CPU profile of the request service under load.
 	Profile bool
+	// ProfileAPIServers profiles every replica while each path's GETs
+	// arrive at one rate (apiprofile.go): where the apiservers' CPU goes.
+	ProfileAPIServers bool
 	// Target, if its URL is set, is measured as one more path.
 	Target    Client
 	TargetPID int // its process, for CPU and RSS (optional)
@@ -169,6 +182,9 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	opts.defaults()
 	root, err := sandbox.RepoRoot()
 	if err != nil {
+		return nil, err
+	}
+	if opts.Modes, err = orderModes(opts.Modes, opts.MatchPath); err != nil {
 		return nil, err
 	}
 	if opts.OutDir == "" {
@@ -289,11 +305,12 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	statics := []struct {
-		name, note  string
-		impersonate bool
+		name, note            string
+		impersonate, asClient bool
 	}{
-		{PathEnvoyPlain, "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")", false},
-		{PathEnvoyImpersonating, "envoy-plain that also sets the Impersonate-* headers Frontdoor forwards for the bench user (route request_headers_to_add): the apiservers' cost of impersonation without the gateway's", true},
+		{PathEnvoyPlain, "static Envoy, no ext_authz: requests run as the gateway identity (" + sandbox.GatewayUser + ")", false, false},
+		{PathEnvoyAsClient, "envoy-plain presenting the bench user's own client certificate upstream instead of the gateway's: requests run as " + BenchUser + " (the identity Frontdoor forwards), authenticated by the apiservers' x509 authenticator", false, true},
+		{PathEnvoyImpersonating, "envoy-plain that also sets the Impersonate-* headers Frontdoor forwards for the bench user (route request_headers_to_add): the apiservers' cost of impersonation without the gateway's", true, false},
 	}
 	for _, st := range statics {
 		if !selected(st.name) {
@@ -307,7 +324,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 				continue
 			}
 		}
-		e, err := startStaticEnvoy(ctx, st.name, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs, hs)
+		up := gatewayUpstream(sb.Dir)
+		if st.asClient {
+			if up, err = clientUpstream(opts.OutDir, st.name, certPEM, keyPEM); err != nil {
+				p.na = "n/a: " + err.Error()
+				continue
+			}
+		}
+		e, err := startStaticEnvoy(ctx, st.name, filepath.Join(sb.BinDir, "envoy"), sb.Dir, opts.OutDir, sb.ReplicaURLs, hs, up)
 		if err != nil {
 			p.na = "n/a: static Envoy did not start: " + err.Error()
 			continue
@@ -375,6 +399,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			say("%s: %s", p.name, p.na)
 		}
 	}
+	if slices.Contains(opts.Modes, Matched) && !slices.ContainsFunc(live, func(p *path) bool { return p.name == opts.MatchPath }) {
+		return nil, fmt.Errorf("mode %s: the reference path %q is not measured in this run", Matched, opts.MatchPath)
+	}
+	rep.MatchPath = opts.MatchPath
 
 	// Interleaved rounds: every round runs every cell on every path, with
 	// the path order rotated, so drift on a shared machine hits all paths.
@@ -388,23 +416,32 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		m Mode
 	}
 	var cells []cell
+	closedCell := map[Workload]int{} // the closed-loop cell of each workload
 	for _, m := range opts.Modes {
 		for _, w := range opts.Workloads {
+			if m == Closed {
+				closedCell[w] = len(cells)
+			}
 			cells = append(cells, cell{w, m})
 		}
 	}
 	for r := range opts.Rounds {
 		for ci, cl := range cells {
+			spec, err := opts.cellSpec(cl.w, cl.m, r, samples[key{closedCell[cl.w], opts.MatchPath}])
+			if err != nil {
+				return nil, fmt.Errorf("%s/%s: %w", cl.w, cl.m, err)
+			}
 			for k := range live {
 				p := live[(k+r)%len(live)]
-				spec := LoadSpec{Workload: cl.w, Mode: cl.m, Concurrency: opts.Concurrency, QPS: opts.QPS[cl.w],
-					Connections: opts.Connections, Duration: opts.Duration, Warmup: opts.Warmup, Seed: opts.Seed + uint64(r)}
 				s, err := measure(ctx, p, apiservers, spec)
 				if err != nil {
 					return nil, fmt.Errorf("%s %s/%s: %w", p.name, cl.w, cl.m, err)
 				}
 				say("round %d/%d %-6s %-6s %-18s %7.0f req/s p50 %6.1fms p99 %7.1fms errors %d%s",
 					r+1, opts.Rounds, cl.w, cl.m, p.name, s.res.QPS(), ms(s.res.Percentile(.5)), ms(s.res.Percentile(.99)), s.res.Errors, firstErr(s.res))
+				if cl.m == Matched {
+					s.offered = spec.QPS
+				}
 				samples[key{ci, p.name}] = append(samples[key{ci, p.name}], s)
 			}
 		}
@@ -417,6 +454,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	addRatios(rep)
 	rep.Baseline = opts.Baseline
 	addPaired(rep)
+
+	if opts.ProfileAPIServers {
+		rep.APIProfiles = profileAllAPIServers(ctx, sb, live, opts, rep, say)
+	}
 
 	if !opts.NoSplit {
 		say("where the time goes: get, open loop %g req/s, per-request timing from Envoy's access logs", opts.QPS[WorkloadGet])
@@ -460,6 +501,8 @@ type sample struct {
 	res    *LoadResult
 	cpu    map[string]time.Duration // gateway processes
 	apiCPU time.Duration            // all apiservers together
+	// offered is the arrival rate of a Matched cell (0 otherwise).
+	offered float64
 }
 
 func measure(ctx context.Context, p *path, apiservers map[string]int, spec LoadSpec) (sample, error) {
@@ -540,40 +583,4 @@ func qpsString(m map[Workload]float64) string {
 		}
 	}
 	return strings.Join(parts, ", ")
-}
-
-// measureControlPlane adds the control-plane figures to rep: config edit →
-// Envoy applied, translation times, and (full runs) 10,000 dispatch rules
-// loaded into the running gateway.
-func measureControlPlane(ctx context.Context, sb *sandbox.Sandbox, opts Options, rep *Report, pids map[string]int, say func(string, ...any)) {
-	say("control plane: config edit → Envoy applied")
-	edits := 10
-	if opts.Quick {
-		edits = 2
-	}
-	apply := measureApply(ctx, sb, edits)
-	rep.ControlPlane.Apply = apply
-	sizes := []int{1, 10, 100, 1000}
-	if opts.Quick {
-		sizes = []int{1, 100}
-	}
-	if tr, err := measureTranslation(sb, sizes); err != nil {
-		rep.ControlPlane.TranslationError = err.Error()
-	} else {
-		rep.ControlPlane.Translation = tr
-	}
-	ruleSizes := []int{1, 100, 1000, 10000}
-	if opts.Quick {
-		ruleSizes = []int{1, 1000}
-	}
-	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
-		rep.ControlPlane.RulesError = err.Error()
-	} else {
-		rep.ControlPlane.Rules = rr
-	}
-	if !opts.Quick {
-		say("loading %d dispatch rules into the running gateway", 10000)
-		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
-		rep.ControlPlane.RulesLoad = &lr
-	}
 }

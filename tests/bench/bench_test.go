@@ -30,7 +30,7 @@ func TestQuickBench(t *testing.T) {
 		case p.NA == "":
 			measured[p.Name] = true
 		case p.Name == PathDirect || p.Name == PathFrontdoorX509 || p.Name == PathFrontdoorRH || p.Name == PathEnvoyPlain ||
-			p.Name == PathEnvoyImpersonating || p.Name == PathFrontdoorNoLog:
+			p.Name == PathEnvoyImpersonating || p.Name == PathEnvoyAsClient || p.Name == PathFrontdoorNoLog:
 			t.Errorf("path %s was not measured: %s", p.Name, p.NA)
 		default:
 			t.Logf("path %s: %s", p.Name, p.NA)
@@ -61,7 +61,7 @@ func TestQuickBench(t *testing.T) {
 	for _, r := range rep.Split {
 		split[r.Path] = r
 	}
-	for _, name := range []string{PathFrontdoorX509, PathEnvoyPlain, PathEnvoyImpersonating} {
+	for _, name := range []string{PathFrontdoorX509, PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating} {
 		r, ok := split[name]
 		switch {
 		case !ok || r.NA != "":

@@ -199,3 +199,39 @@ func loadSecrets(dir string) ([]*corev1.Secret, error) {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// measureControlPlane adds the control-plane figures to rep: config edit →
+// Envoy applied, translation times, and (full runs) 10,000 dispatch rules
+// loaded into the running gateway.
+func measureControlPlane(ctx context.Context, sb *sandbox.Sandbox, opts Options, rep *Report, pids map[string]int, say func(string, ...any)) {
+	say("control plane: config edit → Envoy applied")
+	edits := 10
+	if opts.Quick {
+		edits = 2
+	}
+	apply := measureApply(ctx, sb, edits)
+	rep.ControlPlane.Apply = apply
+	sizes := []int{1, 10, 100, 1000}
+	if opts.Quick {
+		sizes = []int{1, 100}
+	}
+	if tr, err := measureTranslation(sb, sizes); err != nil {
+		rep.ControlPlane.TranslationError = err.Error()
+	} else {
+		rep.ControlPlane.Translation = tr
+	}
+	ruleSizes := []int{1, 100, 1000, 10000}
+	if opts.Quick {
+		ruleSizes = []int{1, 1000}
+	}
+	if rr, err := measureRuleTranslation(sb, ruleSizes); err != nil {
+		rep.ControlPlane.RulesError = err.Error()
+	} else {
+		rep.ControlPlane.Rules = rr
+	}
+	if !opts.Quick {
+		say("loading %d dispatch rules into the running gateway", 10000)
+		lr := measureRulesLoad(ctx, sb, 10000, pids["frontdoor"], pids["envoy"])
+		rep.ControlPlane.RulesLoad = &lr
+	}
+}

@@ -23,6 +23,9 @@ type Report struct {
 	WarmupS     float64 `json:"warmup_s"`
 	Concurrency int     `json:"concurrency"`
 	QPS         string  `json:"open_loop_qps"`
+	// MatchPath is the path whose closed-loop rate the matched cells
+	// offer every path (matched.go).
+	MatchPath   string  `json:"match_path,omitempty"`
 	Connections int     `json:"connections"`
 	Seed        uint64  `json:"seed"`
 	RuntimeS    float64 `json:"runtime_s"`
@@ -39,6 +42,8 @@ type Report struct {
 	Split    []TimeSplit `json:"time_split,omitempty"`
 	SplitQPS float64     `json:"time_split_qps,omitempty"`
 	Profile  *Profile    `json:"profile,omitempty"`
+	// APIProfiles are the apiservers' CPU profiles per path.
+	APIProfiles []APIServerProfile `json:"apiserver_profiles,omitempty"`
 }
 
 // PathInfo says what a path is, or why it was not measured.
@@ -69,6 +74,12 @@ type Result struct {
 	// apiservers together (what the path costs behind the gateway).
 	CPUPer1k       map[string]float64 `json:"cpu_s_per_1k"`
 	APIServerCPU1k float64            `json:"apiservers_cpu_s_per_1k"`
+	// OfferedQPS is a matched cell's arrival rate, median over rounds.
+	OfferedQPS float64 `json:"offered_qps,omitempty"`
+	// BehindRounds counts a matched cell's rounds in which the path served
+	// under 95% of the rate offered: it fell behind, and that round's
+	// figures are not at the common rate.
+	BehindRounds int `json:"behind_rounds,omitempty"`
 	// Peak RSS (VmHWM) by gateway process, at the end of this cell.
 	PeakRSSMiB map[string]float64 `json:"peak_rss_mib"`
 
@@ -87,6 +98,7 @@ type RoundFigures struct {
 	P99Ms        float64 `json:"p99_ms"`
 	GatewayCPU1k float64 `json:"gateway_cpu_s_per_1k"`
 	APIServerCPU float64 `json:"apiservers_cpu_s_per_1k"`
+	OfferedQPS   float64 `json:"offered_qps,omitempty"` // matched cells
 }
 
 // PairedResult is one path against the baseline path in one cell: the
@@ -100,6 +112,9 @@ type PairedResult struct {
 	P50      [3]float64 `json:"p50_ratio"`         // median, min, max
 	P99      [3]float64 `json:"p99_ratio"`         // median, min, max
 	CPU      [3]float64 `json:"gateway_cpu_ratio"` // median, min, max
+	// APIServers is the apiservers' CPU per request (median, min, max):
+	// what the path's requests cost the apiservers against the baseline's.
+	APIServers [3]float64 `json:"apiservers_cpu_ratio"`
 }
 
 // addPaired compares every result with the baseline's in the same cell,
@@ -126,7 +141,7 @@ func addPaired(rep *Report) {
 		if b == nil || r.NA != "" || r.Path == rep.Baseline || r.Path == PathDirect || len(r.PerRound) != len(b.PerRound) {
 			continue
 		}
-		var qps, p50, p99, cpu []float64
+		var qps, p50, p99, cpu, api []float64
 		for i, x := range r.PerRound {
 			y := b.PerRound[i]
 			if y.QPS > 0 && y.P50Ms > 0 && y.P99Ms > 0 {
@@ -135,9 +150,12 @@ func addPaired(rep *Report) {
 			if y.GatewayCPU1k > 0 {
 				cpu = append(cpu, x.GatewayCPU1k/y.GatewayCPU1k)
 			}
+			if y.APIServerCPU > 0 {
+				api = append(api, x.APIServerCPU/y.APIServerCPU)
+			}
 		}
 		rep.Paired = append(rep.Paired, PairedResult{Workload: r.Workload, Mode: r.Mode, Path: r.Path,
-			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu)})
+			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu), APIServers: stats(api)})
 	}
 }
 
@@ -147,10 +165,10 @@ func (rep *Report) pairedMarkdown(b *strings.Builder) {
 		return
 	}
 	fmt.Fprintf(b, "\n**Paired against `%s`** (each round's ratio path/%s in the same cell, median over rounds [lowest–highest round]; below 1 is less CPU, fewer req/s or lower latency)\n\n", rep.Baseline, rep.Baseline)
-	b.WriteString("| cell | path | gateway CPU | req/s | p50 | p99 |\n|---|---|---|---|---|---|\n")
+	b.WriteString("| cell | path | gateway CPU | req/s | p50 | p99 | apiservers CPU |\n|---|---|---|---|---|---|---|\n")
 	f := func(x [3]float64) string { return fmt.Sprintf("×%.3f [%.2f–%.2f]", x[0], x[1], x[2]) }
 	for _, p := range rep.Paired {
-		fmt.Fprintf(b, "| %s / %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Mode, p.Path, f(p.CPU), f(p.QPS), f(p.P50), f(p.P99))
+		fmt.Fprintf(b, "| %s / %s | %s | %s | %s | %s | %s | %s |\n", p.Workload, p.Mode, p.Path, f(p.CPU), f(p.QPS), f(p.P50), f(p.P99), f(p.APIServers))
 	}
 }
 
@@ -182,7 +200,7 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 	if p.na != "" || len(ss) == 0 {
 		return r
 	}
-	var qps, p50, p90, p99, mx, api []float64
+	var qps, p50, p90, p99, mx, api, offered []float64
 	cpu := map[string][]float64{}
 	for _, s := range ss {
 		qps = append(qps, s.res.QPS())
@@ -195,7 +213,13 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 		if r.FirstErr == "" {
 			r.FirstErr = s.res.FirstErr
 		}
-		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99))}
+		rf := RoundFigures{QPS: s.res.QPS(), P50Ms: ms(s.res.Percentile(.5)), P99Ms: ms(s.res.Percentile(.99)), OfferedQPS: s.offered}
+		if s.offered > 0 {
+			offered = append(offered, s.offered)
+			if s.res.QPS() < 0.95*s.offered {
+				r.BehindRounds++
+			}
+		}
 		if s.res.Requests > 0 {
 			for k, d := range s.cpu {
 				v := d.Seconds() * 1000 / float64(s.res.Requests)
@@ -209,6 +233,7 @@ func summarize(w Workload, m Mode, opts Options, p *path, ss []sample) Result {
 	}
 	r.QPS, r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs = median(qps), median(p50), median(p90), median(p99), median(mx)
 	r.APIServerCPU1k = median(api)
+	r.OfferedQPS = median(offered)
 	for k, v := range cpu {
 		r.CPUPer1k[k] = median(v)
 	}
@@ -320,6 +345,7 @@ func (rep *Report) Markdown() string {
 	}
 	for _, cell := range cells {
 		fmt.Fprintf(&b, "\n**%s**\n\n", cell)
+		rep.matchedNote(&b, cell)
 		b.WriteString("| path | req/s | p50 ms | p90 ms | p99 ms | max ms | errors | gateway CPU s/1k | apiservers CPU s/1k | peak RSS MiB |\n")
 		b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---:|---|\n")
 		for _, r := range rep.Results {
@@ -338,11 +364,12 @@ func (rep *Report) Markdown() string {
 				return s
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %d (%.2f%%) | %s | %s | %s |\n", r.Path,
-				rt("qps", r.QPS, 0), rt("p50", r.P50Ms, 1), rt("p90", r.P90Ms, 1), rt("p99", r.P99Ms, 1), rt("max", r.MaxMs, 0),
+				rt("qps", r.QPS, 0)+behind(r), rt("p50", r.P50Ms, 1), rt("p90", r.P90Ms, 1), rt("p99", r.P99Ms, 1), rt("max", r.MaxMs, 0),
 				r.Errors, 100*r.ErrorRate, cpuCell(r.CPUPer1k), rt("apiservers_cpu", r.APIServerCPU1k, 3), rssCell(r.PeakRSSMiB))
 		}
 	}
 	rep.pairedMarkdown(&b)
+	rep.apiProfileMarkdown(&b)
 	rep.splitMarkdown(&b)
 	b.WriteString("\n**Balance** (get, open loop 200 req/s dealt evenly over 8 long-lived HTTP/2 clients, each on its own connection; counted from each replica's apiserver_request_total)\n\n")
 	b.WriteString("| path | replica 1 / 2 / 3 | max/min | CV | max deviation from even |\n|---|---|---:|---:|---:|\n")
@@ -470,3 +497,24 @@ func sortedKeys(m map[string]float64) []string {
 }
 
 var _ = time.Second
+
+// matchedNote says, under a matched cell's heading, which rate every path
+// was offered there.
+func (rep *Report) matchedNote(b *strings.Builder, cell string) {
+	for _, r := range rep.Results {
+		if r.Mode == Matched && string(r.Workload)+" / "+string(r.Mode) == cell && r.OfferedQPS > 0 {
+			fmt.Fprintf(b, "Open loop at %.0f%% of the rate `%s` served closed-loop in the same round (median %.0f req/s offered): every path at the same rate.\n\n",
+				100*matchedShare, rep.MatchPath, r.OfferedQPS)
+			return
+		}
+	}
+}
+
+// behind marks a matched cell's path that fell behind the offered rate in
+// some rounds (served under 95% of it; see Result.BehindRounds).
+func behind(r Result) string {
+	if r.BehindRounds > 0 {
+		return fmt.Sprintf(" (behind in %d/%d rounds)", r.BehindRounds, r.Rounds)
+	}
+	return ""
+}

@@ -31,7 +31,7 @@ var requestServiceModes = []struct{ Mode, Path string }{
 }
 
 // splitBaselines are the rows beside the modes, in table order.
-var splitBaselines = []string{PathDirect, PathEnvoyPlain, PathEnvoyImpersonating}
+var splitBaselines = []string{PathDirect, PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating}
 
 // TimeSplit is one row of the where-the-time-goes table: medians per
 // request (ms) over every logged request of the path's windows.

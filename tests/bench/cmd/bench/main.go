@@ -45,7 +45,8 @@ func run() error {
 	flag.IntVar(&o.Connections, "connections", 8, "long-lived HTTP/2 clients (connections) per path")
 	flag.UintVar(&seed, "seed", 7, "random seed (request mix, names, arrivals)")
 	flag.StringVar(&workloads, "workloads", "", "comma-separated: get,list,create,mixed (default all; get,mixed with --quick)")
-	flag.StringVar(&modes, "modes", "", "comma-separated: closed,open (default both; closed with --quick)")
+	flag.StringVar(&modes, "modes", "", "comma-separated: closed,open,matched (default closed,open; closed with --quick); matched is an open loop at 75% of the rate --match-path served closed-loop in the same round, every path at one rate")
+	flag.StringVar(&o.MatchPath, "match-path", "", "the reference path of --modes matched, e.g. frontdoor-requestheader")
 	flag.StringVar(&paths, "paths", "", "comma-separated paths to measure (default all): "+strings.Join(bench.AllPaths, ","))
 	flag.Var(&variants, "variant", "also measure a second Frontdoor gateway, NAME[=BINARY][:ARG ...] (repeatable); ARGs are KEY=VALUE environment, "+
 		"\"unix\" (gRPC on a Unix socket) or frontdoor serve flags, e.g. before=/tmp/frontdoor-before, gogc400:GOGC=400, uds:unix")
@@ -54,6 +55,7 @@ func run() error {
 	flag.BoolVar(&o.NoSplit, "no-split", false, "skip the where-the-time-goes measurement")
 	flag.BoolVar(&o.NoControlPlane, "no-control-plane", false, "skip the control-plane figures (config edits, translation, the 10,000-rule load)")
 	flag.BoolVar(&o.Profile, "profile", true, "take a Go CPU profile of the request service under load")
+	flag.BoolVar(&o.ProfileAPIServers, "profile-apiservers", false, "also profile every kube-apiserver replica while each path's GETs arrive at one rate (the matched rate, else --qps get): the apiservers' CPU per GET by stage (authentication, RBAC, audit, ...)")
 	flag.StringVar(&o.Target.URL, "target", "", "also measure this gateway URL (https://host:port) fronting any apiserver")
 	flag.StringVar(&certFile, "client-cert", "", "--target: client certificate file (default: a bench-user cert from the sandbox CA)")
 	flag.StringVar(&keyFile, "client-key", "", "--target: client key file")
