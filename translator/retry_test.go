@@ -48,17 +48,19 @@ func TestRetriesOnlyRefusalsBeforeExecution(t *testing.T) {
 		t.Cleanup(s.Close)
 		ports = append(ports, s.Listener.Addr().(*net.TCPAddr).Port)
 	}
-	listen := runRetryEnvoy(t, ports)
+	listen, admin := runRetryEnvoy(t, ports)
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	cases := []struct {
 		path, method, body string
+		upgrade            bool
 		wantCode           int
 		wantAttempts       int
 	}{
 		{path: "/apf-once", method: http.MethodGet, wantCode: http.StatusOK, wantAttempts: 2},
 		{path: "/shutdown-once", method: http.MethodGet, wantCode: http.StatusOK, wantAttempts: 2},
 		{path: "/shutdown-once-post", method: http.MethodPost, body: `{"kind":"ConfigMap"}`, wantCode: http.StatusCreated, wantAttempts: 2},
+		{path: "/shutdown-once-upgrade", method: http.MethodGet, upgrade: true, wantCode: http.StatusOK, wantAttempts: 2},
 		{path: "/shutdown-always", method: http.MethodGet, wantCode: http.StatusTooManyRequests, wantAttempts: 2},
 		{path: "/status-json", method: http.MethodPost, body: `{"kind":"Eviction"}`, wantCode: http.StatusTooManyRequests, wantAttempts: 1},
 		{path: "/status-protobuf", method: http.MethodGet, wantCode: http.StatusTooManyRequests, wantAttempts: 1},
@@ -69,6 +71,12 @@ func TestRetriesOnlyRefusalsBeforeExecution(t *testing.T) {
 		req, err := http.NewRequestWithContext(t.Context(), tc.method, listen+tc.path, strings.NewReader(tc.body))
 		if err != nil {
 			t.Fatal(err)
+		}
+		if tc.upgrade { // exec, attach, port-forward: the upgrade route
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
 		}
 		resp, err := client.Do(req)
 		if err != nil {
@@ -90,6 +98,21 @@ func TestRetriesOnlyRefusalsBeforeExecution(t *testing.T) {
 			if a.body != tc.body {
 				t.Errorf("%s %s: server %d got body %q; want %q", tc.method, tc.path, a.server, a.body, tc.body)
 			}
+		}
+	}
+
+	// The upgrade went by the upgrade route; Envoy counts each retry on the
+	// cluster it retried in.
+	for cluster, want := range map[string]string{"retry/upgrade": "1", "retry/default": "4"} {
+		stat := "cluster." + cluster + ".upstream_rq_retry"
+		resp, err := client.Get(admin + "/stats?filter=^" + strings.ReplaceAll(stat, ".", "\\.") + "$")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := strings.TrimSpace(string(b)); got != stat+": "+want {
+			t.Errorf("Envoy stats %q; want %s: %s", got, stat, want)
 		}
 	}
 }
@@ -152,7 +175,7 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 				apfRejected(w)
 				return
 			}
-		case "/shutdown-once", "/shutdown-once-post":
+		case "/shutdown-once", "/shutdown-once-post", "/shutdown-once-upgrade":
 			if first {
 				shuttingDown.ServeHTTP(w, r)
 				return
@@ -180,8 +203,9 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 // runRetryEnvoy runs bin/envoy with one listener whose routes are the
 // translator's (routeConfiguration) over two clusters (default and
 // upgrade) of plain HTTP/1.1 to ports, with the translator's upstream
-// filters; it returns the listener's URL once Envoy is ready.
-func runRetryEnvoy(t *testing.T, ports []int) string {
+// filters; it returns the listener's and the admin's URLs once Envoy is
+// ready.
+func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	t.Helper()
 	bin, err := testenv.Binary("envoy")
 	if err != nil {
@@ -193,6 +217,7 @@ func runRetryEnvoy(t *testing.T, ports []int) string {
 	rc.GetVirtualHosts()[0].TypedPerFilterConfig = nil // no request service here
 	hcm := &hcmv3.HttpConnectionManager{
 		StatPrefix:     "retry",
+		UpgradeConfigs: []*hcmv3.HttpConnectionManager_UpgradeConfig{{UpgradeType: "websocket"}},
 		RouteSpecifier: &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: rc},
 		HttpFilters:    []*hcmv3.HttpFilter{{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}}},
 	}
@@ -256,7 +281,7 @@ func runRetryEnvoy(t *testing.T, ports []int) string {
 		if resp, err := http.DefaultClient.Do(req); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return "http://127.0.0.1:" + strconv.Itoa(listenPort)
+				return "http://127.0.0.1:" + strconv.Itoa(listenPort), "http://127.0.0.1:" + strconv.Itoa(adminPort)
 			}
 		}
 		select {
