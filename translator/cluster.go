@@ -131,6 +131,7 @@ func upstreamHTTP1Options() *httpv3.HttpProtocolOptions {
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}},
+		HttpFilters: upstreamFilters(),
 	}
 }
 
@@ -152,6 +153,7 @@ func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 				},
 			}},
 		}},
+		HttpFilters: upstreamFilters(),
 	}
 }
 

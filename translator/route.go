@@ -4,22 +4,13 @@ import (
 	"slices"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/anypb"
-	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
 )
 
 const (
-	// retryOn lists the failures where the request certainly never reached
-	// an apiserver, so retrying cannot apply a mutation twice.
-	retryOn         = "connect-failure,refused-stream,reset-before-request"
-	numRetries      = 2
-	previousHosts   = "envoy.retry_host_predicates.previous_hosts"
-	hostSelectRetry = 3
-
 	upgradeRouteName = "upgrade"
 )
 
@@ -36,6 +27,8 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 		Name:    c.Name,
 		Domains: []string{"*"},
 		Routes:  slices.Concat(policyUpgradeRoutes(c), []*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
+		// The retry policy's internal verdict (retry.go) never reaches a client.
+		ResponseHeadersToRemove: []string{upstreamVerdictHeader},
 	}
 	if filter, cfg := requestServiceOf(c).perRoute(c); filter != "" {
 		vh.TypedPerFilterConfig = map[string]*anypb.Any{filter: mustAny(cfg)}
@@ -95,19 +88,5 @@ func defaultRoute(c *ClusterIR) *routev3.Route {
 			IdleTimeout: duration(0),
 			RetryPolicy: retryPolicy(),
 		}},
-	}
-}
-
-// retryPolicy retries only requests that never reached a server, each time
-// on a different server when there is one.
-func retryPolicy() *routev3.RetryPolicy {
-	return &routev3.RetryPolicy{
-		RetryOn:    retryOn,
-		NumRetries: wrapperspb.UInt32(numRetries),
-		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
-			Name:       previousHosts,
-			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
-		}},
-		HostSelectionRetryMaxAttempts: hostSelectRetry,
 	}
 }

@@ -85,9 +85,15 @@ func (s *Sandbox) startEtcd(ctx context.Context, clientPort, peerPort int) error
 	})
 }
 
-// apiserverArgs are the flags of replica i (1-based). StartReplica reuses
-// them, so a restarted replica comes back on the same port.
+// apiserverArgs are the flags of replica i (1-based), Options.ReplicaArgs[i]
+// last. StartReplica reuses them, so a restarted replica comes back on the
+// same port.
 func (s *Sandbox) apiserverArgs(i, port int) []string {
+	return append(s.baseAPIServerArgs(i, port), s.opts.ReplicaArgs[i]...)
+}
+
+// baseAPIServerArgs are the flags every replica i (1-based) has.
+func (s *Sandbox) baseAPIServerArgs(i, port int) []string {
 	return append(s.requestHeaderArgs(),
 		"--bind-address", "127.0.0.1",
 		"--advertise-address", "127.0.0.1",

@@ -3,6 +3,9 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
 )
 
 // AddReplica starts one more kube-apiserver on the sandbox's etcd, waits
@@ -43,4 +46,31 @@ func (s *Sandbox) AddReplicaBound(ctx context.Context, bindAddress string) (int,
 		return 0, "", err
 	}
 	return i, url, nil
+}
+
+// SetReplicaArgs replaces replica i's (1-based) extra flags
+// (Options.ReplicaArgs) for its next StartReplica; a running replica keeps
+// its flags until then. Tests that change a replica put its old flags back
+// and restart it when they end.
+func (s *Sandbox) SetReplicaArgs(i int, extra []string) error {
+	if i < 1 || i > len(s.apiservers) {
+		return fmt.Errorf("no replica %d (have %d)", i, len(s.apiservers))
+	}
+	u, err := url.Parse(s.ReplicaURLs[i-1])
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		return fmt.Errorf("replica %d URL %s: %w", i, s.ReplicaURLs[i-1], err)
+	}
+	if s.opts.ReplicaArgs == nil {
+		s.opts.ReplicaArgs = map[int][]string{}
+	}
+	s.opts.ReplicaArgs[i] = slices.Clone(extra)
+	p := s.apiservers[i-1]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.args = s.apiserverArgs(i, port)
+	return nil
 }

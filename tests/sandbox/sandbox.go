@@ -72,6 +72,11 @@ type Options struct {
 	// (serve --grpc-tls-*), and Envoy's bootstrap presents a client
 	// certificate from the sandbox CA (bootstrap --xds-tls-*).
 	GRPCMutualTLS bool
+	// ReplicaArgs are extra kube-apiserver flags per replica (1-based),
+	// after the sandbox's own (a repeated flag's last value wins), e.g. a
+	// tiny --max-requests-inflight on one replica. SetReplicaArgs changes
+	// them for a replica's next StartReplica.
+	ReplicaArgs map[int][]string
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
