@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -243,6 +244,21 @@ func agesAreJittered(t *testing.T, ctx context.Context, s *sandbox.Sandbox) {
 	}
 	if spread := goaways[n-1] - goaways[0]; spread < 300*time.Millisecond {
 		t.Errorf("%d connections opened together got their GOAWAYs within %v of each other: no jitter", n, spread)
+	}
+	// Envoy counts each as a connection that reached its maximum duration.
+	stats, err := s.EnvoyAdmin(ctx, "/stats?filter=downstream_cx_max_duration_reached")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var reached int
+	for line := range strings.Lines(stats) {
+		if _, v, ok := strings.Cut(strings.TrimSpace(line), ": "); ok && strings.HasPrefix(line, "http.") {
+			k, _ := strconv.Atoi(v)
+			reached += k
+		}
+	}
+	if reached < n {
+		t.Errorf("Envoy's downstream_cx_max_duration_reached totals %d, want at least %d:\n%s", reached, n, stats)
 	}
 }
 
