@@ -52,6 +52,9 @@ type BootstrapOptions struct {
 	// control plane applies it to this node's listener only: several Envoys
 	// on one host and one serve cannot bind the same address and port.
 	Listen *ListenOverride
+	// AccessLogPath, when set, is this Envoy's own access log file in place
+	// of serve's --access-log file (node metadata, like Listen).
+	AccessLogPath string
 }
 
 // ListenOverride is one Envoy's own listener address and ports. Zero fields
@@ -103,7 +106,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: admin address %q: host must be an IP address", opts.AdminAddress)
 	}
 
-	meta, err := nodeMetadata(opts.Listen)
+	meta, err := nodeMetadata(opts.Listen, opts.AccessLogPath)
 	if err != nil {
 		return nil, err
 	}

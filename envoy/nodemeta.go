@@ -3,6 +3,7 @@ package envoy
 import (
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 
 	"google.golang.org/protobuf/types/known/structpb"
@@ -20,16 +21,29 @@ const (
 	// NodeMetaExtraListenPorts is a list of numbers, the node's ports in
 	// place of serve's --extra-listen-ports, in the same order.
 	NodeMetaExtraListenPorts = "frontdoor.dev/extra-listen-ports"
+	// NodeMetaAccessLogPath is the absolute path of the node's own access
+	// log file, in place of serve's --access-log file.
+	NodeMetaAccessLogPath = "frontdoor.dev/access-log-path"
 )
 
-// nodeMetadata renders l as node metadata (nil for no override). It checks
+// nodeMetadata renders l and accessLog as node metadata (nil for
+// neither). It checks
 // what the control plane would refuse, so a bad flag fails at bootstrap
 // time instead of leaving an Envoy without config.
-func nodeMetadata(l *ListenOverride) (*structpb.Struct, error) {
-	if l == nil || (l.Address == "" && l.Port == 0 && len(l.ExtraPorts) == 0) {
-		return nil, nil
-	}
+func nodeMetadata(l *ListenOverride, accessLog string) (*structpb.Struct, error) {
 	fields := map[string]*structpb.Value{}
+	if accessLog != "" {
+		if !filepath.IsAbs(accessLog) {
+			return nil, fmt.Errorf("bootstrap: access log %q is not an absolute path", accessLog)
+		}
+		fields[NodeMetaAccessLogPath] = structpb.NewStringValue(accessLog)
+	}
+	if l == nil || (l.Address == "" && l.Port == 0 && len(l.ExtraPorts) == 0) {
+		if len(fields) == 0 {
+			return nil, nil
+		}
+		return &structpb.Struct{Fields: fields}, nil
+	}
 	if l.Address != "" {
 		if _, err := netip.ParseAddr(l.Address); err != nil {
 			return nil, fmt.Errorf("bootstrap: listen address %q is not an IP address", l.Address)

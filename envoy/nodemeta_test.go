@@ -21,6 +21,16 @@ func TestListenOverrideBecomesNodeMetadata(t *testing.T) {
 	if len(extra) != 2 || extra[0].GetNumberValue() != 7444 || extra[1].GetNumberValue() != 7445 {
 		t.Fatalf("extra ports metadata %v", extra)
 	}
+	logOnly, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: "127.0.0.1:1", AdminAddress: "127.0.0.1:2", AccessLogPath: "/var/log/envoy-2.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := logOnly.GetNode().GetMetadata().GetFields()[NodeMetaAccessLogPath].GetStringValue(); got != "/var/log/envoy-2.log" {
+		t.Fatalf("access log metadata %q", got)
+	}
+	if _, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: "127.0.0.1:1", AdminAddress: "127.0.0.1:2", AccessLogPath: "envoy.log"}); err == nil {
+		t.Fatal("a relative access log path was accepted")
+	}
 	plain, err := Bootstrap(BootstrapOptions{NodeID: "n", XDSAddress: "127.0.0.1:1", AdminAddress: "127.0.0.1:2"})
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ import (
 type NodeView func(node *corev3.Node, res map[string][]types.Resource) (map[string][]types.Resource, string, error)
 
 // DefaultNodeViews are the specializations every serve applies.
-var DefaultNodeViews = []NodeView{ListenerView}
+var DefaultNodeViews = []NodeView{ListenerView, AccessLogView}
 
 // nodeRetention is how long a disconnected node's snapshot and state stay.
 const nodeRetention = 10 * time.Minute

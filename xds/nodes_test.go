@@ -2,12 +2,15 @@ package xds
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -382,5 +385,53 @@ func TestNodeViewMayNotDropAReferencedResource(t *testing.T) {
 	}
 	if c.Nodes()["n"] != c.Current().Version {
 		t.Fatalf("node n at %q, want its previous snapshot %q", c.Nodes()["n"], c.Current().Version)
+	}
+}
+
+// TestNodeGetsItsOwnAccessLog: a node naming its own access log file gets
+// every file access log moved there, serve's file stays in the shared
+// output; a relative path is refused.
+func TestNodeGetsItsOwnAccessLog(t *testing.T) {
+	opts := fleetOptions
+	opts.AccessLogPath = "/var/log/frontdoor/shared.log"
+	in := goldenInputs(t, "one-cluster")
+	in.Options = opts
+	out := translator.Translate(in)
+	meta := func(p string) *structpb.Struct {
+		return &structpb.Struct{Fields: map[string]*structpb.Value{envoy.NodeMetaAccessLogPath: structpb.NewStringValue(p)}}
+	}
+	res, tag, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta("/var/log/frontdoor/envoy-2.log")}, out.Resources)
+	if err != nil || tag == "" {
+		t.Fatalf("AccessLogView: tag %q, err %v", tag, err)
+	}
+	paths := func(res map[string][]types.Resource) []string {
+		var ps []string
+		for _, r := range res[resourcev3.ListenerType] {
+			for _, fc := range r.(*listenerv3.Listener).GetFilterChains() { //nolint:forcetypeassert // LDS holds listeners
+				for _, f := range fc.GetFilters() {
+					hcm := &hcmv3.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+						t.Fatal(err)
+					}
+					for _, al := range hcm.GetAccessLog() {
+						file := &filev3.FileAccessLog{}
+						if err := al.GetTypedConfig().UnmarshalTo(file); err != nil {
+							t.Fatal(err)
+						}
+						ps = append(ps, file.GetPath())
+					}
+				}
+			}
+		}
+		return ps
+	}
+	if got := paths(res); len(got) == 0 || slices.ContainsFunc(got, func(p string) bool { return p != "/var/log/frontdoor/envoy-2.log" }) {
+		t.Fatalf("node's access logs %v, want every one at /var/log/frontdoor/envoy-2.log", got)
+	}
+	if got := paths(out.Resources); len(got) == 0 || got[0] != "/var/log/frontdoor/shared.log" {
+		t.Fatalf("the shared output's access logs changed: %v", got)
+	}
+	if _, _, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta("envoy.log")}, out.Resources); err == nil {
+		t.Fatal("a relative access log path was accepted")
 	}
 }

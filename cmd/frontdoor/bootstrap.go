@@ -18,6 +18,7 @@ func runBootstrap(args []string, out io.Writer) error {
 	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID: distinct for every Envoy on one frontdoor serve (the control plane keeps one snapshot per node ID; Envoys sharing an ID share it)")
 	listenAddr := fs.String("listen-address", "", "IP address this Envoy's client listener binds (default: frontdoor serve's --listen-address); sent as node metadata")
 	listenPort := fs.Uint("listen-port", 0, "this Envoy's client listener port (default: frontdoor serve's --listen-port); set it for every Envoy beside the first on one host")
+	accessLog := fs.String("access-log", "", "absolute path of this Envoy's own access log file, in place of frontdoor serve's --access-log file (for several Envoys on one host); sent as node metadata")
 	var extraPorts []uint32
 	fs.Func("extra-listen-ports", "comma-separated ports in place of frontdoor serve's --extra-listen-ports, in the same order (PROXY protocol ports map by position); with --listen-port, serve's extra ports not named here are not bound by this Envoy",
 		portList(&extraPorts))
@@ -35,11 +36,12 @@ func runBootstrap(args []string, out io.Writer) error {
 		return err
 	}
 	opts := envoy.BootstrapOptions{
-		NodeID:       *nodeID,
-		NodeCluster:  "frontdoor",
-		XDSAddress:   *xdsAddr,
-		AdminAddress: *adminAddr,
-		Overload:     envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
+		NodeID:        *nodeID,
+		NodeCluster:   "frontdoor",
+		XDSAddress:    *xdsAddr,
+		AdminAddress:  *adminAddr,
+		Overload:      envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
+		AccessLogPath: *accessLog,
 	}
 	if *listenPort > 65535 {
 		return fmt.Errorf("--listen-port %d is not a TCP port", *listenPort)
