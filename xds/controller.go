@@ -57,6 +57,7 @@ type Controller struct {
 	publishErr      error               // of the last Update
 	acks            *ackTracker
 	ready           atomic.Bool
+	published       chan struct{} // closed by the first publish
 
 	views       []NodeView
 	nodes       map[string]*nodeState // by node ID
@@ -86,6 +87,7 @@ func NewController(o ControllerOptions) *Controller {
 		lastGood:        map[string]*v1alpha1.UpstreamCluster{},
 		lastGoodSecrets: map[string]*corev1.Secret{},
 		acks:            newAckTracker(),
+		published:       make(chan struct{}),
 		views:           views,
 		nodes:           map[string]*nodeState{},
 		streamNodes:     map[int64]string{},
@@ -122,6 +124,9 @@ func (c *Controller) Statuses() []translator.Status {
 		Version: version, Err: c.publishErr, Substituted: c.substituted, Acked: acked, Open: open,
 	})
 }
+
+// Published is closed once the first config has been published (Ready).
+func (c *Controller) Published() <-chan struct{} { return c.published }
 
 // Ready reports whether a config has been published.
 func (c *Controller) Ready() bool { return c.ready.Load() }
@@ -197,7 +202,9 @@ func (c *Controller) publish(ctx context.Context, out *translator.Output) error 
 	c.metrics.lastSnapshotUnixTS.SetToCurrentTime()
 	c.current = out
 	c.publishAllNodesLocked(ctx)
-	c.ready.Store(true)
+	if !c.ready.Swap(true) {
+		close(c.published)
+	}
 	c.log.Info("config published", "version", out.Version, "upstreamclusters", len(out.Policy.Clusters))
 	return nil
 }
