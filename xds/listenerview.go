@@ -109,7 +109,7 @@ func movePortPredicate(p *listenerv3.ListenerFilterChainMatchPredicate, ports ma
 		return
 	}
 	if r := p.GetDestinationPortRange(); r != nil && r.GetEnd() == r.GetStart()+1 && r.GetStart() >= 0 {
-		if np, ok := ports[uint32(r.GetStart())]; ok {
+		if np, ok := ports[uint32(r.GetStart())]; ok { //nolint:gosec // checked not negative above
 			r.Start, r.End = int32(np), int32(np)+1 //nolint:gosec // TCP ports (checked by parseListenOverride)
 		}
 	}
