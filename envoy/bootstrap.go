@@ -46,6 +46,26 @@ type BootstrapOptions struct {
 	// TLS (frontdoor serve --grpc-tls-*): required for an XDSAddress other
 	// than loopback or a Unix socket, since the stream carries private keys.
 	XDSTLS *XDSTLS
+	// Listen, when set, is where this Envoy serves clients instead of
+	// frontdoor serve's --listen-address, --listen-port and
+	// --extra-listen-ports. It travels as node metadata (NodeMeta*) and the
+	// control plane applies it to this node's listener only: several Envoys
+	// on one host and one serve cannot bind the same address and port.
+	Listen *ListenOverride
+	// AccessLogPath, when set, is this Envoy's own access log file in place
+	// of serve's --access-log file (node metadata, like Listen).
+	AccessLogPath string
+}
+
+// ListenOverride is one Envoy's own listener address and ports. Zero fields
+// keep serve's: an empty Address keeps --listen-address, Port 0 keeps
+// --listen-port. ExtraPorts pair in order with serve's --extra-listen-ports
+// (and so keep their PROXY protocol setting); with Port set, serve's extra
+// ports beyond len(ExtraPorts) are not bound on this node.
+type ListenOverride struct {
+	Address    string
+	Port       uint32
+	ExtraPorts []uint32
 }
 
 // XDSTLS are the files Envoy reads for mutual TLS to the control plane.
@@ -86,6 +106,10 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		return nil, fmt.Errorf("bootstrap: admin address %q: host must be an IP address", opts.AdminAddress)
 	}
 
+	meta, err := nodeMetadata(opts.Listen, opts.AccessLogPath)
+	if err != nil {
+		return nil, err
+	}
 	cp, err := controlPlaneCluster(opts.XDSAddress, opts.XDSTLS)
 	if err != nil {
 		return nil, err
@@ -96,7 +120,7 @@ func Bootstrap(opts BootstrapOptions) (*bootstrapv3.Bootstrap, error) {
 		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
 	}
 	b := &bootstrapv3.Bootstrap{
-		Node: &corev3.Node{Id: opts.NodeID, Cluster: opts.NodeCluster},
+		Node: &corev3.Node{Id: opts.NodeID, Cluster: opts.NodeCluster, Metadata: meta},
 		Admin: &bootstrapv3.Admin{
 			Address: socketAddress(adminHost, adminPort),
 			// Health checks, stats and drains keep working when clients

@@ -30,6 +30,8 @@ func TestBootstrapYAMLRoundTrip(t *testing.T) {
 			XDSTLS: &XDSTLS{CertFile: "/tls/envoy.crt", KeyFile: "/tls/envoy.key", CAFile: "/tls/ca.crt"}},
 		"ipv6": {NodeID: "n", XDSAddress: "[::1]:18000", AdminAddress: "127.0.0.1:9901"},
 		"unix": {NodeID: "n", XDSAddress: "unix:///run/frontdoor/grpc.sock", AdminAddress: "127.0.0.1:9901"},
+		"listen": {NodeID: "n", XDSAddress: "127.0.0.1:18000", AdminAddress: "127.0.0.1:9901",
+			Listen: &ListenOverride{Address: "127.0.0.1", Port: 7443, ExtraPorts: []uint32{7444}}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			b, err := Bootstrap(opts)

@@ -74,7 +74,8 @@ func extAuthzFilter() *hcmv3.HttpFilter {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: envoy.ControlPlaneCluster,
 			}},
-			Timeout: duration(extAuthzTimeout),
+			Timeout:     duration(extAuthzTimeout),
+			RetryPolicy: requestServiceRetryPolicy(),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FailureModeAllow:    false,

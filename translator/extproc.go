@@ -97,7 +97,8 @@ func extProcFilter() *hcmv3.HttpFilter {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: envoy.ControlPlaneCluster,
 			}},
-			Timeout: duration(extProcTimeout),
+			Timeout:     duration(extProcTimeout),
+			RetryPolicy: requestServiceRetryPolicy(),
 		},
 		FailureModeAllow: false,
 		// Response headers are skipped here and sent only per virtual host

@@ -1,8 +1,12 @@
 package translator
 
 import (
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 )
@@ -58,3 +62,30 @@ type modeValidator interface {
 
 // requestServiceOf is the mode of c. The IR only holds validated modes.
 func requestServiceOf(c *ClusterIR) requestService { return requestServices[c.RequestService] }
+
+const (
+	// requestServiceRetries and requestServiceBackoff bound how a call to
+	// the request service is retried; the call's own timeout
+	// (extAuthzTimeout) bounds the whole, retries included.
+	requestServiceRetries     = 20
+	requestServiceBackoffBase = 50 * time.Millisecond
+	requestServiceBackoffMax  = 250 * time.Millisecond
+)
+
+// requestServiceRetryPolicy carries calls to the request service over a
+// restart of frontdoor serve (it lives in that process in ExtAuthz and
+// ExtProc mode): a call that finds no server (connection refused, the
+// connection reset or refused by a server shutting down, gRPC
+// UNAVAILABLE) is tried again every 50–250 ms until the call's timeout.
+// A Check only reads, so repeating one is safe. A call the service
+// answered, allow or deny, is never retried.
+func requestServiceRetryPolicy() *corev3.RetryPolicy {
+	return &corev3.RetryPolicy{
+		RetryOn:    "connect-failure,refused-stream,reset,unavailable",
+		NumRetries: wrapperspb.UInt32(requestServiceRetries),
+		RetryBackOff: &corev3.BackoffStrategy{
+			BaseInterval: duration(requestServiceBackoffBase),
+			MaxInterval:  duration(requestServiceBackoffMax),
+		},
+	}
+}

@@ -74,13 +74,16 @@ func (a *ackTracker) notify() {
 	}
 }
 
-// count returns how many streams are at version, and how many are open.
+// count returns how many streams are at version, and how many are open. A
+// node's snapshot version is the translated version with its views' tags
+// (NodeVersion): a stream is at version when its acknowledged snapshot was
+// made from it.
 func (a *ackTracker) count(version string) (at, open int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, s := range a.streams {
 		open++
-		if s.acked == version && len(s.pending) == 0 {
+		if baseVersion(s.acked) == version && len(s.pending) == 0 {
 			at++
 		}
 	}

@@ -30,12 +30,15 @@ type ControllerOptions struct {
 	Sink       PolicySink
 	Registry   prometheus.Registerer
 	Logger     *slog.Logger
+	// NodeViews specialize the snapshot per node (nodes.go); nil means
+	// DefaultNodeViews.
+	NodeViews []NodeView
 }
 
 // Controller owns the snapshot cache: every Update translates the inputs,
 // hands the policy to the request service and, when the snapshot is
-// consistent, sets it for every Envoy. An inconsistent snapshot is never
-// served: the last good one stays.
+// consistent, sets each known Envoy's specialization of it (nodes.go). An
+// inconsistent snapshot is never served: the last good one stays.
 type Controller struct {
 	opts    translator.Options
 	sink    PolicySink
@@ -54,6 +57,12 @@ type Controller struct {
 	publishErr      error               // of the last Update
 	acks            *ackTracker
 	ready           atomic.Bool
+	published       chan struct{} // closed by the first publish
+
+	views       []NodeView
+	nodes       map[string]*nodeState // by node ID
+	streamNodes map[int64]string      // open stream → node ID
+	now         func() time.Time
 
 	openStreams atomic.Int64 // ADS streams open now
 }
@@ -65,6 +74,10 @@ func NewController(o ControllerOptions) *Controller {
 	if log == nil {
 		log = slog.Default()
 	}
+	views := o.NodeViews
+	if views == nil {
+		views = DefaultNodeViews
+	}
 	return &Controller{
 		opts:            o.Translator,
 		sink:            o.Sink,
@@ -74,6 +87,11 @@ func NewController(o ControllerOptions) *Controller {
 		lastGood:        map[string]*v1alpha1.UpstreamCluster{},
 		lastGoodSecrets: map[string]*corev1.Secret{},
 		acks:            newAckTracker(),
+		published:       make(chan struct{}),
+		views:           views,
+		nodes:           map[string]*nodeState{},
+		streamNodes:     map[int64]string{},
+		now:             time.Now,
 	}
 }
 
@@ -106,6 +124,9 @@ func (c *Controller) Statuses() []translator.Status {
 		Version: version, Err: c.publishErr, Substituted: c.substituted, Acked: acked, Open: open,
 	})
 }
+
+// Published is closed once the first config has been published (Ready).
+func (c *Controller) Published() <-chan struct{} { return c.published }
 
 // Ready reports whether a config has been published.
 func (c *Controller) Ready() bool { return c.ready.Load() }
@@ -155,8 +176,8 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	return err
 }
 
-// publish sets out as the served snapshot unless it already is. Called
-// with c.mu held.
+// publish sets out as the served snapshot unless it already is: checked
+// whole, then specialized for every known node. Called with c.mu held.
 func (c *Controller) publish(ctx context.Context, out *translator.Output) error {
 	if c.current != nil && c.current.Version == out.Version {
 		return nil
@@ -173,9 +194,6 @@ func (c *Controller) publish(ctx context.Context, out *translator.Output) error 
 	if c.sink != nil {
 		c.sink.SetPolicy(out.Policy)
 	}
-	if err := c.cache.SetSnapshot(ctx, snapshotGroup, snap); err != nil {
-		return fmt.Errorf("set snapshot %s: %w", out.Version, err)
-	}
 	if c.current != nil {
 		c.metrics.snapshotInfo.DeleteLabelValues(c.current.Version)
 	}
@@ -183,7 +201,10 @@ func (c *Controller) publish(ctx context.Context, out *translator.Output) error 
 	c.metrics.pushes.Inc()
 	c.metrics.lastSnapshotUnixTS.SetToCurrentTime()
 	c.current = out
-	c.ready.Store(true)
+	c.publishAllNodesLocked(ctx)
+	if !c.ready.Swap(true) {
+		close(c.published)
+	}
 	c.log.Info("config published", "version", out.Version, "upstreamclusters", len(out.Policy.Clusters))
 	return nil
 }

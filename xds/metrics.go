@@ -14,6 +14,7 @@ type metrics struct {
 	clustersAccepted   prometheus.Gauge
 	clustersRejected   prometheus.Gauge
 	lastSnapshotUnixTS prometheus.Gauge
+	nodeErrors         prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -55,8 +56,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "frontdoor_xds_last_snapshot_timestamp_seconds",
 			Help: "Unix time of the last snapshot set in the cache.",
 		}),
+		nodeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "frontdoor_xds_node_snapshot_errors_total",
+			Help: "Per-node snapshots that could not be made (e.g. node metadata asking for a listener port that is not a TCP port); that node keeps its previous config or gets none.",
+		}),
 	}
 	reg.MustRegister(m.connectedProxies, m.pushes, m.nacks, m.snapshotInfo, m.translation,
-		m.configErrors, m.clustersAccepted, m.clustersRejected, m.lastSnapshotUnixTS)
+		m.configErrors, m.clustersAccepted, m.clustersRejected, m.lastSnapshotUnixTS, m.nodeErrors)
 	return m
 }

@@ -13,18 +13,10 @@ import (
 	"google.golang.org/grpc"
 )
 
-// snapshotGroup is the one snapshot every Envoy gets: all gateway replicas
-// serve the same config, so the cache keys nodes to a single group instead of
-// by node ID (a new replica needs no per-node snapshot).
-const snapshotGroup = "frontdoor"
-
-type oneGroup struct{}
-
-func (oneGroup) ID(*corev3.Node) string { return snapshotGroup }
-
-// newCache returns the ADS snapshot cache shared by every node.
+// newCache returns the ADS snapshot cache, keyed by node ID: each Envoy
+// gets its own specialization of the served config (nodes.go).
 func newCache(logger *slog.Logger) cachev3.SnapshotCache {
-	return cachev3.NewSnapshotCache(true, oneGroup{}, cacheLogger{logger})
+	return cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{logger})
 }
 
 // RegisterADS registers the aggregated discovery service for the
@@ -37,6 +29,7 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 		return nil
 	}
 	closed := func(id int64, node *corev3.Node) {
+		c.nodeClosed(id)
 		c.acks.closed(id)
 		c.metrics.connectedProxies.Set(float64(open.Add(-1)))
 		c.log.Info("xds stream closed", "stream", id, "node", node.GetId())
@@ -56,11 +49,19 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 		DeltaStreamOpenFunc:   func(_ context.Context, id int64, t string) error { return opened(id, t) },
 		StreamClosedFunc:      closed,
 		DeltaStreamClosedFunc: closed,
+		// The first request of a stream carries the node: its snapshot is
+		// set before the server creates the request's watch.
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			if n := req.GetNode(); n != nil {
+				c.nodeOpened(ctx, id, n)
+			}
 			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			return nil
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			if n := req.GetNode(); n != nil {
+				c.nodeOpened(ctx, id, n)
+			}
 			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			c.acks.answered(id, req.GetResponseNonce(), req.GetErrorDetail() != nil)
 			return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"os"
 
@@ -14,7 +15,13 @@ func runBootstrap(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bootstrap", flag.ContinueOnError)
 	xdsAddr := fs.String("xds-address", "127.0.0.1:18000", "frontdoor serve's --grpc-address: host:port, or unix:///path for its Unix socket")
 	adminAddr := fs.String("admin-address", "127.0.0.1:19000", "host:port for Envoy's admin interface (stats, config_dump)")
-	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID (any value: every node gets the same config)")
+	nodeID := fs.String("node-id", "frontdoor-envoy", "Envoy node ID: distinct for every Envoy on one frontdoor serve (the control plane keeps one snapshot per node ID; Envoys sharing an ID share it)")
+	listenAddr := fs.String("listen-address", "", "IP address this Envoy's client listener binds (default: frontdoor serve's --listen-address); sent as node metadata")
+	listenPort := fs.Uint("listen-port", 0, "this Envoy's client listener port (default: frontdoor serve's --listen-port); set it for every Envoy beside the first on one host")
+	accessLog := fs.String("access-log", "", "absolute path of this Envoy's own access log file, in place of frontdoor serve's --access-log file (for several Envoys on one host); sent as node metadata")
+	var extraPorts []uint32
+	fs.Func("extra-listen-ports", "comma-separated ports in place of frontdoor serve's --extra-listen-ports, in the same order (PROXY protocol ports map by position); with --listen-port, serve's extra ports not named here are not bound by this Envoy",
+		portList(&extraPorts))
 	maxConns := fs.Uint64("max-downstream-connections", envoy.DefaultMaxDownstreamConnections,
 		"client connections Envoy holds at most, over every listener but admin; beyond it a connection is closed at accept (keep Envoy's fd limit above it)")
 	maxHeap := fs.Uint64("max-heap-bytes", envoy.DefaultMaxHeapBytes,
@@ -29,11 +36,18 @@ func runBootstrap(args []string, out io.Writer) error {
 		return err
 	}
 	opts := envoy.BootstrapOptions{
-		NodeID:       *nodeID,
-		NodeCluster:  "frontdoor",
-		XDSAddress:   *xdsAddr,
-		AdminAddress: *adminAddr,
-		Overload:     envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
+		NodeID:        *nodeID,
+		NodeCluster:   "frontdoor",
+		XDSAddress:    *xdsAddr,
+		AdminAddress:  *adminAddr,
+		Overload:      envoy.OverloadOptions{MaxDownstreamConnections: *maxConns, MaxHeapBytes: *maxHeap},
+		AccessLogPath: *accessLog,
+	}
+	if *listenPort > 65535 {
+		return fmt.Errorf("--listen-port %d is not a TCP port", *listenPort)
+	}
+	if *listenAddr != "" || *listenPort != 0 || len(extraPorts) > 0 {
+		opts.Listen = &envoy.ListenOverride{Address: *listenAddr, Port: uint32(*listenPort), ExtraPorts: extraPorts} //nolint:gosec // checked above
 	}
 	if xt != (envoy.XDSTLS{}) {
 		opts.XDSTLS = &xt

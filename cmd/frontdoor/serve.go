@@ -267,7 +267,19 @@ func runServe(args []string) error {
 	}
 
 	errc := make(chan error, 4)
-	go func() { errc <- gs.Serve(grpcLis) }()
+	// The gRPC server (ADS, ext_authz, ext_proc, the in-process policy
+	// feed) accepts only once the first config is published: before it,
+	// the request service has no policy and would deny every request 503.
+	// Envoys that connect meanwhile wait in the listen backlog, and the
+	// request service's retry policy (translator.requestServiceRetryPolicy)
+	// carries a request over a restart of this process.
+	go func() {
+		select {
+		case <-ctrl.Published():
+			errc <- gs.Serve(grpcLis)
+		case <-ctx.Done():
+		}
+	}()
 	go func() { errc <- hs.Serve(httpLis) }()
 	if probeLis != nil {
 		go func() { errc <- ps.Serve(probeLis) }()

@@ -104,6 +104,13 @@ func (s *Sandbox) Endpoints() string {
 		kv(fmt.Sprintf("REPLICA_%d_URL", i+1), u)
 	}
 	kv("ENVOY_ADMIN_URL", s.EnvoyAdminURL)
+	if len(s.Gateways) > 1 {
+		for i, g := range s.Gateways {
+			kv(fmt.Sprintf("GATEWAY_%d_URL", i+1), g.URL)
+			kv(fmt.Sprintf("GATEWAY_%d_ADMIN_URL", i+1), g.AdminURL)
+			kv(fmt.Sprintf("GATEWAY_%d_ACCESS_LOG", i+1), g.AccessLogPath)
+		}
+	}
 	kv("FRONTDOOR_METRICS_URL", s.FrontdoorMetricsURL)
 	kv("ETCD_URL", s.ETCDURL)
 	kv("ADMIN_KUBECONFIG", s.AdminKubeconfig)

@@ -1,12 +1,10 @@
 package sandbox
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -111,10 +109,12 @@ func (s *Sandbox) writeConfigDir() error {
 	return os.WriteFile(s.path("config", "upstreamcluster-"+ClusterName+".yaml"), []byte(uc), 0o644)
 }
 
-// startGateway starts frontdoor, renders Envoy's bootstrap with frontdoor
-// itself (so the sandbox exercises the real bootstrap), starts Envoy, and
-// waits until a request makes it through to an apiserver.
-func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcPort, httpPort, moduleMetricsPort int) error {
+// startGateway starts frontdoor, renders each Envoy's bootstrap with
+// frontdoor itself (so the sandbox exercises the real bootstrap), starts
+// the Envoys (fleet.go; extra holds portsPerExtraGateway ports for each
+// gateway beyond the first), and waits until a request makes it through
+// each to an apiserver.
+func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcPort, httpPort, moduleMetricsPort int, extra []int) error {
 	if err := s.writeConfigDir(); err != nil {
 		return fmt.Errorf("writing config dir: %w", err)
 	}
@@ -156,43 +156,27 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return err
 	}
 
-	bootstrap := s.path("envoy.yaml")
-	bctx, bcancel := context.WithTimeout(ctx, 30*time.Second)
-	defer bcancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(bctx, s.bin("frontdoor"), append([]string{"bootstrap",
-		"--xds-address", grpcAddr,
-		"--admin-address", "127.0.0.1:" + strconv.Itoa(adminPort),
-		"--node-id", "sandbox-envoy"}, s.grpcTLSBootstrapArgs()...)...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("frontdoor bootstrap: %w: %s", err, stderr.String())
-	}
-	if err := os.WriteFile(bootstrap, stdout.Bytes(), 0o644); err != nil {
-		return err
-	}
-
 	s.GatewayURL = "https://127.0.0.1:" + strconv.Itoa(listenPort)
-	s.envoy = newProcess("envoy", s.bin("envoy"), s.logPath("envoy"),
-		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
-		// Flush the access log every 200ms (default 10s) so tests read it promptly.
-		"--file-flush-interval-msec", "200")
-	s.progress("envoy: gateway %s (PROXY protocol on %s), admin %s (bootstrap: %s, log: %s)", s.GatewayURL, s.ProxyProtocolAddress, s.EnvoyAdminURL, bootstrap, s.envoy.logPath)
-	if err := s.envoy.start(); err != nil {
-		return err
-	}
-	gctx, gcancel := waitCtx(ctx, gatewayTimeout)
-	defer gcancel()
-	admin, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
-	if err != nil {
-		return err
-	}
-	url := s.GatewayURL + "/readyz"
-	err = s.envoy.waitFor(gctx, "to serve "+url+" with 200", 300*time.Millisecond, func(ctx context.Context) error {
-		return ExpectStatus(ctx, admin, url, http.StatusOK)
-	})
-	if err != nil {
-		return fmt.Errorf("%w\nfrontdoor log (%s):\n%s", err, s.frontdoor.logPath, tail(s.frontdoor.logPath, 20))
+	for i := range s.opts.Gateways {
+		listen, proxy, admin := listenPort, 0, adminPort
+		if _, p, ok := strings.Cut(s.ProxyProtocolAddress, ":"); ok {
+			proxy, _ = strconv.Atoi(p)
+		}
+		if i > 0 {
+			ports := extra[(i-1)*portsPerExtraGateway:]
+			listen, proxy, admin = ports[0], ports[1], ports[2]
+		}
+		g, err := s.addGateway(ctx, i, listen, proxy, admin)
+		if err != nil {
+			return err
+		}
+		s.Gateways = append(s.Gateways, g)
+		if i == 0 {
+			s.envoy = g.envoy
+		}
+		if err := s.startGatewayEnvoy(ctx, g); err != nil {
+			return err
+		}
 	}
 	return nil
 }

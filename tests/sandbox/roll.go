@@ -134,6 +134,9 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 
 	s.frontdoor, s.envoy = fd, ev
 	s.EnvoyAdminURL = "http://" + adminAddr
+	if len(s.Gateways) > 0 {
+		s.Gateways[0].envoy, s.Gateways[0].AdminURL = ev, s.EnvoyAdminURL
+	}
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
 	s.ModuleMetricsURL = "http://" + moduleMetricsAddr + "/metrics"

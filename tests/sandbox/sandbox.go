@@ -68,6 +68,9 @@ type Options struct {
 	// serve --grpc-address unix://DIR/grpc.sock, and Envoy's bootstrap
 	// reaches it as a pipe.
 	GRPCUnixSocket bool
+	// Gateways is the number of Envoys on the one frontdoor serve (fleet.go);
+	// 1 if zero.
+	Gateways int
 	// GRPCMutualTLS serves frontdoor's gRPC port with mutual TLS
 	// (serve --grpc-tls-*), and Envoy's bootstrap presents a client
 	// certificate from the sandbox CA (bootstrap --xds-tls-*).
@@ -95,7 +98,10 @@ type Sandbox struct {
 	// AdminCertPEM/AdminKeyPEM: CN sandbox-admin, O system:masters.
 	AdminCertPEM, AdminKeyPEM []byte
 
-	GatewayURL string // https://127.0.0.1:P, Envoy's client listener
+	GatewayURL string // https://127.0.0.1:P, Envoy's client listener (gateway 0's)
+	// Gateways are the Envoys (Options.Gateways); Gateways[0] is the one
+	// GatewayURL, EnvoyAdminURL and AccessLogPath name.
+	Gateways []*Gateway
 	// ProxyProtocolAddress is the same listener's second port, which
 	// expects a PROXY protocol header before TLS (--proxy-protocol-ports),
 	// as behind an L4 load balancer.
@@ -129,6 +135,9 @@ type Sandbox struct {
 func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	if opts.Replicas <= 0 {
 		opts.Replicas = 3
+	}
+	if opts.Gateways <= 0 {
+		opts.Gateways = 1
 	}
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
@@ -169,8 +178,9 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	// etcd client+peer, one per replica, envoy listener+admin, frontdoor
 	// grpc+http, the in-process module's metrics, the listener's PROXY
-	// protocol port.
-	ports, err := freePorts(2 + opts.Replicas + 6)
+	// protocol port; then listener, PROXY protocol and admin ports of each
+	// further gateway.
+	ports, err := freePorts(2 + opts.Replicas + 6 + portsPerExtraGateway*(opts.Gateways-1))
 	if err != nil {
 		return s, err
 	}
@@ -187,7 +197,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	s.GatewayURL = s.ReplicaURLs[0]
 	if !opts.SkipGateway {
 		s.ProxyProtocolAddress = "127.0.0.1:" + strconv.Itoa(gw[5])
-		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4]); err != nil {
+		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4], gw[6:]); err != nil {
 			return s, err
 		}
 	}
@@ -206,7 +216,7 @@ func (s *Sandbox) Stop() {
 		return
 	}
 	s.stopOnce.Do(func() {
-		for _, p := range []*process{s.envoy, s.frontdoor} {
+		for _, p := range append(s.extraEnvoys(), s.envoy, s.frontdoor) {
 			if p != nil {
 				p.stop(syscall.SIGTERM, stopGrace)
 			}
@@ -244,9 +254,20 @@ func (s *Sandbox) LogTail(name string, n int) string {
 
 func (s *Sandbox) all() []*process {
 	var ps []*process
-	for _, p := range append([]*process{s.etcd, s.frontdoor, s.envoy}, s.apiservers...) {
+	for _, p := range append(append([]*process{s.etcd, s.frontdoor, s.envoy}, s.extraEnvoys()...), s.apiservers...) {
 		if p != nil {
 			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// extraEnvoys are the Envoys of gateways beyond the first.
+func (s *Sandbox) extraEnvoys() []*process {
+	var ps []*process
+	for i, g := range s.Gateways {
+		if i > 0 {
+			ps = append(ps, g.envoy)
 		}
 	}
 	return ps

@@ -31,6 +31,8 @@ var identityForwarding = flag.String("identity-forwarding", "", "the sandbox Ups
 
 var grpcUnix = flag.Bool("grpc-unix", false, "frontdoor serves ADS and the request service on a Unix socket in _sandbox/ (Envoy reaches it as a pipe) instead of a loopback port")
 
+var gateways = flag.Int("gateways", 1, "Envoys on the one frontdoor serve, each with its own listener, admin port and access log (a fleet on one host)")
+
 func run() error {
 	flag.Parse()
 	if *mode != sandbox.ModeKubernetes && *mode != sandbox.ModeFiles {
@@ -67,13 +69,20 @@ func run() error {
 	// Ctrl-C during start-up cancels it; Start then stops what it began.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix, IdentityForwarding: *identityForwarding})
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix, IdentityForwarding: *identityForwarding, Gateways: *gateways})
 	if err != nil {
 		return err
 	}
 	defer sb.Stop()
 
-	fmt.Printf("\nfrontdoor sandbox ready: gateway %s — try: export KUBECONFIG=$PWD/_sandbox/admin.kubeconfig; bin/kubectl get ns\n\n", sb.GatewayURL)
+	fmt.Printf("\nfrontdoor sandbox ready: gateway %s — try: export KUBECONFIG=$PWD/_sandbox/admin.kubeconfig; bin/kubectl get ns\n", sb.GatewayURL)
+	if len(sb.Gateways) > 1 {
+		for i, g := range sb.Gateways {
+			fmt.Printf("  gateway %d: %s (admin %s, node %s, access log %s)\n", i+1, g.URL, g.AdminURL, g.NodeID, g.AccessLogPath)
+		}
+		fmt.Printf("  each gateway serves the same config: bin/kubectl --kubeconfig _sandbox/admin.kubeconfig --server %s get ns\n", sb.Gateways[1].URL)
+	}
+	fmt.Println()
 	fmt.Printf("endpoints (also in %s):\n%s\n", sb.EndpointsEnv, sb.Endpoints())
 	fmt.Printf("mint a user: client certs signed by %s (key %s) authenticate as CN with groups O\n",
 		filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
