@@ -68,6 +68,17 @@ type EdgeOptions struct {
 	// load balancer; the header's source becomes the client address. A
 	// connection to such a port without the header is closed.
 	ProxyProtocolPorts []uint32
+	// MaxConnectionAge rebalances long-lived client connections
+	// (connectionage.go): once a connection is that old, Envoy sends it a
+	// GOAWAY. Zero, the default, is off.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeJitter is the percentage (0 to 100) of
+	// MaxConnectionAge by which each connection's age is randomly extended.
+	MaxConnectionAgeJitter float64
+	// DrainBuckets splits every filter chain into ConnectionBuckets chains
+	// by the client's source port (buckets.go), so a drain can close the
+	// connections one bucket at a time.
+	DrainBuckets bool
 }
 
 // withDefaults fills o: a zero or negative timeout takes the default, as
@@ -102,6 +113,7 @@ func applyEdge(e EdgeOptions, hcm *hcmv3.HttpConnectionManager) {
 	}
 	hcm.XffNumTrustedHops = e.TrustedForwardingHops
 	hcm.AlwaysSetRequestIdInResponse = true
+	applyConnectionAge(e, hcm.CommonHttpProtocolOptions)
 }
 
 // edgeHeadersFilter runs last before the router, in every request-service

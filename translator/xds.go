@@ -130,6 +130,12 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			return nil, fmt.Errorf("listener address %q is not an IP address", l.Address)
 		}
 		ln := listener(l, chains)
+		if l.Edge.DrainBuckets {
+			var err error
+			if ln, err = SplitBuckets(ln); err != nil {
+				return nil, err
+			}
+		}
 		if err := ln.ValidateAll(); err != nil {
 			return nil, fmt.Errorf("listener %q: %w", ln.Name, err)
 		}

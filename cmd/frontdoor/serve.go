@@ -120,6 +120,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	if f.edge.TLSHandshakeTimeout <= 0 || f.edge.RequestHeadersTimeout <= 0 {
 		return nil, errors.New("--tls-handshake-timeout and --request-headers-timeout must be positive")
 	}
+	if err := checkConnectionAge(f.edge); err != nil {
+		return nil, err
+	}
 	if err := checkGRPCExposure(f.grpcAddr, &f.grpcTLS); err != nil {
 		return nil, err
 	}
@@ -453,6 +456,26 @@ func edgeFlags(fs *flag.FlagSet, e *translator.EdgeOptions) {
 		})
 	fs.Func("proxy-protocol-ports", "listener ports (comma-separated, among --listen-port and --extra-listen-ports) whose connections start with a PROXY protocol v1/v2 header from an L4 load balancer: its source address becomes the client's (access log, audit sourceIPs); a connection without the header is closed, so only the load balancer may reach these ports",
 		portList(&e.ProxyProtocolPorts))
+	fs.DurationVar(&e.MaxConnectionAge, "max-connection-age", 0,
+		"rebalancing: Envoy sends a client connection GOAWAY once it is this old (plus the jitter), so long-lived HTTP/2 clients reconnect through the load balancer and spread over new gateway replicas; streams in flight (watches, exec) are not cut. 0 (default): off")
+	fs.Float64Var(&e.MaxConnectionAgeJitter, "max-connection-age-jitter", defaultMaxConnectionAgeJitter,
+		"percentage (0-100) of --max-connection-age by which each connection's age is randomly extended, so clients that connected together do not reconnect together")
+}
+
+// defaultMaxConnectionAgeJitter spreads the reconnects of clients that
+// connected together (after a rollout) over a quarter of the age.
+const defaultMaxConnectionAgeJitter = 25
+
+// checkConnectionAge refuses an age Envoy could not use sensibly: below a
+// second every connection would be draining all the time.
+func checkConnectionAge(e translator.EdgeOptions) error {
+	if e.MaxConnectionAge != 0 && e.MaxConnectionAge < time.Second {
+		return fmt.Errorf("--max-connection-age %s: want 0 (off) or at least 1s", e.MaxConnectionAge)
+	}
+	if e.MaxConnectionAgeJitter < 0 || e.MaxConnectionAgeJitter > 100 {
+		return fmt.Errorf("--max-connection-age-jitter %v: want a percentage from 0 to 100", e.MaxConnectionAgeJitter)
+	}
+	return nil
 }
 
 // portList parses a comma-separated list of TCP ports into *dst.

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 )
 
 func TestAccessLogFlag(t *testing.T) {
@@ -97,6 +98,36 @@ func TestEdgeFlags(t *testing.T) {
 		{"--request-headers-timeout", "-1s"},
 		{"--trusted-forwarding-hops", "-1"},
 		{"--trusted-forwarding-hops", "1000"},
+	} {
+		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, bad...)); err == nil {
+			t.Errorf("%v: no error", bad)
+		}
+	}
+}
+
+// TestConnectionAgeFlags: the maximum connection age and its jitter reach
+// the translator; off by default; an age under a second or a jitter that
+// is not a percentage is refused.
+func TestConnectionAgeFlags(t *testing.T) {
+	f, err := parseServeFlags([]string{"--config-dir", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := translatorOptions(f).Edge; e.MaxConnectionAge != 0 {
+		t.Errorf("default max connection age %v, want 0 (off)", e.MaxConnectionAge)
+	}
+	f, err = parseServeFlags([]string{"--config-dir", "x", "--max-connection-age", "30m", "--max-connection-age-jitter", "10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := translatorOptions(f).Edge; e.MaxConnectionAge != 30*time.Minute || e.MaxConnectionAgeJitter != 10 {
+		t.Errorf("edge options %+v", e)
+	}
+	for _, bad := range [][]string{
+		{"--max-connection-age", "500ms"},
+		{"--max-connection-age", "-1m"},
+		{"--max-connection-age", "1m", "--max-connection-age-jitter", "101"},
+		{"--max-connection-age", "1m", "--max-connection-age-jitter", "-5"},
 	} {
 		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, bad...)); err == nil {
 			t.Errorf("%v: no error", bad)

@@ -138,6 +138,9 @@ func TestChartValueSets(t *testing.T) {
 			if _, ok := flagValue(fd.Args, "kubeconfig"); ok {
 				t.Error("in-cluster mode with --kubeconfig")
 			}
+			if _, ok := flagValue(fd.Args, "max-connection-age"); ok {
+				t.Error("--max-connection-age by default (rebalancing is off unless asked for)")
+			}
 			if v, _ := flagValue(fd.Args, "gateway-namespace"); v != releaseNamespace {
 				t.Errorf("--gateway-namespace %q, want the release namespace", v)
 			}
@@ -235,6 +238,12 @@ func TestChartValueSets(t *testing.T) {
 			fd, envoy := container(t, d, "frontdoor"), container(t, d, "envoy")
 			if v, _ := flagValue(fd.Args, "inprocess-module"); v != "/usr/local/lib/frontdoor/libfrontdoor.so" {
 				t.Errorf("--inprocess-module %q", v)
+			}
+			if v, _ := flagValue(fd.Args, "max-connection-age"); v != "30m" {
+				t.Errorf("--max-connection-age %q, want 30m", v)
+			}
+			if v, _ := flagValue(fd.Args, "max-connection-age-jitter"); v != "10" {
+				t.Errorf("--max-connection-age-jitter %q, want 10", v)
 			}
 			if v, _ := flagValue(fd.Args, "inprocess-metrics-address"); v != "127.0.0.1:18082" {
 				t.Errorf("--inprocess-metrics-address %q", v)
@@ -362,6 +371,8 @@ func TestChartRefusesValues(t *testing.T) {
 		{[]string{"config.kubernetes.kubeconfig=x"}, "additional properties 'kubeconfig' not allowed"},
 		{[]string{"replicaCount=two"}, "at '/replicaCount': got string, want integer"},
 		{[]string{"drain.timeout=25"}, "at '/drain/timeout'"},
+		{[]string{"frontdoor.maxConnectionAge=30 minutes"}, "at '/frontdoor/maxConnectionAge'"},
+		{[]string{"frontdoor.maxConnectionAgeJitter=150"}, "at '/frontdoor/maxConnectionAgeJitter'"},
 	} {
 		var flags []string
 		for _, s := range c.set {

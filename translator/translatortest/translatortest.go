@@ -57,6 +57,12 @@ type options struct {
 	// The namespaces Secrets may be referenced in (frontdoor serve's
 	// gateway namespace and --secret-namespaces).
 	SecretNamespaces []string `json:"secretNamespaces"`
+	// Rebalancing and drain pacing: the maximum connection age (a Go
+	// duration), its jitter percentage, and the split into buckets by
+	// source port.
+	MaxConnectionAge       metav1.Duration `json:"maxConnectionAge"`
+	MaxConnectionAgeJitter float64         `json:"maxConnectionAgeJitter"`
+	DrainBuckets           bool            `json:"drainBuckets"`
 }
 
 // Cases returns the names of the golden cases in fsys (its *.yaml files,
@@ -141,7 +147,12 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 			SecretNamespaces:        docOpts.SecretNamespaces,
 			ListenerExtraPorts:      docOpts.ListenerExtraPorts,
-			Edge:                    translator.EdgeOptions{ProxyProtocolPorts: docOpts.ProxyProtocolPorts},
+			Edge: translator.EdgeOptions{
+				ProxyProtocolPorts:     docOpts.ProxyProtocolPorts,
+				MaxConnectionAge:       docOpts.MaxConnectionAge.Duration,
+				MaxConnectionAgeJitter: docOpts.MaxConnectionAgeJitter,
+				DrainBuckets:           docOpts.DrainBuckets,
+			},
 		}
 		config = append(config, []byte("# kind: Options (test-only, taken out)\n"))
 	}
