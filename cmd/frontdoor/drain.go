@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -12,9 +13,11 @@ import (
 )
 
 type drainFlags struct {
-	adminAddr string
-	timeout   time.Duration
-	quit      bool
+	adminAddr       string
+	timeout         time.Duration
+	quit            bool
+	controlPlaneURL string
+	window          time.Duration
 }
 
 // runDrain drains one Envoy through its admin API. It is the Envoy
@@ -33,12 +36,19 @@ type drainFlags struct {
 //  4. with --quit, POST /quitquitquit: Envoy exits and closes whatever is
 //     left (watches), and clients re-establish those on another instance,
 //     resuming from their last resourceVersion.
+//
+// With --window and --control-plane-url (a serve with --drain-buckets),
+// steps 2 and 3 are paced instead (pacedDrain): the connections, watches
+// included, are closed one bucket at a time over the window, so their
+// clients do not all come back in the same second.
 func runDrain(args []string) error {
 	f := &drainFlags{}
 	fs := flag.NewFlagSet("drain", flag.ContinueOnError)
 	fs.StringVar(&f.adminAddr, "admin-address", "127.0.0.1:19000", "host:port of Envoy's admin interface")
 	fs.DurationVar(&f.timeout, "timeout", 25*time.Second, "how long in-flight requests may take to finish; keep it below the pod's terminationGracePeriodSeconds")
 	fs.BoolVar(&f.quit, "quit", false, "stop Envoy (POST /quitquitquit) once the drain is over")
+	fs.StringVar(&f.controlPlaneURL, "control-plane-url", "", "frontdoor serve's --http-address as a URL (e.g. http://127.0.0.1:18080), for --window")
+	fs.DurationVar(&f.window, "window", 0, "paced drain: close this Envoy's connections (watches too) a bucket at a time over this window, through the control plane (serve --drain-buckets; needs --control-plane-url); they all end within window plus Envoy's --drain-time-s. 0: Envoy's own drain, then --timeout")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -46,12 +56,26 @@ func runDrain(args []string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), f.timeout+10*time.Second)
 	defer cancel()
 	envoyAdmin := admin.New("http://" + f.adminAddr)
+	if f.window > 0 {
+		if f.controlPlaneURL == "" {
+			return fmt.Errorf("--window needs --control-plane-url (frontdoor serve's --http-address)")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), f.window+f.timeout+10*time.Second)
+		defer cancel()
+		return pacedDrain(ctx, log, envoyAdmin, f)
+	}
 	for _, path := range []string{"/healthcheck/fail", "/drain_listeners?graceful"} {
 		if err := envoyAdmin.Post(ctx, path); err != nil {
 			return err
 		}
 	}
 	log.Info("envoy draining", "admin", f.adminAddr, "timeout", f.timeout)
+	return waitDrained(ctx, log, envoyAdmin, f)
+}
+
+// waitDrained waits until no request is in flight or f.timeout passes,
+// then (f.quit) stops Envoy.
+func waitDrained(ctx context.Context, log *slog.Logger, envoyAdmin *admin.Client, f *drainFlags) error {
 	deadline := time.Now().Add(f.timeout)
 	for {
 		active, err := activeRequests(ctx, envoyAdmin)
@@ -69,9 +93,7 @@ func runDrain(args []string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	if f.quit {
-		if err := envoyAdmin.Post(ctx, "/quitquitquit"); err != nil {
-			return err
-		}
+		return envoyAdmin.Post(ctx, "/quitquitquit")
 	}
 	return nil
 }

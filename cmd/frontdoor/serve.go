@@ -167,12 +167,15 @@ func runServe(args []string) error {
 		return err
 	}
 	feed := policyfeed.NewServer(log)
+	drains := xds.NewDrains(f.edge.DrainBuckets)
 	ctrl := xds.NewController(xds.ControllerOptions{
 		Translator: translatorOptions(f),
 		Sink:       policySinks{pipeline, feed},
 		Registry:   reg,
 		Logger:     log,
+		NodeViews:  slices.Concat(xds.DefaultNodeViews, []xds.NodeView{drains.View}),
 	})
+	drains.Attach(ctrl)
 
 	grpcLis, err := listenGRPC(f.grpcAddr)
 	if err != nil {
@@ -218,6 +221,7 @@ func runServe(args []string) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	// The config being served and the policy table, secrets redacted.
 	mux.Handle("/debug/config", configdump.Handler(ctrl.Current))
+	mux.Handle(drainStepPath, drainStepHandler(drains))
 	var draining atomic.Bool
 	// /readyz is the readiness probe: not ready before the first config,
 	// nor once SIGTERM started the drain, so no new traffic is sent here.
@@ -460,6 +464,8 @@ func edgeFlags(fs *flag.FlagSet, e *translator.EdgeOptions) {
 		"rebalancing: Envoy sends a client connection GOAWAY once it is this old (plus the jitter), so long-lived HTTP/2 clients reconnect through the load balancer and spread over new gateway replicas; streams in flight (watches, exec) are not cut. 0 (default): off")
 	fs.Float64Var(&e.MaxConnectionAgeJitter, "max-connection-age-jitter", defaultMaxConnectionAgeJitter,
 		"percentage (0-100) of --max-connection-age by which each connection's age is randomly extended, so clients that connected together do not reconnect together")
+	fs.BoolVar(&e.DrainBuckets, "drain-buckets", false,
+		"paced drain: split each client filter chain into "+strconv.Itoa(translator.ConnectionBuckets)+" by source port, so `frontdoor drain --window` closes an Envoy's connections (watches) a bucket at a time over the window instead of all at once when Envoy stops")
 }
 
 // defaultMaxConnectionAgeJitter spreads the reconnects of clients that
