@@ -141,6 +141,10 @@ func TestChartValueSets(t *testing.T) {
 			if _, ok := flagValue(fd.Args, "max-connection-age"); ok {
 				t.Error("--max-connection-age by default (rebalancing is off unless asked for)")
 			}
+			if slices.Contains(fd.Args, "--drain-buckets") || slices.ContainsFunc(container(t, d, "envoy").Lifecycle.PreStop.Exec.Command,
+				func(a string) bool { return strings.HasPrefix(a, "--window") }) {
+				t.Error("a paced drain by default")
+			}
 			if v, _ := flagValue(fd.Args, "gateway-namespace"); v != releaseNamespace {
 				t.Errorf("--gateway-namespace %q, want the release namespace", v)
 			}
@@ -244,6 +248,16 @@ func TestChartValueSets(t *testing.T) {
 			}
 			if v, _ := flagValue(fd.Args, "max-connection-age-jitter"); v != "10" {
 				t.Errorf("--max-connection-age-jitter %q, want 10", v)
+			}
+			if !slices.Contains(fd.Args, "--drain-buckets") {
+				t.Errorf("drain.window without serve --drain-buckets: %v", fd.Args)
+			}
+			preStop := envoy.Lifecycle.PreStop.Exec.Command
+			if v, _ := flagValue(preStop, "window"); v != "10s" {
+				t.Errorf("preStop %v: --window %q, want 10s", preStop, v)
+			}
+			if v, _ := flagValue(preStop, "control-plane-url"); v != "http://127.0.0.1:18080" {
+				t.Errorf("preStop %v: --control-plane-url %q, want serve's --http-address", preStop, v)
 			}
 			if v, _ := flagValue(fd.Args, "inprocess-metrics-address"); v != "127.0.0.1:18082" {
 				t.Errorf("--inprocess-metrics-address %q", v)
@@ -373,6 +387,7 @@ func TestChartRefusesValues(t *testing.T) {
 		{[]string{"drain.timeout=25"}, "at '/drain/timeout'"},
 		{[]string{"frontdoor.maxConnectionAge=30 minutes"}, "at '/frontdoor/maxConnectionAge'"},
 		{[]string{"frontdoor.maxConnectionAgeJitter=150"}, "at '/frontdoor/maxConnectionAgeJitter'"},
+		{[]string{"drain.window=10"}, "at '/drain/window'"},
 	} {
 		var flags []string
 		for _, s := range c.set {
