@@ -30,6 +30,8 @@ type ControllerOptions struct {
 	Sink       PolicySink
 	Registry   prometheus.Registerer
 	Logger     *slog.Logger
+	// Health, when set, health-checks the servers for Envoy (health.go).
+	Health HealthSource
 }
 
 // Controller owns the snapshot cache: every Update translates the inputs,
@@ -54,6 +56,8 @@ type Controller struct {
 	publishErr      error               // of the last Update
 	acks            *ackTracker
 	ready           atomic.Bool
+	health          HealthSource
+	lastIn          *translator.Inputs // of the last Update, for health refreshes
 
 	openStreams atomic.Int64 // ADS streams open now
 }
@@ -74,6 +78,7 @@ func NewController(o ControllerOptions) *Controller {
 		lastGood:        map[string]*v1alpha1.UpstreamCluster{},
 		lastGoodSecrets: map[string]*corev1.Secret{},
 		acks:            newAckTracker(),
+		health:          o.Health,
 	}
 }
 
@@ -130,10 +135,21 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	in.Options = c.opts
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.update(ctx, in, false)
+}
 
+// update is Update with c.mu held; a refresh (the same inputs, new health
+// verdicts) does not count or log the rejections again.
+func (c *Controller) update(ctx context.Context, in translator.Inputs, refresh bool) error {
+	c.lastIn = &in
 	start := time.Now()
-	out, verdicts, substituted := translateLastGood(in, c.lastGood, c.lastGoodSecrets)
+	out, verdicts, substituted := c.translate(ctx, &in)
 	c.metrics.translation.Observe(time.Since(start).Seconds())
+	if refresh {
+		err := c.publish(ctx, out)
+		c.verdicts, c.substituted, c.publishErr = verdicts, substituted, err
+		return err
+	}
 
 	accepted, rejected := 0, 0
 	for _, st := range verdicts {

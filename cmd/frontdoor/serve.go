@@ -37,6 +37,7 @@ import (
 	"github.com/kubefrontdoor/frontdoor/health"
 	"github.com/kubefrontdoor/frontdoor/inprocess/policyfeed"
 	"github.com/kubefrontdoor/frontdoor/policy"
+	"github.com/kubefrontdoor/frontdoor/probe"
 	"github.com/kubefrontdoor/frontdoor/source"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
@@ -164,11 +165,17 @@ func runServe(args []string) error {
 		return err
 	}
 	feed := policyfeed.NewServer(log)
+	// One health prober for every Envoy cluster and every Envoy: its
+	// verdicts reach Envoy as EDS health status (translator/probes.go).
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	defer stopProbes()
+	prober := probe.New(probeCtx, reg, log)
 	ctrl := xds.NewController(xds.ControllerOptions{
 		Translator: translatorOptions(f),
 		Sink:       policySinks{pipeline, feed},
 		Registry:   reg,
 		Logger:     log,
+		Health:     prober,
 	})
 
 	grpcLis, err := listenGRPC(f.grpcAddr)
@@ -272,6 +279,7 @@ func runServe(args []string) error {
 	if probeLis != nil {
 		go func() { errc <- ps.Serve(probeLis) }()
 	}
+	go ctrl.FollowHealth(probeCtx)
 	go func() { errc <- src.Run(ctx, ctrl) }()
 	if poller != nil {
 		go poller.Run(ctx)

@@ -178,10 +178,11 @@ func ParseClusters(body []byte) ([]Cluster, error) {
 }
 
 // hostFailure names why a host takes no traffic ("" when healthy): an EDS
-// status other than HEALTHY, or any failure or pending flag Envoy set.
+// status other than HEALTHY or UNKNOWN (which Envoy treats as healthy), or
+// any failure or pending flag Envoy set.
 func hostFailure(st map[string]any) string {
 	var why []string
-	if eds, ok := st["eds_health_status"].(string); ok && eds != "HEALTHY" {
+	if eds, ok := st["eds_health_status"].(string); ok && eds != "HEALTHY" && eds != "UNKNOWN" {
 		why = append(why, "eds_"+strings.ToLower(eds))
 	}
 	for k, v := range st {
