@@ -162,7 +162,7 @@ func (p *Poller) logTransitions(old, cur map[string][]status.ServerHealth) {
 }
 
 var serverHealthyDesc = prometheus.NewDesc("frontdoor_upstream_server_healthy",
-	"1 when Envoy sends traffic to the server (active health check passing, not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.",
+	"1 when Envoy sends traffic to the server (health check passing: frontdoor's probe, or Envoy's own for servers named by DNS; not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.",
 	[]string{"cluster", "server"}, nil)
 
 // Describe implements prometheus.Collector.

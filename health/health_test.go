@@ -26,6 +26,7 @@ func TestServersOfDefaultClusters(t *testing.T) {
 		host(2, `{"eds_health_status": "HEALTHY", "failed_active_health_check": true, "failed_outlier_check": true}`),
 		host(3, `{"eds_health_status": "HEALTHY", "pending_active_hc": true}`),
 		host(4, `{"eds_health_status": "UNHEALTHY"}`),
+		host(6, `{"eds_health_status": "UNKNOWN"}`),
 	}, ",") + `]},
 	  {"name": "b/default", "host_statuses": []},
 	  {"name": "b/some-rule", "host_statuses": [` + host(9, `{"eds_health_status": "HEALTHY"}`) + `]},
@@ -41,8 +42,9 @@ func TestServersOfDefaultClusters(t *testing.T) {
 			{Address: "10.0.0.1:1", Healthy: true},
 			{Address: "10.0.0.1:2", Reason: "failed_active_health_check,failed_outlier_check"},
 			{Address: "10.0.0.1:3", Reason: "pending_active_hc"},
-			{Address: "10.0.0.1:4", Reason: "eds_unhealthy"},
+			{Address: "10.0.0.1:4", Reason: "failed_health_probe"},
 			{Address: "10.0.0.1:5", Healthy: true},
+			{Address: "10.0.0.1:6", Healthy: true},
 		},
 		"b": {},
 	}
@@ -66,20 +68,21 @@ func TestServersOfDefaultClusters(t *testing.T) {
 		t.Error("unchanged health fired Changed")
 	default:
 	}
-	if s, ok := p.Servers("a"); !ok || len(s) != 5 {
-		t.Errorf("Servers(a) = %v, %v; want 5 servers", s, ok)
+	if s, ok := p.Servers("a"); !ok || len(s) != 6 {
+		t.Errorf("Servers(a) = %v, %v; want 6 servers", s, ok)
 	}
 	if _, ok := p.Servers("c"); ok {
 		t.Error("Servers(c) reported a cluster Envoy does not have")
 	}
 	wantMetrics := `
-# HELP frontdoor_upstream_server_healthy 1 when Envoy sends traffic to the server (active health check passing, not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.
+# HELP frontdoor_upstream_server_healthy 1 when Envoy sends traffic to the server (health check passing: frontdoor's probe, or Envoy's own for servers named by DNS; not ejected by outlier detection), 0 otherwise; polled from Envoy's admin /clusters.
 # TYPE frontdoor_upstream_server_healthy gauge
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:1"} 1
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:2"} 0
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:3"} 0
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:4"} 0
 frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:5"} 1
+frontdoor_upstream_server_healthy{cluster="a",server="10.0.0.1:6"} 1
 `
 	if err := testutil.CollectAndCompare(p, strings.NewReader(wantMetrics)); err != nil {
 		t.Error(err)

@@ -44,9 +44,11 @@ var lbPolicies = map[LoadBalancingIR]clusterv3.Cluster_LbPolicy{
 // sending to an unhealthy server.
 //
 // Servers named by IP come by EDS, so a server change updates endpoints
-// without touching the cluster. Servers named by DNS make the cluster
-// STRICT_DNS with its endpoints inline, because Envoy resolves names only in
-// DNS clusters (an EDS endpoint must be an IP address).
+// without touching the cluster, and their active health check is the
+// control plane's: its verdicts arrive as EDS health status (probes.go).
+// Servers named by DNS make the cluster STRICT_DNS with its endpoints
+// inline, because Envoy resolves names only in DNS clusters (an EDS
+// endpoint must be an IP address); Envoy health-checks those itself.
 func cluster(c *ClusterIR) *clusterv3.Cluster {
 	name := envoy.DefaultClusterName(c.Name)
 	out := &clusterv3.Cluster{
@@ -60,7 +62,6 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 			Name:       tlsTransportSocket,
 			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(upstreamTLS(c))},
 		},
-		HealthChecks:     []*corev3.HealthCheck{healthCheck(c)},
 		OutlierDetection: outlierDetection(c.Outlier),
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
 			Priority:           corev3.RoutingPriority_DEFAULT,
@@ -86,6 +87,7 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 	if c.ResolveDNS {
 		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS}
 		out.LoadAssignment = loadAssignment(c)
+		out.HealthChecks = []*corev3.HealthCheck{healthCheck(c)}
 	} else {
 		out.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}
 		out.EdsClusterConfig = &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsConfigSource(), ServiceName: name} // renamed by versionedEDSName
@@ -210,14 +212,13 @@ func upstreamSANs(c *ClusterIR) []*tlsv3.SubjectAltNameMatcher {
 	return out
 }
 
-// healthCheck is an HTTP/2 GET of the health path with the gateway's client
-// identity. no_traffic_interval equals interval: a cluster nobody uses yet
-// must still know its healthy servers before the first request arrives.
+// healthCheck is Envoy's own active check of a DNS cluster (probeTargets
+// is everyone else's): an HTTP/2 GET of the health path with the gateway's
+// client identity. no_traffic_interval equals interval: a cluster nobody
+// uses yet must still know its healthy servers before the first request
+// arrives.
 func healthCheck(c *ClusterIR) *corev3.HealthCheck {
-	host := c.SNI
-	if host == "" {
-		host = c.Name // a valid DNS name; Envoy's default, the cluster name, has a "/"
-	}
+	host := healthCheckHost(c)
 	hc := c.HealthCheck
 	return &corev3.HealthCheck{
 		Timeout:            duration(hc.Timeout),
@@ -235,14 +236,5 @@ func healthCheck(c *ClusterIR) *corev3.HealthCheck {
 
 // loadAssignment is one locality holding every enabled server.
 func loadAssignment(c *ClusterIR) *endpointv3.ClusterLoadAssignment {
-	eps := make([]*endpointv3.LbEndpoint, 0, len(c.Servers))
-	for _, s := range c.Servers {
-		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: socketAddress(s.Host, s.Port),
-		}}})
-	}
-	return &endpointv3.ClusterLoadAssignment{
-		ClusterName: envoy.DefaultClusterName(c.Name),
-		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}},
-	}
+	return serversAssignment(c, envoy.DefaultClusterName(c.Name), c.Servers)
 }

@@ -63,7 +63,27 @@ func goldenFiles(t testing.TB, out *translator.Output) map[string][]byte {
 	}
 	files["policy.yaml"] = mustYAML(t, pv)
 	files["statuses.yaml"] = mustYAML(t, statusesView(out.Statuses))
+	files["probes.yaml"] = mustYAML(t, probesView(out.Probes))
 	return files
+}
+
+// probesView renders the control plane's probe targets with PEM fields as
+// digests and the key redacted.
+func probesView(probes []translator.ProbeTarget) []map[string]any {
+	out := []map[string]any{}
+	for _, p := range probes {
+		v := map[string]any{
+			"cluster": p.Cluster, "address": p.Address, "serverName": p.ServerName, "host": p.Host,
+			"path": p.Path, "interval": p.Interval.String(), "timeout": p.Timeout.String(),
+			"unhealthyThreshold": p.UnhealthyThreshold, "healthyThreshold": p.HealthyThreshold,
+			"clientCert": digest(p.ClientCertPEM), "clientKey": "[redacted]", "sans": p.SANs,
+		}
+		if p.CAPEM != nil {
+			v["ca"] = digest(p.CAPEM)
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 // resourcesYAML renders resources as a YAML list via protojson, with every

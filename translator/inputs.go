@@ -62,6 +62,9 @@ type Inputs struct {
 	// EndpointSlices are the slices spec.endpointsFrom may select (others
 	// are ignored).
 	EndpointSlices []*discoveryv1.EndpointSlice
+	// Health are the control plane's probe verdicts on the servers of
+	// Output.Probes (probes.go); nil before any.
+	Health ServerHealth
 }
 
 // DecodeInputs decodes one file of the config format: YAML (or JSON)

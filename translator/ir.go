@@ -68,7 +68,10 @@ type ClusterIR struct {
 	// nil when clientConfig.insecureSkipTLSVerify is set.
 	UpstreamCA []byte
 
-	HealthCheck   HealthCheckIR
+	HealthCheck HealthCheckIR
+	// ServerHealth are the control plane's verdicts on Servers, by
+	// "host:port" (Inputs.Health; probes.go).
+	ServerHealth  map[string]bool
 	Outlier       OutlierIR
 	LoadBalancing LoadBalancingIR
 	// X509 enables client-certificate authentication in the request service.

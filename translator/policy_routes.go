@@ -51,7 +51,8 @@ func longRunningRule(d *DispatchIR) string {
 }
 
 // policyCluster is the default cluster's twin for one policy: same TLS,
-// protocol and health check, the policy's balancing, and its own endpoints.
+// protocol and health verdicts, the policy's balancing, and its own
+// endpoints.
 func policyCluster(c *ClusterIR, d *DispatchIR) *clusterv3.Cluster {
 	out := cluster(c)
 	out.Name = envoy.RuleClusterName(c.Name, d.Name)
@@ -59,7 +60,7 @@ func policyCluster(c *ClusterIR, d *DispatchIR) *clusterv3.Cluster {
 	if out.GetEdsClusterConfig() != nil {
 		out.GetEdsClusterConfig().ServiceName = out.Name // renamed by versionedEDSName
 	} else {
-		out.LoadAssignment = serversAssignment(out.Name, d.Servers)
+		out.LoadAssignment = serversAssignment(c, out.Name, d.Servers)
 	}
 	if d.Flow.MaxInflight > 0 {
 		out.CircuitBreakers.Thresholds[0].MaxRequests = wrapperspb.UInt32(d.Flow.MaxInflight)
@@ -76,7 +77,7 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 		if cl.GetEdsClusterConfig() != nil {
 			name := versionedEDSName(cl)
 			cl.GetEdsClusterConfig().ServiceName = name
-			add(resourcev3.EndpointType, serversAssignment(name, d.Servers))
+			add(resourcev3.EndpointType, serversAssignment(c, name, d.Servers))
 		}
 		add(resourcev3.ClusterType, cl)
 		add(resourcev3.ClusterType, upgradeTwinCluster(c, cl))
@@ -96,13 +97,19 @@ func policyClusters(c *ClusterIR, add func(typeURL string, r types.Resource)) {
 	}
 }
 
-// serversAssignment is one locality holding servers.
-func serversAssignment(name string, servers []ServerIR) *endpointv3.ClusterLoadAssignment {
+// serversAssignment is one locality holding servers of c, each with the
+// control plane's health verdict (none in a DNS cluster: Envoy checks
+// those itself, and its inline endpoints would only change by CDS).
+func serversAssignment(c *ClusterIR, name string, servers []ServerIR) *endpointv3.ClusterLoadAssignment {
 	eps := make([]*endpointv3.LbEndpoint, 0, len(servers))
 	for _, s := range servers {
-		eps = append(eps, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		ep := &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 			Address: socketAddress(s.Host, s.Port),
-		}}})
+		}}}
+		if !c.ResolveDNS {
+			ep.HealthStatus = endpointHealth(c, s)
+		}
+		eps = append(eps, ep)
 	}
 	return &endpointv3.ClusterLoadAssignment{
 		ClusterName: name,

@@ -42,6 +42,9 @@ type Output struct {
 	Policy *policy.Table
 	// Statuses has one entry per input UpstreamCluster, sorted by name.
 	Statuses []Status
+	// Probes are the servers the control plane health-checks for Envoy
+	// (probes.go), sorted by cluster and address; part of the version.
+	Probes []ProbeTarget
 }
 
 // Translate builds the complete configuration for in. It never fails as a
@@ -63,6 +66,7 @@ func Translate(in Inputs) *Output {
 	}
 	var built []*clusterResources
 	for _, c := range ir.Clusters {
+		c.ServerHealth = in.Health[c.Name]
 		cr, err := buildClusterResources(ir.Listener, c)
 		if err != nil {
 			byName[c.Name].reject(v1alpha1.ReasonInvalidConfig, err.Error())

@@ -1,9 +1,11 @@
 package translator
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"hash"
 	"net/netip"
@@ -124,6 +126,7 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 			Upstream:  upstreamPolicy(cr.ir),
 		}
 		identityPolicy(cr.ir, out.Policy.Clusters[cr.ir.Name])
+		out.Probes = append(out.Probes, probeTargets(cr.ir)...)
 	}
 	if len(chains) > 0 {
 		if _, err := netip.ParseAddr(l.Address); err != nil {
@@ -144,16 +147,20 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 	for _, rs := range out.Resources {
 		slices.SortFunc(rs, func(a, b types.Resource) int { return strings.Compare(resourceName(a), resourceName(b)) })
 	}
-	out.Version = version(out.Resources, out.Policy)
+	slices.SortFunc(out.Probes, func(a, b ProbeTarget) int {
+		return cmp.Or(strings.Compare(a.Cluster, b.Cluster), strings.Compare(a.Address, b.Address))
+	})
+	out.Version = version(out.Resources, out.Policy, out.Probes)
 	out.Policy.Version = out.Version
 	return out, nil
 }
 
 // version hashes every resource (deterministic marshal, in type and name
-// order) and the policy table's whole encoding, so a change of either
-// changes the version, and equal inputs give equal versions across
-// processes. The table's Version is still empty here.
-func version(resources map[string][]types.Resource, pt *policy.Table) string {
+// order), the policy table's whole encoding and the probe targets (a
+// health-check edit changes no Envoy resource of an EDS cluster), so a
+// change of any changes the version, and equal inputs give equal versions
+// across processes. The table's Version is still empty here.
+func version(resources map[string][]types.Resource, pt *policy.Table, probes []ProbeTarget) string {
 	h := sha256.New()
 	marshal := proto.MarshalOptions{Deterministic: true}
 	for _, typeURL := range resourceTypes {
@@ -175,6 +182,12 @@ func version(resources map[string][]types.Resource, pt *policy.Table) string {
 	}
 	writeField(h, []byte("policy"))
 	writeField(h, b)
+	pb, err := json.Marshal(probes)
+	if err != nil {
+		pb = []byte(err.Error()) // plain data always encodes; see above
+	}
+	writeField(h, []byte("probes"))
+	writeField(h, pb)
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 

@@ -33,6 +33,8 @@ type ControllerOptions struct {
 	// NodeViews specialize the snapshot per node (nodes.go); nil means
 	// DefaultNodeViews.
 	NodeViews []NodeView
+	// Health, when set, health-checks the servers for Envoy (health.go).
+	Health HealthSource
 }
 
 // Controller owns the snapshot cache: every Update translates the inputs,
@@ -63,6 +65,8 @@ type Controller struct {
 	nodes       map[string]*nodeState // by node ID
 	streamNodes map[int64]string      // open stream → node ID
 	now         func() time.Time
+	health      HealthSource
+	lastIn      *translator.Inputs // of the last Update, for health refreshes
 
 	openStreams atomic.Int64 // ADS streams open now
 }
@@ -92,6 +96,7 @@ func NewController(o ControllerOptions) *Controller {
 		nodes:           map[string]*nodeState{},
 		streamNodes:     map[int64]string{},
 		now:             time.Now,
+		health:          o.Health,
 	}
 }
 
@@ -151,10 +156,21 @@ func (c *Controller) Update(ctx context.Context, in translator.Inputs) error {
 	in.Options = c.opts
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.update(ctx, in, false)
+}
 
+// update is Update with c.mu held; a refresh (the same inputs, new health
+// verdicts) does not count or log the rejections again.
+func (c *Controller) update(ctx context.Context, in translator.Inputs, refresh bool) error {
+	c.lastIn = &in
 	start := time.Now()
-	out, verdicts, substituted := translateLastGood(in, c.lastGood, c.lastGoodSecrets)
+	out, verdicts, substituted := c.translate(ctx, &in)
 	c.metrics.translation.Observe(time.Since(start).Seconds())
+	if refresh {
+		err := c.publish(ctx, out)
+		c.verdicts, c.substituted, c.publishErr = verdicts, substituted, err
+		return err
+	}
 
 	accepted, rejected := 0, 0
 	for _, st := range verdicts {

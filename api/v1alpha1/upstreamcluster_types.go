@@ -59,7 +59,9 @@ type UpstreamClusterSpec struct {
 	// +optional
 	Authentication Authentication `json:"authentication,omitempty"`
 
-	// HealthCheck is the active health check Envoy runs against every server.
+	// HealthCheck is the active health check of every server: frontdoor
+	// serve probes each server once per interval and Envoy's clusters follow
+	// the verdict (servers named by DNS are checked by Envoy itself).
 	// +optional
 	HealthCheck HealthCheck `json:"healthCheck,omitempty"`
 
@@ -514,7 +516,9 @@ type X509Revocation struct {
 	DeniedFingerprints []string `json:"deniedFingerprints,omitempty"`
 }
 
-// HealthCheck is an active HTTP health check against every server.
+// HealthCheck is an active HTTP health check against every server. A
+// non-200 answer ejects the server at once; no answer (refused, reset, no
+// answer within the timeout) counts towards UnhealthyThreshold.
 type HealthCheck struct {
 	// Path is requested with the gateway's client identity; a 200 is healthy.
 	// +optional
@@ -529,7 +533,8 @@ type HealthCheck struct {
 	// +optional
 	// +kubebuilder:default="2s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
-	// UnhealthyThreshold is how many failed checks in a row eject a server.
+	// UnhealthyThreshold is how many unanswered checks in a row eject a
+	// server.
 	// +optional
 	// +kubebuilder:default=2
 	// +kubebuilder:validation:Minimum=1
@@ -609,8 +614,9 @@ type UpstreamClusterStatus struct {
 	// +optional
 	HealthyServerCount int32 `json:"healthyServerCount,omitempty"`
 	// UnhealthyServers are the servers Envoy sends no traffic to, with why:
-	// "host:port: failed_active_health_check" or "...: failed_outlier_check"
-	// (Envoy's flags). Empty when every server is healthy.
+	// "host:port: failed_health_probe" (frontdoor's health check),
+	// "...: failed_outlier_check" or another of Envoy's flags. Empty when
+	// every server is healthy.
 	// +optional
 	// +listType=atomic
 	UnhealthyServers []string `json:"unhealthyServers,omitempty"`

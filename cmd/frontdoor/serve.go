@@ -37,6 +37,7 @@ import (
 	"github.com/kubefrontdoor/frontdoor/health"
 	"github.com/kubefrontdoor/frontdoor/inprocess/policyfeed"
 	"github.com/kubefrontdoor/frontdoor/policy"
+	"github.com/kubefrontdoor/frontdoor/probe"
 	"github.com/kubefrontdoor/frontdoor/source"
 	"github.com/kubefrontdoor/frontdoor/translator"
 	"github.com/kubefrontdoor/frontdoor/xds"
@@ -168,12 +169,18 @@ func runServe(args []string) error {
 	}
 	feed := policyfeed.NewServer(log)
 	drains := xds.NewDrains(f.edge.DrainBuckets)
+	// One health prober for every Envoy cluster and every Envoy: its
+	// verdicts reach Envoy as EDS health status (translator/probes.go).
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	defer stopProbes()
+	prober := probe.New(probeCtx, reg, log)
 	ctrl := xds.NewController(xds.ControllerOptions{
 		Translator: translatorOptions(f),
 		Sink:       policySinks{pipeline, feed},
 		Registry:   reg,
 		Logger:     log,
 		NodeViews:  slices.Concat(xds.DefaultNodeViews, []xds.NodeView{drains.View}),
+		Health:     prober,
 	})
 	drains.Attach(ctrl)
 
@@ -291,6 +298,7 @@ func runServe(args []string) error {
 	if probeLis != nil {
 		go func() { errc <- ps.Serve(probeLis) }()
 	}
+	go ctrl.FollowHealth(probeCtx)
 	go func() { errc <- src.Run(ctx, ctrl) }()
 	if poller != nil {
 		go poller.Run(ctx)

@@ -178,10 +178,16 @@ func ParseClusters(body []byte) ([]Cluster, error) {
 }
 
 // hostFailure names why a host takes no traffic ("" when healthy): an EDS
-// status other than HEALTHY, or any failure or pending flag Envoy set.
+// status other than HEALTHY or UNKNOWN (which Envoy treats as healthy), or
+// any failure or pending flag Envoy set. EDS UNHEALTHY is frontdoor's own
+// health probe failing (translator/probes.go), and says so.
 func hostFailure(st map[string]any) string {
 	var why []string
-	if eds, ok := st["eds_health_status"].(string); ok && eds != "HEALTHY" {
+	switch eds, _ := st["eds_health_status"].(string); eds {
+	case "", "HEALTHY", "UNKNOWN":
+	case "UNHEALTHY":
+		why = append(why, "failed_health_probe")
+	default:
 		why = append(why, "eds_"+strings.ToLower(eds))
 	}
 	for k, v := range st {

@@ -39,8 +39,9 @@ type TranslationResult struct {
 }
 
 // measureApply edits the sandbox's UpstreamCluster file n times (setting
-// its health check's unhealthyThreshold to 2, 3, 2, ..., which changes the
-// Envoy cluster) and times each edit until Envoy's active cluster config
+// outlier detection's consecutive5xx to 7, 8, 7, ..., which changes the
+// Envoy cluster; the health check is frontdoor's own, not in the Envoy
+// cluster) and times each edit until Envoy's active cluster config
 // (admin /config_dump) carries the new value. File mode polls the directory
 // every second (frontdoor's --config-poll-interval), so the figures include
 // up to 1 s of polling. The file is restored after.
@@ -60,12 +61,13 @@ func measureApply(ctx context.Context, s *sandbox.Sandbox, n int) ApplyResult {
 			return false
 		}
 		compact := strings.Join(strings.Fields(text), "")
-		return strings.Contains(compact, fmt.Sprintf(`"unhealthy_threshold":%d`, threshold))
+		return strings.Contains(compact, fmt.Sprintf(`"consecutive_5xx":%d`, threshold))
 	}
 	var lat []time.Duration
 	for i := range n {
-		threshold := 2 + i%2 // the sandbox starts at 1: every edit is a change
-		edited := strings.Replace(string(orig), "unhealthyThreshold: 1,", fmt.Sprintf("unhealthyThreshold: %d,", threshold), 1)
+		threshold := 7 + i%2 // the default is 5: every edit is a change
+		hc := "healthyThreshold: 1}\n"
+		edited := strings.Replace(string(orig), hc, hc+fmt.Sprintf("  outlierDetection: {consecutive5xx: %d}\n", threshold), 1)
 		start := time.Now()
 		if err := os.WriteFile(path, []byte(edited), 0o644); err != nil {
 			res.Failed++

@@ -105,7 +105,9 @@ func TestManifestsApplyServerSide(t *testing.T) {
 }
 
 // TestClusterEditIsServedPromptly: an edit that changes the Envoy cluster
-// itself (here the health-check interval), not only its endpoints, is
+// itself (here outlier detection's base ejection time; the health check is
+// frontdoor's own prober now, not in the Envoy cluster), not only its
+// endpoints, is
 // active in Envoy within 3 s. Over delta ADS an unchanged endpoint resource
 // is not resent, so a rebuilt cluster used to wait out Envoy's 15 s initial
 // fetch timeout before taking traffic; the translator now renames a
@@ -123,7 +125,7 @@ spec:
   secureServing:
     serverNames: [cluster-edit.frontdoor.test]
     secretRef: {namespace: %[4]s, name: serving}
-  healthCheck: {interval: 1s}
+  outlierDetection: {baseEjectionTime: 1s}
 `, name, sb.ReplicaURLs[0], sb.ReplicaURLs[1], sandbox.SecretNamespace))
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -134,24 +136,24 @@ spec:
 
 	for i, interval := range []string{"2s", "3s", "1s", "2s"} {
 		start := time.Now()
-		patchUC(t, ctx, name, fmt.Sprintf(`{"spec":{"healthCheck":{"interval":%q}}}`, interval))
+		patchUC(t, ctx, name, fmt.Sprintf(`{"spec":{"outlierDetection":{"baseEjectionTime":%q}}}`, interval))
 		for {
-			got, err := activeHealthInterval(ctx, name+"/default")
+			got, err := activeBaseEjectionTime(ctx, name+"/default")
 			if err == nil && got == interval {
 				break
 			}
 			if time.Since(start) > 3*time.Second {
-				t.Fatalf("edit %d (interval %s): Envoy's active cluster still has %q (err %v) after 3 s", i, interval, got, err)
+				t.Fatalf("edit %d (base ejection time %s): Envoy's active cluster still has %q (err %v) after 3 s", i, interval, got, err)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		t.Logf("edit %d (health-check interval %s): active in Envoy after %v", i, interval, time.Since(start).Round(time.Millisecond))
+		t.Logf("edit %d (base ejection time %s): active in Envoy after %v", i, interval, time.Since(start).Round(time.Millisecond))
 	}
 }
 
-// activeHealthInterval reads the health-check interval of an active (warmed)
-// cluster from Envoy's config dump.
-func activeHealthInterval(ctx context.Context, cluster string) (string, error) {
+// activeBaseEjectionTime reads outlier detection's base ejection time of an
+// active (warmed) cluster from Envoy's config dump.
+func activeBaseEjectionTime(ctx context.Context, cluster string) (string, error) {
 	body, err := sb.EnvoyAdmin(ctx, "/config_dump?resource=dynamic_active_clusters")
 	if err != nil {
 		return "", err
@@ -159,10 +161,10 @@ func activeHealthInterval(ctx context.Context, cluster string) (string, error) {
 	var dump struct {
 		Configs []struct {
 			Cluster struct {
-				Name         string `json:"name"`
-				HealthChecks []struct {
-					Interval string `json:"interval"`
-				} `json:"health_checks"`
+				Name             string `json:"name"`
+				OutlierDetection *struct {
+					BaseEjectionTime string `json:"base_ejection_time"`
+				} `json:"outlier_detection"`
 			} `json:"cluster"`
 		} `json:"configs"`
 	}
@@ -170,8 +172,8 @@ func activeHealthInterval(ctx context.Context, cluster string) (string, error) {
 		return "", err
 	}
 	for _, c := range dump.Configs {
-		if c.Cluster.Name == cluster && len(c.Cluster.HealthChecks) > 0 {
-			return c.Cluster.HealthChecks[0].Interval, nil
+		if c.Cluster.Name == cluster && c.Cluster.OutlierDetection != nil {
+			return c.Cluster.OutlierDetection.BaseEjectionTime, nil
 		}
 	}
 	return "", fmt.Errorf("cluster %s not active", cluster)

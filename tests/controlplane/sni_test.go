@@ -249,7 +249,7 @@ spec:
 	uc := waitUC(t, ctx, "cluster-b", 15*time.Second, "1 of 2 servers healthy, the dead one listed", func(uc *v1alpha1.UpstreamCluster) bool {
 		return uc.Status.ServerCount == 2 && uc.Status.HealthyServerCount == 1 &&
 			len(uc.Status.UnhealthyServers) == 1 && strings.HasPrefix(uc.Status.UnhealthyServers[0], dead+": ") &&
-			strings.Contains(uc.Status.UnhealthyServers[0], "failed_active_health_check")
+			strings.Contains(uc.Status.UnhealthyServers[0], "failed_health_probe")
 	})
 	t.Logf("after replica %d died: healthyServerCount %d, unhealthyServers %q", rb, uc.Status.HealthyServerCount, uc.Status.UnhealthyServers)
 

@@ -106,8 +106,9 @@ func TestRequestsSpreadOverAllReplicas(t *testing.T) {
 	}
 }
 
-// When a replica dies, Envoy's active health check takes it out of rotation
-// within seconds and every client request keeps succeeding on the others.
+// When a replica dies, frontdoor's health probes take it out of rotation
+// (EDS health status) within seconds and every client request keeps
+// succeeding on the others.
 func TestKilledReplicaLeavesRotation(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
 	const victim = 3
@@ -133,14 +134,14 @@ func TestKilledReplicaLeavesRotation(t *testing.T) {
 			return false
 		}
 		for _, f := range flags {
-			if !strings.Contains(f, "failed_active_hc") {
+			if !strings.Contains(f, "failed_eds_health") {
 				return false
 			}
 		}
 		return true
 	}); err != nil {
 		clusters, _ := sb.EnvoyAdmin(ctx, "/clusters")
-		t.Fatalf("Envoy did not mark %s failed_active_hc within 10s: %v\n/clusters:\n%s", hostPort, err, clusters)
+		t.Fatalf("Envoy did not mark %s failed_eds_health within 10s: %v\n/clusters:\n%s", hostPort, err, clusters)
 	}
 	for i := range 100 {
 		if _, err := cs.CoreV1().ConfigMaps(metav1.NamespaceDefault).Get(ctx, name, metav1.GetOptions{}); err != nil {

@@ -16,8 +16,20 @@ import (
 
 // healthCluster is an UpstreamCluster over the three replicas with a fast
 // active health check (two failed 500 ms checks eject a server), so a hung
-// replica leaves within about 2 s.
+// replica leaves within about 2 s. Its checks are frontdoor's (one prober
+// for every Envoy cluster), published as EDS health status; it has one
+// dispatch policy, so the verdict is seen in a policy cluster too.
 const healthCluster = "health"
+
+// healthPolicy is the health cluster's dispatch policy.
+const healthPolicy = "pinned"
+
+// healthEnvoyClusters are the health cluster's Envoy clusters: each must
+// follow the one verdict.
+var healthEnvoyClusters = []string{
+	healthCluster + "/default", healthCluster + "/upgrade",
+	healthCluster + "/" + healthPolicy, healthCluster + "/" + healthPolicy + ".upgrade",
+}
 
 var (
 	healthSNI  = healthCluster + "." + sandbox.TestDomain
@@ -30,7 +42,10 @@ var (
 func ensureHealthCluster(t *testing.T, ctx context.Context) {
 	t.Helper()
 	ensureTunedCluster(t, ctx, &healthOnce.Once, &healthOnce.err, healthCluster,
-		"  healthCheck: {interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}\n")
+		"  healthCheck: {interval: 500ms, timeout: 500ms, unhealthyThreshold: 2, healthyThreshold: 1}\n"+
+			"  dispatchPolicies:\n"+
+			"  - name: "+healthPolicy+"\n"+
+			"    rules: [{verbs: [\"*\"], apiGroups: [\"*\"], resources: [\"*\"], users: [health-policy-user]}]\n")
 }
 
 // outlierCluster checks its servers actively only every 5 minutes, so a
@@ -103,7 +118,7 @@ func TestHungReplicaIsEjected(t *testing.T) {
 		restartReplica(t, cctx, victim, hostPort)
 	})
 	failed := func(flags []string) bool {
-		return len(flags) > 0 && strings.Contains(flags[0], "failed_active_hc")
+		return len(flags) > 0 && strings.Contains(flags[0], "failed_eds_health")
 	}
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := waitClusterHostHealth(ectx, envoyCluster, 20*time.Millisecond, hostPort, failed)
@@ -112,6 +127,11 @@ func TestHungReplicaIsEjected(t *testing.T) {
 	if err != nil {
 		load.stop()
 		t.Fatalf("Envoy did not eject the hung replica within 10 s: %v", err)
+	}
+	// One verdict, one EDS push: every cluster of the UpstreamCluster
+	// follows it.
+	if err := waitAllClustersHostHealth(ctx, time.Second, hostPort, failed); err != nil {
+		t.Error(err)
 	}
 	time.Sleep(2 * time.Second)
 	killed := time.Now()
@@ -155,9 +175,69 @@ func TestHungReplicaIsEjected(t *testing.T) {
 	if err := waitClusterHostHealth(ctx, envoyCluster, 100*time.Millisecond, hostPort, healthy); err != nil {
 		t.Errorf("replica %d did not come back in %s: %v", victim, envoyCluster, err)
 	}
+	if err := waitAllClustersHostHealth(ctx, 5*time.Second, hostPort, healthy); err != nil {
+		t.Error(err)
+	}
 	if err := waitServerHealthMetric(ctx, hostPort, 1); err != nil {
 		t.Error(err)
 	}
+}
+
+// A stopped replica (SIGKILL: connections refused) is ejected from every
+// Envoy cluster of the UpstreamCluster, its dispatch policy's and the
+// upgrade twins included, as fast as Envoy's own checks did: two failed
+// checks 500 ms apart. It comes back in all of them once restarted.
+func TestStoppedReplicaIsEjectedFromEveryCluster(t *testing.T) {
+	ctx := setup(t, 4*time.Minute)
+	const victim = 2
+	hostPort := strings.TrimPrefix(sb.ReplicaURLs[victim-1], "https://")
+	ensureHealthCluster(t, ctx)
+	healthy := func(flags []string) bool { return len(flags) > 0 && allEqual(flags, "healthy") }
+	if err := waitAllClustersHostHealth(ctx, 30*time.Second, hostPort, healthy); err != nil {
+		t.Fatalf("before the test: %v", err)
+	}
+	stopped := time.Now()
+	if err := sb.StopReplica(victim); err != nil {
+		t.Fatal(err)
+	}
+	restarted := false
+	t.Cleanup(func() {
+		if restarted {
+			return
+		}
+		cctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		restartReplica(t, cctx, victim, hostPort)
+	})
+	failed := func(flags []string) bool { return len(flags) > 0 && strings.Contains(flags[0], "failed_eds_health") }
+	// Envoy's own checks needed two failures 500 ms apart (about 1 s);
+	// allow for a loaded machine.
+	if err := waitAllClustersHostHealth(ctx, 3*time.Second, hostPort, failed); err != nil {
+		t.Fatalf("stopped replica not ejected from every cluster within 3 s: %v", err)
+	}
+	t.Logf("time to eject the stopped replica from every cluster: %v", time.Since(stopped).Round(time.Millisecond))
+	if err := waitServerHealthMetric(ctx, hostPort, 0); err != nil {
+		t.Error(err)
+	}
+	restarted = true
+	restartReplica(t, ctx, victim, hostPort)
+	if err := waitAllClustersHostHealth(ctx, 30*time.Second, hostPort, healthy); err != nil {
+		t.Errorf("after the restart: %v", err)
+	}
+}
+
+// waitAllClustersHostHealth waits up to timeout until hostPort's health
+// flags satisfy ok in every Envoy cluster of the health cluster.
+func waitAllClustersHostHealth(ctx context.Context, timeout time.Duration, hostPort string, ok func(flags []string) bool) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var errs []error
+	for _, c := range healthEnvoyClusters {
+		if err := waitClusterHostHealth(wctx, c, 20*time.Millisecond, hostPort, ok); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // A killed replica in a cluster whose active health check is too slow to
@@ -193,7 +273,7 @@ func TestDeadReplicaIsEjectedByOutlierDetection(t *testing.T) {
 		restartReplica(t, cctx, victim, hostPort)
 	})
 	ejectedBy := func(flags []string) bool {
-		return len(flags) > 0 && strings.Contains(flags[0], "failed_outlier_check") && !strings.Contains(flags[0], "failed_active_hc")
+		return len(flags) > 0 && strings.Contains(flags[0], "failed_outlier_check") && !strings.Contains(flags[0], "failed_active_hc") && !strings.Contains(flags[0], "failed_eds_health")
 	}
 	ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	err := waitClusterHostHealth(ectx, envoyCluster, 20*time.Millisecond, hostPort, ejectedBy)
