@@ -25,7 +25,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install envoy, etcd, kube-apiserver, kubectl, helm into bin/ (cached by version)
+tools: ## install envoy, etcd, kube-apiserver, kubectl, helm, ratelimit, redis-server into bin/ (cached by version)
 	@bash tools/install.sh
 
 .PHONY: build
