@@ -65,6 +65,8 @@ type serveFlags struct {
 	inProcessPolicyAddress  string
 	inProcessMetricsAddress string
 
+	rateLimitAddress string
+
 	edge translator.EdgeOptions
 
 	gatewayNamespace string
@@ -104,6 +106,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
 	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
 		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
+	fs.StringVar(&f.rateLimitAddress, "ratelimit-address", "", rateLimitAddressUsage)
 	fs.StringVar(&f.gatewayNamespace, "gateway-namespace", "",
 		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
 	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
@@ -128,6 +131,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	}
 	if f.inProcessPolicyAddress == "" {
 		f.inProcessPolicyAddress = f.grpcAddr
+	}
+	if err := checkRateLimitAddress(f.rateLimitAddress); err != nil {
+		return nil, err
 	}
 	if f.configDir != "" && f.kubeconfig != "" {
 		return nil, errors.New("--config-dir (file mode) and --kubeconfig (Kubernetes mode) exclude each other")
@@ -376,6 +382,7 @@ func translatorOptions(f *serveFlags) translator.Options {
 		InProcessModule:         f.inProcessModule,
 		InProcessPolicyAddress:  f.inProcessPolicyAddress,
 		InProcessMetricsAddress: f.inProcessMetricsAddress,
+		RateLimitAddress:        f.rateLimitAddress,
 		Edge:                    f.edge,
 	}
 	switch f.accessLog {

@@ -57,6 +57,8 @@ type options struct {
 	// The namespaces Secrets may be referenced in (frontdoor serve's
 	// gateway namespace and --secret-namespaces).
 	SecretNamespaces []string `json:"secretNamespaces"`
+	// The ratelimit service (frontdoor serve --ratelimit-address).
+	RateLimitAddress string `json:"rateLimitAddress"`
 }
 
 // Cases returns the names of the golden cases in fsys (its *.yaml files,
@@ -140,6 +142,7 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 			SecretNamespaces:        docOpts.SecretNamespaces,
+			RateLimitAddress:        docOpts.RateLimitAddress,
 			ListenerExtraPorts:      docOpts.ListenerExtraPorts,
 			Edge:                    translator.EdgeOptions{ProxyProtocolPorts: docOpts.ProxyProtocolPorts},
 		}
