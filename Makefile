@@ -14,6 +14,8 @@ MODE ?= kubernetes
 # make up: how the gateway forwards identities to the replicas (the sandbox
 # UpstreamCluster's spec.clientConfig.identityForwarding).
 IDENTITY_FORWARDING ?= Impersonation
+# make up GLOBAL_RATELIMIT=true also runs Redis and the ratelimit service.
+GLOBAL_RATELIMIT ?= false
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
 GOLANGCI_LINT  := $(GO) tool -modfile=$(CURDIR)/tools/lint/go.mod golangci-lint
 # tests/ is its own Go module (harness, e2e suites, benchmarks), so its
@@ -43,8 +45,8 @@ image: ## build the frontdoor and Envoy images with podman (no Docker daemon) in
 	VERSION=$(VERSION) GO=$(GO) bash images/build.sh
 
 .PHONY: up
-up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; Ctrl-C stops it)
-	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING)
+up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; GLOBAL_RATELIMIT=true adds Redis and the ratelimit service; Ctrl-C stops it)
+	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING) -global-ratelimit=$(GLOBAL_RATELIMIT)
 
 .PHONY: test
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz

@@ -72,6 +72,12 @@ type Options struct {
 	// (serve --grpc-tls-*), and Envoy's bootstrap presents a client
 	// certificate from the sandbox CA (bootstrap --xds-tls-*).
 	GRPCMutualTLS bool
+	// GlobalRateLimit starts Redis and the ratelimit service (bin/redis-server,
+	// bin/ratelimit) on loopback ports and gives frontdoor serve
+	// --ratelimit-address, so UpstreamClusters may use Global token
+	// buckets. The service takes its config over xDS from frontdoor's gRPC
+	// port, so it needs a plain TCP port (no GRPCUnixSocket or GRPCMutualTLS).
+	GlobalRateLimit bool
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
@@ -121,6 +127,17 @@ type Sandbox struct {
 	apiservers []*process
 	frontdoor  *process
 	envoy      *process
+	redis      *process
+	ratelimit  *process
+
+	// RateLimitAddress is the ratelimit service's gRPC address (serve's
+	// --ratelimit-address) and RedisAddress its Redis, with
+	// Options.GlobalRateLimit.
+	RateLimitAddress, RedisAddress string
+	// rateLimitHealthURL is the service's /healthcheck.
+	rateLimitHealthURL string
+	// rateLimitConfigURL is its debug port's /rlconfig.
+	rateLimitConfigURL string
 	stopOnce   sync.Once
 }
 
@@ -169,8 +186,9 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	// etcd client+peer, one per replica, envoy listener+admin, frontdoor
 	// grpc+http, the in-process module's metrics, the listener's PROXY
-	// protocol port.
-	ports, err := freePorts(2 + opts.Replicas + 6)
+	// protocol port; Redis and the ratelimit service's gRPC, HTTP and debug
+	// ports.
+	ports, err := freePorts(2 + opts.Replicas + 6 + 4)
 	if err != nil {
 		return s, err
 	}
@@ -187,6 +205,12 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	s.GatewayURL = s.ReplicaURLs[0]
 	if !opts.SkipGateway {
 		s.ProxyProtocolAddress = "127.0.0.1:" + strconv.Itoa(gw[5])
+		if opts.GlobalRateLimit {
+			if err := s.startRedis(ctx, gw[6]); err != nil {
+				return s, err
+			}
+			s.planRateLimit(gw[7], gw[8], gw[9])
+		}
 		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4]); err != nil {
 			return s, err
 		}
@@ -206,7 +230,9 @@ func (s *Sandbox) Stop() {
 		return
 	}
 	s.stopOnce.Do(func() {
-		for _, p := range []*process{s.envoy, s.frontdoor} {
+		// The ratelimit service first: its xDS stream would hold
+		// frontdoor's drain open.
+		for _, p := range []*process{s.ratelimit, s.redis, s.envoy, s.frontdoor} {
 			if p != nil {
 				p.stop(syscall.SIGTERM, stopGrace)
 			}
@@ -244,7 +270,7 @@ func (s *Sandbox) LogTail(name string, n int) string {
 
 func (s *Sandbox) all() []*process {
 	var ps []*process
-	for _, p := range append([]*process{s.etcd, s.frontdoor, s.envoy}, s.apiservers...) {
+	for _, p := range append([]*process{s.etcd, s.frontdoor, s.envoy, s.redis, s.ratelimit}, s.apiservers...) {
 		if p != nil {
 			ps = append(ps, p)
 		}
@@ -256,6 +282,9 @@ func (s *Sandbox) checkBinaries() error {
 	need := []string{"etcd", "kube-apiserver", "kubectl"}
 	if !s.opts.SkipGateway {
 		need = append(need, "frontdoor", ModuleFile, "envoy")
+	}
+	if s.opts.GlobalRateLimit {
+		need = append(need, "redis-server", "ratelimit")
 	}
 	var missing []string
 	for _, b := range need {
