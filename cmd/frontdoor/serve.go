@@ -282,6 +282,10 @@ func runServe(args []string) error {
 	if poller != nil {
 		go poller.Run(ctx)
 	}
+	if f.envoyAdminURL != "" && f.rateLimitAddress != "" {
+		// Global token buckets: log when their ratelimit service fails.
+		go (&health.RateLimitWatcher{Admin: admin.New(f.envoyAdminURL), Log: log}).Run(ctx)
+	}
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))), "extraPorts", f.extraListenPorts, "proxyProtocolPorts", f.edge.ProxyProtocolPorts,
 		"configDir", f.configDir, "kubeconfig", f.kubeconfig)

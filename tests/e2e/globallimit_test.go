@@ -213,6 +213,9 @@ func TestGlobalLimitHolds(t *testing.T) {
 		rose[s] = int(policyStat(t, ctx, s, "shared") - before[s])
 	}
 	t.Logf("envoy_cluster_ratelimit_* of %s/shared rose by %v", glCluster, rose)
+	if rose["error"] > 0 {
+		logRateLimitClusterStats(t, ctx)
+	}
 	checkGlobalRate(t, "gl-shared (global 20 qps)", r, glDefaultQPS)
 	// Every decision is counted under the policy (README "Global limits"):
 	// with the service healthy, each 2xx is an ok and each 429 an over_limit.
@@ -331,6 +334,23 @@ func TestGlobalLimitFailureModes(t *testing.T) {
 		}
 	}
 
+	// frontdoor serve logs each policy's failures (it polls Envoy's
+	// counters every 2 s).
+	for _, want := range []string{
+		`"msg":"global rate limit failing open: the ratelimit service did not answer, requests admitted unchecked","policy":"` + glCluster + `/shared"`,
+		`"msg":"global rate limit failing closed: the ratelimit service did not answer, requests refused with 503","policy":"` + glCluster + `/strict"`,
+	} {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := poll(wctx, 200*time.Millisecond, func() (bool, error) {
+			b, err := os.ReadFile(sb.LogFiles()["frontdoor"])
+			return strings.Contains(string(b), want), err
+		})
+		cancel()
+		if err != nil {
+			t.Errorf("frontdoor logged no %s: %v", want, err)
+		}
+	}
+
 	// Back up: Redis, then the service (which reads its config from
 	// frontdoor again); Envoy reconnects on its own.
 	if err := sb.StartRedis(ctx); err != nil {
@@ -361,4 +381,21 @@ func TestGlobalLimitFailureModes(t *testing.T) {
 	}
 	checkGlobalRate(t, "gl-shared after the restart", offerLoad(t, ctx, gateways(), open, 60, 4*time.Second), glDefaultQPS)
 	checkEnvoyNotRestarted(t, ctx, uptime)
+}
+
+// logRateLimitClusterStats logs Envoy's non-zero counters of its ratelimit
+// service cluster (timeouts, resets, connection failures), to tell why
+// checks failed.
+func logRateLimitClusterStats(t *testing.T, ctx context.Context) {
+	t.Helper()
+	st, err := sb.EnvoyAdmin(ctx, "/stats?filter=^cluster\\.frontdoor_ratelimit\\.&type=Counters")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, l := range strings.Split(st, "\n") {
+		if l != "" && !strings.HasSuffix(l, ": 0") {
+			t.Log(l)
+		}
+	}
 }
