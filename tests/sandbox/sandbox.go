@@ -138,7 +138,7 @@ type Sandbox struct {
 	rateLimitHealthURL string
 	// rateLimitConfigURL is its debug port's /rlconfig.
 	rateLimitConfigURL string
-	stopOnce   sync.Once
+	stopOnce           sync.Once
 }
 
 // Start brings the whole sandbox up and returns once a request through the
