@@ -16,6 +16,8 @@ MODE ?= kubernetes
 IDENTITY_FORWARDING ?= Impersonation
 # make up: how many Envoys run on the one frontdoor serve (a fleet on one host).
 GATEWAYS ?= 1
+# make up GLOBAL_RATELIMIT=true also runs Redis and the ratelimit service.
+GLOBAL_RATELIMIT ?= false
 CONTROLLER_GEN := $(GO) tool -modfile=tools/go.mod controller-gen
 GOLANGCI_LINT  := $(GO) tool -modfile=$(CURDIR)/tools/lint/go.mod golangci-lint
 # tests/ is its own Go module (harness, e2e suites, benchmarks), so its
@@ -27,7 +29,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: ## install envoy, etcd, kube-apiserver, kubectl, helm into bin/ (cached by version)
+tools: ## install envoy, etcd, kube-apiserver, kubectl, helm, ratelimit, redis-server into bin/ (cached by version)
 	@bash tools/install.sh
 
 .PHONY: build
@@ -45,8 +47,8 @@ image: ## build the frontdoor and Envoy images with podman (no Docker daemon) in
 	VERSION=$(VERSION) GO=$(GO) bash images/build.sh
 
 .PHONY: up
-up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; GATEWAYS=N Envoys on the one frontdoor; Ctrl-C stops it)
-	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING) -gateways $(GATEWAYS)
+up: tools build ## run the sandbox: etcd, 3 kube-apiservers, frontdoor and Envoy on 127.0.0.1 (MODE=kubernetes|files; IDENTITY_FORWARDING=Impersonation|RequestHeader; GATEWAYS=N Envoys on the one frontdoor; GLOBAL_RATELIMIT=true adds Redis and the ratelimit service; Ctrl-C stops it)
+	$(TESTS_GO) run ./sandbox/up -mode $(MODE) -identity-forwarding $(IDENTITY_FORWARDING) -gateways $(GATEWAYS) -global-ratelimit=$(GLOBAL_RATELIMIT)
 
 .PHONY: test
 test: tools build ## unit tests and the end-to-end suite against real Envoy, etcd and kube-apiservers, in all three request-service modes, then a bounded fuzz

@@ -28,6 +28,10 @@ const (
 	// frontdoor gRPC server, which serves ADS and ext_authz on one port.
 	ControlPlaneCluster = "frontdoor"
 
+	// RateLimitCluster is the CDS cluster of the ratelimit service (RLS)
+	// that enforces Global token buckets; it exists only while one does.
+	RateLimitCluster = "frontdoor_ratelimit"
+
 	// DefaultRule is the name of the rule (and route) every request falls to
 	// when no dispatch policy matches.
 	DefaultRule = "default"

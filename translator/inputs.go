@@ -48,6 +48,10 @@ type Options struct {
 	// gateway's impersonating client key). Empty allows every namespace:
 	// file mode, where one operator writes the objects and the Secrets.
 	SecretNamespaces []string
+	// RateLimitAddress is where Envoy reaches the ratelimit service
+	// (host:port, gRPC) that enforces Global token buckets; empty means the
+	// gateway has none, and Global schemas are rejected.
+	RateLimitAddress string
 }
 
 // Inputs is everything one translation reads.

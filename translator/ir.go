@@ -31,6 +31,9 @@ type ListenerIR struct {
 	// Edge are the listener's abuse limits and forwarding-header trust,
 	// defaulted.
 	Edge EdgeOptions
+	// RateLimitAddress is the gateway's ratelimit service (host:port), for
+	// Global token buckets; empty when there is none.
+	RateLimitAddress string
 }
 
 // ClusterIR is one accepted UpstreamCluster.
@@ -183,6 +186,12 @@ type FlowIR struct {
 	PerUser bool
 	// MaxInflight caps concurrent non-long-running requests (0: no cap).
 	MaxInflight uint32
+	// Global keeps the bucket in the ratelimit service, shared by every
+	// gateway replica (globalratelimit.go); Burst is then unused.
+	Global bool
+	// FailClosed refuses a Global policy's requests while the ratelimit
+	// service cannot decide (else they pass).
+	FailClosed bool
 }
 
 // RequestServiceIR names the mode of a cluster's request service (the

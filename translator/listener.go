@@ -147,6 +147,11 @@ func httpConnectionManager(e EdgeOptions, c *ClusterIR) *hcmv3.HttpConnectionMan
 	rs := requestServiceOf(c)
 	xfcc, xfccDetails := rs.forwardClientCert()
 	lr := localReplyConfig()
+	if _, closed := globalStages(c); closed {
+		// Before any 503 mapper of the request service: an RLSE 503 is the
+		// rate limit service's failure, not the request service's.
+		lr.Mappers = append(lr.Mappers[:1], append([]*hcmv3.ResponseMapper{rateLimitUnavailableMapper()}, lr.Mappers[1:]...)...)
+	}
 	lr.Mappers = append(lr.Mappers, rs.localReplyMappers()...)
 	hcm := &hcmv3.HttpConnectionManager{
 		ForwardClientCertDetails:    xfcc,
@@ -172,10 +177,12 @@ func httpConnectionManager(e EdgeOptions, c *ClusterIR) *hcmv3.HttpConnectionMan
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{
 			typedExtension(headerMutationName, &headermutationv3.HeaderMutation{Mutations: earlyRemovals(c)}),
 		},
-		HttpFilters: append(rs.httpFilters(c),
-			localRateLimitFilter(),
-			edgeHeadersFilter(),
-			&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		HttpFilters: append(append(rs.httpFilters(c),
+			localRateLimitFilter()),
+			append(globalRateLimitFilters(c),
+				edgeHeadersFilter(),
+				&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+			)...,
 		),
 	}
 	applyEdge(e, hcm)

@@ -79,6 +79,8 @@ func buildFlowSchemas(in []v1alpha1.FlowControlSchema) map[string]FlowIR {
 			if f.Burst == 0 {
 				f.Burst = f.QPS
 			}
+			f.Global = b.Scope == v1alpha1.RateLimitScopeGlobal
+			f.FailClosed = f.Global && b.FailureMode == v1alpha1.RateLimitFailClosed
 		}
 		if m := s.MaxRequestsInflight; m != nil {
 			f.MaxInflight = uint32(m.Max) //nolint:gosec // validated non-negative

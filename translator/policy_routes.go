@@ -30,6 +30,7 @@ func policyRoutes(c *ClusterIR) []*routev3.Route {
 		if rl := policyRateLimit(c, d); rl != nil {
 			r.TypedPerFilterConfig = map[string]*anypb.Any{localRateLimitFilterName: mustAny(rl)}
 		}
+		r.GetRoute().RateLimits = globalRateLimits(d)
 		out = append(out, r)
 		if lr := longRunningRule(d); lr != "" {
 			out = append(out, ruleRoute(c, lr))

@@ -65,7 +65,7 @@ func localRateLimitFilter() *hcmv3.HttpFilter {
 // which the bootstrap's tag envoy.PolicyStatTag turns into one metric with
 // a label frontdoor_policy="<uc>/<policy>" (the policy cluster's name).
 func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLimit {
-	if d.Flow.QPS == 0 {
+	if d.Flow.QPS == 0 || d.Flow.Global {
 		return nil
 	}
 	bucket := &typev3.TokenBucket{

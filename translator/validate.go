@@ -275,6 +275,7 @@ func validateFlowLimits(s v1alpha1.FlowControlSchema, fld *field.Path) field.Err
 		if b.Burst < 0 {
 			errs = append(errs, field.Invalid(fld.Child("tokenBucket", "burst"), b.Burst, isNegativeMsg))
 		}
+		errs = append(errs, validateBucketScope(b, fld.Child("tokenBucket"))...)
 	}
 	if m := s.MaxRequestsInflight; m != nil {
 		kinds++

@@ -31,6 +31,8 @@ var resourceTypes = []string{
 	resourcev3.ListenerType,
 	resourcev3.RouteType,
 	resourcev3.SecretType,
+	// Only the ratelimit service asks for these (globalratelimit.go).
+	resourcev3.RateLimitConfigType,
 }
 
 // clusterResources are the xDS resources owned by one cluster. The shared
@@ -69,6 +71,9 @@ func buildClusterResources(l ListenerIR, c *ClusterIR) (out *clusterResources, e
 	add(resourcev3.ClusterType, up)
 	policyClusters(c, add)
 	add(resourcev3.RouteType, routeConfiguration(c))
+	if rl := rateLimitConfig(c); rl != nil {
+		add(resourcev3.RateLimitConfigType, rl)
+	}
 	for _, s := range secrets(c) {
 		add(resourcev3.SecretType, s)
 	}
@@ -76,7 +81,11 @@ func buildClusterResources(l ListenerIR, c *ClusterIR) (out *clusterResources, e
 
 	for _, typeURL := range resourceTypes {
 		for _, r := range out.resources[typeURL] {
-			if err := r.(validator).ValidateAll(); err != nil {
+			v, ok := r.(validator)
+			if !ok {
+				continue // the ratelimit service's config has no validation rules
+			}
+			if err := v.ValidateAll(); err != nil {
 				return nil, fmt.Errorf("%s %q: %w", shortType(typeURL), resourceName(r), err)
 			}
 		}
@@ -127,6 +136,13 @@ func assemble(l ListenerIR, clusters []*clusterResources) (*Output, error) {
 		}
 		identityPolicy(cr.ir, out.Policy.Clusters[cr.ir.Name])
 		out.Probes = append(out.Probes, probeTargets(cr.ir)...)
+	}
+	if len(out.Resources[resourcev3.RateLimitConfigType]) > 0 {
+		rls := rateLimitServiceCluster(l.RateLimitAddress)
+		if err := rls.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("rate limit service cluster (%q): %w", l.RateLimitAddress, err)
+		}
+		out.Resources[resourcev3.ClusterType] = append(out.Resources[resourcev3.ClusterType], rls)
 	}
 	if len(chains) > 0 {
 		if _, err := netip.ParseAddr(l.Address); err != nil {

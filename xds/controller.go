@@ -4,11 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 
@@ -198,7 +201,7 @@ func (c *Controller) publish(ctx context.Context, out *translator.Output) error 
 	if c.current != nil && c.current.Version == out.Version {
 		return nil
 	}
-	snap, err := cachev3.NewSnapshot(out.Version, out.Resources)
+	snap, err := cachev3.NewSnapshot(out.Version, withRateLimitConfigs(out.Resources))
 	if err != nil {
 		return fmt.Errorf("build snapshot %s: %w", out.Version, err)
 	}
@@ -235,4 +238,20 @@ func (c *Controller) currentVersion() string {
 // CountFileError records a config file that failed to parse.
 func (c *Controller) CountFileError(path string) {
 	c.metrics.configErrors.WithLabelValues("File", path).Inc()
+}
+
+// withRateLimitConfigs gives resources a RateLimitConfig list, empty when
+// no cluster has a Global token bucket. The ratelimit service waits for its
+// first config before it serves, and a type missing from a snapshot has no
+// version, so go-control-plane would never answer it: an empty list does.
+func withRateLimitConfigs(resources map[string][]types.Resource) map[string][]types.Resource {
+	if _, ok := resources[resourcev3.RateLimitConfigType]; ok {
+		return resources
+	}
+	out := maps.Clone(resources)
+	if out == nil {
+		out = map[string][]types.Resource{}
+	}
+	out[resourcev3.RateLimitConfigType] = []types.Resource{}
+	return out
 }

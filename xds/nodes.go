@@ -189,7 +189,7 @@ func (c *Controller) publishNodeLocked(ctx context.Context, id string, st *nodeS
 
 // nodeSnapshot is node's specialization of out.
 func (c *Controller) nodeSnapshot(node *corev3.Node, out *translator.Output) (*cachev3.Snapshot, string, error) {
-	res := out.Resources
+	res := withRateLimitConfigs(out.Resources)
 	var tags []string
 	for _, view := range c.views {
 		next, tag, err := view(node, res)

@@ -249,15 +249,54 @@ type FlowControlSchema struct {
 
 // TokenBucket admits qps requests per second on average with bursts of up
 // to burst requests.
+// +kubebuilder:validation:XValidation:rule="!has(self.failureMode) || (has(self.scope) && self.scope == 'Global')",message="failureMode applies only to scope Global"
+// +kubebuilder:validation:XValidation:rule="!has(self.burst) || self.burst == 0 || !has(self.scope) || self.scope != 'Global'",message="burst does not apply to scope Global (its window is one second)"
 type TokenBucket struct {
 	// QPS is the refill rate, in requests per second.
 	// +kubebuilder:validation:Minimum=1
 	QPS int32 `json:"qps"`
-	// Burst is the bucket size. Defaults to qps.
+	// Burst is the bucket size. Defaults to qps. Scope Global has no burst:
+	// the ratelimit service counts requests in one-second windows.
 	// +optional
 	// +kubebuilder:validation:Minimum=0
 	Burst int32 `json:"burst,omitempty"`
+	// Scope says where the bucket lives. Local (the default) is one bucket
+	// in each gateway replica, so N replicas admit up to N×qps. Global is
+	// one budget shared by every replica, enforced by the ratelimit service
+	// (RLS, backed by Redis) that frontdoor serve's --ratelimit-address
+	// names; without that flag a Global schema is rejected.
+	// +optional
+	Scope RateLimitScope `json:"scope,omitempty"`
+	// FailureMode says what a Global bucket does while the ratelimit service
+	// (or its Redis) cannot answer. Open (the default) admits the requests,
+	// counted in envoy_cluster_ratelimit_failure_mode_allowed and logged: the
+	// limit protects the apiservers but is not worth an outage of its own.
+	// Closed refuses them with 503 and a Kubernetes Status, for budgets that
+	// must never be exceeded.
+	// +optional
+	FailureMode RateLimitFailureMode `json:"failureMode,omitempty"`
 }
+
+// RateLimitScope is where a token bucket is kept.
+// +kubebuilder:validation:Enum=Local;Global
+type RateLimitScope string
+
+// Token bucket scopes.
+const (
+	RateLimitScopeLocal  RateLimitScope = "Local"
+	RateLimitScopeGlobal RateLimitScope = "Global"
+)
+
+// RateLimitFailureMode is what a Global bucket does when the ratelimit
+// service cannot decide.
+// +kubebuilder:validation:Enum=Open;Closed
+type RateLimitFailureMode string
+
+// Failure modes of a Global bucket.
+const (
+	RateLimitFailOpen   RateLimitFailureMode = "Open"
+	RateLimitFailClosed RateLimitFailureMode = "Closed"
+)
 
 // MaxRequestsInflight caps concurrent requests.
 type MaxRequestsInflight struct {

@@ -20,7 +20,11 @@ import (
 func runCheck(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	dir := fs.String("config-dir", "", "directory of UpstreamCluster, Secret and EndpointSlice YAML files to validate (required)")
+	rls := fs.String("ratelimit-address", "", rateLimitAddressUsage+"; check as the gateway that has it")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := checkRateLimitAddress(*rls); err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -39,6 +43,7 @@ func runCheck(args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--config-dir: %w", err)
 	}
+	in.Options.RateLimitAddress = *rls
 	out := translator.Translate(in)
 
 	for _, e := range fileErrs {

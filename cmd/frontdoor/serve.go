@@ -66,6 +66,8 @@ type serveFlags struct {
 	inProcessPolicyAddress  string
 	inProcessMetricsAddress string
 
+	rateLimitAddress string
+
 	edge translator.EdgeOptions
 
 	gatewayNamespace string
@@ -105,6 +107,7 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 		"where the in-process module reaches this server's gRPC port for the policy table (host:port or unix:///path; default --grpc-address)")
 	fs.StringVar(&f.inProcessMetricsAddress, "inprocess-metrics-address", "",
 		"host:port where the in-process module serves the request pipeline's metrics (/metrics) inside Envoy (optional)")
+	fs.StringVar(&f.rateLimitAddress, "ratelimit-address", "", rateLimitAddressUsage)
 	fs.StringVar(&f.gatewayNamespace, "gateway-namespace", "",
 		"Kubernetes mode: the gateway's namespace, the only one UpstreamClusters may reference Secrets in (default: the pod's namespace in a cluster, else "+defaultGatewayNamespace+")")
 	fs.StringVar(&f.secretNamespaces, "secret-namespaces", "",
@@ -132,6 +135,9 @@ func parseServeFlags(args []string) (*serveFlags, error) {
 	}
 	if f.inProcessPolicyAddress == "" {
 		f.inProcessPolicyAddress = f.grpcAddr
+	}
+	if err := checkRateLimitAddress(f.rateLimitAddress); err != nil {
+		return nil, err
 	}
 	if f.configDir != "" && f.kubeconfig != "" {
 		return nil, errors.New("--config-dir (file mode) and --kubeconfig (Kubernetes mode) exclude each other")
@@ -303,6 +309,10 @@ func runServe(args []string) error {
 	if poller != nil {
 		go poller.Run(ctx)
 	}
+	if f.envoyAdminURL != "" && f.rateLimitAddress != "" {
+		// Global token buckets: log when their ratelimit service fails.
+		go (&health.RateLimitWatcher{Admin: admin.New(f.envoyAdminURL), Log: log}).Run(ctx)
+	}
 	log.Info("frontdoor serving", "version", version, "grpc", grpcLis.Addr().String(),
 		"http", httpLis.Addr().String(), "listener", net.JoinHostPort(f.listenAddr, strconv.Itoa(int(f.listenPort))), "extraPorts", f.extraListenPorts, "proxyProtocolPorts", f.edge.ProxyProtocolPorts,
 		"configDir", f.configDir, "kubeconfig", f.kubeconfig)
@@ -403,6 +413,7 @@ func translatorOptions(f *serveFlags) translator.Options {
 		InProcessModule:         f.inProcessModule,
 		InProcessPolicyAddress:  f.inProcessPolicyAddress,
 		InProcessMetricsAddress: f.inProcessMetricsAddress,
+		RateLimitAddress:        f.rateLimitAddress,
 		Edge:                    f.edge,
 	}
 	switch f.accessLog {

@@ -371,7 +371,7 @@ func TestChartRefusesValues(t *testing.T) {
 		set  []string
 		want string
 	}{
-		{[]string{"globalRateLimit.enabled=true"}, "do not exist in Frontdoor yet"},
+		{[]string{"globalRateLimit.enabled=true"}, "the chart does not deploy the ratelimit service and Redis yet"},
 		{[]string{"config.mode=files"}, "config.files.secretName"},
 		{[]string{"config.mode=etcd"}, "at '/config/mode': value must be one of 'kubernetes', 'files'"},
 		{[]string{"service.type=ExternalName"}, "at '/service/type': value must be one of"},

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 	os.Exit(sandbox.RunTests(m, "e2e", sandbox.Options{
 		Progress: os.Stderr, LogRequests: true,
 		RequestService: sandbox.RequestServiceFromEnv(),
+		// Redis and the ratelimit service, for globallimit_test.go: idle
+		// (and no Envoy config) until a cluster has a Global token bucket.
+		GlobalRateLimit: true,
 	}, func(s *sandbox.Sandbox) { sb = s }))
 }
 

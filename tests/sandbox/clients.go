@@ -113,6 +113,10 @@ func (s *Sandbox) Endpoints() string {
 	}
 	kv("FRONTDOOR_METRICS_URL", s.FrontdoorMetricsURL)
 	kv("ETCD_URL", s.ETCDURL)
+	if s.RateLimitAddress != "" {
+		kv("RATELIMIT_ADDRESS", s.RateLimitAddress)
+		kv("REDIS_ADDRESS", s.RedisAddress)
+	}
 	kv("ADMIN_KUBECONFIG", s.AdminKubeconfig)
 	kv("DIRECT_KUBECONFIG", s.DirectKubeconfig)
 	return b.String()

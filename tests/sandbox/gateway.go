@@ -141,6 +141,9 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return err
 	}
 	args = append(args, tlsArgs...)
+	if s.RateLimitAddress != "" {
+		args = append(args, "--ratelimit-address", s.RateLimitAddress)
+	}
 	s.GRPCAddress = grpcAddr
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
@@ -154,6 +157,11 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return ExpectStatus(ctx, plain, s.FrontdoorHealthURL, http.StatusOK)
 	}); err != nil {
 		return err
+	}
+	if s.opts.GlobalRateLimit {
+		if err := s.StartRateLimit(ctx); err != nil {
+			return err
+		}
 	}
 
 	s.GatewayURL = "https://127.0.0.1:" + strconv.Itoa(listenPort)

@@ -27,6 +27,9 @@ type process struct {
 	path    string
 	args    []string
 	logPath string
+	// env, when set, is added to the test's environment (the ratelimit
+	// service takes its settings only from there).
+	env []string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -52,6 +55,9 @@ func (p *process) start() error {
 	}
 	fmt.Fprintf(logFile, "=== %s: %s %s\n", time.Now().Format(time.RFC3339), p.path, strings.Join(p.args, " "))
 	cmd := exec.Command(p.path, p.args...)
+	if len(p.env) > 0 {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

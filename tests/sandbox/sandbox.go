@@ -80,6 +80,12 @@ type Options struct {
 	// tiny --max-requests-inflight on one replica. SetReplicaArgs changes
 	// them for a replica's next StartReplica.
 	ReplicaArgs map[int][]string
+	// GlobalRateLimit starts Redis and the ratelimit service (bin/redis-server,
+	// bin/ratelimit) on loopback ports and gives frontdoor serve
+	// --ratelimit-address, so UpstreamClusters may use Global token
+	// buckets. The service takes its config over xDS from frontdoor's gRPC
+	// port, so it needs a plain TCP port (no GRPCUnixSocket or GRPCMutualTLS).
+	GlobalRateLimit bool
 }
 
 // Sandbox is a running sandbox. URLs are exported so tests and users can
@@ -132,7 +138,18 @@ type Sandbox struct {
 	apiservers []*process
 	frontdoor  *process
 	envoy      *process
-	stopOnce   sync.Once
+	redis      *process
+	ratelimit  *process
+
+	// RateLimitAddress is the ratelimit service's gRPC address (serve's
+	// --ratelimit-address) and RedisAddress its Redis, with
+	// Options.GlobalRateLimit.
+	RateLimitAddress, RedisAddress string
+	// rateLimitHealthURL is the service's /healthcheck.
+	rateLimitHealthURL string
+	// rateLimitConfigURL is its debug port's /rlconfig.
+	rateLimitConfigURL string
+	stopOnce           sync.Once
 }
 
 // Start brings the whole sandbox up and returns once a request through the
@@ -183,9 +200,10 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	}
 	// etcd client+peer, one per replica, envoy listener+admin, frontdoor
 	// grpc+http, the in-process module's metrics, the listener's PROXY
-	// protocol port; then listener, PROXY protocol and admin ports of each
-	// further gateway.
-	ports, err := freePorts(2 + opts.Replicas + 6 + portsPerExtraGateway*(opts.Gateways-1))
+	// protocol port; Redis and the ratelimit service's gRPC, HTTP and debug
+	// ports; then listener, PROXY protocol and admin ports of each further
+	// gateway.
+	ports, err := freePorts(2 + opts.Replicas + 6 + 4 + portsPerExtraGateway*(opts.Gateways-1))
 	if err != nil {
 		return s, err
 	}
@@ -202,7 +220,13 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	s.GatewayURL = s.ReplicaURLs[0]
 	if !opts.SkipGateway {
 		s.ProxyProtocolAddress = "127.0.0.1:" + strconv.Itoa(gw[5])
-		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4], gw[6:]); err != nil {
+		if opts.GlobalRateLimit {
+			if err := s.startRedis(ctx, gw[6]); err != nil {
+				return s, err
+			}
+			s.planRateLimit(gw[7], gw[8], gw[9])
+		}
+		if err := s.startGateway(ctx, gw[0], gw[1], gw[2], gw[3], gw[4], gw[10:]); err != nil {
 			return s, err
 		}
 	}
@@ -221,7 +245,9 @@ func (s *Sandbox) Stop() {
 		return
 	}
 	s.stopOnce.Do(func() {
-		for _, p := range append(s.extraEnvoys(), s.envoy, s.frontdoor) {
+		// The ratelimit service first: its xDS stream would hold
+		// frontdoor's drain open.
+		for _, p := range append(append([]*process{s.ratelimit, s.redis}, s.extraEnvoys()...), s.envoy, s.frontdoor) {
 			if p != nil {
 				p.stop(syscall.SIGTERM, stopGrace)
 			}
@@ -259,7 +285,7 @@ func (s *Sandbox) LogTail(name string, n int) string {
 
 func (s *Sandbox) all() []*process {
 	var ps []*process
-	for _, p := range append(append([]*process{s.etcd, s.frontdoor, s.envoy}, s.extraEnvoys()...), s.apiservers...) {
+	for _, p := range append(append([]*process{s.etcd, s.frontdoor, s.envoy, s.redis, s.ratelimit}, s.extraEnvoys()...), s.apiservers...) {
 		if p != nil {
 			ps = append(ps, p)
 		}
@@ -282,6 +308,9 @@ func (s *Sandbox) checkBinaries() error {
 	need := []string{"etcd", "kube-apiserver", "kubectl"}
 	if !s.opts.SkipGateway {
 		need = append(need, "frontdoor", ModuleFile, "envoy")
+	}
+	if s.opts.GlobalRateLimit {
+		need = append(need, "redis-server", "ratelimit")
 	}
 	var missing []string
 	for _, b := range need {

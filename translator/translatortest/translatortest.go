@@ -63,6 +63,8 @@ type options struct {
 	MaxConnectionAge       metav1.Duration `json:"maxConnectionAge"`
 	MaxConnectionAgeJitter float64         `json:"maxConnectionAgeJitter"`
 	DrainBuckets           bool            `json:"drainBuckets"`
+	// The ratelimit service (frontdoor serve --ratelimit-address).
+	RateLimitAddress string `json:"rateLimitAddress"`
 }
 
 // Cases returns the names of the golden cases in fsys (its *.yaml files,
@@ -146,6 +148,7 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 			SecretNamespaces:        docOpts.SecretNamespaces,
+			RateLimitAddress:        docOpts.RateLimitAddress,
 			ListenerExtraPorts:      docOpts.ListenerExtraPorts,
 			Edge: translator.EdgeOptions{
 				ProxyProtocolPorts:     docOpts.ProxyProtocolPorts,

@@ -29,6 +29,8 @@ var mode = flag.String("mode", sandbox.ModeKubernetes, "where frontdoor reads it
 
 var identityForwarding = flag.String("identity-forwarding", "", "the sandbox UpstreamCluster's spec.clientConfig.identityForwarding: Impersonation (the default) or RequestHeader (the replicas trust the gateway's X-Remote-* headers)")
 
+var globalRateLimit = flag.Bool("global-ratelimit", false, "also run Redis and the ratelimit service (logs in _sandbox/logs), so UpstreamClusters may use tokenBucket scope: Global")
+
 var grpcUnix = flag.Bool("grpc-unix", false, "frontdoor serves ADS and the request service on a Unix socket in _sandbox/ (Envoy reaches it as a pipe) instead of a loopback port")
 
 var gateways = flag.Int("gateways", 1, "Envoys on the one frontdoor serve, each with its own listener, admin port and access log (a fleet on one host)")
@@ -69,7 +71,7 @@ func run() error {
 	// Ctrl-C during start-up cancels it; Start then stops what it began.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix, IdentityForwarding: *identityForwarding, Gateways: *gateways})
+	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: dir, Progress: os.Stdout, LogRequests: true, Mode: *mode, GRPCUnixSocket: *grpcUnix, IdentityForwarding: *identityForwarding, Gateways: *gateways, GlobalRateLimit: *globalRateLimit})
 	if err != nil {
 		return err
 	}
