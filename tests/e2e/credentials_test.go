@@ -196,8 +196,14 @@ func ensureCluster(t *testing.T, ctx context.Context, once *sync.Once, errp *err
 // presents the given client certificate (if any).
 func httpClient(t *testing.T, sni string, certPEM, keyPEM []byte) *http.Client {
 	t.Helper()
+	return sandboxClient(t, sb, sni, certPEM, keyPEM)
+}
+
+// sandboxClient is httpClient for a sandbox of a test's own.
+func sandboxClient(t *testing.T, s *sandbox.Sandbox, sni string, certPEM, keyPEM []byte) *http.Client {
+	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(sb.CA.Cert)
+	pool.AddCert(s.CA.Cert)
 	cfg := &tls.Config{RootCAs: pool, ServerName: sni, MinVersion: tls.VersionTLS12}
 	if certPEM != nil {
 		pair, err := tls.X509KeyPair(certPEM, keyPEM)

@@ -105,6 +105,8 @@ func startFleet(t *testing.T, ctx context.Context) *sandbox.Sandbox {
 	fs, err := sandbox.Start(ctx, sandbox.Options{
 		Dir: dir, Replicas: 2, Gateways: 2, Progress: os.Stderr,
 		RequestService: sandbox.RequestServiceFromEnv(),
+		// The ratelimit service and Redis, for the global limit.
+		GlobalRateLimit: true,
 		// A restart's drain need not wait long: the Envoys stay connected.
 		FrontdoorArgs: []string{"--drain-timeout", "1s"},
 	})
@@ -190,6 +192,25 @@ func TestFleet(t *testing.T) {
 			if ok[i] < 20 || failed[i] != 0 {
 				t.Errorf("gateway %d: %d ok, %d failed; want many ok and none failed: %v", i, ok[i], failed[i], errs)
 			}
+		}
+	})
+
+	// Issue 16's bar: one global schema of 20 QPS, 60 QPS offered split
+	// over both Envoys, 18–22 QPS of 2xx; the limit holds with one Envoy
+	// killed (the survivor then gets the whole 60 QPS).
+	t.Run("a global limit holds over both Envoys and with one killed", func(t *testing.T) {
+		writeGlobalClusterOn(t, ctx, fs, glDefaultQPS)
+		cert, key := fs.ClientCert("gl-shared", "system:masters")
+		client := sandboxClient(t, fs, glSNI, cert, key)
+		defer client.CloseIdleConnections()
+		both := gatewayURLs(fs)
+		checkGlobalRate(t, "60 QPS over both Envoys", offerLoad(t, ctx, both, client, 60, 10*time.Second), glDefaultQPS)
+		if err := fs.StopGateway(1, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		checkGlobalRate(t, "60 QPS to the survivor", offerLoad(t, ctx, both[:1], client, 60, 6*time.Second), glDefaultQPS)
+		if err := fs.StartGateway(ctx, 1); err != nil {
+			t.Fatalf("restarting gateway 1: %v", err)
 		}
 	})
 

@@ -53,8 +53,15 @@ const glDefaultQPS = 20
 // loaded that limit (over xDS from frontdoor).
 func writeGlobalCluster(t *testing.T, ctx context.Context, qps int) {
 	t.Helper()
-	uc := altClusterYAML(glCluster, glSNI, sandbox.ServersYAML(sb.ReplicaURLs)) + fmt.Sprintf(glPolicies, qps)
-	path := filepath.Join(sb.Dir, "config", "upstreamcluster-"+glCluster+".yaml")
+	writeGlobalClusterOn(t, ctx, sb, qps)
+}
+
+// writeGlobalClusterOn is writeGlobalCluster on sandbox s, waiting until
+// every gateway of s serves the cluster.
+func writeGlobalClusterOn(t *testing.T, ctx context.Context, s *sandbox.Sandbox, qps int) {
+	t.Helper()
+	uc := s.UpstreamClusterYAML(glCluster, sandbox.ServersYAML(s.ReplicaURLs), []string{glSNI}, altClusterSpec) + fmt.Sprintf(glPolicies, qps)
+	path := filepath.Join(s.Dir, "config", "upstreamcluster-"+glCluster+".yaml")
 	if err := os.WriteFile(path+".tmp", []byte(uc), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -64,23 +71,40 @@ func writeGlobalCluster(t *testing.T, ctx context.Context, qps int) {
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	want := fmt.Sprintf("%s.frontdoor_policy_shared: unit=SECOND requests_per_unit=%d,", glCluster, qps)
-	var last string
+	var last, waiting string
+	client := sandboxClient(t, s, glSNI, nil, nil)
+	defer client.CloseIdleConnections()
 	err := poll(wctx, 100*time.Millisecond, func() (bool, error) {
-		last, _ = sb.RateLimitConfig(wctx)
-		if !strings.Contains(last, want) {
+		cfg, err := s.RateLimitConfig(wctx)
+		if err != nil || !strings.Contains(cfg, want) {
+			waiting = fmt.Sprintf("the ratelimit service's config (%v)", err)
+			last = cfg
 			return false, nil
 		}
+		last = cfg
 		// Anonymous /version answers 200 only once the cluster serves (the
 		// template enables anonymous); before that its SNI falls to the
 		// sandbox's default chain, which answers 401.
-		client := httpClient(t, glSNI, nil, nil)
-		defer client.CloseIdleConnections()
-		code, _, _ := do(t, wctx, client, http.MethodGet, sb.GatewayURL+"/version", nil, nil)
-		return code == http.StatusOK, nil
+		for _, url := range gatewayURLs(s) {
+			if code, _, body := do(t, wctx, client, http.MethodGet, url+"/version", nil, nil); code != http.StatusOK {
+				waiting = fmt.Sprintf("%s/version: %d %s", url, code, body)
+				return false, nil
+			}
+		}
+		return true, nil
 	})
 	if err != nil {
-		t.Fatalf("global cluster at %d qps not serving: %v; ratelimit service config:\n%s", qps, err, last)
+		t.Fatalf("global cluster at %d qps not serving: %v; waiting for %s; ratelimit service config:\n%s", qps, err, waiting, last)
 	}
+}
+
+// gatewayURLs are the client URLs of every Envoy of s.
+func gatewayURLs(s *sandbox.Sandbox) []string {
+	var urls []string
+	for _, g := range s.Gateways {
+		urls = append(urls, g.URL)
+	}
+	return urls
 }
 
 func glClient(t *testing.T, name string, groups ...string) *http.Client {
