@@ -1,16 +1,11 @@
 package envoy
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
@@ -42,45 +37,8 @@ func runEnvoy(t *testing.T, config any, adminPort int) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "envoy.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(envoyBinary(t), "-c", path, "--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "1")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("envoy log:\n%s", out)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	ready := "http://127.0.0.1:" + strconv.Itoa(adminPort) + "/ready"
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("envoy not ready at %s: %v\n%s", ready, err, out)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	logPath := testenv.RunEnvoy(t, path, "--concurrency", "1")
+	testenv.WaitEnvoyReady(t, "http://127.0.0.1:"+strconv.Itoa(adminPort), logPath)
 }
 
 // sockAddr is a socket address in Envoy's JSON config.

@@ -2,14 +2,11 @@ package translator
 
 import (
 	"bytes"
-	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -207,10 +204,6 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 // ready.
 func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	t.Helper()
-	bin, err := testenv.Binary("envoy")
-	if err != nil {
-		t.Fatal(err)
-	}
 	listenPort, adminPort := mustFreePort(t), mustFreePort(t)
 	c := &ClusterIR{Name: "retry", RequestService: RequestServiceIR(v1alpha1.RequestServiceExtAuthz)}
 	rc := routeConfiguration(c)
@@ -254,43 +247,9 @@ func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "envoy.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", path, "--use-dynamic-base-id", "--log-level", "warn", "--concurrency", "1")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // only the process started here
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("envoy log:\n%s", out)
-		}
-	})
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	ready := fmt.Sprintf("http://127.0.0.1:%d/ready", adminPort)
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, ready, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return "http://127.0.0.1:" + strconv.Itoa(listenPort), "http://127.0.0.1:" + strconv.Itoa(adminPort)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			out, _ := os.ReadFile(logPath)
-			t.Fatalf("envoy not ready at %s\n%s", ready, out)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	logPath := testenv.RunEnvoy(t, path, "--concurrency", "1")
+	testenv.WaitEnvoyReady(t, "http://127.0.0.1:"+strconv.Itoa(adminPort), logPath)
+	return "http://127.0.0.1:" + strconv.Itoa(listenPort), "http://127.0.0.1:" + strconv.Itoa(adminPort)
 }
 
 func mustFreePort(t *testing.T) int {

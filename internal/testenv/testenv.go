@@ -9,11 +9,17 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"testing"
+	"time"
 )
 
 // modulePath is the product module's path, as its go.mod declares it.
@@ -68,4 +74,62 @@ func FreePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// RunEnvoy starts bin/envoy on the bootstrap file with --use-dynamic-base-id,
+// --log-level warn and args, its output in envoy.log beside the bootstrap,
+// and stops that process (and only it) when tb ends, printing its log if tb
+// failed. It returns the log's path; see WaitEnvoyReady.
+func RunEnvoy(tb testing.TB, bootstrap string, args ...string) string {
+	tb.Helper()
+	bin, err := Binary("envoy")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	logPath := filepath.Join(filepath.Dir(bootstrap), "envoy.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn"}, args...)...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		logFile.Close()
+		if tb.Failed() {
+			out, _ := os.ReadFile(logPath)
+			tb.Logf("envoy log (%s):\n%s", logPath, out)
+		}
+	})
+	return logPath
+}
+
+// WaitEnvoyReady waits up to 30 s until the Envoy whose admin interface is
+// at adminURL (http://host:port) answers /ready with 200; it fails tb with
+// the log at logPath otherwise.
+func WaitEnvoyReady(tb testing.TB, adminURL, logPath string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/ready", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			out, _ := os.ReadFile(logPath)
+			tb.Fatalf("envoy not ready at %s/ready:\n%s", adminURL, out)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

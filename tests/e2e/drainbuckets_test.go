@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 	"github.com/kubefrontdoor/frontdoor/translator"
 )
@@ -290,26 +290,7 @@ func startFileLDSEnvoy(t *testing.T, ctx context.Context, dir, ldsPath string, l
 	if err := os.WriteFile(bootPath, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logPath := filepath.Join(dir, "envoy.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(sb.BinDir, "envoy"), "-c", bootPath, "--use-dynamic-base-id",
-		"--log-level", "warn", "--drain-time-s", strconv.Itoa(int(bucketDrainTime/time.Second)))
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("--- second Envoy's log (%s):\n%s", logPath, b)
-		}
-	})
+	testenv.RunEnvoy(t, bootPath, "--drain-time-s", strconv.Itoa(int(bucketDrainTime/time.Second)))
 	gateway := fmt.Sprintf("https://127.0.0.1:%d", ln.GetAddress().GetSocketAddress().GetPortValue())
 	client, err := sb.HTTPClient(sb.AdminCertPEM, sb.AdminKeyPEM)
 	if err != nil {
