@@ -273,8 +273,8 @@ func whoamiEqualsDirect(t *testing.T, ctx context.Context, pl *played) {
 }
 
 // watchSurvivesEdit: a watch opened through the Pod before an
-// UpstreamCluster edit (a health-check change, which the Pod's Envoy
-// takes) still delivers an event created after it, on the same stream.
+// UpstreamCluster edit (outlier detection's base ejection time, which the
+// Pod's Envoy takes as a cluster update) still delivers an event created after it, on the same stream.
 func watchSurvivesEdit(t *testing.T, ctx context.Context, pl *played) {
 	cfg := sb.RESTConfig(pl.gatewayURL, sb.AdminCertPEM, sb.AdminKeyPEM)
 	cfg.Timeout = 0 // a controller's watch: no request timeout
@@ -287,17 +287,17 @@ func watchSurvivesEdit(t *testing.T, ctx context.Context, pl *played) {
 	defer w.Stop()
 
 	if _, err := sb.Kubectl(ctx, "patch", "upstreamcluster", sandbox.ClusterName, "--type=merge",
-		"-p", `{"spec":{"healthCheck":{"interval":"3s"}}}`); err != nil {
+		"-p", `{"spec":{"outlierDetection":{"baseEjectionTime":"7s"}}}`); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		dump, err := envoyAdminGet(ctx, pl.adminURL+"/config_dump?resource=dynamic_active_clusters")
-		if err == nil && strings.Contains(dump, `"interval": "3s"`) {
+		if err == nil && strings.Contains(dump, `"base_ejection_time": "7s"`) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the Pod's Envoy did not take the edit (health check interval 3s) within 20 s: %v", err)
+			t.Fatalf("the Pod's Envoy did not take the edit (base ejection time 7s) within 20 s: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
