@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -32,7 +33,8 @@ import (
 // its next requests, while the watches it has open on the old connection
 // keep streaming. The sandbox here has one Envoy: the test proves the
 // GOAWAY and the reconnect on it; which replica the new connection reaches
-// is the load balancer's choice.
+// is the load balancer's choice, and ClientsMoveToANewGateway plays a
+// scale-out with a balancer that sends new connections to a second Envoy.
 
 const (
 	// testMaxAge and testJitter are this sandbox's --max-connection-age and
@@ -52,7 +54,7 @@ var maxAgeWithJitter = testMaxAge + testMaxAge*testJitter/100
 func startAgeSandbox(t *testing.T, ctx context.Context) *sandbox.Sandbox {
 	t.Helper()
 	s, err := sandbox.Start(ctx, sandbox.Options{
-		Dir: t.TempDir(), Replicas: 1, Progress: os.Stderr,
+		Dir: t.TempDir(), Replicas: 1, Gateways: 2, Progress: os.Stderr,
 		RequestService: sandbox.RequestServiceFromEnv(),
 		FrontdoorArgs: []string{
 			"--max-connection-age", testMaxAge.String(),
@@ -81,6 +83,7 @@ func TestConnectionAge(t *testing.T) {
 	s := startAgeSandbox(t, ctx)
 	t.Run("RequestsMoveAndWatchesStay", func(t *testing.T) { requestsMoveAndWatchesStay(t, ctx, s) })
 	t.Run("AgesAreJittered", func(t *testing.T) { agesAreJittered(t, ctx, s) })
+	t.Run("ClientsMoveToANewGateway", func(t *testing.T) { clientsMoveToANewGateway(t, ctx, s) })
 }
 
 // requestsMoveAndWatchesStay uses one HTTP/2 client, as client-go does:
@@ -321,4 +324,127 @@ func untilGoAway(ctx context.Context, cc *h2Conn, timeout time.Duration) (time.D
 		time.Sleep(20 * time.Millisecond)
 	}
 	return 0, fmt.Errorf("no GOAWAY within %v of the dial", timeout)
+}
+
+// switchingBalancer is an L4 load balancer for a test: it forwards each
+// new connection to the target of the moment, so setting a new target is a
+// scale-out whose new replica gets every new connection.
+type switchingBalancer struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	target string
+}
+
+func newSwitchingBalancer(t *testing.T, target string) *switchingBalancer {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &switchingBalancer{ln: ln, target: target}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			target := b.target
+			b.mu.Unlock()
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return b
+}
+
+func (b *switchingBalancer) setTarget(target string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.target = target
+}
+
+// envoyRequests is how many requests an Envoy's client listener received
+// (downstream_rq_total of its connection managers, the admin's left out).
+func envoyRequests(t *testing.T, ctx context.Context, adminURL string) int {
+	t.Helper()
+	body, err := sandbox.Get(ctx, &http.Client{Timeout: 5 * time.Second}, adminURL+"/stats?filter="+url.QueryEscape(`^http\..*\.downstream_rq_total$`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for line := range strings.SplitSeq(body, "\n") {
+		name, v, ok := strings.Cut(line, ": ")
+		if !ok || strings.HasPrefix(name, "http.admin.") {
+			continue
+		}
+		k, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			t.Fatalf("stat %q: %v", line, err)
+		}
+		n += k
+	}
+	return n
+}
+
+// clientsMoveToANewGateway: a client with one long-lived HTTP/2
+// connection through an L4 balancer to gateway 0 keeps sending requests;
+// the balancer then sends new connections to gateway 1 (a scale-out).
+// Within the maximum age plus its jitter the client's requests arrive at
+// gateway 1 and no longer at gateway 0, and none fails.
+func clientsMoveToANewGateway(t *testing.T, ctx context.Context, s *sandbox.Sandbox) {
+	g0, g1 := s.Gateways[0], s.Gateways[1]
+	lb := newSwitchingBalancer(t, strings.TrimPrefix(g0.URL, "https://"))
+	client, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.CloseIdleConnections()
+	url := "https://" + lb.ln.Addr().String() + "/api/v1/namespaces/default"
+	failed := 0
+	send := func() {
+		code, _, body := get(ctx, client, url)
+		if code != http.StatusOK {
+			failed++
+			t.Errorf("request through the balancer: %d %s", code, body)
+		}
+	}
+	send()
+	lb.setTarget(strings.TrimPrefix(g1.URL, "https://"))
+	switched := time.Now()
+	before0, before1 := envoyRequests(t, ctx, g0.AdminURL), envoyRequests(t, ctx, g1.AdminURL)
+	deadline := switched.Add(maxAgeWithJitter + envoyDrainTimeout + 2*time.Second)
+	moved := time.Duration(0)
+	for time.Now().Before(deadline) && moved == 0 {
+		send()
+		if envoyRequests(t, ctx, g1.AdminURL) > before1 {
+			moved = time.Since(switched)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if moved == 0 {
+		t.Fatalf("no request reached gateway 1 within %s of the scale-out (gateway 0 served %d more)",
+			time.Since(switched).Round(time.Millisecond), envoyRequests(t, ctx, g0.AdminURL)-before0)
+	}
+	t.Logf("the client's requests reached the new gateway %s after the scale-out", moved.Round(time.Millisecond))
+	// From now on every request goes to the new gateway.
+	after0 := envoyRequests(t, ctx, g0.AdminURL)
+	for range 10 {
+		send()
+	}
+	if n := envoyRequests(t, ctx, g0.AdminURL) - after0; n != 0 {
+		t.Errorf("gateway 0 still served %d requests after the client moved", n)
+	}
+	if failed != 0 {
+		t.Errorf("%d requests failed across the move", failed)
+	}
 }
