@@ -69,14 +69,21 @@ const (
 	// (extAuthzTimeout) bounds the whole, retries included.
 	requestServiceRetries     = 20
 	requestServiceBackoffBase = 50 * time.Millisecond
-	requestServiceBackoffMax  = 250 * time.Millisecond
+	// requestServiceBackoffMax is also each try's timeout: Envoy turns a
+	// GrpcService retry policy into a route retry policy whose
+	// per_try_timeout is the back-off's max_interval. It must let a call
+	// the service holds on purpose (the refusal gate's 1 s tarpit) finish,
+	// so it is the call's whole timeout; the back-off doubles from 50 ms
+	// (jittered), which still retries several times within a restart.
+	requestServiceBackoffMax = extAuthzTimeout
 )
 
 // requestServiceRetryPolicy carries calls to the request service over a
 // restart of frontdoor serve (it lives in that process in ExtAuthz and
 // ExtProc mode): a call that finds no server (connection refused, the
 // connection reset or refused by a server shutting down, gRPC
-// UNAVAILABLE) is tried again every 50–250 ms until the call's timeout.
+// UNAVAILABLE) is tried again after a back-off doubling from 50 ms, until
+// the call's timeout.
 // A Check only reads, so repeating one is safe. A call the service
 // answered, allow or deny, is never retried.
 func requestServiceRetryPolicy() *corev3.RetryPolicy {

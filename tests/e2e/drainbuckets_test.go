@@ -267,7 +267,8 @@ func writeLDS(t *testing.T, path, version string, ln *listenerv3.Listener) {
 // its PID) when the test ends.
 func startFileLDSEnvoy(t *testing.T, ctx context.Context, dir, ldsPath string, ln *listenerv3.Listener) string {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(sb.Dir, "envoy.yaml"))
+	// The current bootstrap: a rolled gateway (RollGateway) has its own.
+	raw, err := os.ReadFile(sb.Gateways[0].BootstrapPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,8 +72,6 @@ func writeGlobalClusterOn(t *testing.T, ctx context.Context, s *sandbox.Sandbox,
 	defer cancel()
 	want := fmt.Sprintf("%s.frontdoor_policy_shared: unit=SECOND requests_per_unit=%d,", glCluster, qps)
 	var last, waiting string
-	client := sandboxClient(t, s, glSNI, nil, nil)
-	defer client.CloseIdleConnections()
 	err := poll(wctx, 100*time.Millisecond, func() (bool, error) {
 		cfg, err := s.RateLimitConfig(wctx)
 		if err != nil || !strings.Contains(cfg, want) {
@@ -84,7 +82,11 @@ func writeGlobalClusterOn(t *testing.T, ctx context.Context, s *sandbox.Sandbox,
 		last = cfg
 		// Anonymous /version answers 200 only once the cluster serves (the
 		// template enables anonymous); before that its SNI falls to the
-		// sandbox's default chain, which answers 401.
+		// sandbox's default chain, which answers 401. A new connection
+		// each time: one made before the cluster existed stays on the
+		// default chain.
+		client := sandboxClient(t, s, glSNI, nil, nil)
+		defer client.CloseIdleConnections()
 		for _, url := range gatewayURLs(s) {
 			if code, _, body := do(t, wctx, client, http.MethodGet, url+"/version", nil, nil); code != http.StatusOK {
 				waiting = fmt.Sprintf("%s/version: %d %s", url, code, body)

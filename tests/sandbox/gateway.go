@@ -141,9 +141,6 @@ func (s *Sandbox) startGateway(ctx context.Context, listenPort, adminPort, grpcP
 		return err
 	}
 	args = append(args, tlsArgs...)
-	if s.RateLimitAddress != "" {
-		args = append(args, "--ratelimit-address", s.RateLimitAddress)
-	}
 	s.GRPCAddress = grpcAddr
 	s.frontdoor = newProcess("frontdoor", s.bin("frontdoor"), s.logPath("frontdoor"), args...)
 	s.progress("frontdoor: xDS + ext_authz on %s, metrics on %s (log: %s)", grpcAddr, httpAddr, s.frontdoor.logPath)
@@ -212,6 +209,9 @@ func (s *Sandbox) serveArgs(config []string, grpcAddr, httpAddr, listenPort, mod
 	}
 	if s.opts.LogRequests {
 		args = append(args, "--log-requests")
+	}
+	if s.RateLimitAddress != "" {
+		args = append(args, "--ratelimit-address", s.RateLimitAddress)
 	}
 	return append(args, s.opts.FrontdoorArgs...)
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -133,12 +134,21 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	wg.Wait()
 
 	s.frontdoor, s.envoy = fd, ev
+	s.GRPCAddress = grpcAddr
 	s.EnvoyAdminURL = "http://" + adminAddr
 	if len(s.Gateways) > 0 {
-		s.Gateways[0].envoy, s.Gateways[0].AdminURL = ev, s.EnvoyAdminURL
+		s.Gateways[0].envoy, s.Gateways[0].AdminURL, s.Gateways[0].BootstrapPath = ev, s.EnvoyAdminURL, bootstrap
 	}
 	s.FrontdoorMetricsURL = "http://" + httpAddr + "/metrics"
 	s.FrontdoorHealthURL = "http://" + httpAddr + "/healthz"
 	s.ModuleMetricsURL = "http://" + moduleMetricsAddr + "/metrics"
+	// The ratelimit service took its config from the old frontdoor's xDS
+	// port, which is gone: start it again on the new one.
+	if s.ratelimit != nil {
+		s.ratelimit.stop(syscall.SIGTERM, stopGrace)
+		if err := s.StartRateLimit(ctx); err != nil {
+			return errors.Join(drainErr, fmt.Errorf("the ratelimit service on the new frontdoor: %w", err))
+		}
+	}
 	return drainErr
 }
