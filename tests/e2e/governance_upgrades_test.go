@@ -53,8 +53,8 @@ func govUpgrade(t *testing.T, ctx context.Context, u user, target, protocol stri
 	return resp.StatusCode
 }
 
-// waitAccessLogged waits (up to 10 s) until Envoy's access log, which it
-// flushes about every second, names every marker: the streaming tests
+// waitAccessLogged waits (up to 10 s) until Envoy's access log, which the
+// sandbox's Envoys flush every 200 ms, names every marker: the streaming tests
 // count exec lines in it, and late ones of this test would land in theirs.
 func waitAccessLogged(t *testing.T, ctx context.Context, markers []string) {
 	t.Helper()

@@ -83,8 +83,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 		fd.stop(syscall.SIGKILL, 0)
 		return err
 	}
-	ev := newProcess("envoy", s.bin("envoy"), s.logPath("envoy-"+epoch),
-		"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1")
+	ev := newProcess("envoy", s.bin("envoy"), s.logPath("envoy-"+epoch), envoyArgs(bootstrap)...)
 	if err := ev.start(); err != nil {
 		fd.stop(syscall.SIGKILL, 0)
 		return err
