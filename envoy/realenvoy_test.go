@@ -2,9 +2,6 @@ package envoy
 
 import (
 	"encoding/json"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/kubefrontdoor/frontdoor/internal/testenv"
@@ -32,13 +29,7 @@ func runEnvoy(t *testing.T, config any, adminPort int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "envoy.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := testenv.RunEnvoy(t, path, "--concurrency", "1")
-	testenv.WaitEnvoyReady(t, "http://127.0.0.1:"+strconv.Itoa(adminPort), logPath)
+	testenv.RunEnvoyConfig(t, b, adminPort)
 }
 
 // sockAddr is a socket address in Envoy's JSON config.

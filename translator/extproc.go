@@ -71,10 +71,11 @@ func (extProc) forwardClientCert() (hcmv3.HttpConnectionManager_ForwardClientCer
 	return forwardClientCertToFilters()
 }
 
-// localReplyMappers give the 503 Envoy answers when the ext_proc service is
-// unreachable or too slow the Status body. Unlike ext_authz (flag UAEX)
-// ext_proc sets no response flag; what marks that 503 is that the service
-// never answered, so its access-log metadata is absent.
+// localReplyMappers give the 503 of a request the ext_proc service never
+// decided on (unreachable or too slow: the filter fails open and the
+// undecided route answers, see extProcFilter) the Status body. Unlike
+// ext_authz (flag UAEX) that reply has no response flag; what marks it is
+// that the service never answered, so its access-log metadata is absent.
 func (extProc) localReplyMappers() []*hcmv3.ResponseMapper {
 	return []*hcmv3.ResponseMapper{serviceFailureMapper(envoy.MetadataNamespaceExtProc, nil)}
 }
@@ -88,9 +89,22 @@ func forwardClientCertToFilters() (hcmv3.HttpConnectionManager_ForwardClientCert
 	return hcmv3.HttpConnectionManager_SANITIZE_SET, &hcmv3.HttpConnectionManager_SetCurrentClientCertDetails{Cert: true}
 }
 
-// extProcFilter fails closed like ext_authz: an unreachable or slow service
-// answers 503. Request headers go to the service (it decides), response
-// headers too (it observes); bodies and trailers never do.
+// failsClosedAtRoutes: see extProcFilter.
+func (extProc) failsClosedAtRoutes() {}
+
+// extProcFilter asks the service on the request headers (it decides) and
+// on the response headers (it observes); bodies and trailers never go.
+//
+// It fails open, and the routes fail closed (requireDecision): a request
+// the service never decided on (unreachable, too slow) carries no rule
+// header and gets the catch-all 503 with Retry-After, exactly as before.
+// Failing closed at the filter instead would also fail every request
+// whose stream broke after its decision: Envoy answers any stream error
+// before the request ends with the error status, even while the request
+// is at the apiserver, so a restart of frontdoor serve would turn the
+// requests in flight (writes already executed among them) into 503s
+// because their observer went away. Open at the filter, a broken stream
+// after the decision only costs the observation.
 func extProcFilter() *hcmv3.HttpFilter {
 	cfg := &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
@@ -99,7 +113,7 @@ func extProcFilter() *hcmv3.HttpFilter {
 			}},
 			Timeout: duration(extProcTimeout),
 		},
-		FailureModeAllow: false,
+		FailureModeAllow: true,
 		// Response headers are skipped here and sent only per virtual host
 		// (perRoute): a request Envoy refuses before routing
 		// (a malformed HTTP/1.1 request, oversized headers) gets its local

@@ -172,11 +172,7 @@ func globalRateLimits(d *DispatchIR) []*routev3.RateLimit {
 // rateLimitUnavailableMapper gives a fail-closed policy's 503 (flag RLSE:
 // the service failed) Retry-After and the ServiceUnavailable Status body.
 func rateLimitUnavailableMapper() *hcmv3.ResponseMapper {
-	m := statusMapper(statusRateLimitUnavailable, flagged("RLSE"))
-	m.HeadersToAdd = append(m.HeadersToAdd, &corev3.HeaderValueOption{
-		Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
-	})
-	return m
+	return withRetryAfter(statusMapper(statusRateLimitUnavailable, flagged("RLSE")))
 }
 
 // rateLimitServiceCluster is how Envoy reaches the ratelimit service at

@@ -92,10 +92,23 @@ func serviceFailureMapper(namespace string, flags []string) *hcmv3.ResponseMappe
 			MatchIfKeyNotFound: wrapperspb.Bool(true),
 		},
 	}}
-	if len(flags) == 0 {
-		return statusMapper(statusRequestServiceUnavailable, noDecision)
+	conds := []*accesslogv3.AccessLogFilter{noDecision}
+	if len(flags) != 0 {
+		conds = []*accesslogv3.AccessLogFilter{flagged(flags...), noDecision}
 	}
-	return statusMapper(statusRequestServiceUnavailable, flagged(flags...), noDecision)
+	// The request was never forwarded: client-go retries a 5xx carrying
+	// Retry-After (any verb), so a restart of the request service is a
+	// pause for its clients, not an error.
+	return withRetryAfter(statusMapper(statusRequestServiceUnavailable, conds...))
+}
+
+// withRetryAfter adds Retry-After: 1 to m's reply (unless the reply has
+// one): for refusals of requests that were never executed.
+func withRetryAfter(m *hcmv3.ResponseMapper) *hcmv3.ResponseMapper {
+	m.HeadersToAdd = append(m.HeadersToAdd, &corev3.HeaderValueOption{
+		Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT,
+	})
+	return m
 }
 
 // statusReplyMapper answers the local replies filter matches with code and

@@ -6,8 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -242,13 +240,7 @@ func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	path := filepath.Join(dir, "envoy.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logPath := testenv.RunEnvoy(t, path, "--concurrency", "1")
-	testenv.WaitEnvoyReady(t, "http://127.0.0.1:"+strconv.Itoa(adminPort), logPath)
+	testenv.RunEnvoyConfig(t, b, adminPort)
 	return "http://127.0.0.1:" + strconv.Itoa(listenPort), "http://127.0.0.1:" + strconv.Itoa(adminPort)
 }
 

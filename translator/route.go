@@ -12,6 +12,8 @@ import (
 
 const (
 	upgradeRouteName = "upgrade"
+	// undecidedRouteName is requireDecision's last route.
+	undecidedRouteName = "undecided"
 )
 
 // routeConfiguration is the RDS resource of one cluster: one virtual host
@@ -23,10 +25,14 @@ const (
 // (policy_routes.go) in between, and the upgrade twins of those routes
 // (upgrade_twins.go) before the catch-all upgrade route.
 func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
+	routes := slices.Concat(policyUpgradeRoutes(c), []*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)})
+	if _, ok := requestServiceOf(c).(decidedAtRoutes); ok {
+		routes = requireDecision(routes)
+	}
 	vh := &routev3.VirtualHost{
 		Name:    c.Name,
 		Domains: []string{"*"},
-		Routes:  slices.Concat(policyUpgradeRoutes(c), []*routev3.Route{upgradeRoute(c)}, policyRoutes(c), []*routev3.Route{defaultRoute(c)}),
+		Routes:  routes,
 		// The retry policy's internal verdict (retry.go) never reaches a client.
 		ResponseHeadersToRemove: []string{upstreamVerdictHeader},
 	}
@@ -56,6 +62,44 @@ func upgradeRoute(c *ClusterIR) *routev3.Route {
 	return r
 }
 
+// decidedAtRoutes is a mode whose filter lets a request the request service
+// never decided on continue (it failed open) and relies on the routes to
+// fail closed: only a request carrying the service's rule header may reach
+// an upstream (extproc.go says why ext_proc works so).
+type decidedAtRoutes interface{ failsClosedAtRoutes() }
+
+// requireDecision makes routes fail closed without the request service's
+// decision: the catch-all upgrade and default routes match only the default
+// rule (the rule routes already match their own), and a last route answers
+// every request with no rule header 503 with Retry-After (the
+// request-service-unavailable Status, by the mode's local reply mapper).
+// The edge strips the client's own rule header before any filter runs, so
+// only the request service's answer can carry one.
+func requireDecision(routes []*routev3.Route) []*routev3.Route {
+	for _, r := range routes {
+		if n := r.GetName(); n == envoy.DefaultRule || n == upgradeRouteName {
+			r.Match.Headers = append(r.Match.Headers, ruleHeader(envoy.DefaultRule))
+		}
+	}
+	return append(routes, &routev3.Route{
+		Name:  undecidedRouteName,
+		Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &routev3.Route_DirectResponse{DirectResponse: &routev3.DirectResponseAction{
+			Status: statusServiceUnavailable,
+		}},
+	})
+}
+
+// ruleHeader matches the rule header the request service sets to rule.
+func ruleHeader(rule string) *routev3.HeaderMatcher {
+	return &routev3.HeaderMatcher{
+		Name: envoy.HeaderRule,
+		HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+			MatchPattern: &matcherv3.StringMatcher_Exact{Exact: rule},
+		}},
+	}
+}
+
 // ruleRoute sends requests the request service tagged with rule to that
 // rule's cluster.
 func ruleRoute(c *ClusterIR, rule string) *routev3.Route {
@@ -63,12 +107,7 @@ func ruleRoute(c *ClusterIR, rule string) *routev3.Route {
 	r.Name = rule
 	r.Match = &routev3.RouteMatch{
 		PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/"},
-		Headers: []*routev3.HeaderMatcher{{
-			Name: envoy.HeaderRule,
-			HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-				MatchPattern: &matcherv3.StringMatcher_Exact{Exact: rule},
-			}},
-		}},
+		Headers:       []*routev3.HeaderMatcher{ruleHeader(rule)},
 	}
 	r.GetRoute().ClusterSpecifier = &routev3.RouteAction_Cluster{Cluster: envoy.RuleClusterName(c.Name, rule)}
 	return r

@@ -6,6 +6,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/proto"
@@ -142,4 +143,55 @@ func TestUpgradeTwins(t *testing.T) {
 	if n := len(subset.GetEndpoints()[0].GetLbEndpoints()); n != 1 {
 		t.Errorf("the limited policy's twin has %d endpoints, want its subset's 1", n)
 	}
+}
+
+// ExtProc's filter fails open (extProcFilter), so its routes are what fail
+// closed: every route that forwards matches on a rule the request service
+// set, and a request it never decided on falls to the last route, a 503
+// that the mode's local reply mapper turns into the Status with
+// Retry-After.
+func TestExtProcRoutesForwardOnlyDecidedRequests(t *testing.T) {
+	c := &ClusterIR{Name: "alpha", RequestService: RequestServiceIR(v1alpha1.RequestServiceExtProc),
+		Dispatch: []DispatchIR{{Name: "batch"}, {Name: "capped", Flow: FlowIR{MaxInflight: 3}}}}
+	if !extProcFilterConfig(t).GetFailureModeAllow() {
+		t.Fatal("ext_proc fails closed at the filter: a broken stream fails requests already at the apiserver")
+	}
+	rc := routeConfiguration(c)
+	if err := rc.ValidateAll(); err != nil {
+		t.Fatal(err)
+	}
+	routes := rc.GetVirtualHosts()[0].GetRoutes()
+	for _, r := range routes[:len(routes)-1] {
+		if r.GetRoute() == nil {
+			t.Errorf("route %q does not forward; only the last may answer", r.GetName())
+			continue
+		}
+		decided := false
+		for _, h := range r.GetMatch().GetHeaders() {
+			decided = decided || (h.GetName() == envoy.HeaderRule && h.GetStringMatch().GetExact() != "")
+		}
+		if !decided {
+			t.Errorf("route %q forwards a request without the request service's rule header", r.GetName())
+		}
+	}
+	last := routes[len(routes)-1]
+	if last.GetDirectResponse().GetStatus() != statusServiceUnavailable || len(last.GetMatch().GetHeaders()) != 0 {
+		t.Errorf("last route %v, want a catch-all 503", last)
+	}
+	// The other modes fail closed at their filter and keep the catch-all
+	// default route (the in-process filter relies on it).
+	c.RequestService = RequestServiceIR(v1alpha1.RequestServiceExtAuthz)
+	routes = routeConfiguration(c).GetVirtualHosts()[0].GetRoutes()
+	if routes[len(routes)-1].GetName() != envoy.DefaultRule {
+		t.Errorf("ExtAuthz: last route %q, want the default route", routes[len(routes)-1].GetName())
+	}
+}
+
+func extProcFilterConfig(t *testing.T) *extprocv3.ExternalProcessor {
+	t.Helper()
+	cfg := &extprocv3.ExternalProcessor{}
+	if err := extProcFilter().GetTypedConfig().UnmarshalTo(cfg); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -107,6 +108,19 @@ func RunEnvoy(tb testing.TB, bootstrap string, args ...string) string {
 		}
 	})
 	return logPath
+}
+
+// RunEnvoyConfig writes config (an Envoy bootstrap as JSON) to a temporary
+// file, runs Envoy on it with one worker (RunEnvoy) and waits until its
+// admin interface on 127.0.0.1:adminPort is ready (WaitEnvoyReady).
+func RunEnvoyConfig(tb testing.TB, config []byte, adminPort int) {
+	tb.Helper()
+	path := filepath.Join(tb.TempDir(), "envoy.json")
+	if err := os.WriteFile(path, config, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	logPath := RunEnvoy(tb, path, "--concurrency", "1")
+	WaitEnvoyReady(tb, "http://127.0.0.1:"+strconv.Itoa(adminPort), logPath)
 }
 
 // WaitEnvoyReady waits up to 30 s until the Envoy whose admin interface is

@@ -145,22 +145,7 @@ func TestEvictionRefusedByPDBNotRetried(t *testing.T) {
 	name := "evict-" + uniq()
 	sa := serviceAccount(t, ctx, name)
 
-	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
-		Spec: corev1.PodSpec{
-			ServiceAccountName:           sa.Name,
-			AutomountServiceAccountToken: new(bool),
-			NodeName:                     "node-" + name,
-			Containers:                   []corev1.Container{{Name: "c", Image: "registry.invalid/none"}},
-		},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("creating pod: %v", err)
-	}
-	t.Cleanup(func() {
-		zero := int64(0)
-		_ = cs.CoreV1().Pods("default").Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
-	})
+	pod := podFor(t, ctx, name, sa.Name)
 	// A Pending pod may always be evicted: make it Running and Ready, as a
 	// kubelet would.
 	pod.Status.Phase = corev1.PodRunning

@@ -74,12 +74,13 @@ func tokenFor(t *testing.T, ctx context.Context, sa string, pod *corev1.Pod) str
 }
 
 // podFor creates a pod running as service account sa, already bound to a
-// node name (no scheduler runs in the sandbox), and deletes it at the end.
+// node name (no scheduler runs in the sandbox), labelled app=name (for a
+// selector), and deletes it at the end.
 func podFor(t *testing.T, ctx context.Context, name, sa string) *corev1.Pod {
 	t.Helper()
 	cs := sandbox.Clientset(t, adminUser().direct())
 	pod, err := cs.CoreV1().Pods("default").Create(ctx, &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
 		Spec: corev1.PodSpec{
 			ServiceAccountName:           sa,
 			AutomountServiceAccountToken: new(bool),

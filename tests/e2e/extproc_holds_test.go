@@ -45,6 +45,14 @@ var holeSNI = holeCluster + "." + sandbox.TestDomain
 // then held until the test ends. It returns the server's URL and the count.
 func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 	t.Helper()
+	url, held, _ := startHoldingServer(t)
+	return url, held
+}
+
+// startHoldingServer is startBlackHole whose held requests are answered
+// 200 "released" once release is called (or end with the test).
+func startHoldingServer(t *testing.T) (url string, held *atomic.Int64, release func()) {
+	t.Helper()
 	certPEM, keyPEM, err := sb.CA.ServingCert("hole", []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +61,9 @@ func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	var held atomic.Int64
+	released := make(chan struct{})
+	release = sync.OnceFunc(func() { close(released) })
+	held = &atomic.Int64{}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for _, p := range []string{"/readyz", "/healthz", "/livez"} {
 			if strings.HasPrefix(r.URL.Path, p) {
@@ -64,7 +73,8 @@ func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 		}
 		held.Add(1)
 		select {
-		case <-release:
+		case <-released:
+			_, _ = w.Write([]byte("released"))
 		case <-r.Context().Done():
 		}
 	}))
@@ -73,11 +83,39 @@ func startBlackHole(t *testing.T) (string, *atomic.Int64) {
 	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 1 << 16}
 	srv.StartTLS()
 	t.Cleanup(func() {
-		close(release)
+		release()
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return srv.URL, &held
+	return srv.URL, held, release
+}
+
+// serveExtProcCluster writes UpstreamCluster name (SNI sni) in ExtProc
+// mode, whatever the mode under test, over the one server at url (a
+// startHoldingServer), and waits until it serves.
+func serveExtProcCluster(t *testing.T, ctx context.Context, name, sni, url string) {
+	t.Helper()
+	uc := altClusterYAML(name, sni, sandbox.ServersYAML([]string{url}))
+	uc = strings.TrimSuffix(uc, sb.RequestServiceField()) + "  requestService: ExtProc\n"
+	path := filepath.Join(sb.Dir, "config", "upstreamcluster-"+name+".yaml")
+	if err := os.WriteFile(path, []byte(uc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(path) })
+	admin := adminUser()
+	// Serving once a health path answers "hole" through it (before, its SNI
+	// falls to the sandbox's own cluster).
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := poll(wctx, 200*time.Millisecond, func() (bool, error) {
+		c := httpClient(t, sni, admin.certPEM, admin.keyPEM)
+		defer c.CloseIdleConnections()
+		code, _, body := do(t, wctx, c, http.MethodGet, sb.GatewayURL+"/readyz", nil, nil)
+		return code == http.StatusOK && string(body) == "hole", nil
+	})
+	if err != nil {
+		t.Fatalf("UpstreamCluster %q not serving: %v", name, err)
+	}
 }
 
 // requestServiceCap is max_requests of the circuit breaker on Envoy's
@@ -134,27 +172,8 @@ func TestExtProcLongRunningHoldsNoStream(t *testing.T) {
 	holeRequests := (min(requestServiceCap(t, ctx), 1024)/batch + 2) * batch
 	t.Logf("%d hung requests", holeRequests)
 
-	uc := altClusterYAML(holeCluster, holeSNI, sandbox.ServersYAML([]string{holeURL}))
-	uc = strings.TrimSuffix(uc, sb.RequestServiceField()) + "  requestService: ExtProc\n"
-	path := filepath.Join(sb.Dir, "config", "upstreamcluster-"+holeCluster+".yaml")
-	if err := os.WriteFile(path, []byte(uc), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Remove(path) })
+	serveExtProcCluster(t, ctx, holeCluster, holeSNI, holeURL)
 	admin := adminUser()
-	// Serving once a health path answers "hole" through it (before, its SNI
-	// falls to the sandbox's own cluster).
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err := poll(wctx, 200*time.Millisecond, func() (bool, error) {
-		c := httpClient(t, holeSNI, admin.certPEM, admin.keyPEM)
-		defer c.CloseIdleConnections()
-		code, _, body := do(t, wctx, c, http.MethodGet, sb.GatewayURL+"/readyz", nil, nil)
-		return code == http.StatusOK && string(body) == "hole", nil
-	})
-	cancel()
-	if err != nil {
-		t.Fatalf("UpstreamCluster %q not serving: %v", holeCluster, err)
-	}
 
 	// More hung pods/proxy requests than the cap, all in flight together,
 	// sent in batches so that a burst on a busy host does not time out the

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -75,26 +74,7 @@ func TestPacedDrainSpreadsWatchCloses(t *testing.T) {
 		window  = 10 * time.Second
 	)
 	ctx := setup(t, 5*time.Minute)
-	dir, err := os.MkdirTemp("", "frontdoor-paced-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fs, err := sandbox.Start(ctx, sandbox.Options{
-		Dir: dir, Replicas: 2, Gateways: 2, Progress: os.Stderr,
-		RequestService: sandbox.RequestServiceFromEnv(),
-		FrontdoorArgs:  []string{"--drain-buckets"},
-	})
-	if err != nil {
-		t.Fatalf("starting the sandbox: %v (kept: %s)", err, dir)
-	}
-	t.Cleanup(func() {
-		fs.Stop()
-		if t.Failed() {
-			t.Logf("sandbox kept in %s", dir)
-			return
-		}
-		os.RemoveAll(dir)
-	})
+	fs := startFleetSandbox(t, ctx, "paced", sandbox.Options{FrontdoorArgs: []string{"--drain-buckets"}})
 	drained, other := fs.Gateways[1], fs.Gateways[0]
 
 	ws := make([]*pacedWatch, watches)

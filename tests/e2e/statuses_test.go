@@ -66,7 +66,8 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 			t.Errorf("Retry-After %q, want 1", ra)
 		}
 	})
-	// frontdoor serve down: ext_authz and ext_proc fail closed with 503. In
+	// frontdoor serve down: ext_authz and ext_proc fail closed with 503 and
+	// Retry-After (ext_proc at its routes: extproc_restart_test.go). In
 	// process, the request service is Envoy itself: it keeps deciding with
 	// the last policy table it received, still refusing what has no
 	// identity.
@@ -89,9 +90,13 @@ func TestRefusalsCarryKubernetesStatus(t *testing.T) {
 			// A credential the request service would accept: fail closed,
 			// with the gateway's own message (not a dispatch policy's 503).
 			check(t, httpClient(t, "", admin.certPEM, admin.keyPEM), nil, 503, metav1.StatusReasonServiceUnavailable)
-			_, _, body := do(t, ctx, httpClient(t, "", admin.certPEM, admin.keyPEM), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", nil, nil)
+			_, hdr, body := do(t, ctx, httpClient(t, "", admin.certPEM, admin.keyPEM), "GET", sb.GatewayURL+"/api/v1/namespaces/default/configmaps", nil, nil)
 			if m := decodeJSON(t, body)["message"]; !strings.Contains(fmt.Sprint(m), "request service is unavailable") {
 				t.Errorf("fail-closed 503 message %q, want the gateway's own (request service unavailable)", m)
+			}
+			// Never forwarded: client-go retries it after Retry-After.
+			if ra := hdr.Get("Retry-After"); ra != "1" {
+				t.Errorf("fail-closed 503: Retry-After %q, want 1", ra)
 			}
 			return
 		}
