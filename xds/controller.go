@@ -71,7 +71,7 @@ type Controller struct {
 	health      HealthSource
 	lastIn      *translator.Inputs // of the last Update, for health refreshes
 
-	openStreams atomic.Int64 // ADS streams open now
+	proxies proxyStreams // ADS streams of Envoys open now
 }
 
 // NewController returns a controller with an empty cache; Envoy gets nothing
@@ -139,8 +139,9 @@ func (c *Controller) Published() <-chan struct{} { return c.published }
 // Ready reports whether a config has been published.
 func (c *Controller) Ready() bool { return c.ready.Load() }
 
-// ConnectedProxies is how many ADS streams (Envoys) are open now.
-func (c *Controller) ConnectedProxies() int { return int(c.openStreams.Load()) }
+// ConnectedProxies is how many ADS streams of Envoys are open now (the
+// ratelimit service's stream is not one: see proxyStreams).
+func (c *Controller) ConnectedProxies() int { return c.proxies.count() }
 
 // Current returns the output being served, or nil before the first Update.
 func (c *Controller) Current() *translator.Output {

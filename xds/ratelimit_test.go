@@ -62,3 +62,51 @@ func TestRateLimitServiceGetsItsConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitServiceIsNoProxy: serve's drain waits until no Envoy is
+// connected; the ratelimit service's stream, open for as long as it runs,
+// must not count as one (nor in frontdoor_xds_connected_proxies), while an
+// Envoy's stream counts from its first request until it closes.
+func TestRateLimitServiceIsNoProxy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ctrl := NewController(ControllerOptions{
+		Translator: translator.Options{ListenerAddress: "127.0.0.1", ListenerPort: 6443, RateLimitAddress: "127.0.0.1:8081"},
+		Registry:   prometheus.NewRegistry(),
+	})
+	if err := ctrl.Update(ctx, goldenInputs(t, "global-ratelimit")); err != nil {
+		t.Fatal(err)
+	}
+	conn := testgrpc.Loopback(t, func(gs *grpc.Server) { ctrl.RegisterADS(ctx, gs) })
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	open := func(node, typeURL string) context.CancelFunc {
+		sctx, stop := context.WithCancel(ctx)
+		stream, err := ads.StreamAggregatedResources(sctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: typeURL}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			t.Fatalf("%s: %v", node, err)
+		}
+		return stop
+	}
+	waitProxies := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for ctrl.ConnectedProxies() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d connected proxies, want %d", ctrl.ConnectedProxies(), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	defer open("ratelimit-0", resourcev3.RateLimitConfigType)()
+	waitProxies(0)
+	stopEnvoy := open("envoy-0", resourcev3.ClusterType)
+	waitProxies(1)
+	stopEnvoy()
+	waitProxies(0)
+}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -22,16 +24,21 @@ func newCache(logger *slog.Logger) cachev3.SnapshotCache {
 // RegisterADS registers the aggregated discovery service for the
 // controller's cache on s, with callbacks that count streams and NACKs.
 func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
-	open := &c.openStreams
 	opened := func(id int64, typeURL string) error { //nolint:unparam // go-control-plane's StreamOpenFunc returns an error
-		c.metrics.connectedProxies.Set(float64(open.Add(1)))
 		c.log.Info("xds stream opened", "stream", id, "type", typeURL)
 		return nil
+	}
+	requested := func(id int64, typeURL string) {
+		if n, ok := c.proxies.requested(id, typeURL); ok {
+			c.metrics.connectedProxies.Set(float64(n))
+		}
 	}
 	closed := func(id int64, node *corev3.Node) {
 		c.nodeClosed(id)
 		c.acks.closed(id)
-		c.metrics.connectedProxies.Set(float64(open.Add(-1)))
+		if n, ok := c.proxies.closed(id); ok {
+			c.metrics.connectedProxies.Set(float64(n))
+		}
 		c.log.Info("xds stream closed", "stream", id, "node", node.GetId())
 	}
 	nack := func(id int64, node *corev3.Node, typeURL, nonce string, st *rpcstatus.Status) {
@@ -55,6 +62,7 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 			if n := req.GetNode(); n != nil {
 				c.nodeOpened(ctx, id, n)
 			}
+			requested(id, req.GetTypeUrl())
 			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			return nil
 		},
@@ -62,6 +70,7 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 			if n := req.GetNode(); n != nil {
 				c.nodeOpened(ctx, id, n)
 			}
+			requested(id, req.GetTypeUrl())
 			nack(id, req.GetNode(), req.GetTypeUrl(), req.GetResponseNonce(), req.GetErrorDetail())
 			c.acks.answered(id, req.GetResponseNonce(), req.GetErrorDetail() != nil)
 			return nil
@@ -72,6 +81,52 @@ func (c *Controller) RegisterADS(ctx context.Context, s *grpc.Server) {
 	}
 	srv := serverv3.NewServer(ctx, c.cache, cb)
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(s, srv)
+}
+
+// proxyStreams are the ADS streams of Envoys: streams that asked for a
+// type other than the ratelimit service's RateLimitConfig. The ratelimit
+// service holds a stream on the same server for as long as it runs; counted
+// as a proxy, it would hold serve's drain (which waits for the Envoys to
+// go) until --drain-timeout and show in frontdoor_xds_connected_proxies.
+type proxyStreams struct {
+	mu  sync.Mutex
+	ids map[int64]struct{}
+}
+
+// requested records that stream id asked for typeURL; it returns the
+// number of proxy streams and true when that made id one.
+func (p *proxyStreams) requested(id int64, typeURL string) (int, bool) {
+	if typeURL == "" || typeURL == resourcev3.RateLimitConfigType {
+		return 0, false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.ids[id]; ok {
+		return 0, false
+	}
+	if p.ids == nil {
+		p.ids = map[int64]struct{}{}
+	}
+	p.ids[id] = struct{}{}
+	return len(p.ids), true
+}
+
+// closed forgets stream id; it returns the number of proxy streams left
+// and true when id was one.
+func (p *proxyStreams) closed(id int64) (int, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.ids[id]; !ok {
+		return 0, false
+	}
+	delete(p.ids, id)
+	return len(p.ids), true
+}
+
+func (p *proxyStreams) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.ids)
 }
 
 // cacheLogger adapts slog to go-control-plane's logger interface.
