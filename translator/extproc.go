@@ -1,6 +1,8 @@
 package translator
 
 import (
+	"time"
+
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -25,6 +27,12 @@ const (
 	extProcFilterName = "envoy.filters.http.ext_proc"
 	// extProcTimeout bounds each ext_proc message, like extAuthzTimeout.
 	extProcTimeout = extAuthzTimeout
+	// extProcTryTimeout is the retry policy's back-off maximum, which Envoy
+	// also makes each try's timeout (requestServiceBackoffMax): for a
+	// stream that lives as long as its request, so it is longer than
+	// kube-apiserver's 60 s request timeout. The 2 s message timeout still
+	// bounds how long a request waits for its decision, retries included.
+	extProcTryTimeout = 5 * time.Minute
 )
 
 // extProc asks the request service over ext_proc.
@@ -95,9 +103,12 @@ func (extProc) failsClosedAtRoutes() {}
 // extProcFilter asks the service on the request headers (it decides) and
 // on the response headers (it observes); bodies and trailers never go.
 //
+// Opening a stream is retried like an ext_authz call while serve
+// restarts (requestServiceRetryPolicy), within the message timeout.
+//
 // It fails open, and the routes fail closed (requireDecision): a request
 // the service never decided on (unreachable, too slow) carries no rule
-// header and gets the catch-all 503 with Retry-After, exactly as before.
+// header and gets the catch-all 503 with Retry-After.
 // Failing closed at the filter instead would also fail every request
 // whose stream broke after its decision: Envoy answers any stream error
 // before the request ends with the error status, even while the request
@@ -111,7 +122,8 @@ func extProcFilter() *hcmv3.HttpFilter {
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{
 				ClusterName: envoy.ControlPlaneCluster,
 			}},
-			Timeout: duration(extProcTimeout),
+			Timeout:     duration(extProcTimeout),
+			RetryPolicy: requestServiceRetryPolicy(extProcTryTimeout),
 		},
 		FailureModeAllow: true,
 		// Response headers are skipped here and sent only per virtual host

@@ -87,10 +87,11 @@ const (
 // A Check only reads, so repeating one is safe. A call the service
 // answered, allow or deny, is never retried.
 //
-// maxBackoff is also each try's timeout (see requestServiceBackoffMax).
-// Only ext_authz has it: on ext_proc's streams it broke the fail-closed
-// answer when serve is down (an empty or 504 reply instead of the 503
-// Status), so ext_proc calls are not retried.
+// maxBackoff is also each try's timeout (see requestServiceBackoffMax);
+// an ext_proc stream lives as long as its request, so its maximum is long
+// (extProcTryTimeout), and the message timeout bounds the wait. A try cut
+// or failed after the decision only costs ext_proc its observation: the
+// filter fails open, the routes closed (extProcFilter).
 func requestServiceRetryPolicy(maxBackoff time.Duration) *corev3.RetryPolicy {
 	return &corev3.RetryPolicy{
 		RetryOn:    "connect-failure,refused-stream,reset,unavailable",
