@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/remotecommand"
 
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
@@ -313,5 +316,58 @@ func TestRemoteHeadersFromOthersAreStripped(t *testing.T) {
 				t.Errorf("X-Remote-* without a certificate through %s: %d %s, want 401", c.name, code, body)
 			}
 		})
+	}
+}
+
+// exec is an upgrade: Envoy sends it over the HTTP/1.1 upgrade cluster,
+// with the identity headers of the cluster's forwarding mode and, in
+// RequestHeader mode, the front-proxy client certificate. In both modes an
+// exec over SPDY and over WebSocket runs, and the replica that served it
+// audits the client as in TestAuditUserInBothForwardingModes.
+func TestExecInBothForwardingModes(t *testing.T) {
+	ctx := setup(t, 2*time.Minute)
+	streamingPod(t, ctx)
+	ensureForwardingClusters(t, ctx)
+	admin := adminUser()
+	executors := map[string]func(cfg *rest.Config, url string) (remotecommand.Executor, error){
+		"SPDY": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(cfg, "POST", mustParse(t, u))
+		},
+		"WebSocket": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(cfg, "GET", u)
+		},
+	}
+	for _, c := range forwardingClusters {
+		cfg := admin.gateway()
+		cfg.ServerName = c.sni()
+		for name, newExec := range executors {
+			t.Run(c.mode+"/"+name, func(t *testing.T) {
+				marker := "fwdexec" + uniq()
+				ex, err := newExec(cfg, execURL(t, cfg, []string{"echo", marker}, false, false))
+				if err != nil {
+					t.Fatal(err)
+				}
+				var out bytes.Buffer
+				if err := ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdout: &out, Stderr: io.Discard}); err != nil || out.String() != marker+"\n" {
+					t.Fatalf("exec echo through %s: %q, %v; want %q", c.name, out.String(), err, marker+"\n")
+				}
+				events := govAuditEvents(t, marker)
+				if len(events) == 0 {
+					t.Fatalf("no audit event of the exec %s", marker)
+				}
+				for _, e := range events {
+					user, impersonated := e.User.Username, ""
+					if e.ImpersonatedUser != nil {
+						impersonated = e.ImpersonatedUser.Username
+					}
+					switch {
+					case c.mode == "RequestHeader" && (user != admin.name || impersonated != ""):
+						t.Errorf("replica %d audits the exec as %q impersonating %q, want %q itself", e.Replica, user, impersonated, admin.name)
+					case c.mode == "Impersonation" && (user != sandbox.GatewayUser || impersonated != admin.name):
+						t.Errorf("replica %d audits the exec as %q impersonating %q, want the gateway impersonating %q", e.Replica, user, impersonated, admin.name)
+					}
+				}
+			})
+		}
 	}
 }
