@@ -60,11 +60,6 @@ var ablations = []ablation{
 		a.dropFilter(named("envoy.filters.http.header_mutation"))
 	}},
 	{"no-local-reply", "the local reply mappers (Status bodies for 429/503)", func(a *ablated) { delete(a.hcm, "local_reply_config") }},
-	{"no-healthcheck", "the upstream clusters' active health checks", func(a *ablated) {
-		for _, c := range a.clusters {
-			delete(c, "health_checks")
-		}
-	}},
 	{"bare", "all of the above and x-forwarded-client-cert: Envoy's TLS, routing and connection pool only", func(a *ablated) {
 		a.dropFilter(isModuleFilter)
 		a.dropFilter(named("envoy.filters.http.local_ratelimit"))
@@ -73,9 +68,6 @@ var ablations = []ablation{
 			delete(a.hcm, k)
 		}
 		a.hcm["forward_client_cert_details"] = "SANITIZE"
-		for _, c := range a.clusters {
-			delete(c, "health_checks")
-		}
 	}},
 }
 

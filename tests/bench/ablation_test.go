@@ -37,7 +37,6 @@ const testDump = `{"configs":[
   {"route_config":{"name":"other","virtual_hosts":[{"routes":[{"route":{"cluster":"other/default"}}]}]}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump","dynamic_active_clusters":[
   {"cluster":{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"in/default","type":"EDS","eds_cluster_config":{"service_name":"in/default@abc","eds_config":{"ads":{}}},
-   "health_checks":[{"timeout":"1s"}],
    "transport_socket":{"name":"envoy.transport_sockets.tls","typed_config":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "common_tls_context":{"tls_certificate_sds_secret_configs":[{"name":"client"}],
      "combined_validation_context":{"default_validation_context":{"match_typed_subject_alt_names":[{"san_type":"DNS","matcher":{"exact":"replica"}}]},"validation_context_sds_secret_config":{"name":"apiserver-ca"}}}}}}},
@@ -71,7 +70,7 @@ func TestAblationDerive(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		`"route_config":{"name":"in"`, `"cluster":"in/default"`, `"type":"STATIC"`, `"port_value":6443`, `"health_checks"`,
+		`"route_config":{"name":"in"`, `"cluster":"in/default"`, `"type":"STATIC"`, `"port_value":6443`,
 		`"trust_chain_verification":"ACCEPT_UNTRUSTED","trusted_ca":{"filename":"/pki/clients.crt"}`,
 		`"certificate_chain":{"filename":"/pki/serving.crt"}`, `"certificate_chain":{"filename":"/pki/client.crt"}`,
 		`"match_typed_subject_alt_names":[{"matcher":{"exact":"replica"},"san_type":"DNS"}],"trusted_ca":{"filename":"/pki/ca.crt"}`,
@@ -100,7 +99,6 @@ func TestAblationsRemoveOneFeatureEach(t *testing.T) {
 		"ratelimit":       func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.local_ratelimit")) },
 		"header-mutation": func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.header_mutation")) },
 		"local-reply":     func(a *ablated) bool { return a.hcm["local_reply_config"] != nil },
-		"healthcheck":     func(a *ablated) bool { return a.clusters[0]["health_checks"] != nil },
 		"xfcc":            func(a *ablated) bool { return a.hcm["forward_client_cert_details"] == "SANITIZE_SET" },
 	}
 	var names []string
