@@ -30,7 +30,9 @@ type Variant struct {
 	// Args are more `frontdoor serve` flags, after the bench's own (so they
 	// win: --access-log off).
 	Args []string
-	// Env is more KEY=VALUE environment for frontdoor serve (GOGC=400).
+	// Env is more KEY=VALUE environment for frontdoor serve and its Envoy
+	// (GOGC=400; in InProcess mode the module's Go runtime reads it in
+	// Envoy's process: GOMAXPROCS=8).
 	Env []string
 	// Unix puts ADS and the request service on a Unix socket:
 	// serve --grpc-address unix://PATH, bootstrap --xds-address unix://PATH.
@@ -231,7 +233,7 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 		return nil, err
 	}
 	// The sandbox's Envoy flags (tests/sandbox/gateway.go).
-	if g.envoy, err = startChild(v.Name+"-envoy", filepath.Join(dir, "envoy.log"), nil, filepath.Join(sb.BinDir, "envoy"),
+	if g.envoy, err = startChild(v.Name+"-envoy", filepath.Join(dir, "envoy.log"), v.Env, filepath.Join(sb.BinDir, "envoy"),
 		"-c", bootstrapPath, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
 		"--file-flush-interval-msec", "200"); err != nil {
 		return nil, err

@@ -125,8 +125,14 @@ func (c *revClient) get(ctx context.Context, url string) {
 		}
 		return
 	}
-	body, _ := io.ReadAll(resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	_ = resp.Body.Close()
+	if err != nil {
+		if ctx.Err() == nil { // else the load was stopped mid-body
+			c.fail(fmt.Sprintf("%d, reading the body: %v", resp.StatusCode, err))
+		}
+		return
+	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 		c.ok.Add(1)
