@@ -32,9 +32,9 @@ import (
 type fleetLoad struct {
 	ok, failed []atomic.Int64
 	mu         sync.Mutex
-	errs                 []string // the first few failures, per gateway
-	stop                 context.CancelFunc
-	wg                   sync.WaitGroup
+	errs       []string // the first few failures, per gateway
+	stop       context.CancelFunc
+	wg         sync.WaitGroup
 }
 
 func startFleetLoad(t *testing.T, ctx context.Context, fs *sandbox.Sandbox, workers int) *fleetLoad {
