@@ -155,12 +155,28 @@ func (d *dumped) chainFor(serverName string) (map[string]any, []any, error) {
 			match, _ := m["filter_chain_match"].(map[string]any)
 			names, _ := match["server_names"].([]any)
 			if slices.Contains(names, any(serverName)) {
-				lf, _ := l["listener_filters"].([]any)
-				return deepCopy(m), deepCopy(lf), nil
+				return deepCopy(m), copiedListenerFilters(l), nil
 			}
 		}
 	}
 	return nil, nil, fmt.Errorf("no filter chain for %s in Envoy's config dump", serverName)
+}
+
+// copiedListenerFilters are listener l's filters for a copy on another
+// port: without the PROXY protocol filter, which the sandbox's listener
+// disables by destination port for its main port only (its other port
+// expects the header), so on the copy's port it would wait for a header
+// the bench's clients never send.
+func copiedListenerFilters(l map[string]any) []any {
+	lf, _ := l["listener_filters"].([]any)
+	var out []any
+	for _, f := range lf {
+		if m, _ := f.(map[string]any); m["name"] == "envoy.filters.listener.proxy_protocol" {
+			continue
+		}
+		out = append(out, deepCopy(f))
+	}
+	return out
 }
 
 func deepCopy[T any](v T) T {

@@ -12,7 +12,7 @@ import (
 // view of endpoints (weight 0, health).
 const testDump = `{"configs":[
  {"@type":"type.googleapis.com/envoy.admin.v3.ListenersConfigDump","dynamic_listeners":[{"name":"gw","active_state":{"listener":{
-  "@type":"type.googleapis.com/envoy.config.listener.v3.Listener","name":"gw","listener_filters":[{"name":"envoy.filters.listener.tls_inspector"}],
+  "@type":"type.googleapis.com/envoy.config.listener.v3.Listener","name":"gw","listener_filters":[{"name":"envoy.filters.listener.proxy_protocol","filter_disabled":{"destination_port_range":{"start":6443,"end":6444}}},{"name":"envoy.filters.listener.tls_inspector"}],
   "filter_chains":[
    {"name":"other","filter_chain_match":{"server_names":["other.test"]},"filters":[]},
    {"name":"in","filter_chain_match":{"server_names":["inprocess.test"]},
