@@ -113,12 +113,12 @@ func withRetryAfter(m *hcmv3.ResponseMapper) *hcmv3.ResponseMapper {
 
 // statusReplyMapper answers the local replies filter matches with code and
 // the Status body, as kube-apiserver would send it: JSON, with its
-// cache-control header, plus any extra headers.
-func statusReplyMapper(filter *accesslogv3.AccessLogFilter, code uint32, body []byte, extra ...*corev3.HeaderValueOption) *hcmv3.ResponseMapper {
-	headers := append([]*corev3.HeaderValueOption{{
+// cache-control header (withRetryAfter adds Retry-After).
+func statusReplyMapper(filter *accesslogv3.AccessLogFilter, code uint32, body []byte) *hcmv3.ResponseMapper {
+	headers := []*corev3.HeaderValueOption{{
 		Header:       &corev3.HeaderValue{Key: "cache-control", Value: kubestatus.CacheControl},
 		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}}, extra...)
+	}}
 	return &hcmv3.ResponseMapper{
 		Filter: filter,
 		Body:   &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: string(body)}},

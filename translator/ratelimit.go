@@ -101,7 +101,7 @@ func policyRateLimit(c *ClusterIR, d *DispatchIR) *localratelimitv3.LocalRateLim
 // circuit-breaker overflow (UO) local replies status 429, Retry-After and
 // the Status body.
 func tooManyRequestsMapper() *hcmv3.ResponseMapper {
-	return statusReplyMapper(&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
+	return withRetryAfter(statusReplyMapper(&accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{OrFilter: &accesslogv3.OrFilter{
 		Filters: []*accesslogv3.AccessLogFilter{
 			{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
 				Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{
@@ -110,6 +110,5 @@ func tooManyRequestsMapper() *hcmv3.ResponseMapper {
 			}}},
 			{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{Flags: []string{"UO"}}}},
 		},
-	}}}, statusTooManyRequestsCode, statusTooManyRequests,
-		&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "retry-after", Value: "1"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT})
+	}}}, statusTooManyRequestsCode, statusTooManyRequests))
 }
