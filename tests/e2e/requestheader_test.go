@@ -329,18 +329,10 @@ func TestExecInBothForwardingModes(t *testing.T) {
 	streamingPod(t, ctx)
 	ensureForwardingClusters(t, ctx)
 	admin := adminUser()
-	executors := map[string]func(cfg *rest.Config, url string) (remotecommand.Executor, error){
-		"SPDY": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
-			return remotecommand.NewSPDYExecutor(cfg, "POST", mustParse(t, u))
-		},
-		"WebSocket": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
-			return remotecommand.NewWebSocketExecutor(cfg, "GET", u)
-		},
-	}
 	for _, c := range forwardingClusters {
 		cfg := admin.gateway()
 		cfg.ServerName = c.sni()
-		for name, newExec := range executors {
+		for name, newExec := range execExecutors(t) {
 			t.Run(c.mode+"/"+name, func(t *testing.T) {
 				marker := "fwdexec" + uniq()
 				ex, err := newExec(cfg, execURL(t, cfg, []string{"echo", marker}, false, false))

@@ -280,18 +280,10 @@ func TestExecProtocolsWithTerminalResize(t *testing.T) {
 	ctx := setup(t, 2*time.Minute)
 	streamingPod(t, ctx)
 	cfg := adminUser().gateway()
-	executors := map[string]func(url string) (remotecommand.Executor, error){
-		"SPDY": func(u string) (remotecommand.Executor, error) {
-			return remotecommand.NewSPDYExecutor(cfg, "POST", mustParse(t, u))
-		},
-		"WebSocket": func(u string) (remotecommand.Executor, error) {
-			return remotecommand.NewWebSocketExecutor(cfg, "GET", u)
-		},
-	}
-	for name, newExec := range executors {
+	for name, newExec := range execExecutors(t) {
 		t.Run(name, func(t *testing.T) {
 			run := func(cmd ...string) (string, error) {
-				ex, err := newExec(execURL(t, cfg, cmd, false, false))
+				ex, err := newExec(cfg, execURL(t, cfg, cmd, false, false))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -307,7 +299,7 @@ func TestExecProtocolsWithTerminalResize(t *testing.T) {
 			pr, pw := io.Pipe()
 			lines := &lineWatcher{want: 3, done: make(chan struct{})}
 			go func() { <-lines.done; pw.Close() }()
-			ex, err := newExec(execURL(t, cfg, []string{"resizes"}, true, true))
+			ex, err := newExec(cfg, execURL(t, cfg, []string{"resizes"}, true, true))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -459,6 +451,20 @@ func upgradeRequests(t *testing.T, ctx context.Context) int {
 		t.Fatalf("parsing %q: %v", text, err)
 	}
 	return n
+}
+
+// execExecutors are client-go's two exec protocols by name: SPDY/3.1 (a
+// POST upgrade) and WebSocket (a GET upgrade), each for a config and an
+// exec URL (execURL).
+func execExecutors(t *testing.T) map[string]func(cfg *rest.Config, url string) (remotecommand.Executor, error) {
+	return map[string]func(cfg *rest.Config, url string) (remotecommand.Executor, error){
+		"SPDY": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
+			return remotecommand.NewSPDYExecutor(cfg, "POST", mustParse(t, u))
+		},
+		"WebSocket": func(cfg *rest.Config, u string) (remotecommand.Executor, error) {
+			return remotecommand.NewWebSocketExecutor(cfg, "GET", u)
+		},
+	}
 }
 
 func execURL(t *testing.T, cfg *rest.Config, cmd []string, tty, stdin bool) string {
