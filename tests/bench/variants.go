@@ -232,10 +232,8 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	if err := os.WriteFile(bootstrapPath, bootstrap, 0o644); err != nil {
 		return nil, err
 	}
-	// The sandbox's Envoy flags (tests/sandbox/gateway.go).
 	if g.envoy, err = startChild(v.Name+"-envoy", filepath.Join(dir, "envoy.log"), v.Env, filepath.Join(sb.BinDir, "envoy"),
-		"-c", bootstrapPath, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
-		"--file-flush-interval-msec", "200"); err != nil {
+		sandbox.EnvoyArgs(bootstrapPath)...); err != nil {
 		return nil, err
 	}
 	c.URL, c.ServerName = g.url, g.serverName

@@ -43,8 +43,9 @@ type Gateway struct {
 // portsPerExtraGateway are listener, PROXY protocol and admin ports.
 const portsPerExtraGateway = 3
 
-// envoyArgs are the flags of every sandbox Envoy.
-func envoyArgs(bootstrap string) []string {
+// EnvoyArgs are the flags of every sandbox Envoy (and of the bench's
+// variant gateways, measured like the sandbox's).
+func EnvoyArgs(bootstrap string) []string {
 	return []string{"-c", bootstrap, "--use-dynamic-base-id", "--log-level", "warn", "--drain-time-s", "1",
 		// Flush the access log every 200ms (default 10s) so tests read it promptly.
 		"--file-flush-interval-msec", "200"}
@@ -86,7 +87,7 @@ func (s *Sandbox) addGateway(ctx context.Context, i int, listenPort, proxyPort, 
 	if err := os.WriteFile(g.BootstrapPath, stdout.Bytes(), 0o644); err != nil {
 		return nil, err
 	}
-	g.envoy = newProcess(name, s.bin("envoy"), s.logPath(name), envoyArgs(g.BootstrapPath)...)
+	g.envoy = newProcess(name, s.bin("envoy"), s.logPath(name), EnvoyArgs(g.BootstrapPath)...)
 	return g, nil
 }
 

@@ -83,7 +83,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 		fd.stop(syscall.SIGKILL, 0)
 		return err
 	}
-	ev := newProcess("envoy", s.bin("envoy"), s.logPath("envoy-"+epoch), envoyArgs(bootstrap)...)
+	ev := newProcess("envoy", s.bin("envoy"), s.logPath("envoy-"+epoch), EnvoyArgs(bootstrap)...)
 	if err := ev.start(); err != nil {
 		fd.stop(syscall.SIGKILL, 0)
 		return err
