@@ -327,6 +327,7 @@ func (p *Pipeline) SetPolicy(t *policy.Table) {
 		}
 	}
 	p.table.Store(next)
+	p.reqMetrics.setCRLs(next)
 	retireJWT(prev, next)
 	p.log.Info("request policy applied", "version", next.version, "clusters", len(next.clusters))
 }

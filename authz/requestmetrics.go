@@ -35,6 +35,10 @@ type requestMetrics struct {
 	// userRequests counts per user, for users named in dispatch rules
 	// only: a bounded set an operator chose to watch.
 	userRequests *prometheus.CounterVec
+	// crlNextUpdate is each configured CRL's nextUpdate: past it, every
+	// certificate of that issuer is refused (fail closed), which an
+	// operator must see coming rather than learn from 401s.
+	crlNextUpdate *prometheus.GaugeVec
 }
 
 // Review kinds, the review label of the review metrics.
@@ -78,11 +82,15 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 			Name: "frontdoor_user_requests_total",
 			Help: "Requests decided by the request service for users named in the cluster's dispatch rules (users, serviceAccounts), by cluster, user, rule and decision. Other users are not counted here (unbounded); the access log has every user.",
 		}, []string{"cluster", "user", "rule", "decision"}),
+		crlNextUpdate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "frontdoor_x509_crl_next_update_timestamp_seconds",
+			Help: "When each CRL of a cluster's x509 revocation stops being authoritative (its nextUpdate, Unix seconds), by cluster and issuer; absent for a CRL without nextUpdate. From then on every client certificate of that issuer is refused (401) until a fresh CRL is published: alert well before it.",
+		}, []string{"cluster", "issuer"}),
 	}
 	m.tokenLookups = m.reviewLookups.WithLabelValues(reviewToken)
 	m.sarLookups = m.reviewLookups.WithLabelValues(reviewSAR)
 	if reg != nil {
-		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.reviewsThrottled, m.clientsThrottled, m.userRequests}
+		collectors := []prometheus.Collector{m.requests, m.authnResults, m.authnLatency, m.reviewLookups, m.reviewsSent, m.reviewsThrottled, m.clientsThrottled, m.userRequests, m.crlNextUpdate}
 		for i, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				for _, done := range collectors[:i] {
@@ -131,6 +139,27 @@ func (m *requestMetrics) timedAuthenticate(ctx context.Context, a authenticator,
 	}
 	m.authnResults.WithLabelValues(method, result).Inc()
 	return id, ok, err
+}
+
+// setCRLs publishes the nextUpdate of every CRL in t, replacing what an
+// earlier policy published. Of several CRLs of one issuer the earliest
+// counts: any one that expired refuses the issuer's certificates.
+func (m *requestMetrics) setCRLs(t *compiledTable) {
+	m.crlNextUpdate.Reset()
+	for name, cc := range t.clusters {
+		if cc.x509 == nil || cc.x509.revoked == nil {
+			continue
+		}
+		earliest := map[string]time.Time{}
+		for _, crl := range cc.x509.revoked.crls {
+			if e, seen := earliest[crl.issuer]; !crl.nextUpdate.IsZero() && (!seen || crl.nextUpdate.Before(e)) {
+				earliest[crl.issuer] = crl.nextUpdate
+			}
+		}
+		for issuer, at := range earliest {
+			m.crlNextUpdate.WithLabelValues(name, issuer).Set(float64(at.Unix()))
+		}
+	}
 }
 
 // observeAnonymous records a request forwarded as system:anonymous.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
@@ -268,4 +270,43 @@ func flipECDSASignature(t *testing.T, der []byte) []byte {
 		t.Fatal("twin equals the original")
 	}
 	return out
+}
+
+// Each CRL's nextUpdate is a gauge an operator can alert on before the CRL
+// expires and every certificate of its issuer is refused: per cluster and
+// issuer, the earliest of one issuer's CRLs, replaced by every policy (a
+// cluster without revocation has no series).
+func TestCRLNextUpdateGauge(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	other := newTestCA(t, "other-ca")
+	bundle := append(append([]byte{}, ca.CertPEM...), other.CertPEM...)
+	tp := newTestPipeline(t, nil)
+	soon, later := testNow.Add(time.Hour), testNow.Add(48*time.Hour)
+	tp.SetPolicy(revokedTable(bundle, &policy.Revocation{CRLs: [][]byte{
+		signCRL(t, ca.Cert, ca.Key, later),
+		signCRL(t, ca.Cert, ca.Key, soon),
+		signCRL(t, other.Cert, other.Key, later),
+	}}))
+	gauge := func(issuer *x509.Certificate) float64 {
+		return testutil.ToFloat64(tp.reqMetrics.crlNextUpdate.WithLabelValues("a", issuer.Subject.String()))
+	}
+	if got := gauge(ca.Cert); got != float64(soon.Unix()) {
+		t.Errorf("client-ca: %v, want the earlier CRL's nextUpdate %d", got, soon.Unix())
+	}
+	if got := gauge(other.Cert); got != float64(later.Unix()) {
+		t.Errorf("other-ca: %v, want %d", got, later.Unix())
+	}
+	if n := testutil.CollectAndCount(tp.reqMetrics.crlNextUpdate); n != 2 {
+		t.Errorf("%d series, want one per cluster and issuer (2)", n)
+	}
+	tp.SetPolicy(testTable(bundle))
+	if n := testutil.CollectAndCount(tp.reqMetrics.crlNextUpdate); n != 0 {
+		t.Errorf("%d series after the revocation was removed, want 0", n)
+	}
+	// The series is served where the pipeline's metrics are.
+	tp.SetPolicy(revokedTable(bundle, &policy.Revocation{CRLs: [][]byte{signCRL(t, ca.Cert, ca.Key, soon)}}))
+	n, err := testutil.GatherAndCount(tp.reg, "frontdoor_x509_crl_next_update_timestamp_seconds")
+	if err != nil || n != 1 {
+		t.Errorf("gathered %d series (%v), want 1", n, err)
+	}
 }
