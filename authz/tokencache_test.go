@@ -26,18 +26,25 @@ func bearerRequest(token string) *Request {
 // are reviewed again.
 func TestTokenReviewConcurrencyCap(t *testing.T) {
 	f := newFakeUpstream(t)
-	f.reviewDelay.Store(int64(500 * time.Millisecond))
+	// Reviews are held until every request of the flood is either in
+	// review or answered, so no slot frees up while the flood is still
+	// arriving, however slowly a loaded host starts its goroutines; the
+	// hold ends well inside the review timeout.
+	hold := make(chan struct{})
+	f.hold.Store(&hold)
 	tp := newTestPipeline(t, nil)
 	tp.SetPolicy(tokenTable(f.upstream(t), nil))
 
 	const floodSize = 3 * defaultTokenReviewConcurrency
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	var answered atomic.Int32
 	codes := map[int]int{}
 	var badBusy []string
 	for i := range floodSize {
 		wg.Go(func() {
 			d := tp.Check(context.Background(), bearerRequest(fmt.Sprintf("flood-%d", i)))
+			answered.Add(1)
 			mu.Lock()
 			defer mu.Unlock()
 			codes[d.Code]++
@@ -48,6 +55,11 @@ func TestTokenReviewConcurrencyCap(t *testing.T) {
 			}
 		})
 	}
+	for deadline := time.Now().Add(tokenReviewTimeout / 2); answered.Load()+f.inflight.Load() < floodSize && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	f.hold.Store(nil)
 	wg.Wait()
 	reviews := int(f.tokenReviews.Load())
 	t.Logf("flood of %d tokens: answers %v, %d TokenReviews, at most %d at once", floodSize, codes, reviews, f.maxInflight.Load())

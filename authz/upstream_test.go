@@ -35,6 +35,8 @@ type fakeUpstream struct {
 	sars         atomic.Int32
 	// reviewDelay slows TokenReviews down (single-flight test).
 	reviewDelay atomic.Int64 // a time.Duration; handlers read it while tests change it
+	// hold, when set, keeps every TokenReview waiting until it is closed.
+	hold atomic.Pointer[chan struct{}]
 	// inflight and maxInflight: TokenReviews being answered now, and the
 	// most at once.
 	inflight, maxInflight atomic.Int32
@@ -56,6 +58,9 @@ func newFakeUpstream(t testing.TB) *fakeUpstream {
 		for m := f.maxInflight.Load(); n > m && !f.maxInflight.CompareAndSwap(m, n); m = f.maxInflight.Load() {
 		}
 		time.Sleep(time.Duration(f.reviewDelay.Load()))
+		if h := f.hold.Load(); h != nil {
+			<-*h
+		}
 		var tr authenticationv1.TokenReview
 		if err := json.NewDecoder(r.Body).Decode(&tr); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
