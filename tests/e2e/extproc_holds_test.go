@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -144,22 +143,7 @@ func requestServiceCap(t *testing.T, ctx context.Context) int {
 // request service: its open gRPC streams and calls.
 func requestServiceActive(t *testing.T, ctx context.Context) int {
 	t.Helper()
-	name := "cluster." + envoy.ControlPlaneCluster + ".upstream_rq_active"
-	text, err := sb.EnvoyAdmin(ctx, "/stats?filter="+url.QueryEscape("^"+strings.ReplaceAll(name, ".", `\.`)+"$"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(text, "\n") {
-		if v, ok := strings.CutPrefix(line, name+": "); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				t.Fatalf("parsing %q: %v", line, err)
-			}
-			return n
-		}
-	}
-	t.Fatalf("Envoy's stats have no %s", name)
-	return 0
+	return counterStat(t, ctx, "cluster."+envoy.ControlPlaneCluster+".upstream_rq_active")
 }
 
 func TestExtProcLongRunningHoldsNoStream(t *testing.T) {

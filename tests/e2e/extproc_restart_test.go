@@ -70,6 +70,11 @@ func TestExtProcRequestsOutliveTheirStream(t *testing.T) {
 		t.Fatalf("the holding server got %d of %d requests", held.Load(), inFlight)
 	}
 
+	// Envoy counts what passed its ext_proc filter undecided: the stat
+	// operators watch for serve being away (README, ext_proc mode).
+	failOpenStat := "http." + cutCluster + ".ext_proc.failure_mode_allowed"
+	failOpenBefore := counterStat(t, ctx, failOpenStat)
+
 	sb.StopFrontdoor() // SIGKILL: every stream breaks at once
 	restarted := false
 	defer func() {
@@ -88,6 +93,9 @@ func TestExtProcRequestsOutliveTheirStream(t *testing.T) {
 	}
 	if n := held.Load(); n != inFlight {
 		t.Errorf("the holding server got %d requests, want the %d decided before serve went away", n, inFlight)
+	}
+	if got := counterStat(t, ctx, failOpenStat) - failOpenBefore; got < 1 {
+		t.Errorf("%s rose by %d with serve down, want at least the refused request", failOpenStat, got)
 	}
 	// The requests in flight lost their streams but are still at the
 	// apiserver: nothing answers them yet.

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,21 @@ func envoyStat(t *testing.T, ctx context.Context, name string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(text)
+}
+
+// counterStat reads one counter of Envoy's admin /stats as a number.
+func counterStat(t *testing.T, ctx context.Context, name string) int {
+	t.Helper()
+	line := envoyStat(t, ctx, name)
+	v, ok := strings.CutPrefix(line, name+": ")
+	if !ok {
+		t.Fatalf("Envoy's stats have no %s (got %q)", name, line)
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", line, err)
+	}
+	return n
 }
 
 // watchEvents opens a watch of ConfigMaps in ns with c's connection and
