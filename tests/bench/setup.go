@@ -145,6 +145,9 @@ var (
 	// replicas trust the gateway's certificate for them): the apiservers'
 	// cost without impersonation.
 	requestHeaderCluster = forwardedCluster{modeCluster{"bench-requestheader", "requestheader." + sandbox.TestDomain, "ExtAuthz"}, "RequestHeader"}
+	// inProcessRHCluster is the in-process request service forwarding as
+	// requestHeaderCluster does.
+	inProcessRHCluster = forwardedCluster{modeCluster{"bench-inprocess-rh", "inprocess-requestheader." + sandbox.TestDomain, "InProcess"}, "RequestHeader"}
 	// modeClusters by request service, for variants (Variant.Mode).
 	modeClusters = map[string]modeCluster{extProcCluster.mode: extProcCluster, inProcessCluster.mode: inProcessCluster}
 )
