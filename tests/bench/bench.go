@@ -58,6 +58,20 @@ const (
 var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorInProcRH, PathFrontdoorNoLog,
 	PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating, PathHAProxy}
 
+// quickSkips are left out of a --quick run unless --paths names them: they
+// combine what other paths already smoke-test (the in-process module, the
+// RequestHeader forwarding), and the quick run shares CI's two cores with
+// the other test packages.
+var quickSkips = []string{PathFrontdoorInProcRH}
+
+// selects reports whether the run measures the built-in path name.
+func (o Options) selects(name string) bool {
+	if len(o.Paths) == 0 {
+		return !o.Quick || !slices.Contains(quickSkips, name)
+	}
+	return slices.Contains(o.Paths, name)
+}
+
 // Options configure a benchmark run.
 type Options struct {
 	// OutDir receives the sandbox, logs, results and the chart; _bench/ by default.
@@ -233,7 +247,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			apiservers[name] = pid
 		}
 	}
-	selected := func(name string) bool { return len(opts.Paths) == 0 || slices.Contains(opts.Paths, name) }
+	selected := opts.selects
 	x509 := Client{URL: sb.GatewayURL, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
 	gateway := map[string]int{"envoy": pids["envoy"], "frontdoor": pids["frontdoor"]}
 	sandboxLog := func(c Client) *timedSource { return &timedSource{client: c, log: sb.AccessLogPath} }

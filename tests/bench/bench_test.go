@@ -81,3 +81,23 @@ func TestQuickBench(t *testing.T) {
 		}
 	}
 }
+
+// A quick run leaves out the paths that only combine what others smoke-test,
+// unless asked for by name; a full run and an explicit list measure them.
+func TestQuickRunSkipsCombinedPaths(t *testing.T) {
+	for _, c := range []struct {
+		opts Options
+		name string
+		want bool
+	}{
+		{Options{}, PathFrontdoorInProcRH, true},
+		{Options{Quick: true}, PathFrontdoorInProcRH, false},
+		{Options{Quick: true}, PathFrontdoorInProc, true},
+		{Options{Quick: true, Paths: []string{PathFrontdoorInProcRH}}, PathFrontdoorInProcRH, true},
+		{Options{Paths: []string{PathEnvoyPlain}}, PathFrontdoorInProcRH, false},
+	} {
+		if got := c.opts.selects(c.name); got != c.want {
+			t.Errorf("quick=%v paths=%v: selects(%s) = %v, want %v", c.opts.Quick, c.opts.Paths, c.name, got, c.want)
+		}
+	}
+}

@@ -35,7 +35,7 @@ func run() error {
 		seed                           uint
 		variants                       multiFlag
 	)
-	flag.BoolVar(&o.Quick, "quick", false, "smoke mode: one short round of get and mixed, closed loop (under 2 minutes)")
+	flag.BoolVar(&o.Quick, "quick", false, "smoke mode: one short round of get and mixed, closed loop (under 2 minutes); leaves out frontdoor-inprocess-requestheader unless --paths names it")
 	flag.StringVar(&o.OutDir, "out", "", "output directory (default <repo>/_bench)")
 	flag.IntVar(&o.Rounds, "rounds", 0, "interleaved rounds, medians reported (default 3; 1 with --quick)")
 	flag.DurationVar(&o.Duration, "duration", 0, "measured time per cell, path and round (default 8s; 2s with --quick)")
