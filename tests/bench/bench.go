@@ -261,6 +261,16 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		byName[p.name] = p
 		return p
 	}
+	// sniPath adds a path to another UpstreamCluster of the sandbox's
+	// gateway, chosen by SNI, with the bench user's certificate; start
+	// writes the cluster and waits until it serves.
+	sniPath := func(name, mode, sni string, start func(context.Context, *sandbox.Sandbox, Client) error, note string) {
+		c := Client{URL: sb.GatewayURL, ServerName: sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p := add(&path{name: name, note: note, c: c, procs: gateway, mode: mode, timed: sandboxLog(c)})
+		if err := start(ctx, sb, p.c); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
+	}
 	if selected(PathDirect) {
 		add(&path{name: PathDirect, note: "client cert straight to replica 1 (the limit)",
 			c: Client{URL: sb.ReplicaURLs[0], CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}})
@@ -270,12 +280,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			c: x509, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(x509)})
 	}
 	if selected(PathFrontdoorRH) {
-		rh := Client{URL: sb.GatewayURL, ServerName: requestHeaderCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		p := add(&path{name: PathFrontdoorRH, note: "frontdoor-x509 forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with clientConfig.identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers",
-			c: rh, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(rh)})
-		if err := requestHeaderCluster.start(ctx, sb, p.c); err != nil {
-			p.na = "n/a: " + err.Error()
-		}
+		sniPath(PathFrontdoorRH, "ExtAuthz", requestHeaderCluster.sni, requestHeaderCluster.start, "frontdoor-x509 forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with clientConfig.identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
 	}
 	if selected(PathFrontdoorTok) {
 		tok := Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}
@@ -286,28 +291,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if selected(PathFrontdoorExtP) {
-		ext := Client{URL: sb.GatewayURL, ServerName: extProcCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		p := add(&path{name: PathFrontdoorExtP, note: "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert",
-			c: ext, procs: gateway, mode: "ExtProc", timed: sandboxLog(ext)})
-		if err := extProcCluster.start(ctx, sb, p.c); err != nil {
-			p.na = "n/a: " + err.Error()
-		}
+		sniPath(PathFrontdoorExtP, "ExtProc", extProcCluster.sni, extProcCluster.start, "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert")
 	}
 	if selected(PathFrontdoorInProc) {
-		in := Client{URL: sb.GatewayURL, ServerName: inProcessCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		p := add(&path{name: PathFrontdoorInProc, note: "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert",
-			c: in, procs: gateway, mode: "InProcess", timed: sandboxLog(in)})
-		if err := inProcessCluster.start(ctx, sb, p.c); err != nil {
-			p.na = "n/a: " + err.Error()
-		}
+		sniPath(PathFrontdoorInProc, "InProcess", inProcessCluster.sni, inProcessCluster.start, "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert")
 	}
 	if selected(PathFrontdoorInProcRH) {
-		in := Client{URL: sb.GatewayURL, ServerName: inProcessRHCluster.sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		p := add(&path{name: PathFrontdoorInProcRH, note: "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers",
-			c: in, procs: gateway, mode: "InProcess", timed: sandboxLog(in)})
-		if err := inProcessRHCluster.start(ctx, sb, p.c); err != nil {
-			p.na = "n/a: " + err.Error()
-		}
+		sniPath(PathFrontdoorInProcRH, "InProcess", inProcessRHCluster.sni, inProcessRHCluster.start, "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
 	}
 	variants := opts.Variants
 	if selected(PathFrontdoorNoLog) {
