@@ -264,10 +264,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	// sniPath adds a path to another UpstreamCluster of the sandbox's
 	// gateway, chosen by SNI, with the bench user's certificate; start
 	// writes the cluster and waits until it serves.
-	sniPath := func(name, mode, sni string, start func(context.Context, *sandbox.Sandbox, Client) error, note string) {
-		c := Client{URL: sb.GatewayURL, ServerName: sni, CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
-		p := add(&path{name: name, note: note, c: c, procs: gateway, mode: mode, timed: sandboxLog(c)})
-		if err := start(ctx, sb, p.c); err != nil {
+	sniPath := func(name string, cl sniCluster, note string) {
+		c := Client{URL: sb.GatewayURL, ServerName: cl.serverName(), CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+		p := add(&path{name: name, note: note, c: c, procs: gateway, mode: cl.requestService(), timed: sandboxLog(c)})
+		if err := cl.start(ctx, sb, p.c); err != nil {
 			p.na = "n/a: " + err.Error()
 		}
 	}
@@ -280,7 +280,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			c: x509, procs: gateway, mode: "ExtAuthz", timed: sandboxLog(x509)})
 	}
 	if selected(PathFrontdoorRH) {
-		sniPath(PathFrontdoorRH, "ExtAuthz", requestHeaderCluster.sni, requestHeaderCluster.start, "frontdoor-x509 forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with clientConfig.identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
+		sniPath(PathFrontdoorRH, requestHeaderCluster, "frontdoor-x509 forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with clientConfig.identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
 	}
 	if selected(PathFrontdoorTok) {
 		tok := Client{URL: sb.GatewayURL, CAPEM: ca, Token: token}
@@ -291,13 +291,13 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		}
 	}
 	if selected(PathFrontdoorExtP) {
-		sniPath(PathFrontdoorExtP, "ExtProc", extProcCluster.sni, extProcCluster.start, "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert")
+		sniPath(PathFrontdoorExtP, extProcCluster, "Envoy + ext_proc (the same pipeline; an UpstreamCluster with requestService: ExtProc chosen by SNI), client cert")
 	}
 	if selected(PathFrontdoorInProc) {
-		sniPath(PathFrontdoorInProc, "InProcess", inProcessCluster.sni, inProcessCluster.start, "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert")
+		sniPath(PathFrontdoorInProc, inProcessCluster, "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert")
 	}
 	if selected(PathFrontdoorInProcRH) {
-		sniPath(PathFrontdoorInProcRH, "InProcess", inProcessRHCluster.sni, inProcessRHCluster.start, "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
+		sniPath(PathFrontdoorInProcRH, inProcessRHCluster, "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
 	}
 	variants := opts.Variants
 	if selected(PathFrontdoorNoLog) {

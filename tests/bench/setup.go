@@ -152,6 +152,17 @@ var (
 	modeClusters = map[string]modeCluster{extProcCluster.mode: extProcCluster, inProcessCluster.mode: inProcessCluster}
 )
 
+// sniCluster is an UpstreamCluster a bench path reaches by SNI
+// (modeCluster, forwardedCluster).
+type sniCluster interface {
+	serverName() string
+	requestService() string
+	start(ctx context.Context, s *sandbox.Sandbox, c Client) error
+}
+
+func (m modeCluster) serverName() string     { return m.sni }
+func (m modeCluster) requestService() string { return m.mode }
+
 // start writes the cluster into the sandbox's config and waits until c
 // gets a 200 through it.
 func (m modeCluster) start(ctx context.Context, s *sandbox.Sandbox, c Client) error {
