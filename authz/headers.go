@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apiserver/pkg/authentication/user"
 
@@ -18,6 +19,11 @@ type identity struct {
 	// headers are the header fields naming user in each forwarding mode,
 	// in order: Impersonate-* and X-Remote-*.
 	headers [forwardingModes][]Header
+	// until is how long a decision for this identity may be replayed
+	// (Decision.ReplayUntil): the end of the credential's validity as the
+	// authenticator checked it. Zero (identities derived per request or
+	// per token) never replays. Set before the identity is shared.
+	until time.Time
 }
 
 // Header names and prefixes the pipeline reads or strips.

@@ -10,6 +10,7 @@ import (
 // registry the caller injects so tests (and several pipelines) stay apart.
 type metrics struct {
 	requests  *prometheus.CounterVec
+	replayed  *prometheus.CounterVec
 	duration  prometheus.Histogram
 	cacheHit  prometheus.Counter
 	cacheMiss prometheus.Counter
@@ -20,6 +21,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "frontdoor_authz_requests_total",
 		Help: "Requests decided by the request service, by cluster and decision (allowed, unauthenticated, forbidden, unavailable, invalid).",
 	}, []string{"cluster", "decision"})
+	replayed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "frontdoor_replayed_decisions_total",
+		Help: "Requests the in-process request service answered with a decision it replayed from the worker's memory (an identical certificate-authenticated request within its replay window), by cluster; also counted in frontdoor_authz_requests_total and frontdoor_requests_total, not in the check-duration or authenticator metrics.",
+	}, []string{"cluster"})
 	duration := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "frontdoor_authz_check_duration_seconds",
 		Help: "Time the request service spends deciding one request.",
@@ -32,7 +37,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Authentication cache lookups, by result (hit, miss).",
 	}, []string{"result"})
 	if reg != nil {
-		collectors := []prometheus.Collector{requests, duration, cache}
+		collectors := []prometheus.Collector{requests, replayed, duration, cache}
 		for i, c := range collectors {
 			if err := reg.Register(c); err != nil {
 				for _, done := range collectors[:i] {
@@ -44,6 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return &metrics{
 		requests:  requests,
+		replayed:  replayed,
 		duration:  duration,
 		cacheHit:  cache.WithLabelValues("hit"),
 		cacheMiss: cache.WithLabelValues("miss"),

@@ -123,6 +123,14 @@ type Decision struct {
 
 	// Info is the Kubernetes request info, when the target could be parsed.
 	Info *request.RequestInfo
+
+	// ReplayUntil is until when an adapter may answer this same decision,
+	// without asking the pipeline, to a request identical in everything
+	// the pipeline reads: cluster, method, path and every ReadsHeader
+	// field, in order. Zero: never. Only TryCheck sets it (replay.go says
+	// which decisions qualify); the adapter must forget every replayed
+	// decision when the policy changes (SetPolicy).
+	ReplayUntil time.Time
 }
 
 // Allowed reports whether the request may be forwarded.
@@ -400,6 +408,9 @@ func (p *Pipeline) TryCheck(req *Request) (Decision, bool) {
 		return Decision{}, false
 	}
 	p.finish(context.Background(), req, cc, &d, start)
+	if !d.ReplayUntil.IsZero() && p.log.Enabled(context.Background(), p.logLevel) {
+		d.ReplayUntil = time.Time{} // a replay would miss its decision log line
+	}
 	return d, true
 }
 
@@ -514,6 +525,7 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		Requestor:     requestor,
 		Groups:        len(id.user.GetGroups()),
 		Info:          info,
+		ReplayUntil:   p.replayUntil(req, id, noWait),
 	}, false
 }
 

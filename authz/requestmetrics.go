@@ -105,6 +105,11 @@ func newRequestMetrics(reg prometheus.Registerer) (*requestMetrics, error) {
 
 // observeDecision counts one decision.
 func (m *requestMetrics) observeDecision(cluster string, d *Decision) {
+	m.requestsCounter(cluster, d).Inc()
+}
+
+// requestsCounter is d's series of frontdoor_requests_total.
+func (m *requestMetrics) requestsCounter(cluster string, d *Decision) prometheus.Counter {
 	rule := d.Rule
 	if !d.Allowed() && d.Outcome != Rejected {
 		rule = "none"
@@ -114,7 +119,7 @@ func (m *requestMetrics) observeDecision(cluster string, d *Decision) {
 		verb = boundedVerb(i)
 		resource = boundedResource(i)
 	}
-	m.requests.WithLabelValues(cluster, rule, verb, resource, string(d.Outcome)).Inc()
+	return m.requests.WithLabelValues(cluster, rule, verb, resource, string(d.Outcome))
 }
 
 // observeUser counts one decision for a user named in the dispatch rules.

@@ -99,6 +99,7 @@ func (a *x509Authenticator) authenticate(ctx context.Context, req *Request) (*id
 	if a.rootsNotAfter.Before(notAfter) {
 		notAfter = a.rootsNotAfter
 	}
+	id.until = notAfter // id is new (verify): not shared yet
 	a.cache.add(key, id, notAfter.Sub(a.now()))
 	return id, true, nil
 }

@@ -54,7 +54,9 @@ type stream interface {
 	ContinueDecoding()
 	SetDynamicMetadataStrings(namespace string, kv [][2]string)
 	SetDynamicMetadataNumber(namespace, key string, value float64)
+	SetDynamicMetadataElapsed(namespace, key string, start time.Time)
 	AttributeString(id abi.Attribute) (string, bool)
+	Replayable(ttl time.Duration, class uint32) bool
 }
 
 // scheduler brings a result back to the stream's worker thread.
@@ -66,6 +68,10 @@ type scheduler interface {
 type filterConfig struct {
 	cluster string
 	checker authz.Checker
+	// pipeline and replays let the worker replay decisions (replay.go);
+	// nil: never.
+	pipeline *authz.Pipeline
+	replays  *replayCounter
 }
 
 func (c *filterConfig) NewFilter() abi.Filter { return &filter{cfg: c} }
@@ -142,8 +148,8 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
 	)
 	s.SetDynamicMetadataStrings(envoy.MetadataNamespaceInProcess, strs)
-	s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs,
-		float64(time.Since(f.start).Nanoseconds())/1e3) // fractional: an inline decision can take under 1 µs
+	// Fractional microseconds: an inline decision can take under 1 µs.
+	s.SetDynamicMetadataElapsed(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs, f.start)
 	if d.Allowed() && !carriable(d) {
 		d = &emptyValueDenial
 	}
@@ -159,7 +165,25 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 	if needsReroute(d) {
 		s.ClearRouteCache()
 	}
+	f.offerReplay(s, d)
 	return abi.Continue
+}
+
+// offerReplay lets the worker replay an allowed decision the pipeline says
+// may be (replay.go): it must come after every write of apply, which the
+// stream recorded as the replay's plan.
+func (f *filter) offerReplay(s stream, d *authz.Decision) {
+	c := f.cfg
+	if d.ReplayUntil.IsZero() || c.replays == nil || c.pipeline == nil {
+		return
+	}
+	ttl := time.Until(d.ReplayUntil)
+	if ttl <= 0 {
+		return
+	}
+	if id, ok := c.replays.class(c.pipeline, c.cluster, d); ok {
+		s.Replayable(ttl, id)
+	}
 }
 
 // needsReroute reports whether the decision's rule picks another route than

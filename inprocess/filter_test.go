@@ -29,6 +29,13 @@ type fakeStream struct {
 	// attrs are the stream's attributes; attrReads counts their reads.
 	attrs     map[abi.Attribute]string
 	attrReads int
+	// replays are the filter's Replayable offers.
+	replays []replayOffer
+}
+
+type replayOffer struct {
+	ttl   time.Duration
+	class uint32
 }
 
 type localReply struct {
@@ -94,6 +101,17 @@ func (s *fakeStream) SetDynamicMetadataStrings(ns string, kv [][2]string) {
 func (s *fakeStream) SetDynamicMetadataNumber(ns, key string, value float64) {
 	s.metadataWrites++
 	s.metadata[ns+":"+key] = value
+}
+
+func (s *fakeStream) SetDynamicMetadataElapsed(ns, key string, start time.Time) {
+	s.SetDynamicMetadataNumber(ns, key, float64(time.Since(start).Nanoseconds())/1e3)
+}
+
+// Replayable records the offer; the worker's side is replay.c's
+// (TestReplay* in package abi and this package's e2e).
+func (s *fakeStream) Replayable(ttl time.Duration, class uint32) bool {
+	s.replays = append(s.replays, replayOffer{ttl, class})
+	return true
 }
 
 func (s *fakeStream) AttributeString(id abi.Attribute) (string, bool) {

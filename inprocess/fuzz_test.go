@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kubefrontdoor/frontdoor/authz"
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -176,12 +177,14 @@ func (s *nopStream) RequestHeaders(fn func(name, value []byte)) {
 		fn(h[0], h[1])
 	}
 }
-func (*nopStream) SetRequestHeader(string, string) bool               { return true }
-func (*nopStream) AddRequestHeader(string, string) bool               { return true }
-func (*nopStream) RemoveRequestHeader(string) bool                    { return true }
-func (*nopStream) ClearRouteCache()                                   {}
-func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string) {}
-func (*nopStream) ContinueDecoding()                                  {}
-func (*nopStream) SetDynamicMetadataStrings(string, [][2]string)      {}
-func (*nopStream) SetDynamicMetadataNumber(string, string, float64)   {}
-func (*nopStream) AttributeString(abi.Attribute) (string, bool)       { return "", false }
+func (*nopStream) SetRequestHeader(string, string) bool                { return true }
+func (*nopStream) AddRequestHeader(string, string) bool                { return true }
+func (*nopStream) RemoveRequestHeader(string) bool                     { return true }
+func (*nopStream) ClearRouteCache()                                    {}
+func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string)  {}
+func (*nopStream) ContinueDecoding()                                   {}
+func (*nopStream) SetDynamicMetadataStrings(string, [][2]string)       {}
+func (*nopStream) SetDynamicMetadataNumber(string, string, float64)    {}
+func (*nopStream) AttributeString(abi.Attribute) (string, bool)        { return "", false }
+func (*nopStream) SetDynamicMetadataElapsed(string, string, time.Time) {}
+func (*nopStream) Replayable(time.Duration, uint32) bool               { return false }

@@ -20,11 +20,14 @@ import (
 	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/inprocess/abi"
 	"github.com/kubefrontdoor/frontdoor/inprocess/policyfeed"
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
 // Register installs the request filter (envoy.InProcessModuleFilter) in
-// the module. The module's main package calls it from init.
+// the module, and turns on replayed decisions (replay.go) keyed by what the
+// pipeline reads. The module's main package calls it from init.
 func Register() {
+	abi.ConfigureReplay(headerNames(authz.ReplayKeyHeaders()), headerNames(authz.ReplayBypassHeaders))
 	abi.RegisterFilter(envoy.InProcessModuleFilter, func(config []byte) (abi.FilterConfig, error) {
 		return theModule.newConfig(config)
 	})
@@ -41,6 +44,7 @@ var theModule = &module{}
 type module struct {
 	mu       sync.Mutex
 	pipeline *authz.Pipeline
+	replays  replayCounter
 	// feed is the policy address subscribed to; one per process.
 	feed string
 	// metrics is the address the metrics are served on, if any.
@@ -66,7 +70,7 @@ func (m *module) newConfig(raw []byte) (abi.FilterConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filterConfig{cluster: cfg.Cluster, checker: p}, nil
+	return &filterConfig{cluster: cfg.Cluster, checker: p, pipeline: p, replays: &m.replays}, nil
 }
 
 // start returns the pipeline, creating it, subscribing to the policy feed
@@ -86,10 +90,14 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 			return nil, err
 		}
 		if cfg.MetricsAddress != "" {
-			go serveMetrics(cfg.MetricsAddress, reg, log)
+			go serveMetrics(cfg.MetricsAddress, reg, m.replays.flush, log)
 			m.metrics = cfg.MetricsAddress
 		}
-		go policyfeed.Subscribe(context.Background(), cfg.PolicyAddress, p.SetPolicy, log)
+		go m.replays.flushEvery(flushInterval)
+		go policyfeed.Subscribe(context.Background(), cfg.PolicyAddress, func(t *policy.Table) {
+			p.SetPolicy(t)
+			abi.ForgetReplays() // after: a decision replayed from now on was made under t
+		}, log)
 		m.pipeline, m.feed = p, cfg.PolicyAddress
 		log.Info("frontdoor in-process request service started", "policyAddress", cfg.PolicyAddress, "metricsAddress", cfg.MetricsAddress)
 	}
@@ -107,9 +115,13 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 // process. A taken address is retried every second, never fatal: during an
 // Envoy hot restart (or two Envoys sharing a port) the old process holds it
 // until it exits, and requests must not wait for metrics.
-func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) {
+func serveMetrics(addr string, reg *prometheus.Registry, flush func(), log *slog.Logger) {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	mux.Handle("/metrics", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		flush() // replayed decisions, counted so far
+		metrics.ServeHTTP(w, r)
+	}))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	for warned := false; ; {
 		lis, err := net.Listen("tcp", addr)
@@ -133,4 +145,12 @@ type envoyLog struct{}
 func (envoyLog) Write(b []byte) (int, error) {
 	abi.Log(abi.LogInfo, strings.TrimRight(string(b), "\n"))
 	return len(b), nil
+}
+
+func headerNames(ms []envoy.RequestHeaderMatch) []abi.HeaderName {
+	out := make([]abi.HeaderName, len(ms))
+	for i, m := range ms {
+		out[i] = abi.HeaderName{Name: m.Name, Prefix: m.Prefix}
+	}
+	return out
 }

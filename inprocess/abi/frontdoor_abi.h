@@ -117,6 +117,28 @@ typedef struct {
 // The Go filter wants OnStreamComplete.
 #define FD_STREAM_WANTS_COMPLETE 4u
 
+// ---- replaying decisions without Go (replay.c) ---------------------------
+
+// A header name the replay key reads, or whose presence bypasses replay;
+// prefix != 0 matches every name starting with it.
+typedef struct {
+  const char* ptr;
+  size_t length;
+  int prefix;
+} fd_replay_name;
+
+// How many metric classes replayed decisions may be counted in.
+#define FD_REPLAY_CLASSES 4096
+
+void fd_replay_configure(fd_replay_name* key_names, size_t key_count, fd_replay_name* bypass_names,
+                         size_t bypass_count);
+void fd_replay_forget(void);
+uint64_t fd_replay_hits(uint32_t cls);
+int fd_replay_try(fd_stream* s, void* envoy);
+void fd_replay_done(void);
+int fd_replay_pending(const fd_stream* s);
+int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char* plan, size_t plan_len);
+
 // fd_in_envoy reports whether the callbacks were bound, i.e. whether this
 // code runs inside an Envoy process that exports them.
 static inline int fd_in_envoy(void) { return envoy_dynamic_module_callback_log != 0; }

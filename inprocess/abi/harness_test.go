@@ -249,6 +249,7 @@ func (o bootOpts) listener(name string, port int, withModule bool) m {
 			"request_headers_to_add": []any{
 				m{"header": m{"key": "x-test-md", "value": "%DYNAMIC_METADATA(frontdoor.test:tag)%"}},
 				m{"header": m{"key": "x-test-md-num", "value": "%DYNAMIC_METADATA(frontdoor.test:n)%"}},
+				m{"header": m{"key": "x-test-md-elapsed", "value": "%DYNAMIC_METADATA(frontdoor.test:elapsed)%"}},
 				m{"header": m{"key": "x-test-md-batch", "value": "%DYNAMIC_METADATA(frontdoor.test:batch-a)%,%DYNAMIC_METADATA(frontdoor.test:batch-empty)%,%DYNAMIC_METADATA(frontdoor.test:batch-b)%"}},
 			},
 			"routes": []any{

@@ -13,7 +13,7 @@ import (
 // them up by name with dlsym; the C signatures are fixed by Envoy, so each
 // hook only converts arguments and calls into registry.go / the Filter.
 // Hooks that need no Go are C, in shell.c; the ones here are the config
-// hooks, request headers and scheduled events.
+// hooks, request headers (entered from shell.c) and scheduled events.
 //
 // The filter config crosses the boundary as a uintptr_t handle (a
 // runtime/cgo.Handle value): Envoy declares it `const void*`, the same
@@ -95,8 +95,11 @@ func envoy_dynamic_module_on_http_filter_config_destroy(config C.uintptr_t) {
 	destroyConfigHandle(uintptr(config))
 }
 
-//export envoy_dynamic_module_on_http_filter_request_headers
-func envoy_dynamic_module_on_http_filter_request_headers(envoy unsafe.Pointer, filter *C.fd_stream, endOfStream C.bool) (status C.int32_t) {
+// fdGoRequestHeaders is the request-headers hook when shell.c did not
+// replay the request (replay.c).
+//
+//export fdGoRequestHeaders
+func fdGoRequestHeaders(envoy unsafe.Pointer, filter *C.fd_stream, endOfStream C.bool) (status C.int32_t) {
 	if filter == nil {
 		sendInternalErrorRaw(envoy, "frontdoor_no_filter")
 		return C.int32_t(StopIteration)
@@ -116,7 +119,12 @@ func envoy_dynamic_module_on_http_filter_request_headers(envoy unsafe.Pointer, f
 			status = C.int32_t(StopIteration)
 		}
 	}()
+	if C.fd_replay_pending(filter) != 0 {
+		st.rec = newRecording() // the filter's writes may become a replay plan
+	}
 	ret := st.filter.OnRequestHeaders(s, bool(endOfStream))
+	st.rec.put()
+	st.rec = nil
 	switch ret {
 	case Continue:
 		st.setOpen(true)

@@ -60,6 +60,9 @@ type filterState struct {
 	c          *C.fd_stream
 	envoy      unsafe.Pointer
 	schedulers []*schedulerState
+	// rec records the filter's writes during OnRequestHeaders when the
+	// worker may replay them (replay.go); nil otherwise.
+	rec *recording
 }
 
 // newStreamState runs the config's NewFilter for a stream's request headers,

@@ -33,6 +33,7 @@ type schedulerState struct {
 // NewScheduler creates a scheduler for this stream. Call it on the worker
 // thread (inside a hook); use the result from any goroutine.
 func (s Stream) NewScheduler() Scheduler {
+	s.spoil()
 	p := s.envoy()
 	if p == nil {
 		return Scheduler{}

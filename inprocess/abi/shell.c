@@ -4,8 +4,10 @@
 // would make six of them where only request_headers has work to do. Here the
 // per-stream filter pointer is C memory (fd_stream): stream creation and
 // destruction, request body and trailers (a flag test) and every response
-// hook stay in C, and Go is entered only for request headers, scheduled
-// events, and the completion and destruction of streams that kept Go state.
+// hook stay in C, and Go is entered only for request headers (unless the
+// worker replays a decision Go made for an identical request: replay.c),
+// scheduled events, and the completion and destruction of streams that kept
+// Go state.
 //
 // Only this file defines these symbols; hooks.go exports the rest.
 
@@ -36,6 +38,18 @@ void envoy_dynamic_module_on_http_filter_destroy(uintptr_t filter) {
     fdGoStreamDestroy(s);
   }
   free(s);
+}
+
+// Request headers: replayed here when the worker remembers the answer (the
+// stream is then open and has no Go state), else decided by Go.
+int32_t envoy_dynamic_module_on_http_filter_request_headers(void* envoy, uintptr_t filter, bool end_of_stream) {
+  fd_stream* s = (fd_stream*)filter;
+  if (s != NULL && fd_replay_try(s, envoy)) {
+    return fd_continue;
+  }
+  int32_t status = fdGoRequestHeaders(envoy, s, end_of_stream);
+  fd_replay_done();
+  return status;
 }
 
 // A paused, failed or not yet decided request never lets its body or trailers

@@ -115,6 +115,7 @@ func (s Stream) RequestHeaders(fn func(name, value []byte)) {
 // RequestHeader returns a copy of the first value of the request header name
 // (lower case), and whether the header is present.
 func (s Stream) RequestHeader(name string) (value string, ok bool) {
+	s.spoil() // the replay key may not cover name
 	p := s.envoy()
 	if p == nil {
 		return "", false
@@ -139,6 +140,9 @@ func (s Stream) AddRequestHeader(name, value string) bool {
 	ok := C.envoy_dynamic_module_callback_http_add_header(p, headerTypeRequest, goBuf(name), goBuf(value))
 	runtime.KeepAlive(name)
 	runtime.KeepAlive(value)
+	if r := s.record(); r != nil {
+		r.op(opAddHeader, name, value)
+	}
 	return bool(ok)
 }
 
@@ -152,6 +156,9 @@ func (s Stream) SetRequestHeader(name, value string) bool {
 	ok := C.envoy_dynamic_module_callback_http_set_header(p, headerTypeRequest, goBuf(name), goBuf(value))
 	runtime.KeepAlive(name)
 	runtime.KeepAlive(value)
+	if r := s.record(); r != nil {
+		r.op(opSetHeader, name, value)
+	}
 	return bool(ok)
 }
 
@@ -166,6 +173,9 @@ func (s Stream) ClearRouteCache() {
 	if p := s.envoy(); p != nil {
 		C.envoy_dynamic_module_callback_http_clear_route_cache(p)
 	}
+	if r := s.record(); r != nil {
+		r.op(opClearRoute)
+	}
 }
 
 // ContinueDecoding resumes a request paused by OnRequestHeaders. It may run
@@ -175,6 +185,7 @@ func (s Stream) ContinueDecoding() {
 	if p == nil {
 		return
 	}
+	s.spoil()
 	s.st.setOpen(true) // before: Envoy may deliver the body inside the call
 	C.envoy_dynamic_module_callback_http_filter_continue_decoding(p)
 }
@@ -185,6 +196,7 @@ func (s Stream) ContinueDecoding() {
 // access logs (Envoy uses "dynamic_module" when empty). After calling it from
 // OnRequestHeaders, return StopIteration.
 func (s Stream) SendLocalResponse(code int, headers [][2]string, body []byte, details string) {
+	s.spoil()
 	if p := s.envoy(); p != nil {
 		sendLocalResponse(p, code, headers, body, details)
 	}
@@ -267,6 +279,9 @@ func (s Stream) SetDynamicMetadataString(namespace, key, value string) {
 		runtime.KeepAlive(key)
 		runtime.KeepAlive(value)
 	}
+	if r := s.record(); r != nil {
+		recordStrings(r, namespace, [][2]string{{key, value}})
+	}
 }
 
 // SetDynamicMetadataStrings sets filter_metadata[namespace][k] = v for each
@@ -282,10 +297,20 @@ func (s Stream) SetDynamicMetadataStrings(namespace string, kv [][2]string) {
 	defer c.free()
 	C.envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(p, goBuf(namespace), c.first(), C.size_t(len(kv)))
 	runtime.KeepAlive(namespace)
+	if r := s.record(); r != nil {
+		recordStrings(r, namespace, kv)
+	}
 }
 
 // SetDynamicMetadataNumber sets filter_metadata[namespace][key] to a number.
 func (s Stream) SetDynamicMetadataNumber(namespace, key string, value float64) {
+	s.setDynamicMetadataNumber(namespace, key, value)
+	if r := s.record(); r != nil {
+		recordNumber(r, namespace, key, value)
+	}
+}
+
+func (s Stream) setDynamicMetadataNumber(namespace, key string, value float64) {
 	if p := s.envoy(); p != nil {
 		C.envoy_dynamic_module_callback_http_set_dynamic_metadata_number(p, goBuf(namespace), goBuf(key), C.double(value))
 		runtime.KeepAlive(namespace)
@@ -296,6 +321,7 @@ func (s Stream) SetDynamicMetadataNumber(namespace, key string, value float64) {
 // AttributeString returns a copy of a string attribute, or false if Envoy has
 // no value (no TLS, no client certificate, ...).
 func (s Stream) AttributeString(id Attribute) (string, bool) {
+	s.spoil() // attributes are not in the replay key
 	p := s.envoy()
 	if p == nil {
 		return "", false
@@ -309,6 +335,7 @@ func (s Stream) AttributeString(id Attribute) (string, bool) {
 
 // AttributeInt returns an integer attribute, or false if Envoy has no value.
 func (s Stream) AttributeInt(id Attribute) (uint64, bool) {
+	s.spoil() // attributes are not in the replay key
 	p := s.envoy()
 	if p == nil {
 		return 0, false
@@ -322,6 +349,7 @@ func (s Stream) AttributeInt(id Attribute) (uint64, bool) {
 
 // AttributeBool returns a boolean attribute, or false if Envoy has no value.
 func (s Stream) AttributeBool(id Attribute) (value, ok bool) {
+	s.spoil() // attributes are not in the replay key
 	p := s.envoy()
 	if p == nil {
 		return false, false

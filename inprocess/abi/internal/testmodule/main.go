@@ -20,6 +20,10 @@
 //	x-test-crash: 1            dereference NULL in C (the crash must reach Envoy's handler)
 //	x-test-query-complete: P   report the response code OnStreamComplete saw for path P
 //	x-test-measure-allocs: 1   report Go heap allocations of 100 rounds of non-copying calls
+//	x-test-replay: MS          the replay filter (replayFilter): answer, then offer the answer for MS ms
+//
+// Replay (abi.ConfigureReplay) is keyed by :method, :path and every x-test-*
+// field; x-test-secret bypasses it.
 //
 // Test-only: it imports package abi alone, and nothing imports it.
 package main
@@ -49,6 +53,9 @@ func main() {}
 
 func init() {
 	abi.RegisterFilter("frontdoor-test", newConfig)
+	abi.ConfigureReplay(
+		[]abi.HeaderName{{Name: ":method"}, {Name: ":path"}, {Name: "x-test-", Prefix: true}},
+		[]abi.HeaderName{{Name: "x-test-secret"}})
 }
 
 type config struct {
@@ -139,6 +146,9 @@ func (minimalFilter) OnScheduled(s abi.Stream, eventID uint64) {
 }
 
 func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersStatus {
+	if replayTTL(s) > 0 {
+		return replayFilter(s)
+	}
 	f.path, _ = s.RequestHeader(":path")
 	if is(s, "x-test-measure-allocs") {
 		s.SetRequestHeader("x-test-allocs", strconv.FormatUint(measureAllocs(s), 10))
@@ -302,4 +312,62 @@ func orAbsent(v string, ok bool) string {
 		return "<empty>"
 	}
 	return v
+}
+
+// decisions counts the replay filter's answers made in Go.
+var decisions atomic.Int64
+
+// replayClass is the class the replay filter counts its replays in.
+const replayClass = 3
+
+// replayTTL is x-test-replay in milliseconds, read by iterating the fields
+// (RequestHeader would spoil the recording: it may read beyond the key).
+func replayTTL(s abi.Stream) time.Duration {
+	var ms int
+	s.RequestHeaders(func(name, value []byte) {
+		if string(name) == "x-test-replay" {
+			ms, _ = strconv.Atoi(string(value))
+		}
+	})
+	return time.Duration(ms) * time.Millisecond
+}
+
+// replayFilter answers with every write a plan can hold (header set, add,
+// remove; metadata strings, batch, number, elapsed; a reroute), numbering
+// each answer Go makes (x-test-decision), and offers it for replay. Other
+// x-test-* fields act on the way: x-test-forget retires every replay,
+// x-test-hits reports abi.ReplayHits, x-test-route reroutes.
+func replayFilter(s abi.Stream) abi.HeadersStatus {
+	ttl := replayTTL(s)
+	var forget, hits, route bool
+	s.RequestHeaders(func(name, value []byte) {
+		switch string(name) {
+		case "x-test-forget":
+			forget = true
+		case "x-test-hits":
+			hits = true
+		case "x-test-route":
+			route = true
+		}
+	})
+	if forget {
+		abi.ForgetReplays()
+	}
+	if hits {
+		s.SetRequestHeader("x-test-replay-hits", strconv.FormatUint(abi.ReplayHits(replayClass), 10))
+	}
+	s.SetRequestHeader("x-test-decision", strconv.FormatInt(decisions.Add(1), 10))
+	s.AddRequestHeader("x-test-group", "system:masters")
+	s.AddRequestHeader("x-test-group", "devs")
+	s.RemoveRequestHeader("x-drop-me")
+	s.SetDynamicMetadataString("frontdoor.test", "tag", "replay")
+	s.SetDynamicMetadataStrings("frontdoor.test", [][2]string{{"batch-a", "ra"}, {"batch-empty", ""}, {"batch-b", "rb"}})
+	s.SetDynamicMetadataNumber("frontdoor.test", "n", 7.5)
+	s.SetDynamicMetadataElapsed("frontdoor.test", "elapsed", time.Now())
+	if route {
+		s.SetRequestHeader("x-test-rule", "second")
+		s.ClearRouteCache()
+	}
+	s.SetRequestHeader("x-test-replay-kept", strconv.FormatBool(s.Replayable(ttl, replayClass)))
+	return abi.Continue
 }

@@ -1,0 +1,104 @@
+package authz
+
+import (
+	"strings"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/envoy"
+)
+
+// MaxReplay bounds Decision.ReplayUntil: how long an adapter may answer a
+// decision from its own memory. It bounds what a replay can miss that
+// SetPolicy does not announce (none today: x509 identities change only with
+// their CA or revocation list, both policy) and how stale the adapter's
+// view of the pipeline's caches may get.
+const MaxReplay = 10 * time.Second
+
+// replayUntil is Decision.ReplayUntil for an allowed request of identity id.
+// A decision qualifies when it depends on nothing but the policy, the
+// request fields an adapter keys it by and a credential that stays valid
+// until a known time:
+//   - decided without waiting (TryCheck): a decision that needed the
+//     apiserver is not a pure function of the request;
+//   - authenticated by a client certificate (id.until is set only by the
+//     x509 authenticator): bearer tokens never qualify, so an adapter never
+//     keeps a secret as a replay key, and their reviews age on their own
+//     clock (the token cache);
+//   - no client impersonation (TryCheck never decides those) and no
+//     credential header beside the certificate (authorization, a WebSocket
+//     token): those would be secrets in the key.
+//
+// It ends at the credential's validity (certificate chain, CA, CRL) or
+// MaxReplay from now, whichever comes first.
+func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Time {
+	if !noWait || id.until.IsZero() {
+		return time.Time{}
+	}
+	if _, ok := req.Headers[headerAuthz]; ok {
+		return time.Time{}
+	}
+	if _, ok := req.Headers[headerWSProtocol]; ok {
+		return time.Time{}
+	}
+	until := p.now().Add(MaxReplay)
+	if id.until.Before(until) {
+		until = id.until
+	}
+	return until
+}
+
+// CountReplays counts n replays of d, an allowed decision of cluster that an
+// adapter answered from its memory (ReplayUntil), in the per-request
+// metrics, as if the pipeline had decided each: frontdoor_requests_total,
+// frontdoor_user_requests_total and frontdoor_authz_requests_total, plus
+// frontdoor_replayed_decisions_total. The check-duration and authenticator
+// metrics are left alone: no check and no authenticator ran.
+func (p *Pipeline) CountReplays(cluster string, d *Decision, n uint64) {
+	if n == 0 {
+		return
+	}
+	f := float64(n)
+	p.metrics.requests.WithLabelValues(cluster, string(d.Outcome)).Add(f)
+	p.metrics.replayed.WithLabelValues(cluster).Add(f)
+	p.reqMetrics.requestsCounter(cluster, d).Add(f)
+	if cc := p.cluster(cluster); cc != nil && d.User != "" {
+		if _, named := cc.namedUsers[d.User]; named {
+			p.reqMetrics.userRequests.WithLabelValues(cluster, d.User, d.Rule, string(d.Outcome)).Add(f)
+		}
+	}
+}
+
+// ReplayKeyHeaders are the header fields a replayed decision is keyed by:
+// every field the pipeline reads (ReadsHeader), the pseudo-headers
+// included.
+func ReplayKeyHeaders() []envoy.RequestHeaderMatch {
+	key := []envoy.RequestHeaderMatch{{Name: ":method"}, {Name: ":path"}, {Name: envoy.HeaderClientCert}}
+	return append(key, envoy.RequestServiceHeaders...)
+}
+
+// ReplayBypassHeaders are the header fields that make a request never
+// replayable (replayUntil refuses such decisions): they hold secrets, or
+// ask for impersonation, whose SubjectAccessReviews are not a function of
+// the request alone. An adapter must not even keep such a request as a key.
+var ReplayBypassHeaders = []envoy.RequestHeaderMatch{
+	{Name: headerAuthz},
+	{Name: headerWSProtocol},
+	{Name: impersonatePrefix, Prefix: true},
+}
+
+// ReplaySeries names the metric series a replay of d for cluster counts
+// in (CountReplays): decisions with equal names count alike, so an adapter
+// may keep one decision per name to count replays with.
+func (p *Pipeline) ReplaySeries(cluster string, d *Decision) string {
+	verb, resource := "other", "other"
+	if i := d.Info; i != nil {
+		verb, resource = boundedVerb(i), boundedResource(i)
+	}
+	user := ""
+	if cc := p.cluster(cluster); cc != nil {
+		if _, named := cc.namedUsers[d.User]; named {
+			user = d.User
+		}
+	}
+	return strings.Join([]string{cluster, string(d.Outcome), d.Rule, verb, resource, user}, "\x00")
+}

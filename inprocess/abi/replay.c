@@ -1,0 +1,343 @@
+// replay.c: answering a request again without entering Go.
+//
+// Entering the Go runtime from an Envoy worker (a cgo callback) costs more
+// than everything else the filter does for a request whose answer is
+// already known: the callback's thread handover, and the Go scheduler's
+// monitor waking every 20 µs while callbacks keep arriving. So when Go has
+// decided a request and said the decision may be replayed (Replayable in
+// replay.go), the worker remembers, in C, the request's key (the bytes of
+// every header the decision read, in order) and what the filter did to the
+// stream (the plan: header and metadata writes, recorded by Stream). A later
+// request on the same worker with a byte-identical key, within the time Go
+// allowed and under the same generation, gets the same plan applied here,
+// and Go is never entered.
+//
+// The table is per worker thread (Envoy runs each stream on one worker),
+// so lookups and inserts take no lock; only the generation (bumped by Go
+// when the policy changes) and the per-class hit counters (read by Go for
+// metrics) are shared, through atomics.
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frontdoor_abi.h"
+
+// Slots per worker (a power of two): direct-mapped by the key's hash, so a
+// colliding key replaces the older entry. A few hundred distinct hot
+// requests per worker is what replay is for; the rest go to Go.
+#define FD_REPLAY_SLOTS 512
+// Largest key kept: a client certificate chain is a few KB.
+#define FD_REPLAY_MAX_KEY (32 << 10)
+// Requests with more header fields than this go to Go.
+#define FD_REPLAY_MAX_HEADERS 96
+// Largest batch of metadata strings a plan may hold (accessLogStrings in Go).
+#define FD_REPLAY_MAX_BATCH 32
+
+typedef struct {
+  uint64_t hash;
+  uint64_t gen;
+  int64_t until_ns; // CLOCK_MONOTONIC
+  uintptr_t config;
+  uint32_t cls;
+  size_t key_len;
+  size_t plan_len;
+  char bytes[]; // key, then plan
+} fd_replay_entry;
+
+typedef struct {
+  fd_replay_entry* slots[FD_REPLAY_SLOTS];
+  // The key of the request Go is deciding on this worker (pending != NULL).
+  const fd_stream* pending;
+  uint64_t pending_gen;
+  uint64_t pending_hash;
+  size_t key_len;
+  size_t key_cap;
+  char* key;
+} fd_replay_tls;
+
+static __thread fd_replay_tls* fd_tls;
+
+// Set once by fd_replay_configure, before Envoy creates any filter config.
+static fd_replay_name* fd_key_names;
+static size_t fd_key_count;
+static fd_replay_name* fd_bypass_names;
+static size_t fd_bypass_count;
+
+static uint64_t fd_generation = 1;
+static uint64_t fd_hits[FD_REPLAY_CLASSES];
+
+void fd_replay_configure(fd_replay_name* key_names, size_t key_count, fd_replay_name* bypass_names,
+                         size_t bypass_count) {
+  fd_key_names = key_names;
+  fd_key_count = key_count;
+  fd_bypass_names = bypass_names;
+  fd_bypass_count = bypass_count;
+}
+
+void fd_replay_forget(void) { __atomic_add_fetch(&fd_generation, 1, __ATOMIC_SEQ_CST); }
+
+uint64_t fd_replay_hits(uint32_t cls) {
+  return cls < FD_REPLAY_CLASSES ? __atomic_load_n(&fd_hits[cls], __ATOMIC_RELAXED) : 0;
+}
+
+static int64_t fd_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int fd_name_in(const fd_replay_name* list, size_t n, const char* p, size_t len) {
+  for (size_t i = 0; i < n; i++) {
+    const fd_replay_name* m = &list[i];
+    if (m->prefix ? (len >= m->length && memcmp(p, m->ptr, m->length) == 0)
+                  : (len == m->length && memcmp(p, m->ptr, len) == 0)) {
+      return 1;
+    }
+  }
+  return 0;
+}
+
+// A multiply-xorshift hash over 8-byte words: not cryptographic, only a
+// slot index; every hit is confirmed by comparing the whole key.
+static uint64_t fd_hash(const char* p, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
+  while (n >= 8) {
+    uint64_t w;
+    memcpy(&w, p, 8);
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    h ^= h >> 29;
+    p += 8;
+    n -= 8;
+  }
+  uint64_t w = 0;
+  memcpy(&w, p, n);
+  h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 32);
+}
+
+static int fd_key_append(fd_replay_tls* t, const char* p, size_t n) {
+  uint32_t len = (uint32_t)n;
+  size_t need = t->key_len + sizeof len + n;
+  if (need > FD_REPLAY_MAX_KEY) {
+    return 0;
+  }
+  if (need > t->key_cap) {
+    size_t cap = t->key_cap ? t->key_cap : 4096;
+    while (cap < need) {
+      cap *= 2;
+    }
+    char* k = realloc(t->key, cap);
+    if (k == NULL) {
+      return 0;
+    }
+    t->key = k;
+    t->key_cap = cap;
+  }
+  memcpy(t->key + t->key_len, &len, sizeof len);
+  memcpy(t->key + t->key_len + sizeof len, p, n);
+  t->key_len = need;
+  return 1;
+}
+
+// fd_replay_build_key fills t->key with the request's key; 0 if the request
+// cannot be replayed (a bypass header, too many headers, too large a key).
+static int fd_replay_build_key(fd_replay_tls* t, void* envoy) {
+  size_t n = envoy_dynamic_module_callback_http_get_headers_size(envoy, 0);
+  if (n == 0 || n > FD_REPLAY_MAX_HEADERS) {
+    return 0;
+  }
+  fd_http_header hs[FD_REPLAY_MAX_HEADERS];
+  if (!envoy_dynamic_module_callback_http_get_headers(envoy, 0, hs)) {
+    return 0;
+  }
+  t->key_len = 0;
+  for (size_t i = 0; i < n; i++) {
+    const fd_http_header* h = &hs[i];
+    if (fd_name_in(fd_bypass_names, fd_bypass_count, h->key_ptr, h->key_length)) {
+      return 0;
+    }
+    if (fd_name_in(fd_key_names, fd_key_count, h->key_ptr, h->key_length) &&
+        !(fd_key_append(t, h->key_ptr, h->key_length) && fd_key_append(t, h->value_ptr, h->value_length))) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+// ---- the plan: what the filter did, in Stream's recording format -------
+//
+// A sequence of operations, each a one-byte code and its arguments; every
+// string is a native uint32 length and its bytes (replay.go writes it).
+
+enum {
+  fd_op_set_header = 1,   // name, value (empty: remove)
+  fd_op_add_header = 2,   // name, value
+  fd_op_meta_strings = 3, // namespace, uint32 count, count × (key, value)
+  fd_op_meta_number = 4,  // namespace, key, double
+  fd_op_clear_route = 5,  // -
+  fd_op_meta_elapsed = 6, // namespace, key: microseconds since the hook began
+};
+
+typedef struct {
+  const char* p;
+  const char* end;
+} fd_reader;
+
+static int fd_read_u32(fd_reader* r, uint32_t* v) {
+  if ((size_t)(r->end - r->p) < sizeof *v) {
+    return 0;
+  }
+  memcpy(v, r->p, sizeof *v);
+  r->p += sizeof *v;
+  return 1;
+}
+
+static int fd_read_buf(fd_reader* r, fd_buffer* b) {
+  uint32_t n;
+  if (!fd_read_u32(r, &n) || (size_t)(r->end - r->p) < n) {
+    return 0;
+  }
+  b->ptr = n ? r->p : NULL;
+  b->length = n;
+  r->p += n;
+  return 1;
+}
+
+// fd_replay_apply runs a plan on the stream (apply != 0) or only checks that
+// it parses (apply == 0, at insertion, so a hit never meets a bad plan).
+static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t start_ns, int apply) {
+  fd_reader r = {plan, plan + len};
+  while (r.p < r.end) {
+    unsigned char op = (unsigned char)*r.p++;
+    fd_buffer a, b;
+    switch (op) {
+    case fd_op_set_header:
+    case fd_op_add_header:
+      if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b)) {
+        return 0;
+      }
+      if (apply && op == fd_op_set_header) {
+        envoy_dynamic_module_callback_http_set_header(envoy, 0, a, b);
+      } else if (apply) {
+        envoy_dynamic_module_callback_http_add_header(envoy, 0, a, b);
+      }
+      break;
+    case fd_op_meta_strings: {
+      uint32_t count;
+      fd_http_header kv[FD_REPLAY_MAX_BATCH];
+      if (!fd_read_buf(&r, &a) || !fd_read_u32(&r, &count) || count > FD_REPLAY_MAX_BATCH) {
+        return 0;
+      }
+      for (uint32_t i = 0; i < count; i++) {
+        fd_buffer k, v;
+        if (!fd_read_buf(&r, &k) || !fd_read_buf(&r, &v)) {
+          return 0;
+        }
+        kv[i] = (fd_http_header){k.ptr, k.length, v.ptr, v.length};
+      }
+      if (apply && count > 0) {
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(envoy, a, kv, count);
+      }
+      break;
+    }
+    case fd_op_meta_number: {
+      double v;
+      if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b) || (size_t)(r.end - r.p) < sizeof v) {
+        return 0;
+      }
+      memcpy(&v, r.p, sizeof v);
+      r.p += sizeof v;
+      if (apply) {
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_number(envoy, a, b, v);
+      }
+      break;
+    }
+    case fd_op_clear_route:
+      if (apply) {
+        envoy_dynamic_module_callback_http_clear_route_cache(envoy);
+      }
+      break;
+    case fd_op_meta_elapsed:
+      if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b)) {
+        return 0;
+      }
+      if (apply) {
+        double us = (double)(fd_now_ns() - start_ns) / 1e3;
+        envoy_dynamic_module_callback_http_set_dynamic_metadata_number(envoy, a, b, us);
+      }
+      break;
+    default:
+      return 0;
+    }
+  }
+  return 1;
+}
+
+int fd_replay_try(fd_stream* s, void* envoy) {
+  if (fd_key_count == 0) {
+    return 0; // not configured: every request goes to Go
+  }
+  if (fd_tls == NULL) {
+    fd_tls = calloc(1, sizeof *fd_tls);
+    if (fd_tls == NULL) {
+      return 0;
+    }
+  }
+  fd_replay_tls* t = fd_tls;
+  t->pending = NULL;
+  int64_t start = fd_now_ns();
+  // Read before anything is decided: an entry Go inserts for this request
+  // carries it, so a policy change during the decision retires the entry.
+  uint64_t gen = __atomic_load_n(&fd_generation, __ATOMIC_SEQ_CST);
+  if (!fd_replay_build_key(t, envoy)) {
+    return 0;
+  }
+  uint64_t hash = fd_hash(t->key, t->key_len);
+  const fd_replay_entry* e = t->slots[hash & (FD_REPLAY_SLOTS - 1)];
+  if (e != NULL && e->hash == hash && e->gen == gen && e->config == s->config && start < e->until_ns &&
+      e->key_len == t->key_len && memcmp(e->bytes, t->key, t->key_len) == 0 &&
+      fd_replay_apply(envoy, e->bytes + e->key_len, e->plan_len, start, 1)) {
+    __atomic_add_fetch(&fd_hits[e->cls], 1, __ATOMIC_RELAXED);
+    s->flags |= FD_STREAM_OPEN;
+    return 1;
+  }
+  t->pending = s;
+  t->pending_gen = gen;
+  t->pending_hash = hash;
+  return 0;
+}
+
+void fd_replay_done(void) {
+  if (fd_tls != NULL) {
+    fd_tls->pending = NULL;
+  }
+}
+
+int fd_replay_pending(const fd_stream* s) { return fd_tls != NULL && fd_tls->pending == s && s != NULL; }
+
+int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char* plan, size_t plan_len) {
+  fd_replay_tls* t = fd_tls;
+  if (t == NULL || t->pending != s || s == NULL || ttl_ns <= 0 || cls >= FD_REPLAY_CLASSES ||
+      !fd_replay_apply(NULL, plan, plan_len, 0, 0)) {
+    return 0;
+  }
+  fd_replay_entry* e = malloc(sizeof *e + t->key_len + plan_len);
+  if (e == NULL) {
+    return 0;
+  }
+  e->hash = t->pending_hash;
+  e->gen = t->pending_gen;
+  e->until_ns = fd_now_ns() + ttl_ns;
+  e->config = s->config;
+  e->cls = cls;
+  e->key_len = t->key_len;
+  e->plan_len = plan_len;
+  memcpy(e->bytes, t->key, t->key_len);
+  memcpy(e->bytes + t->key_len, plan, plan_len);
+  fd_replay_entry** slot = &t->slots[e->hash & (FD_REPLAY_SLOTS - 1)];
+  free(*slot);
+  *slot = e;
+  t->pending = NULL;
+  return 1;
+}

@@ -1,0 +1,184 @@
+package abi
+
+/*
+#include <stdlib.h>
+#include "frontdoor_abi.h"
+
+#cgo noescape fd_replay_keep
+#cgo nocallback fd_replay_keep
+#cgo nocallback fd_replay_hits
+#cgo nocallback fd_replay_forget
+#cgo nocallback fd_replay_pending
+*/
+import "C"
+
+import (
+	"encoding/binary"
+	"math"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Replaying decisions (replay.c): when a filter's answer to a request is a
+// pure function of headers it read, it may let the worker answer the next
+// byte-identical request itself, in C, without entering Go. During
+// OnRequestHeaders the Stream records every write the filter makes (a plan);
+// Replayable hands that plan, the time it stays valid and a metric class to
+// the worker. Any call whose effect a plan cannot reproduce (a local reply,
+// a scheduler, reading an attribute) spoils the recording.
+
+// ReplayClasses is how many metric classes (ReplayHits) there are.
+const ReplayClasses = C.FD_REPLAY_CLASSES
+
+// HeaderName names one header field, or every field whose name starts with
+// Name when Prefix is set.
+type HeaderName struct {
+	Name   string
+	Prefix bool
+}
+
+var configureReplayOnce sync.Once
+
+// ConfigureReplay turns replay on, once per process, before Envoy creates
+// the first filter config (from the module's init). key are the headers a
+// filter's decisions read: a request is replayed only for an identical
+// sequence of those fields (name and value, in order). A request carrying any
+// bypass header is never replayed nor remembered: put every header that
+// holds a secret there, so no secret is ever kept as a key.
+func ConfigureReplay(key, bypass []HeaderName) {
+	configureReplayOnce.Do(func() {
+		k, kn := cNames(key)
+		b, bn := cNames(bypass)
+		C.fd_replay_configure(k, kn, b, bn)
+	})
+}
+
+// cNames copies names to C memory that lives for the process.
+func cNames(names []HeaderName) (*C.fd_replay_name, C.size_t) {
+	if len(names) == 0 {
+		return nil, 0
+	}
+	arr := (*C.fd_replay_name)(C.calloc(C.size_t(len(names)), C.size_t(unsafe.Sizeof(C.fd_replay_name{}))))
+	entries := unsafe.Slice(arr, len(names))
+	for i := range entries {
+		e := &entries[i]
+		e.ptr = C.CString(names[i].Name)
+		e.length = C.size_t(len(names[i].Name))
+		if names[i].Prefix {
+			e.prefix = 1
+		}
+	}
+	return arr, C.size_t(len(names))
+}
+
+// ForgetReplays retires every remembered decision on every worker: call it
+// after whatever the decisions depended on changed (a new policy).
+func ForgetReplays() { C.fd_replay_forget() }
+
+// ReplayHits is how many requests were answered by replaying a decision of
+// class, since the process started.
+func ReplayHits(class uint32) uint64 { return uint64(C.fd_replay_hits(C.uint32_t(class))) }
+
+// The plan's operation codes (replay.c).
+const (
+	opSetHeader   = 1
+	opAddHeader   = 2
+	opMetaStrings = 3
+	opMetaNumber  = 4
+	opClearRoute  = 5
+	opMetaElapsed = 6
+)
+
+// recording is the plan of writes a filter made in one OnRequestHeaders.
+type recording struct {
+	plan    []byte
+	spoiled bool
+}
+
+var recordings = sync.Pool{New: func() any { return &recording{plan: make([]byte, 0, 1024)} }}
+
+func newRecording() *recording {
+	r := recordings.Get().(*recording)
+	r.plan, r.spoiled = r.plan[:0], false
+	return r
+}
+
+func (r *recording) put() {
+	if r != nil && cap(r.plan) <= 16<<10 {
+		recordings.Put(r)
+	}
+}
+
+func (r *recording) op(code byte, strs ...string) {
+	r.plan = append(r.plan, code)
+	for _, s := range strs {
+		r.str(s)
+	}
+}
+
+func (r *recording) str(s string) {
+	r.plan = binary.NativeEndian.AppendUint32(r.plan, uint32(len(s)))
+	r.plan = append(r.plan, s...)
+}
+
+// record returns the stream's recording, nil when not recording.
+func (s Stream) record() *recording {
+	if s.st == nil {
+		return nil
+	}
+	return s.st.rec
+}
+
+// spoil marks the recording unreplayable.
+func (s Stream) spoil() {
+	if r := s.record(); r != nil {
+		r.spoiled = true
+	}
+}
+
+// SetDynamicMetadataElapsed sets filter_metadata[namespace][key] to the
+// microseconds since start (fractional); a replay sets the time its own
+// answer took.
+func (s Stream) SetDynamicMetadataElapsed(namespace, key string, start time.Time) {
+	s.setDynamicMetadataNumber(namespace, key, float64(time.Since(start).Nanoseconds())/1e3)
+	if r := s.record(); r != nil {
+		r.op(opMetaElapsed, namespace, key)
+	}
+}
+
+// Replayable lets the worker answer later requests identical in the
+// ConfigureReplay key headers (and filter config) the way this one was
+// answered, for ttl, without calling the filter; their count is added to
+// ReplayHits(class). Call it last in OnRequestHeaders, before returning
+// Continue. It reports whether the worker took the plan: not when the
+// request cannot be replayed (a bypass header, a key too large, replay off)
+// or the filter did something a plan cannot reproduce.
+func (s Stream) Replayable(ttl time.Duration, class uint32) bool {
+	r := s.record()
+	if r == nil || r.spoiled || ttl <= 0 || class >= ReplayClasses || s.st.c == nil {
+		return false
+	}
+	var p *C.char
+	if len(r.plan) > 0 {
+		p = (*C.char)(unsafe.Pointer(&r.plan[0]))
+	}
+	return C.fd_replay_keep(s.st.c, C.int64_t(ttl), C.uint32_t(class), p, C.size_t(len(r.plan))) != 0
+}
+
+func recordNumber(r *recording, namespace, key string, v float64) {
+	r.op(opMetaNumber, namespace, key)
+	r.plan = binary.NativeEndian.AppendUint64(r.plan, math.Float64bits(v))
+}
+
+func recordStrings(r *recording, namespace string, kv [][2]string) {
+	r.op(opMetaStrings, namespace)
+	r.plan = binary.NativeEndian.AppendUint32(r.plan, uint32(len(kv)))
+	for _, p := range kv {
+		r.str(p[0])
+		r.str(p[1])
+	}
+	if len(kv) > 32 { // FD_REPLAY_MAX_BATCH
+		r.spoiled = true
+	}
+}
