@@ -8,11 +8,16 @@ import (
 )
 
 // MaxReplay bounds Decision.ReplayUntil: how long an adapter may answer a
-// decision from its own memory. It bounds what a replay can miss that
-// SetPolicy does not announce (none today: x509 identities change only with
-// their CA or revocation list, both policy) and how stale the adapter's
-// view of the pipeline's caches may get.
-const MaxReplay = 10 * time.Second
+// decision from its own memory. Nothing a replay depends on changes without
+// SetPolicy (an x509 identity changes only with its cluster's CA or
+// revocation list, both policy, and expires with its chain, which bounds
+// the replay too), so the bound is the pipeline's own: the verified-identity
+// cache's TTL (Options.AuthnCacheTTL, at most this), after which the
+// pipeline would verify the certificate again. Long on purpose: each
+// request the adapter does not replay enters the Go runtime from an Envoy
+// worker, and the Go scheduler's monitor then polls every 20 µs for the
+// next 10 ms (see README, In-process mode).
+const MaxReplay = defaultAuthnCacheTTL
 
 // replayUntil is Decision.ReplayUntil for an allowed request of identity id.
 // A decision qualifies when it depends on nothing but the policy, the
@@ -28,8 +33,8 @@ const MaxReplay = 10 * time.Second
 //     credential header beside the certificate (authorization, a WebSocket
 //     token): those would be secrets in the key.
 //
-// It ends at the credential's validity (certificate chain, CA, CRL) or
-// MaxReplay from now, whichever comes first.
+// It ends at the credential's validity (certificate chain, CA, CRL) or the
+// identity cache's TTL (at most MaxReplay) from now, whichever comes first.
 func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Time {
 	if !noWait || id.until.IsZero() {
 		return time.Time{}
@@ -40,7 +45,7 @@ func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Tim
 	if _, ok := req.Headers[headerWSProtocol]; ok {
 		return time.Time{}
 	}
-	until := p.now().Add(MaxReplay)
+	until := p.now().Add(min(MaxReplay, p.cache.maxTTL))
 	if id.until.Before(until) {
 		until = id.until
 	}

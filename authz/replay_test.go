@@ -85,3 +85,19 @@ func TestCountReplays(t *testing.T) {
 		t.Errorf("ReplaySeries ignores the cluster: %q", a)
 	}
 }
+
+// TestReplayUntilFollowsAuthnCacheTTL: a pipeline that re-verifies
+// certificates sooner (AuthnCacheTTL) replays no longer than that.
+func TestReplayUntilFollowsAuthnCacheTTL(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	_, cert := ca.issue(t, clientCert{cn: "jane"})
+	p, err := NewPipeline(Options{AuthnCacheTTL: 30 * time.Second, Now: (&fakeClock{now: testNow}).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetPolicy(testTable(ca.CertPEM))
+	d, ok := p.TryCheck(&Request{Cluster: "a", Method: "GET", Path: "/api", PeerCertificate: cert})
+	if !ok || !d.ReplayUntil.Equal(testNow.Add(30*time.Second)) {
+		t.Errorf("replay until %v, want now+30s (AuthnCacheTTL)", d.ReplayUntil)
+	}
+}

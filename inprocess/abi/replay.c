@@ -23,10 +23,11 @@
 
 #include "frontdoor_abi.h"
 
-// Slots per worker (a power of two): direct-mapped by the key's hash, so a
-// colliding key replaces the older entry. A few hundred distinct hot
-// requests per worker is what replay is for; the rest go to Go.
-#define FD_REPLAY_SLOTS 512
+// Slots per worker (a power of two). A key may live in either of two slots
+// picked by its hash (two-choice hashing: with a few thousand distinct hot
+// requests per worker, few keys evict each other); a new entry takes the
+// free, stale or sooner-ending one. Requests beyond that go to Go.
+#define FD_REPLAY_SLOTS 4096
 // Largest key kept: a client certificate chain is a few KB.
 #define FD_REPLAY_MAX_KEY (32 << 10)
 // Requests with more header fields than this go to Go.
@@ -274,6 +275,9 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
   return 1;
 }
 
+// fd_slot is the key's i-th candidate slot (i = 0, 1).
+static size_t fd_slot(uint64_t hash, int i) { return (size_t)(i == 0 ? hash : hash >> 32) & (FD_REPLAY_SLOTS - 1); }
+
 int fd_replay_try(fd_stream* s, void* envoy) {
   if (fd_key_count == 0) {
     return 0; // not configured: every request goes to Go
@@ -294,13 +298,15 @@ int fd_replay_try(fd_stream* s, void* envoy) {
     return 0;
   }
   uint64_t hash = fd_hash(t->key, t->key_len);
-  const fd_replay_entry* e = t->slots[hash & (FD_REPLAY_SLOTS - 1)];
-  if (e != NULL && e->hash == hash && e->gen == gen && e->config == s->config && start < e->until_ns &&
-      e->key_len == t->key_len && memcmp(e->bytes, t->key, t->key_len) == 0 &&
-      fd_replay_apply(envoy, e->bytes + e->key_len, e->plan_len, start, 1)) {
-    __atomic_add_fetch(&fd_hits[e->cls], 1, __ATOMIC_RELAXED);
-    s->flags |= FD_STREAM_OPEN;
-    return 1;
+  for (int i = 0; i < 2; i++) {
+    const fd_replay_entry* e = t->slots[fd_slot(hash, i)];
+    if (e != NULL && e->hash == hash && e->gen == gen && e->config == s->config && start < e->until_ns &&
+        e->key_len == t->key_len && memcmp(e->bytes, t->key, t->key_len) == 0 &&
+        fd_replay_apply(envoy, e->bytes + e->key_len, e->plan_len, start, 1)) {
+      __atomic_add_fetch(&fd_hits[e->cls], 1, __ATOMIC_RELAXED);
+      s->flags |= FD_STREAM_OPEN;
+      return 1;
+    }
   }
   t->pending = s;
   t->pending_gen = gen;
@@ -335,7 +341,17 @@ int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char*
   e->plan_len = plan_len;
   memcpy(e->bytes, t->key, t->key_len);
   memcpy(e->bytes + t->key_len, plan, plan_len);
-  fd_replay_entry** slot = &t->slots[e->hash & (FD_REPLAY_SLOTS - 1)];
+  // The candidate slot to take: empty, else retired (older generation or
+  // past its end), else the entry that ends sooner.
+  fd_replay_entry** a = &t->slots[fd_slot(e->hash, 0)];
+  fd_replay_entry** b = &t->slots[fd_slot(e->hash, 1)];
+  uint64_t gen = __atomic_load_n(&fd_generation, __ATOMIC_SEQ_CST);
+  int64_t now = e->until_ns - ttl_ns;
+  fd_replay_entry** slot = a;
+  if (*a != NULL && (*b == NULL || (*b)->gen != gen || (*b)->until_ns <= now ||
+                     ((*a)->gen == gen && (*a)->until_ns > now && (*b)->until_ns < (*a)->until_ns))) {
+    slot = b;
+  }
   free(*slot);
   *slot = e;
   t->pending = NULL;
