@@ -1,12 +1,10 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -174,23 +172,11 @@ func doGet(t *testing.T, ctx context.Context, c *http.Client, path, token string
 	return code
 }
 
-// findLogLine returns the decoded access-log line whose path is path.
+// findLogLine returns the first decoded access-log line whose path is path.
 func findLogLine(t *testing.T, log []byte, path string) map[string]any {
 	t.Helper()
-	sc := bufio.NewScanner(bytes.NewReader(log))
-	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.Contains(line, []byte(path)) {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal(line, &m); err != nil {
-			t.Fatalf("access-log line is not JSON: %v\n%s", err, line)
-		}
-		if m["path"] == path {
-			return m
-		}
+	if lines := logLines(t, log, path); len(lines) > 0 {
+		return lines[0]
 	}
 	return nil
 }

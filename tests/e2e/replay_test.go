@@ -1,0 +1,102 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
+)
+
+// In process, an Envoy worker answers a request byte-identical to one the
+// module already decided for a client certificate by replaying that
+// decision in C (README "In-process mode"). Replayed or not, each request
+// is forwarded as its user, counted once in frontdoor_requests_total and
+// logged with the same fields; frontdoor_replayed_decisions_total counts
+// the replays. In ExtAuthz and ExtProc modes nothing is replayed. (That a
+// new policy retires replays at once is TestDispatchPolicyRejectFlip's and
+// the revocation tests' business: they repeat one request across an edit.)
+func TestRepeatedRequestsReplayedAndCountedOnce(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	const n = 12
+	labels := map[string]string{"cluster": sandbox.ClusterName}
+	requests := series{"frontdoor allowed", sb.FrontdoorMetrics, "frontdoor_requests_total",
+		map[string]string{"cluster": sandbox.ClusterName, "rule": "default", "verb": "get", "resource": "configmaps", "decision": "allowed"}}
+	replayed := series{"frontdoor replayed", sb.FrontdoorMetrics, "frontdoor_replayed_decisions_total", labels}
+	reqBefore, _ := requests.read(t, ctx)
+	repBefore, _ := replayed.read(t, ctx)
+
+	u := newUser("replay-user", "system:masters", "replayers")
+	c, err := sb.HTTPClient(u.certPEM, u.keyPEM) // one HTTP/2 connection: one Envoy worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/namespaces/default/configmaps/replay-probe-" + randomHex(t, 6)
+	for i := range n {
+		if code := doGet(t, ctx, c, path, ""); code != http.StatusNotFound {
+			t.Fatalf("GET %d of %s: %d, want 404 from the apiserver (forwarded as replay-user)", i, path, code)
+		}
+	}
+
+	if delta, _ := requests.growth(t, ctx, reqBefore, n); delta != n {
+		t.Errorf("frontdoor_requests_total grew by %v after %d requests, want exactly %d", delta, n, n)
+	}
+	repAfter, _ := replayed.read(t, ctx)
+	got := repAfter - repBefore
+	if sandbox.RequestServiceFromEnv() == "InProcess" {
+		// The first request on each worker is decided in Go.
+		if got < n-2 || got > n-1 {
+			t.Errorf("replayed %v of %d identical requests, want %d or %d (all but the first on each of Envoy's 2 workers)", got, n, n-1, n-2)
+		}
+	} else if got != 0 {
+		t.Errorf("replayed %v decisions outside InProcess mode, want 0", got)
+	}
+
+	// Every request's access-log line names the user and the rule, and
+	// the request service's time, replayed or not.
+	var lines []map[string]any
+	_ = poll(ctx, 200*time.Millisecond, func() (bool, error) {
+		raw, err := os.ReadFile(sb.AccessLogPath)
+		if err != nil {
+			return false, err
+		}
+		lines = logLines(t, raw, path)
+		return len(lines) >= n, nil
+	})
+	if len(lines) != n {
+		t.Fatalf("%d access-log lines for %s, want %d", len(lines), path, n)
+	}
+	for i, l := range lines {
+		if l["user"] != "replay-user" || l["rule"] != "default" || l["decision"] != "allowed" || l["groups"] != 3.0 || l["code"] != 404.0 {
+			t.Errorf("access-log line %d: user %v rule %v decision %v groups %v code %v; want replay-user default allowed 3 404", i, l["user"], l["rule"], l["decision"], l["groups"], l["code"])
+		}
+		if _, ok := l["requestServiceUs"]; !ok {
+			t.Errorf("access-log line %d has no requestServiceUs: %v", i, l)
+		}
+	}
+}
+
+// logLines returns every decoded access-log line whose path is path.
+func logLines(t *testing.T, log []byte, path string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	sc := bufio.NewScanner(bytes.NewReader(log))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	for sc.Scan() {
+		if !bytes.Contains(sc.Bytes(), []byte(path)) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("access-log line is not JSON: %v\n%s", err, sc.Bytes())
+		}
+		if m["path"] == path {
+			out = append(out, m)
+		}
+	}
+	return out
+}
