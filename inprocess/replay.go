@@ -55,7 +55,7 @@ func (r *replayCounter) class(p *authz.Pipeline, cluster string, d *authz.Decisi
 	if r.ids == nil {
 		r.ids = map[string]uint32{}
 	}
-	id := uint32(len(r.classes))
+	id := uint32(len(r.classes)) //nolint:gosec // below abi.ReplayClasses (checked above)
 	// Only what CountReplays reads: the counters' labels.
 	r.classes = append(r.classes, replayClass{pipeline: p, cluster: cluster, decision: authz.Decision{
 		Outcome: d.Outcome, Rule: d.Rule, User: d.User, Info: d.Info,
