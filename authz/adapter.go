@@ -169,6 +169,10 @@ func (d *Decision) EachAccessLogField(str func(key, value string), num func(key 
 	}
 }
 
+// readHeaders are the header fields the pipeline reads (ReadsHeader).
+var readHeaders = append([]envoy.RequestHeaderMatch{{Name: ":method"}, {Name: ":path"}, {Name: envoy.HeaderClientCert}},
+	envoy.RequestServiceHeaders...)
+
 // ReadsHeader reports whether the pipeline reads the header field name
 // (lowercase, as Envoy hands it over): the request-service headers
 // (envoy.RequestServiceHeaders, also ext_authz's allowed_headers), plus the
@@ -177,11 +181,10 @@ func (d *Decision) EachAccessLogField(str func(key, value string), num func(key 
 // pipeline only these; the pipeline's tests run with every other header
 // filtered out, so a new lookup that is not listed fails them.
 func ReadsHeader(name []byte) bool {
-	switch string(name) {
-	case ":method", ":path", envoy.HeaderClientCert:
-		return true
-	}
-	for _, m := range envoy.RequestServiceHeaders {
+	// Byte comparisons, not RequestHeaderMatch.Matches: adapters call this
+	// for every header of every request, and a string(name) argument may
+	// allocate.
+	for _, m := range readHeaders {
 		if string(name) == m.Name || m.Prefix && len(name) >= len(m.Name) && string(name[:len(m.Name)]) == m.Name {
 			return true
 		}

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -29,9 +30,9 @@ const MaxReplay = defaultAuthnCacheTTL
 //     x509 authenticator): bearer tokens never qualify, so an adapter never
 //     keeps a secret as a replay key, and their reviews age on their own
 //     clock (the token cache);
-//   - no client impersonation (TryCheck never decides those) and no
-//     credential header beside the certificate (authorization, a WebSocket
-//     token): those would be secrets in the key.
+//   - none of ReplayBypassHeaders (a bearer or WebSocket token beside the
+//     certificate, any Impersonate-*): an adapter does not even keep such a
+//     request as a key, and this keeps the two lists one.
 //
 // It ends at the credential's validity (certificate chain, CA, CRL) or the
 // identity cache's TTL (at most MaxReplay) from now, whichever comes first.
@@ -39,11 +40,12 @@ func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Tim
 	if !noWait || id.until.IsZero() {
 		return time.Time{}
 	}
-	if _, ok := req.Headers[headerAuthz]; ok {
-		return time.Time{}
-	}
-	if _, ok := req.Headers[headerWSProtocol]; ok {
-		return time.Time{}
+	for name := range req.Headers {
+		for _, m := range ReplayBypassHeaders {
+			if m.Matches(name) {
+				return time.Time{}
+			}
+		}
 	}
 	until := p.now().Add(min(MaxReplay, p.cache.maxTTL))
 	if id.until.Before(until) {
@@ -76,10 +78,7 @@ func (p *Pipeline) CountReplays(cluster string, d *Decision, n uint64) {
 // ReplayKeyHeaders are the header fields a replayed decision is keyed by:
 // every field the pipeline reads (ReadsHeader), the pseudo-headers
 // included.
-func ReplayKeyHeaders() []envoy.RequestHeaderMatch {
-	key := []envoy.RequestHeaderMatch{{Name: ":method"}, {Name: ":path"}, {Name: envoy.HeaderClientCert}}
-	return append(key, envoy.RequestServiceHeaders...)
-}
+func ReplayKeyHeaders() []envoy.RequestHeaderMatch { return slices.Clone(readHeaders) }
 
 // ReplayBypassHeaders are the header fields that make a request never
 // replayable (replayUntil refuses such decisions): they hold secrets, or

@@ -45,6 +45,11 @@ type RequestHeaderMatch struct {
 	Prefix bool
 }
 
+// Matches reports whether the lowercase header name is m's.
+func (m RequestHeaderMatch) Matches(name string) bool {
+	return name == m.Name || m.Prefix && strings.HasPrefix(name, m.Name)
+}
+
 // RequestServiceHeaders are the request headers the request service's
 // pipeline (authz) reads, and so the only ones ext_authz sends it
 // (allowed_headers); method, path, the peer certificate and the cluster
@@ -74,7 +79,7 @@ var RequestServiceHeaders = []RequestHeaderMatch{
 // with this lowercase name (RequestServiceHeaders).
 func RequestServiceReads(name string) bool {
 	for _, m := range RequestServiceHeaders {
-		if name == m.Name || m.Prefix && strings.HasPrefix(name, m.Name) {
+		if m.Matches(name) {
 			return true
 		}
 	}

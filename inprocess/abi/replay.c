@@ -334,7 +334,8 @@ int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char*
   }
   e->hash = t->pending_hash;
   e->gen = t->pending_gen;
-  e->until_ns = fd_now_ns() + ttl_ns;
+  int64_t now = fd_now_ns();
+  e->until_ns = now + ttl_ns;
   e->config = s->config;
   e->cls = cls;
   e->key_len = t->key_len;
@@ -346,7 +347,6 @@ int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char*
   fd_replay_entry** a = &t->slots[fd_slot(e->hash, 0)];
   fd_replay_entry** b = &t->slots[fd_slot(e->hash, 1)];
   uint64_t gen = __atomic_load_n(&fd_generation, __ATOMIC_SEQ_CST);
-  int64_t now = e->until_ns - ttl_ns;
   fd_replay_entry** slot = a;
   if (*a != NULL && (*b == NULL || (*b)->gen != gen || (*b)->until_ns <= now ||
                      ((*a)->gen == gen && (*a)->until_ns > now && (*b)->until_ns < (*a)->until_ns))) {
