@@ -117,6 +117,7 @@ func (l *load) sample(ctx context.Context, sb *sandbox.Sandbox, envoyPID int, at
 	if text, err := sb.FrontdoorMetrics(ctx); err == nil {
 		s.ModuleHeap, _ = sandbox.SumMetric(text, "frontdoor_module_go_memstats_heap_inuse_bytes", nil)
 		s.ModuleGoroutine, _ = sandbox.SumMetric(text, "frontdoor_module_go_goroutines", nil)
+		s.Replayed, _ = sandbox.SumMetric(text, "frontdoor_replayed_decisions_total", nil)
 	}
 	return s
 }

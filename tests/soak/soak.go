@@ -49,6 +49,10 @@ type Sample struct {
 	EnvoyCPU        time.Duration
 	ModuleHeap      float64 // bytes in use, the module's Go heap (InProcess)
 	ModuleGoroutine float64
+	// Replayed is how many requests the module's workers answered by
+	// replaying a decision (InProcess): the soak covers that path's memory
+	// (each worker's table of remembered answers) only if it is used.
+	Replayed float64
 }
 
 // Report is a soak's outcome.

@@ -10,7 +10,8 @@ import (
 
 // TestSoakSmoke runs a short soak on the in-process request service: the
 // harness works (every kind of request succeeds, samples read Envoy and the
-// module) and nothing fails under its mixed load. Memory flatness needs the
+// module, the load reaches the module's replayed decisions, whose memory the
+// long soak watches) and nothing fails under its mixed load. Memory flatness needs the
 // long run (`make soak`); 20 seconds only proves the machinery.
 func TestSoakSmoke(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "a sandbox", 5*time.Minute)
@@ -29,5 +30,8 @@ func TestSoakSmoke(t *testing.T) {
 	}
 	if last.EnvoyRSS == 0 || last.ModuleHeap == 0 || last.ModuleGoroutine == 0 {
 		t.Errorf("samples miss Envoy or the module: %+v", last)
+	}
+	if last.Replayed == 0 {
+		t.Errorf("no request was answered by a replayed decision: the soak's repeated certificate GETs should be")
 	}
 }
