@@ -11,8 +11,8 @@ import (
 // TestSoakSmoke runs a short soak on the in-process request service: the
 // harness works (every kind of request succeeds, samples read Envoy and the
 // module, the load reaches the module's replayed decisions, whose memory the
-// long soak watches) and nothing fails under its mixed load. Memory flatness needs the
-// long run (`make soak`); 20 seconds only proves the machinery.
+// long soak watches) and nothing fails under its mixed load. Memory flatness
+// needs the long run (`make soak`); 20 seconds only proves the machinery.
 func TestSoakSmoke(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "a sandbox", 5*time.Minute)
 	sb, err := sandbox.Start(ctx, sandbox.Options{Dir: t.TempDir(), RequestService: "InProcess", Progress: os.Stderr})
