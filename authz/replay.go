@@ -26,16 +26,20 @@ const MaxReplay = defaultAuthnCacheTTL
 // until a known time:
 //   - decided without waiting (TryCheck): a decision that needed the
 //     apiserver is not a pure function of the request;
-//   - authenticated by a client certificate (id.until is set only by the
-//     x509 authenticator): bearer tokens never qualify, so an adapter never
-//     keeps a secret as a replay key, and their reviews age on their own
-//     clock (the token cache);
-//   - none of ReplayBypassHeaders (a bearer or WebSocket token beside the
-//     certificate, any Impersonate-*): an adapter does not even keep such a
-//     request as a key, and this keeps the two lists one.
+//   - authenticated by a client certificate or by a bearer token the
+//     TokenReview cache answered (id.until is set only by those two): the
+//     token's replays end when its review stops being fresh (the cluster's
+//     tokenReview.cacheTTL after it was sent), when the pipeline would
+//     review it again; an adapter keys the token by a keyed hash only
+//     (ReplayHashedHeaders). JWTs, front-proxy headers and anonymous
+//     requests never qualify;
+//   - none of ReplayBypassHeaders (a WebSocket token, any Impersonate-*):
+//     an adapter does not even keep such a request as a key, and this keeps
+//     the two lists one.
 //
-// It ends at the credential's validity (certificate chain, CA, CRL) or the
-// identity cache's TTL (at most MaxReplay) from now, whichever comes first.
+// It ends at the credential's validity (certificate chain, CA, CRL; the
+// token's review) or the identity cache's TTL (at most MaxReplay) from now,
+// whichever comes first.
 func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Time {
 	if !noWait || id.until.IsZero() {
 		return time.Time{}
@@ -80,12 +84,18 @@ func (p *Pipeline) CountReplays(cluster string, d *Decision, n uint64) {
 // included.
 func ReplayKeyHeaders() []envoy.RequestHeaderMatch { return slices.Clone(readHeaders) }
 
+// ReplayHashedHeaders are the key headers (ReplayKeyHeaders) that hold a
+// secret, the bearer token: an adapter keys a replay by a keyed hash of
+// their values (at least 128 bits under a secret random key), never by the
+// values themselves.
+var ReplayHashedHeaders = []envoy.RequestHeaderMatch{{Name: headerAuthz}}
+
 // ReplayBypassHeaders are the header fields that make a request never
-// replayable (replayUntil refuses such decisions): they hold secrets, or
-// ask for impersonation, whose SubjectAccessReviews are not a function of
-// the request alone. An adapter must not even keep such a request as a key.
+// replayable (replayUntil refuses such decisions): a WebSocket client's
+// token (hidden among its subprotocols), or impersonation, whose
+// SubjectAccessReviews are not a function of the request alone. An adapter
+// must not even keep such a request as a key.
 var ReplayBypassHeaders = []envoy.RequestHeaderMatch{
-	{Name: headerAuthz},
 	{Name: headerWSProtocol},
 	{Name: impersonatePrefix, Prefix: true},
 }

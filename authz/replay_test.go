@@ -6,11 +6,13 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
-// TestReplayUntil: only a certificate-authenticated decision made inline,
-// with no secret among the headers, may be replayed, and never past the
-// certificate's validity or MaxReplay.
+// TestReplayUntil: a certificate-authenticated decision made inline, with
+// no WebSocket token or impersonation among the headers, may be replayed,
+// and never past the certificate's validity or MaxReplay.
 func TestReplayUntil(t *testing.T) {
 	ca := newTestCA(t, "client-ca")
 	_, cert := ca.issue(t, clientCert{cn: "jane", orgs: []string{"dev"}})
@@ -31,9 +33,13 @@ func TestReplayUntil(t *testing.T) {
 	if d, _ := tp.TryCheck(req(expiring, nil)); !d.ReplayUntil.Equal(testNow.Add(3 * time.Second)) {
 		t.Errorf("cached identity: replay until %v; want its NotAfter", d.ReplayUntil)
 	}
+	// A bearer token the certificate's cluster does not review changes
+	// nothing: the adapter keys the request by the token's hash.
+	if d := tryCheck(t, tp, req(cert, map[string]string{"authorization": "Bearer x"})); !d.ReplayUntil.Equal(testNow.Add(MaxReplay)) {
+		t.Errorf("bearer token beside the certificate: %s, replay until %v; want now+MaxReplay", d.Outcome, d.ReplayUntil)
+	}
 	for name, d := range map[string]Decision{
 		"Check (may wait on the apiserver)": tp.Check(context.Background(), req(cert, nil)),
-		"bearer token beside the cert":      tryCheck(t, tp, req(cert, map[string]string{"authorization": "Bearer x"})),
 		"WebSocket subprotocol beside it":   tryCheck(t, tp, req(cert, map[string]string{"sec-websocket-protocol": "base64url.bearer.authorization.k8s.io.eA,v5.channel.k8s.io"})),
 		"no credential":                     tryCheck(t, tp, req("", nil)),
 	} {
@@ -51,6 +57,47 @@ func TestReplayUntil(t *testing.T) {
 	p.SetPolicy(testTable(ca.CertPEM))
 	if d, ok := p.TryCheck(req(cert, nil)); !ok || !d.Allowed() || !d.ReplayUntil.IsZero() {
 		t.Errorf("logging every decision: %s, replay until %v; want allowed, never replayed", d.Outcome, d.ReplayUntil)
+	}
+}
+
+// TestReplayUntilTokens: a bearer token's decision made inline (from the
+// TokenReview cache) may be replayed until the review stops being fresh,
+// when the pipeline would review the token again; never a decision that
+// waited for the review, and never with a cache TTL of zero.
+func TestReplayUntilTokens(t *testing.T) {
+	f := newFakeUpstream(t)
+	f.tokens["good"] = saUser
+	const ttl = 2 * time.Second
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenReview.CacheTTL = policy.Duration(ttl) }))
+	req := &Request{Cluster: "a", Method: "GET", Path: "/api/v1/pods", Headers: map[string]string{"authorization": "Bearer good"}}
+
+	before := time.Now()
+	if d := tp.Check(context.Background(), req); !d.Allowed() || !d.ReplayUntil.IsZero() {
+		t.Fatalf("reviewed token: %s, replay until %v; want allowed, never replayed", d.Outcome, d.ReplayUntil)
+	}
+	after := time.Now()
+	for i := range 2 {
+		d, ok := tp.TryCheck(req)
+		if !ok || !d.Allowed() || d.ReplayUntil.Before(before.Add(ttl)) || d.ReplayUntil.After(after.Add(ttl)) {
+			t.Errorf("cached token, try %d: %s (inline %v), replay until %v; want allowed until the review's end, in [%v, %v]",
+				i, d.Outcome, ok, d.ReplayUntil, before.Add(ttl), after.Add(ttl))
+		}
+	}
+
+	// A WebSocket client's token (its identity has no bound) and a
+	// cluster that does not cache reviews: never.
+	ws := &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/d/pods/p/exec", Headers: map[string]string{
+		"connection": "Upgrade", "upgrade": "websocket",
+		"sec-websocket-protocol": "v5.channel.k8s.io, base64url.bearer.authorization.k8s.io.Z29vZA",
+	}}
+	if d := tp.Check(context.Background(), ws); !d.Allowed() || !d.ReplayUntil.IsZero() {
+		t.Errorf("WebSocket token: %s, replay until %v; want allowed, never replayed", d.Outcome, d.ReplayUntil)
+	}
+	tp.SetPolicy(tokenTable(f.upstream(t), func(c *policy.Cluster) { c.TokenReview.CacheTTL = 0 }))
+	tp.Check(context.Background(), req)
+	if d, ok := tp.TryCheck(req); ok && !d.ReplayUntil.IsZero() {
+		t.Errorf("uncached reviews: replay until %v; want never", d.ReplayUntil)
 	}
 }
 

@@ -209,11 +209,20 @@ func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 
 // authenticate is AuthenticateToken for a client address the caller has.
 func (a *tokenAuthenticator) authenticate(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
+	r, err := a.answer(ctx, addr, token)
+	if r == nil {
+		return nil, false, err
+	}
+	return r.resp, r.ok, r.err
+}
+
+// answer is authenticate's token cache record (tokenCache.answer).
+func (a *tokenAuthenticator) answer(ctx context.Context, addr, token string) (*tokenRecord, error) {
 	if len(a.audiences) > 0 {
 		ctx = k8sauthn.WithAudiences(ctx, a.audiences)
 	}
 	a.metrics.tokenLookups.Inc()
-	return a.tokens.AuthenticateToken(ctx, addr, token)
+	return a.tokens.answer(ctx, addr, token)
 }
 
 // clientContextKey carries a request's client address (for the refusal
@@ -221,19 +230,30 @@ func (a *tokenAuthenticator) authenticate(ctx context.Context, addr, token strin
 // authenticators that only pass a context (the WebSocket protocol one).
 type clientContextKey struct{}
 
-// identityFor returns the identity of an authenticated token response.
-func (a *tokenAuthenticator) identityFor(resp *k8sauthn.Response) (*identity, error) {
-	if v, ok := a.ids.Get(resp); ok {
+// identityFor returns the identity of an authenticated token response,
+// replayable (identity.until) until until: the end of the response's
+// freshness in the token cache, or zero.
+func (a *tokenAuthenticator) identityFor(resp *k8sauthn.Response, until time.Time) (*identity, error) {
+	key := tokenIdentityKey{resp, until}
+	if v, ok := a.ids.Get(key); ok {
 		return v.(*identity), nil
 	}
 	id, err := newIdentity(resp.User)
 	if err != nil {
 		return nil, err
 	}
+	id.until = until // id is new: not shared yet
 	if a.ttl > 0 {
-		a.ids.Add(resp, id, a.ttl)
+		a.ids.Add(key, id, a.ttl)
 	}
 	return id, nil
+}
+
+// tokenIdentityKey keys identities by response and replay bound: the
+// WebSocket path, which cannot see the bound, gets an identity of its own.
+type tokenIdentityKey struct {
+	resp  *k8sauthn.Response
+	until time.Time
 }
 
 // bearerAuthenticator reads the Authorization header exactly as
@@ -248,14 +268,17 @@ func (b bearerAuthenticator) authenticate(ctx context.Context, req *Request) (*i
 	if !ok {
 		return nil, false, nil
 	}
-	resp, ok, err := b.t.authenticate(ctx, req.ClientAddress, token)
-	if !ok {
+	r, err := b.t.answer(ctx, req.ClientAddress, token)
+	if r == nil || !r.ok {
+		if err == nil && r != nil {
+			err = r.err
+		}
 		if err == nil {
 			err = errInvalidToken
 		}
 		return nil, false, err
 	}
-	id, err := b.t.identityFor(resp)
+	id, err := b.t.identityFor(r.resp, r.fresh)
 	if err != nil {
 		return nil, false, err
 	}
@@ -310,7 +333,7 @@ func (w websocketAuthenticator) authenticate(ctx context.Context, req *Request) 
 	if !ok {
 		return nil, false, err
 	}
-	id, err := w.t.identityFor(resp)
+	id, err := w.t.identityFor(resp, time.Time{}) // never replayed (ReplayBypassHeaders)
 	return id, err == nil, err
 }
 

@@ -54,7 +54,8 @@ type tokenCache struct {
 
 // tokenRecord is one remembered answer; resp is returned on every hit, the
 // same pointer, which tokenAuthenticator.identityFor keys on. An
-// authenticated record is answered until fresh, then only known.
+// authenticated record is answered until fresh, then only known; fresh is
+// zero for an answer that is not remembered.
 type tokenRecord struct {
 	resp  *k8sauthn.Response
 	ok    bool
@@ -85,15 +86,26 @@ func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSi
 // reviewed (errClientThrottled), and a refusal is charged to the client
 // whose request sent the review.
 func (c *tokenCache) AuthenticateToken(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
+	r, err := c.answer(ctx, addr, token)
+	if r == nil {
+		return nil, false, err
+	}
+	return r.resp, r.ok, r.err
+}
+
+// answer is AuthenticateToken's record: nil with the error when there is
+// none (the review was refused or not waited for). A record answered from
+// the cache carries no error.
+func (c *tokenCache) answer(ctx context.Context, addr, token string) (*tokenRecord, error) {
 	auds, _ := k8sauthn.AudiencesFrom(ctx)
 	key := c.key(auds, token)
 	r, known := c.lookup(key)
 	if r != nil {
-		return r.resp, r.ok, nil
+		return r, nil
 	}
 	client := clientKey(addr)
 	if !known && !c.gate.admit(client) {
-		return nil, false, c.gate.refuse(ctx)
+		return nil, c.gate.refuse(ctx)
 	}
 	// The shared review outlives a caller that gives up (the others still
 	// wait for it); the reviewer bounds it with tokenReviewTimeout.
@@ -110,10 +122,9 @@ func (c *tokenCache) AuthenticateToken(ctx context.Context, addr, token string) 
 	})
 	select {
 	case res := <-ch:
-		r := res.Val.(*tokenRecord)
-		return r.resp, r.ok, r.err
+		return res.Val.(*tokenRecord), nil
 	case <-ctx.Done():
-		return nil, false, fmt.Errorf("%w: %w", errReviewUnavailable, ctx.Err())
+		return nil, fmt.Errorf("%w: %w", errReviewUnavailable, ctx.Err())
 	}
 }
 

@@ -27,7 +27,11 @@ import (
 // the module, and turns on replayed decisions (replay.go) keyed by what the
 // pipeline reads. The module's main package calls it from init.
 func Register() {
-	abi.ConfigureReplay(headerNames(authz.ReplayKeyHeaders()), headerNames(authz.ReplayBypassHeaders))
+	abi.ConfigureReplay(abi.ReplayFields{
+		Key:    headerNames(authz.ReplayKeyHeaders()),
+		Hashed: headerNames(authz.ReplayHashedHeaders),
+		Bypass: headerNames(authz.ReplayBypassHeaders),
+	})
 	abi.RegisterFilter(envoy.InProcessModuleFilter, func(config []byte) (abi.FilterConfig, error) {
 		return theModule.newConfig(config)
 	})

@@ -130,8 +130,22 @@ typedef struct {
 // How many metric classes replayed decisions may be counted in.
 #define FD_REPLAY_CLASSES 4096
 
-void fd_replay_configure(fd_replay_name* key_names, size_t key_count, fd_replay_name* bypass_names,
-                         size_t bypass_count);
+// The header fields of a replay key (fd_replay_configure): key fields go
+// into it as they are; hashed fields (secrets) as a keyed hash of their
+// value (fd_siphash under hash_key, twice: 128 bits); a bypass field makes
+// the request unreplayable.
+typedef struct {
+  fd_replay_name* key;
+  size_t key_count;
+  fd_replay_name* hashed;
+  size_t hashed_count;
+  fd_replay_name* bypass;
+  size_t bypass_count;
+  uint64_t hash_key[4];
+} fd_replay_fields;
+
+void fd_replay_configure(const fd_replay_fields* fields);
+uint64_t fd_siphash(uint64_t k0, uint64_t k1, const char* p, size_t n);
 void fd_replay_forget(void);
 uint64_t fd_replay_hits(uint32_t cls);
 int fd_replay_try(fd_stream* s, void* envoy);

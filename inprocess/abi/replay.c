@@ -6,7 +6,8 @@
 // monitor waking every 20 µs while callbacks keep arriving. So when Go has
 // decided a request and said the decision may be replayed (Replayable in
 // replay.go), the worker remembers, in C, the request's key (the bytes of
-// every header the decision read, in order) and what the filter did to the
+// every header the decision read, in order; a secret's value, such as a bearer
+// token, only as a 128-bit keyed hash) and what the filter did to the
 // stream (the plan: header and metadata writes, recorded by Stream). A later
 // request on the same worker with a byte-identical key, within the time Go
 // allowed and under the same generation, gets the same plan applied here,
@@ -60,21 +61,12 @@ typedef struct {
 static __thread fd_replay_tls* fd_tls;
 
 // Set once by fd_replay_configure, before Envoy creates any filter config.
-static fd_replay_name* fd_key_names;
-static size_t fd_key_count;
-static fd_replay_name* fd_bypass_names;
-static size_t fd_bypass_count;
+static fd_replay_fields fd_fields;
 
 static uint64_t fd_generation = 1;
 static uint64_t fd_hits[FD_REPLAY_CLASSES];
 
-void fd_replay_configure(fd_replay_name* key_names, size_t key_count, fd_replay_name* bypass_names,
-                         size_t bypass_count) {
-  fd_key_names = key_names;
-  fd_key_count = key_count;
-  fd_bypass_names = bypass_names;
-  fd_bypass_count = bypass_count;
-}
+void fd_replay_configure(const fd_replay_fields* fields) { fd_fields = *fields; }
 
 void fd_replay_forget(void) { __atomic_add_fetch(&fd_generation, 1, __ATOMIC_SEQ_CST); }
 
@@ -97,6 +89,66 @@ static int fd_name_in(const fd_replay_name* list, size_t n, const char* p, size_
     }
   }
   return 0;
+}
+
+// SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF",
+// 2012) of p under the 128-bit key k0, k1: the keyed hash a secret header's
+// value enters a replay key as. Written from the paper's description;
+// ConfigureReplay checks it against the paper's test vector.
+static uint64_t fd_rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+
+#define FD_SIPROUND                                                                                                    \
+  do {                                                                                                                 \
+    v0 += v1;                                                                                                          \
+    v1 = fd_rotl(v1, 13);                                                                                              \
+    v1 ^= v0;                                                                                                          \
+    v0 = fd_rotl(v0, 32);                                                                                              \
+    v2 += v3;                                                                                                          \
+    v3 = fd_rotl(v3, 16);                                                                                              \
+    v3 ^= v2;                                                                                                          \
+    v0 += v3;                                                                                                          \
+    v3 = fd_rotl(v3, 21);                                                                                              \
+    v3 ^= v0;                                                                                                          \
+    v2 += v1;                                                                                                          \
+    v1 = fd_rotl(v1, 17);                                                                                              \
+    v1 ^= v2;                                                                                                          \
+    v2 = fd_rotl(v2, 32);                                                                                              \
+  } while (0)
+
+// fd_le64 reads n (at most 8) bytes as a little-endian integer.
+static uint64_t fd_le64(const unsigned char* p, size_t n) {
+  uint64_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    w |= (uint64_t)p[i] << (8 * i);
+  }
+  return w;
+}
+
+uint64_t fd_siphash(uint64_t k0, uint64_t k1, const char* in, size_t n) {
+  const unsigned char* p = (const unsigned char*)in;
+  uint64_t v0 = k0 ^ 0x736f6d6570736575ull;
+  uint64_t v1 = k1 ^ 0x646f72616e646f6dull;
+  uint64_t v2 = k0 ^ 0x6c7967656e657261ull;
+  uint64_t v3 = k1 ^ 0x7465646279746573ull;
+  size_t full = n - n % 8;
+  for (size_t i = 0; i < full; i += 8) {
+    uint64_t m = fd_le64(p + i, 8);
+    v3 ^= m;
+    FD_SIPROUND;
+    FD_SIPROUND;
+    v0 ^= m;
+  }
+  uint64_t last = ((uint64_t)n << 56) | fd_le64(p + full, n % 8);
+  v3 ^= last;
+  FD_SIPROUND;
+  FD_SIPROUND;
+  v0 ^= last;
+  v2 ^= 0xff;
+  FD_SIPROUND;
+  FD_SIPROUND;
+  FD_SIPROUND;
+  FD_SIPROUND;
+  return v0 ^ v1 ^ v2 ^ v3;
 }
 
 // A multiply-xorshift hash over 8-byte words: not cryptographic, only a
@@ -153,12 +205,22 @@ static int fd_replay_build_key(fd_replay_tls* t, void* envoy) {
     return 0;
   }
   t->key_len = 0;
+  const fd_replay_fields* f = &fd_fields;
   for (size_t i = 0; i < n; i++) {
     const fd_http_header* h = &hs[i];
-    if (fd_name_in(fd_bypass_names, fd_bypass_count, h->key_ptr, h->key_length)) {
+    if (fd_name_in(f->bypass, f->bypass_count, h->key_ptr, h->key_length)) {
       return 0;
     }
-    if (fd_name_in(fd_key_names, fd_key_count, h->key_ptr, h->key_length) &&
+    if (fd_name_in(f->hashed, f->hashed_count, h->key_ptr, h->key_length)) {
+      // The value is a secret: only its keyed hash is kept.
+      uint64_t sum[2] = {fd_siphash(f->hash_key[0], f->hash_key[1], h->value_ptr, h->value_length),
+                         fd_siphash(f->hash_key[2], f->hash_key[3], h->value_ptr, h->value_length)};
+      if (!(fd_key_append(t, h->key_ptr, h->key_length) && fd_key_append(t, (const char*)sum, sizeof sum))) {
+        return 0;
+      }
+      continue;
+    }
+    if (fd_name_in(f->key, f->key_count, h->key_ptr, h->key_length) &&
         !(fd_key_append(t, h->key_ptr, h->key_length) && fd_key_append(t, h->value_ptr, h->value_length))) {
       return 0;
     }
@@ -279,7 +341,7 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
 static size_t fd_slot(uint64_t hash, int i) { return (size_t)(i == 0 ? hash : hash >> 32) & (FD_REPLAY_SLOTS - 1); }
 
 int fd_replay_try(fd_stream* s, void* envoy) {
-  if (fd_key_count == 0) {
+  if (fd_fields.key_count == 0) {
     return 0; // not configured: every request goes to Go
   }
   if (fd_tls == NULL) {

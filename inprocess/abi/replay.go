@@ -9,12 +9,16 @@ package abi
 #cgo nocallback fd_replay_hits
 #cgo nocallback fd_replay_forget
 #cgo nocallback fd_replay_pending
+#cgo noescape fd_siphash
+#cgo nocallback fd_siphash
 */
 import "C"
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"math"
+	"slices"
 	"sync"
 	"time"
 	"unsafe"
@@ -38,20 +42,65 @@ type HeaderName struct {
 	Prefix bool
 }
 
+// ReplayFields names the header fields of a replay key (ConfigureReplay).
+type ReplayFields struct {
+	// Key are the fields a filter's decisions read: a request is replayed
+	// only for an identical sequence of those fields (name and value, in
+	// order).
+	Key []HeaderName
+	// Hashed are fields a decision reads whose values are secrets (a bearer
+	// token): they enter the key, in order, as a 128-bit keyed hash of the
+	// value (SipHash-2-4 twice, under a random key drawn when replay is
+	// configured), so no worker ever keeps the secret itself. A hashed name
+	// wins over a Key name.
+	Hashed []HeaderName
+	// Bypass are fields whose presence makes a request never replayed nor
+	// remembered: secrets a decision cannot be keyed by, or fields that make
+	// the decision depend on more than the request.
+	Bypass []HeaderName
+}
+
 var configureReplayOnce sync.Once
 
 // ConfigureReplay turns replay on, once per process, before Envoy creates
-// the first filter config (from the module's init). key are the headers a
-// filter's decisions read: a request is replayed only for an identical
-// sequence of those fields (name and value, in order). A request carrying any
-// bypass header is never replayed nor remembered: put every header that
-// holds a secret there, so no secret is ever kept as a key.
-func ConfigureReplay(key, bypass []HeaderName) {
+// the first filter config (from the module's init). When the C hash fails
+// its known-answer check (SipHashKnownAnswer), requests carrying a Hashed
+// field are never replayed: they bypass instead.
+func ConfigureReplay(f ReplayFields) {
 	configureReplayOnce.Do(func() {
-		k, kn := cNames(key)
-		b, bn := cNames(bypass)
-		C.fd_replay_configure(k, kn, b, bn)
+		var cf C.fd_replay_fields
+		var seed [32]byte
+		_, _ = rand.Read(seed[:]) // crypto/rand.Read never fails (it crashes the program instead)
+		for i := range cf.hash_key {
+			cf.hash_key[i] = C.uint64_t(binary.LittleEndian.Uint64(seed[8*i:]))
+		}
+		if !SipHashKnownAnswer() {
+			f.Bypass, f.Hashed = append(slices.Clone(f.Bypass), f.Hashed...), nil
+		}
+		cf.key, cf.key_count = cNames(f.Key)
+		cf.hashed, cf.hashed_count = cNames(f.Hashed)
+		cf.bypass, cf.bypass_count = cNames(f.Bypass)
+		C.fd_replay_configure(&cf)
 	})
+}
+
+// SipHashKnownAnswer checks replay.c's SipHash-2-4 against the test vector
+// of its paper (appendix A): key 00 01 … 0f, message 00 01 … 0e.
+func SipHashKnownAnswer() bool {
+	var msg [15]byte
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	return sipHash(0x0706050403020100, 0x0f0e0d0c0b0a0908, msg[:]) == 0xa129ca6149be45e5
+}
+
+// sipHash is replay.c's fd_siphash of m under the key k0, k1.
+func sipHash(k0, k1 uint64, m []byte) uint64 {
+	var p *C.char
+	if len(m) > 0 {
+		p = (*C.char)(unsafe.Pointer(&m[0]))
+	}
+	return uint64(C.fd_siphash(C.uint64_t(k0), C.uint64_t(k1), p, C.size_t(len(m))))
 }
 
 // cNames copies names to C memory that lives for the process.

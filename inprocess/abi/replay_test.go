@@ -88,6 +88,18 @@ func TestReplay(t *testing.T) {
 		t.Errorf("rerouted: upstreams %s, %s (second in Go: %v); want second twice, replayed", r1.r.Upstream, r2.r.Upstream, r2.inGo)
 	}
 
+	// A hashed header (a secret) keys by its value as any key field does:
+	// the same value replays, another goes to Go.
+	send("/replay/token", "x-test-replay", "60000", "x-test-token", "alpha")
+	if a := send("/replay/token", "x-test-replay", "60000", "x-test-token", "alpha"); a.inGo {
+		t.Error("same hashed token: answered in Go; want a replay")
+	}
+	for _, v := range []string{"beta", "alphA", "alphb", "alpha-"} {
+		if a := send("/replay/token", "x-test-replay", "60000", "x-test-token", v); !a.inGo {
+			t.Errorf("hashed token %q after \"alpha\": replayed; want Go", v)
+		}
+	}
+
 	// A bypass header: never kept, never replayed.
 	for i := range 2 {
 		if a := send("/replay/secret", "x-test-replay", "60000", "x-test-secret", "s"); !a.inGo || a.r.Headers["X-Test-Replay-Kept"][0] != "false" {
@@ -120,5 +132,26 @@ func TestReplay(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if a := send("/replay/short", "x-test-replay", "300"); !a.inGo {
 		t.Error("after its ttl: replayed; want Go")
+	}
+}
+
+// TestSipHash: replay.c's SipHash-2-4 (the keyed hash a secret header enters
+// a replay key as) gives the paper's test vectors: key 00 01 … 0f, messages
+// 00 01 … (n-1) bytes, for the empty message and the appendix's 15 bytes.
+func TestSipHash(t *testing.T) {
+	msg := make([]byte, 15)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	for _, c := range []struct {
+		n    int
+		want uint64
+	}{{0, 0x726fdb47dd0e0e31}, {15, 0xa129ca6149be45e5}} {
+		if got := sipHash(0x0706050403020100, 0x0f0e0d0c0b0a0908, msg[:c.n]); got != c.want {
+			t.Errorf("SipHash-2-4 of %d bytes = %#x, want %#x", c.n, got, c.want)
+		}
+	}
+	if !SipHashKnownAnswer() {
+		t.Error("SipHashKnownAnswer = false: hashed headers would never be replayed")
 	}
 }

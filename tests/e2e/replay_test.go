@@ -80,6 +80,63 @@ func TestRepeatedRequestsReplayedAndCountedOnce(t *testing.T) {
 	}
 }
 
+// A ServiceAccount's bearer token is replayed too, once the TokenReview
+// cache holds it: the first request waits for the review (decided in Go,
+// not replayable), the next is decided in Go from the cache and kept, the
+// rest are replayed (keyed by a hash of the token, never the token). Each
+// is forwarded as the ServiceAccount (403 from the apiserver: it has no
+// RBAC) and counted once. That a revoked token stops within the cache TTL
+// under replay is TestRevokedTokensStopAfterCacheTTL's business: its polls
+// repeat one request.
+func TestRepeatedTokenRequestsReplayed(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	const n = 12
+	requests := series{"frontdoor requests", sb.FrontdoorMetrics, "frontdoor_requests_total",
+		map[string]string{"cluster": sandbox.ClusterName, "rule": "default", "verb": "get", "resource": "configmaps", "decision": "allowed"}}
+	replayed := series{"frontdoor replayed", sb.FrontdoorMetrics, "frontdoor_replayed_decisions_total",
+		map[string]string{"cluster": sandbox.ClusterName}}
+	name := "replay-token-" + uniq()
+	serviceAccount(t, ctx, name)
+	token := tokenFor(t, ctx, name, nil)
+	c, err := sb.HTTPClient(nil, nil) // one HTTP/2 connection: one Envoy worker
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/namespaces/default/configmaps/replay-token-" + randomHex(t, 6)
+	reqBefore, _ := requests.read(t, ctx)
+	repBefore, _ := replayed.read(t, ctx)
+	for i := range n {
+		if code := doGet(t, ctx, c, path, token); code != http.StatusForbidden {
+			t.Fatalf("GET %d of %s with the token: %d, want 403 from the apiserver (forwarded as the ServiceAccount)", i, path, code)
+		}
+	}
+	if delta, _ := requests.growth(t, ctx, reqBefore, n); delta != n {
+		t.Errorf("frontdoor_requests_total grew by %v after %d requests, want exactly %d", delta, n, n)
+	}
+	repAfter, _ := replayed.read(t, ctx)
+	got := repAfter - repBefore
+	if sandbox.RequestServiceFromEnv() == "InProcess" {
+		// Two decisions in Go on each worker the requests reached (one
+		// connection: usually one worker).
+		if got < n-4 || got > n-2 {
+			t.Errorf("replayed %v of %d identical token requests, want %d to %d (all but the first two on each of Envoy's 2 workers)", got, n, n-4, n-2)
+		}
+	} else if got != 0 {
+		t.Errorf("replayed %v decisions outside InProcess mode, want 0", got)
+	}
+
+	// Another token of the same ServiceAccount is a key of its own: its
+	// first request waits for its review (the metric grows by nothing more
+	// than the second token's own replays).
+	other := tokenFor(t, ctx, name, nil)
+	if code := doGet(t, ctx, c, path, other); code != http.StatusForbidden {
+		t.Fatalf("GET with a second token: %d, want 403", code)
+	}
+	if rep, _ := replayed.read(t, ctx); rep != repAfter {
+		t.Errorf("the first request of another token was replayed (%v → %v): a replay keyed by anything but the token", repAfter, rep)
+	}
+}
+
 // logLines returns every decoded access-log line whose path is path.
 func logLines(t *testing.T, log []byte, path string) []map[string]any {
 	t.Helper()

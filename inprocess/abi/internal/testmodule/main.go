@@ -23,7 +23,7 @@
 //	x-test-replay: MS          the replay filter (replayFilter): answer, then offer the answer for MS ms
 //
 // Replay (abi.ConfigureReplay) is keyed by :method, :path and every x-test-*
-// field; x-test-secret bypasses it.
+// field, x-test-token by its hash; x-test-secret bypasses it.
 //
 // Test-only: it imports package abi alone, and nothing imports it.
 package main
@@ -53,9 +53,11 @@ func main() {}
 
 func init() {
 	abi.RegisterFilter("frontdoor-test", newConfig)
-	abi.ConfigureReplay(
-		[]abi.HeaderName{{Name: ":method"}, {Name: ":path"}, {Name: "x-test-", Prefix: true}},
-		[]abi.HeaderName{{Name: "x-test-secret"}})
+	abi.ConfigureReplay(abi.ReplayFields{
+		Key:    []abi.HeaderName{{Name: ":method"}, {Name: ":path"}, {Name: "x-test-", Prefix: true}},
+		Hashed: []abi.HeaderName{{Name: "x-test-token"}},
+		Bypass: []abi.HeaderName{{Name: "x-test-secret"}},
+	})
 }
 
 type config struct {
