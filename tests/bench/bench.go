@@ -38,6 +38,9 @@ const (
 	// as front-proxy headers: the fastest Frontdoor configuration, and the
 	// module's own cost apart from the apiservers' cost of impersonation.
 	PathFrontdoorInProcRH = "frontdoor-inprocess-requestheader"
+	// PathFrontdoorInProcTok is frontdoor-inprocess with the ServiceAccount
+	// token of frontdoor-token: cached reviews, replayed by the workers.
+	PathFrontdoorInProcTok = "frontdoor-inprocess-token"
 	PathEnvoyPlain        = "envoy-plain"
 	// PathEnvoyImpersonating is envoy-plain that also impersonates the
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
@@ -55,14 +58,14 @@ const (
 
 // AllPaths are the built-in paths, in table order (variants follow
 // PathFrontdoorExtP, --target comes last).
-var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorInProcRH, PathFrontdoorNoLog,
+var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFrontdoorTok, PathFrontdoorExtP, PathFrontdoorInProc, PathFrontdoorInProcRH, PathFrontdoorInProcTok, PathFrontdoorNoLog,
 	PathEnvoyPlain, PathEnvoyAsClient, PathEnvoyImpersonating, PathHAProxy}
 
 // quickSkips are left out of a --quick run unless --paths names them: they
 // combine what other paths already smoke-test (the in-process module, the
 // RequestHeader forwarding), and the quick run shares CI's two cores with
 // the other test packages.
-var quickSkips = []string{PathFrontdoorInProcRH}
+var quickSkips = []string{PathFrontdoorInProcRH, PathFrontdoorInProcTok}
 
 // selects reports whether the run measures the built-in path name.
 func (o Options) selects(name string) bool {
@@ -295,6 +298,14 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	}
 	if selected(PathFrontdoorInProc) {
 		sniPath(PathFrontdoorInProc, inProcessCluster, "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert")
+	}
+	if selected(PathFrontdoorInProcTok) {
+		c := Client{URL: sb.GatewayURL, ServerName: inProcessCluster.serverName(), CAPEM: ca, Token: token}
+		p := add(&path{name: PathFrontdoorInProcTok, note: "frontdoor-inprocess with frontdoor-token's ServiceAccount bearer token (TokenReview cached, decisions replayed by the workers)",
+			c: c, procs: gateway, mode: inProcessCluster.requestService(), timed: sandboxLog(c)})
+		if err := inProcessCluster.start(ctx, sb, c); err != nil {
+			p.na = "n/a: " + err.Error()
+		}
 	}
 	if selected(PathFrontdoorInProcRH) {
 		sniPath(PathFrontdoorInProcRH, inProcessRHCluster, "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
