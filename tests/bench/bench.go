@@ -41,7 +41,7 @@ const (
 	// PathFrontdoorInProcTok is frontdoor-inprocess with the ServiceAccount
 	// token of frontdoor-token: cached reviews, replayed by the workers.
 	PathFrontdoorInProcTok = "frontdoor-inprocess-token"
-	PathEnvoyPlain        = "envoy-plain"
+	PathEnvoyPlain         = "envoy-plain"
 	// PathEnvoyImpersonating is envoy-plain that also impersonates the
 	// bench user as Frontdoor does: the apiservers' own cost of impersonated
 	// requests, apart from the gateway's.
@@ -63,7 +63,7 @@ var AllPaths = []string{PathDirect, PathFrontdoorX509, PathFrontdoorRH, PathFron
 
 // quickSkips are left out of a --quick run unless --paths names them: they
 // combine what other paths already smoke-test (the in-process module, the
-// RequestHeader forwarding), and the quick run shares CI's two cores with
+// RequestHeader forwarding, tokens), and the quick run shares CI's two cores with
 // the other test packages.
 var quickSkips = []string{PathFrontdoorInProcRH, PathFrontdoorInProcTok}
 

@@ -92,6 +92,7 @@ func TestQuickRunSkipsCombinedPaths(t *testing.T) {
 	}{
 		{Options{}, PathFrontdoorInProcRH, true},
 		{Options{Quick: true}, PathFrontdoorInProcRH, false},
+		{Options{Quick: true}, PathFrontdoorInProcTok, false},
 		{Options{Quick: true}, PathFrontdoorInProc, true},
 		{Options{Quick: true, Paths: []string{PathFrontdoorInProcRH}}, PathFrontdoorInProcRH, true},
 		{Options{Paths: []string{PathEnvoyPlain}}, PathFrontdoorInProcRH, false},
