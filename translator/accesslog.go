@@ -1,7 +1,9 @@
 package translator
 
 import (
+	"math"
 	"strings"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -42,14 +44,53 @@ func accessLogs(a AccessLogIR, uc string, rs requestService) []*accesslogv3.Acce
 	format := &corev3.SubstitutionFormatString{
 		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, rs)},
 	}
-	if a.Path == "" {
-		return []*accesslogv3.AccessLog{{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
-			TypedConfig: mustAny(&streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: format}}),
-		}}}
-	}
-	return []*accesslogv3.AccessLog{{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
+	log := &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
 		TypedConfig: mustAny(&filev3.FileAccessLog{Path: a.Path, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: format}}),
-	}}}
+	}}
+	if a.Path == "" {
+		log = &accesslogv3.AccessLog{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
+			TypedConfig: mustAny(&streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: format}}),
+		}}
+	}
+	if a.FailuresOnly {
+		log.Filter = accessLogFailureFilter(a.SlowerThan)
+	}
+	return []*accesslogv3.AccessLog{log}
+}
+
+// accessLogFailureFilter passes the requests that did not succeed: an
+// answer of 400 or more (the gateway's own denials, throttling and
+// failures, and the apiserver's), no answer at all (status 0: the client
+// or the upstream reset the stream), or any response flag (Envoy's reason
+// for cutting a request short, e.g. UF, UT, DC, UAEX); and, when slow is
+// set, every request that took at least slow (a watch or a log stream
+// does, for its whole life). A filtered-out request is never formatted
+// nor written, which is most of the log's cost per request (see README,
+// Performance).
+func accessLogFailureFilter(slow time.Duration) *accesslogv3.AccessLogFilter {
+	status := func(op accesslogv3.ComparisonFilter_Op, code uint32, key string) *accesslogv3.AccessLogFilter {
+		return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{
+			StatusCodeFilter: &accesslogv3.StatusCodeFilter{Comparison: &accesslogv3.ComparisonFilter{
+				Op: op, Value: &corev3.RuntimeUInt32{DefaultValue: code, RuntimeKey: key},
+			}},
+		}}
+	}
+	filters := []*accesslogv3.AccessLogFilter{
+		status(accesslogv3.ComparisonFilter_GE, 400, "frontdoor.access_log.failure_min_status"),
+		status(accesslogv3.ComparisonFilter_EQ, 0, "frontdoor.access_log.no_status"),
+		{FilterSpecifier: &accesslogv3.AccessLogFilter_ResponseFlagFilter{ResponseFlagFilter: &accesslogv3.ResponseFlagFilter{}}},
+	}
+	if ms := slow.Milliseconds(); ms > 0 {
+		filters = append(filters, &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_DurationFilter{
+			DurationFilter: &accesslogv3.DurationFilter{Comparison: &accesslogv3.ComparisonFilter{
+				Op:    accesslogv3.ComparisonFilter_GE,
+				Value: &corev3.RuntimeUInt32{DefaultValue: uint32(min(ms, math.MaxUint32)), RuntimeKey: "frontdoor.access_log.slow_ms"},
+			}},
+		}})
+	}
+	return &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_OrFilter{
+		OrFilter: &accesslogv3.OrFilter{Filters: filters},
+	}}
 }
 
 // accessLogFormat is the JSON object of one line. Fields the request

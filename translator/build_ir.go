@@ -161,7 +161,8 @@ func buildCluster(st *statusBuilder, secrets secretIndex, endpointSlices sliceIn
 		st.unresolved(revRefErr)
 	}
 
-	c.AccessLog = AccessLogIR{Disabled: opts.DisableAccessLog, Path: opts.AccessLogPath}
+	c.AccessLog = AccessLogIR{Disabled: opts.DisableAccessLog, Path: opts.AccessLogPath,
+		FailuresOnly: opts.AccessLogFailuresOnly, SlowerThan: opts.AccessLogSlowerThan}
 	c.Module = ModuleIR{Path: opts.InProcessModule, PolicyAddress: opts.InProcessPolicyAddress, MetricsAddress: opts.InProcessMetricsAddress}
 	st.invalid(append(checkInsecureClientConfig(spec.ClientConfig, secrets), validateRequestService(c)...))
 	st.invalid(checkGlobalRateLimitService(spec, opts))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -29,6 +30,12 @@ type Options struct {
 	AccessLogPath string
 	// DisableAccessLog turns Envoy's access log off.
 	DisableAccessLog bool
+	// AccessLogFailuresOnly logs only the requests that did not succeed
+	// (accessLogFailureFilter) instead of every request.
+	AccessLogFailuresOnly bool
+	// AccessLogSlowerThan, with AccessLogFailuresOnly, also logs requests
+	// that took at least this long (whole milliseconds; zero: none).
+	AccessLogSlowerThan time.Duration
 	// InProcessModule is the absolute path of frontdoor's dynamic module on
 	// the Envoy host; clusters with requestService InProcess need it.
 	InProcessModule string

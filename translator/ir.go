@@ -204,6 +204,9 @@ type AccessLogIR struct {
 	Disabled bool
 	// Path is the file Envoy appends to; empty means Envoy's stdout.
 	Path string
+	// FailuresOnly and SlowerThan filter the lines (Options).
+	FailuresOnly bool
+	SlowerThan   time.Duration
 }
 
 // ModuleIR is how Envoy loads frontdoor's dynamic module (inprocess.go)

@@ -34,6 +34,39 @@ func TestAccessLogFlag(t *testing.T) {
 	}
 }
 
+// --access-log-failures-only filters the log (with --access-log-slower-than
+// also slow requests); the slow bound alone, or a filter on no log, is refused.
+func TestAccessLogFilterFlags(t *testing.T) {
+	f, err := parseServeFlags([]string{"--config-dir", "x", "--access-log-failures-only", "--access-log-slower-than", "1500ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := translatorOptions(f); !o.AccessLogFailuresOnly || o.AccessLogSlowerThan != 1500*time.Millisecond {
+		t.Errorf("failures only %v, slower than %v; want true, 1.5s", o.AccessLogFailuresOnly, o.AccessLogSlowerThan)
+	}
+	if o := translatorOptions(mustParse(t, "--config-dir", "x")); o.AccessLogFailuresOnly || o.AccessLogSlowerThan != 0 {
+		t.Errorf("by default: failures only %v, slower than %v; want every request logged", o.AccessLogFailuresOnly, o.AccessLogSlowerThan)
+	}
+	for _, args := range [][]string{
+		{"--access-log-slower-than", "1s"},
+		{"--access-log-failures-only", "--access-log-slower-than", "10us"},
+		{"--access-log-failures-only", "--access-log", "off"},
+	} {
+		if _, err := parseServeFlags(append([]string{"--config-dir", "x"}, args...)); err == nil {
+			t.Errorf("%v: accepted", args)
+		}
+	}
+}
+
+func mustParse(t *testing.T, args ...string) *serveFlags {
+	t.Helper()
+	f, err := parseServeFlags(args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 // --grpc-address unix:///path listens on a socket only its user may use,
 // replaces a stale socket file and refuses one that is in use.
 func TestListenGRPCUnix(t *testing.T) {

@@ -50,6 +50,9 @@ type options struct {
 	ProxyProtocolPorts []uint32 `json:"proxyProtocolPorts"`
 	AccessLogPath      string   `json:"accessLogPath"`
 	DisableAccessLog   bool     `json:"disableAccessLog"`
+	// Log only failures (and requests slower than accessLogSlowerThan).
+	AccessLogFailuresOnly bool            `json:"accessLogFailuresOnly"`
+	AccessLogSlowerThan   metav1.Duration `json:"accessLogSlowerThan"`
 	// The in-process module's path and frontdoor serve's addresses.
 	InProcessModule         string `json:"inProcessModule"`
 	InProcessPolicyAddress  string `json:"inProcessPolicyAddress"`
@@ -145,6 +148,7 @@ func Decode(data []byte, fsys fs.FS) (translator.Inputs, error) {
 		opts = &translator.Options{
 			ListenerAddress: docOpts.ListenerAddress, ListenerPort: docOpts.ListenerPort,
 			AccessLogPath: docOpts.AccessLogPath, DisableAccessLog: docOpts.DisableAccessLog,
+			AccessLogFailuresOnly: docOpts.AccessLogFailuresOnly, AccessLogSlowerThan: docOpts.AccessLogSlowerThan.Duration,
 			InProcessModule: docOpts.InProcessModule, InProcessPolicyAddress: docOpts.InProcessPolicyAddress,
 			InProcessMetricsAddress: docOpts.InProcessMetricsAddress,
 			SecretNamespaces:        docOpts.SecretNamespaces,
