@@ -9,9 +9,11 @@ import (
 )
 
 // Replayed decisions (abi.Replayable): an allowed decision the pipeline says
-// may be replayed (authz.Decision.ReplayUntil: certificate-authenticated, no
-// secret among the headers) is remembered by the worker that made it, and a
-// byte-identical request on that worker is answered in C, with the same
+// may be replayed (authz.Decision.ReplayUntil: authenticated by a
+// certificate or a cached bearer token, no WebSocket token or impersonation
+// among the headers) is remembered by the worker that made it, and an
+// identical request on that worker (the bearer token compared by its keyed
+// hash, authz.ReplayHashedHeaders) is answered in C, with the same
 // header and access-log writes, without entering Go. A new policy retires
 // every one (module.setPolicy).
 //
