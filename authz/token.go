@@ -209,11 +209,7 @@ func (a *tokenAuthenticator) AuthenticateToken(ctx context.Context, token string
 
 // authenticate is AuthenticateToken for a client address the caller has.
 func (a *tokenAuthenticator) authenticate(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
-	r, err := a.answer(ctx, addr, token)
-	if r == nil {
-		return nil, false, err
-	}
-	return r.resp, r.ok, r.err
+	return tokenResult(a.answer(ctx, addr, token))
 }
 
 // answer is authenticate's token cache record (tokenCache.answer).

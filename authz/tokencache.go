@@ -78,24 +78,15 @@ func newTokenCache(review k8sauthn.Token, ttl, negTTL time.Duration, size, negSi
 	return c
 }
 
-// AuthenticateToken answers from the cache, or reviews the token once for
-// every concurrent caller with the same key. A caller whose context ends
-// first gets errReviewUnavailable: its token was not reviewed in time.
+// answer answers from the cache, or reviews the token once for every
+// concurrent caller with the same key, and returns the record (nil with the
+// error when there is none: the review was refused or not waited for; a
+// record answered from the cache carries no error). A caller whose context
+// ends first gets errReviewUnavailable: its token was not reviewed in time.
 // addr is the caller's client address ("": not gated), reduced to its
 // refusalGate key only on a miss: an unknown token of a gated client is not
 // reviewed (errClientThrottled), and a refusal is charged to the client
 // whose request sent the review.
-func (c *tokenCache) AuthenticateToken(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
-	r, err := c.answer(ctx, addr, token)
-	if r == nil {
-		return nil, false, err
-	}
-	return r.resp, r.ok, r.err
-}
-
-// answer is AuthenticateToken's record: nil with the error when there is
-// none (the review was refused or not waited for). A record answered from
-// the cache carries no error.
 func (c *tokenCache) answer(ctx context.Context, addr, token string) (*tokenRecord, error) {
 	auds, _ := k8sauthn.AudiencesFrom(ctx)
 	key := c.key(auds, token)
@@ -154,6 +145,14 @@ func (c *tokenCache) fetch(ctx context.Context, key, token string) (r *tokenReco
 	return r
 }
 
+// tokenResult is answer's outcome in the shape of k8sauthn.Token.
+func tokenResult(r *tokenRecord, err error) (*k8sauthn.Response, bool, error) {
+	if r == nil {
+		return nil, false, err
+	}
+	return r.resp, r.ok, r.err
+}
+
 // lookup returns the answer remembered for key (nil: none), and whether
 // the key is known: remembered as authenticated, fresh or not.
 func (c *tokenCache) lookup(key string) (r *tokenRecord, known bool) {
@@ -171,7 +170,7 @@ func (c *tokenCache) lookup(key string) (r *tokenRecord, known bool) {
 }
 
 // authenticated reports whether token (with audiences auds) is remembered
-// as authenticated: AuthenticateToken would answer it without a review.
+// as authenticated: answer returns it without a review.
 func (c *tokenCache) authenticated(auds []string, token string) bool {
 	r, _ := c.lookup(c.key(auds, token))
 	return r != nil && r.ok

@@ -171,3 +171,9 @@ func TestTokenCacheBoundsAuthenticatedTokens(t *testing.T) {
 		t.Error("a token cached for no audiences counts as cached for audience other")
 	}
 }
+
+// AuthenticateToken is answer in the shape of k8sauthn.Token (with the
+// client address), as the tests call it.
+func (c *tokenCache) AuthenticateToken(ctx context.Context, addr, token string) (*k8sauthn.Response, bool, error) {
+	return tokenResult(c.answer(ctx, addr, token))
+}
