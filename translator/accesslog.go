@@ -44,12 +44,14 @@ func accessLogs(a AccessLogIR, uc string, rs requestService) []*accesslogv3.Acce
 	format := &corev3.SubstitutionFormatString{
 		Format: &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: accessLogFormat(uc, rs)},
 	}
-	log := &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
-		TypedConfig: mustAny(&filev3.FileAccessLog{Path: a.Path, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: format}}),
-	}}
+	var log *accesslogv3.AccessLog
 	if a.Path == "" {
 		log = &accesslogv3.AccessLog{Name: stdoutAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
 			TypedConfig: mustAny(&streamv3.StdoutAccessLog{AccessLogFormat: &streamv3.StdoutAccessLog_LogFormat{LogFormat: format}}),
+		}}
+	} else {
+		log = &accesslogv3.AccessLog{Name: fileAccessLogName, ConfigType: &accesslogv3.AccessLog_TypedConfig{
+			TypedConfig: mustAny(&filev3.FileAccessLog{Path: a.Path, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: format}}),
 		}}
 	}
 	if a.FailuresOnly {

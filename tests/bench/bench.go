@@ -264,15 +264,19 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		byName[p.name] = p
 		return p
 	}
-	// sniPath adds a path to another UpstreamCluster of the sandbox's
-	// gateway, chosen by SNI, with the bench user's certificate; start
-	// writes the cluster and waits until it serves.
-	sniPath := func(name string, cl sniCluster, note string) {
-		c := Client{URL: sb.GatewayURL, ServerName: cl.serverName(), CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM}
+	// sniPathAs adds a path to another UpstreamCluster of the sandbox's
+	// gateway, chosen by SNI, with c's credentials; start writes the
+	// cluster and waits until it serves. sniPath is sniPathAs with the
+	// bench user's certificate.
+	sniPathAs := func(name string, cl sniCluster, note string, c Client) {
+		c.URL, c.ServerName = sb.GatewayURL, cl.serverName()
 		p := add(&path{name: name, note: note, c: c, procs: gateway, mode: cl.requestService(), timed: sandboxLog(c)})
 		if err := cl.start(ctx, sb, p.c); err != nil {
 			p.na = "n/a: " + err.Error()
 		}
+	}
+	sniPath := func(name string, cl sniCluster, note string) {
+		sniPathAs(name, cl, note, Client{CAPEM: ca, CertPEM: certPEM, KeyPEM: keyPEM})
 	}
 	if selected(PathDirect) {
 		add(&path{name: PathDirect, note: "client cert straight to replica 1 (the limit)",
@@ -300,12 +304,8 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 		sniPath(PathFrontdoorInProc, inProcessCluster, "Envoy + the pipeline in Envoy (the dynamic module; an UpstreamCluster with requestService: InProcess chosen by SNI), client cert")
 	}
 	if selected(PathFrontdoorInProcTok) {
-		c := Client{URL: sb.GatewayURL, ServerName: inProcessCluster.serverName(), CAPEM: ca, Token: token}
-		p := add(&path{name: PathFrontdoorInProcTok, note: "frontdoor-inprocess with frontdoor-token's ServiceAccount bearer token (TokenReview cached, decisions replayed by the workers)",
-			c: c, procs: gateway, mode: inProcessCluster.requestService(), timed: sandboxLog(c)})
-		if err := inProcessCluster.start(ctx, sb, c); err != nil {
-			p.na = "n/a: " + err.Error()
-		}
+		sniPathAs(PathFrontdoorInProcTok, inProcessCluster, "frontdoor-inprocess with frontdoor-token's ServiceAccount bearer token (TokenReview cached, decisions replayed by the workers)",
+			Client{CAPEM: ca, Token: token})
 	}
 	if selected(PathFrontdoorInProcRH) {
 		sniPath(PathFrontdoorInProcRH, inProcessRHCluster, "frontdoor-inprocess forwarding the identity as X-Remote-* front-proxy headers (an UpstreamCluster with requestService: InProcess and identityForwarding: RequestHeader chosen by SNI): no impersonation checks in the apiservers")
