@@ -60,6 +60,14 @@ var ablations = []ablation{
 		a.dropFilter(named("envoy.filters.http.header_mutation"))
 	}},
 	{"no-local-reply", "the local reply mappers (Status bodies for 429/503)", func(a *ablated) { delete(a.hcm, "local_reply_config") }},
+	{"no-upstream-verdict", "the upstream header_mutation that stamps x-frontdoor-upstream-verdict on every response, and the retry on it", func(a *ablated) {
+		a.dropUpstreamVerdict()
+	}},
+	{"no-outlier-detection", "the clusters' outlier detection", func(a *ablated) {
+		for _, c := range a.clusters {
+			delete(c, "outlier_detection")
+		}
+	}},
 	{"bare", "all of the above and x-forwarded-client-cert: Envoy's TLS, routing and connection pool only", func(a *ablated) {
 		a.dropFilter(isModuleFilter)
 		a.dropFilter(named("envoy.filters.http.local_ratelimit"))
@@ -68,6 +76,10 @@ var ablations = []ablation{
 			delete(a.hcm, k)
 		}
 		a.hcm["forward_client_cert_details"] = "SANITIZE"
+		a.dropUpstreamVerdict()
+		for _, c := range a.clusters {
+			delete(c, "outlier_detection")
+		}
 	}},
 }
 
@@ -83,6 +95,36 @@ func isModuleFilter(f map[string]any) bool {
 	t, _ := tc["@type"].(string)
 	return strings.HasSuffix(t, ".DynamicModuleFilter")
 }
+
+// dropUpstreamVerdict removes the clusters' upstream header_mutation
+// filter (the verdict header) and the routes' retry on that header.
+func (a *ablated) dropUpstreamVerdict() {
+	for _, c := range a.clusters {
+		walk(c, func(k string, v any) {
+			if m, ok := v.(map[string]any); ok && k == "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
+				m["http_filters"] = slices.DeleteFunc(slices.Clone(asList(m["http_filters"])), func(f any) bool {
+					return named("envoy.filters.http.header_mutation")(asMap(f))
+				})
+			}
+		})
+	}
+	walk(a.hcm["route_config"], func(k string, v any) {
+		rp, ok := v.(map[string]any)
+		if k != "retry_policy" || !ok {
+			return
+		}
+		delete(rp, "retriable_headers")
+		var on []string
+		for _, c := range strings.Split(str(rp["retry_on"]), ",") {
+			if c != "retriable-headers" {
+				on = append(on, c)
+			}
+		}
+		rp["retry_on"] = strings.Join(on, ",")
+	})
+}
+
+func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
 
 func (a *ablated) dropFilter(match func(map[string]any) bool) {
 	fs, _ := a.hcm["http_filters"].([]any)
