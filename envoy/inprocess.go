@@ -13,11 +13,17 @@ const (
 	InProcessModuleFilter = "request_service"
 
 	// MetadataNamespaceInProcess is the dynamic metadata namespace the
-	// module writes the access-log fields (AccessLogFields) into, one key
-	// each, and AccessLogRequestServiceUs: how long the request service
-	// took for the request (inline, the pipeline's own time; paused, until
-	// the decision was applied).
+	// module writes the numeric access-log fields (AccessLogGroups) into,
+	// one key each, and AccessLogRequestServiceUs: how long the request
+	// service took for the request (inline, the pipeline's own time;
+	// paused, until the decision was applied).
 	MetadataNamespaceInProcess = "frontdoor.inprocess"
+	// FilterStatePrefixInProcess starts the filter state key of each string
+	// access-log field (AccessLogFields but AccessLogGroups), which the
+	// module writes as a string object: the access log formats it as it is
+	// (%FILTER_STATE(key:PLAIN)%), where a dynamic metadata field costs a
+	// lookup and a protobuf conversion per field and line.
+	FilterStatePrefixInProcess = "frontdoor.inprocess."
 )
 
 // InProcessConfig is the module filter's config (filter_config, JSON in a

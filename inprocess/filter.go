@@ -52,7 +52,7 @@ type stream interface {
 	ClearRouteCache()
 	SendLocalResponse(code int, headers [][2]string, body []byte, details string)
 	ContinueDecoding()
-	SetDynamicMetadataStrings(namespace string, kv [][2]string)
+	SetFilterState(key, value string) bool
 	SetDynamicMetadataNumber(namespace, key string, value float64)
 	SetDynamicMetadataElapsed(namespace, key string, start time.Time)
 	AttributeString(id abi.Attribute) (string, bool)
@@ -85,10 +85,6 @@ type filter struct {
 	// before Commit and read on the worker thread in OnScheduled.
 	result atomic.Pointer[authz.Decision]
 	start  time.Time
-	// strs holds the access-log string fields on their way to Envoy, in
-	// the filter (allocated per request anyway) rather than a second
-	// allocation.
-	strs [accessLogStrings][2]string
 }
 
 func (f *filter) OnRequestHeaders(s abi.Stream, _ bool) abi.HeadersStatus {
@@ -131,23 +127,27 @@ func (f *filter) onScheduled(s stream, eventID uint64) {
 	}
 }
 
-// accessLogStrings is room for every string access-log field
-// (envoy.AccessLogFields) without a heap allocation.
-const accessLogStrings = 16
+// filterStateKeys maps each access-log field (envoy.AccessLogFields) to its
+// filter state key, built once so that a decision allocates no key.
+var filterStateKeys = func() map[string]string {
+	m := make(map[string]string, len(envoy.AccessLogFields))
+	for _, k := range envoy.AccessLogFields {
+		m[k] = envoy.FilterStatePrefixInProcess + k
+	}
+	return m
+}()
 
 // apply records the access-log fields, then forwards the request with its
 // identity headers (Continue) or answers the denial (StopIteration).
 //
-// The string fields go to Envoy in one batch: each metadata write is a
-// protobuf Struct merge inside Envoy, so one write instead of one per field
-// (up to ten) is what a decision costs there.
+// The string fields go to Envoy as filter state, which the access log
+// formats as it is; the numbers as dynamic metadata, which keeps them
+// numbers in the JSON line.
 func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
-	strs := f.strs[:0]
 	d.EachAccessLogField(
-		func(k, v string) { strs = append(strs, [2]string{k, v}) },
+		func(k, v string) { s.SetFilterState(filterStateKeys[k], v) },
 		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
 	)
-	s.SetDynamicMetadataStrings(envoy.MetadataNamespaceInProcess, strs)
 	// Fractional microseconds: an inline decision can take under 1 µs.
 	s.SetDynamicMetadataElapsed(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs, f.start)
 	if d.Allowed() && !carriable(d) {

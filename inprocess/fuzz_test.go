@@ -183,7 +183,7 @@ func (*nopStream) RemoveRequestHeader(string) bool                     { return 
 func (*nopStream) ClearRouteCache()                                    {}
 func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string)  {}
 func (*nopStream) ContinueDecoding()                                   {}
-func (*nopStream) SetDynamicMetadataStrings(string, [][2]string)       {}
+func (*nopStream) SetFilterState(string, string) bool                  { return true }
 func (*nopStream) SetDynamicMetadataNumber(string, string, float64)    {}
 func (*nopStream) AttributeString(abi.Attribute) (string, bool)        { return "", false }
 func (*nopStream) SetDynamicMetadataElapsed(string, string, time.Time) {}

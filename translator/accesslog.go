@@ -16,7 +16,8 @@ import (
 
 // Envoy writes one JSON line per request (the HCM access log, after the
 // response), with the Kubernetes coordinates the request service put in
-// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest) beside Envoy's own
+// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest), or
+// the in-process filter in filter state, beside Envoy's own
 // view: code, duration, bytes and the replica that served it.
 //
 // Timing fields (microseconds, as Envoy measured them) split each request's
@@ -120,10 +121,19 @@ func accessLogFormat(uc string, rs requestService) *structpb.Struct {
 	for k, op := range rs.accessLogTiming() {
 		f[k] = structpb.NewStringValue(op)
 	}
-	ns, path := rs.requestMetadata()
-	prefix := "%DYNAMIC_METADATA(" + strings.Join(append([]string{ns}, path...), ":") + ":"
-	for _, k := range envoy.AccessLogFields {
-		f[k] = structpb.NewStringValue(prefix + k + ")%")
+	for k, op := range rs.accessLogFields() {
+		f[k] = structpb.NewStringValue(op)
 	}
 	return &structpb.Struct{Fields: f}
+}
+
+// metadataFields reads every access-log field (envoy.AccessLogFields) from
+// the dynamic metadata struct at path in namespace ns.
+func metadataFields(ns string, path ...string) map[string]string {
+	prefix := "%DYNAMIC_METADATA(" + strings.Join(append([]string{ns}, path...), ":") + ":"
+	f := make(map[string]string, len(envoy.AccessLogFields))
+	for _, k := range envoy.AccessLogFields {
+		f[k] = prefix + k + ")%"
+	}
+	return f
 }

@@ -33,8 +33,8 @@ func (extAuthz) perRoute(c *ClusterIR) (string, proto.Message) {
 	return extAuthzFilterName, extAuthzPerRoute(c.Name)
 }
 
-func (extAuthz) requestMetadata() (string, []string) {
-	return envoy.MetadataNamespaceExtAuthz, []string{envoy.MetadataKeyRequest}
+func (extAuthz) accessLogFields() map[string]string {
+	return metadataFields(envoy.MetadataNamespaceExtAuthz, envoy.MetadataKeyRequest)
 }
 
 // accessLogTiming: with emit_filter_state_stats, ext_authz records the

@@ -54,10 +54,10 @@ func (extProc) perRoute(c *ClusterIR) (string, proto.Message) {
 	}}}
 }
 
-// requestMetadata: the service answers the access-log fields as ext_proc
+// accessLogFields: the service answers the access-log fields as ext_proc
 // dynamic metadata.
-func (extProc) requestMetadata() (string, []string) {
-	return envoy.MetadataNamespaceExtProc, []string{envoy.MetadataKeyRequest}
+func (extProc) accessLogFields() map[string]string {
+	return metadataFields(envoy.MetadataNamespaceExtProc, envoy.MetadataKeyRequest)
 }
 
 // accessLogTiming: ext_proc records its per-stream latencies in filter

@@ -28,10 +28,10 @@ type requestService interface {
 	// names the cluster to a service shared by every cluster; filter ""
 	// means the mode needs none.
 	perRoute(c *ClusterIR) (filter string, cfg proto.Message)
-	// requestMetadata is where the access log finds the request's
-	// Kubernetes fields (envoy.AccessLogFields): Envoy dynamic metadata
-	// namespace, then the keys leading to the fields' struct.
-	requestMetadata() (namespace string, path []string)
+	// accessLogFields maps each of the request's Kubernetes fields in the
+	// access log (envoy.AccessLogFields) to the command operator that reads
+	// it from where the mode's filter put it.
+	accessLogFields() map[string]string
 	// accessLogTiming maps the access log's request-service timing fields
 	// (envoy.AccessLogRequestServiceUs, ...) to the command operators that
 	// read how long Envoy waited on the request service for this request.

@@ -37,17 +37,16 @@
 //   - Struct layouts and argument order of every call are proven by behaviour
 //     in abi_test.go: header iteration/add/set/remove reach the upstream as
 //     expected, local replies carry code, headers, body and details, metadata
-//     set here is read back by Envoy's own %DYNAMIC_METADATA% formatter, the
+//     numbers set here are read back by Envoy's own %DYNAMIC_METADATA% formatter, the
 //     scheduler resumes requests, and each Attribute constant returns the value
 //     a TLS client can compute independently (e.g. the sha256 of its own
 //     certificate), which pins the enum values.
-//   - set_dynamic_metadata_string_batch is newer than the stored header
-//     revisions; its shape was read from the binary's own code (objdump -d
-//     of the exported symbol: filter, the namespace as two words, the entry
-//     array and its count in the fifth argument register; entries 32 bytes
-//     apart, key range at 0 and value range at 16, as fd_http_header; rax
-//     never set, so void), then proven by TestHeaderCalls, which reads every
-//     entry back, after an empty value, with Envoy's formatter.
+//   - set_filter_state_bytes: the filter, then key and value as byte ranges
+//     (older header revisions spell each as pointer and length: the same
+//     four argument registers), returning bool. Proven by TestHeaderCalls
+//     and TestReplay, which read the values back with Envoy's
+//     %FILTER_STATE(key:PLAIN)% formatter (an empty value included); a
+//     second write of a key replaces the first in 1.40.0.
 //   - Header semantics (from abi_impl.cc, checked by tests): add_header
 //     appends a new field and refuses an empty value; set_header replaces all
 //     fields of the name, and an empty value removes them.

@@ -213,12 +213,14 @@ func TestHeaderCalls(t *testing.T) {
 	want(t, r, "x-test-overwrite", "module")
 	// filter_config reached the factory as the raw StringValue.
 	want(t, r, "x-test-config", "shared")
-	// Dynamic metadata set by the module, read back by Envoy's formatter.
-	want(t, r, "x-test-md", "shared")
+	// Dynamic metadata and filter state set by the module, read back by
+	// Envoy's formatters (%FILTER_STATE(key:PLAIN)%): a second write of a
+	// key replaces the first, an empty value stays empty, a key never set
+	// formats as nothing.
 	want(t, r, "x-test-md-num", "42.5")
-	// SetDynamicMetadataStrings: every pair in one call, empty values
-	// included (nothing shifted), beside the single-key writes.
-	want(t, r, "x-test-md-batch", "shared-a,,b")
+	want(t, r, "x-test-tag", "shared")
+	want(t, r, "x-test-fs-set", "true true true")
+	want(t, r, "x-test-fs", "shared-fs,,")
 }
 
 // TestTwoConfigsOneModule: one module, two filter configs on two listeners,

@@ -64,20 +64,13 @@ extern void envoy_dynamic_module_callback_http_send_response(void* filter, uint3
     __attribute__((weak));
 extern void envoy_dynamic_module_callback_http_filter_continue_decoding(void* filter) __attribute__((weak));
 
-extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_string(void* filter, fd_buffer ns,
-                                                                           fd_buffer key, fd_buffer value)
-    __attribute__((weak));
 extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_number(void* filter, fd_buffer ns,
                                                                            fd_buffer key, double value)
     __attribute__((weak));
-// Sets every key/value pair (fd_http_header: the same four words as Envoy's
-// module_key_value_pair) as a string under ns: one namespace lookup and one
-// protobuf merge for the lot, where each single-key setter merges once per
-// key. Returns nothing in 1.40.0 (checked in the binary's code: count in the
-// fifth argument register, 32-byte entries, rax never set).
-extern void envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(void* filter, fd_buffer ns,
-                                                                                 const fd_http_header* entries,
-                                                                                 size_t count)
+// Sets filter state key to a string object, which %FILTER_STATE(key:PLAIN)%
+// formats as the string itself. In 1.40.0 a second write of a key replaces
+// the first and both return true (TestHeaderCalls).
+extern bool envoy_dynamic_module_callback_http_set_filter_state_bytes(void* filter, fd_buffer key, fd_buffer value)
     __attribute__((weak));
 
 extern bool envoy_dynamic_module_callback_http_filter_get_attribute_string(void* filter, int attribute_id,

@@ -245,12 +245,13 @@ func (o bootOpts) listener(name string, port int, withModule bool) m {
 		"codec_type":  "AUTO",
 		"route_config": m{"name": "routes", "virtual_hosts": []any{m{
 			"name": "all", "domains": []any{"*"},
-			// Read back what the module put in dynamic metadata, with Envoy's own formatter.
+			// Read back what the module put in dynamic metadata and filter
+			// state, with Envoy's own formatter.
 			"request_headers_to_add": []any{
-				m{"header": m{"key": "x-test-md", "value": "%DYNAMIC_METADATA(frontdoor.test:tag)%"}},
+				m{"header": m{"key": "x-test-tag", "value": "%FILTER_STATE(frontdoor.test.tag:PLAIN)%"}},
 				m{"header": m{"key": "x-test-md-num", "value": "%DYNAMIC_METADATA(frontdoor.test:n)%"}},
 				m{"header": m{"key": "x-test-md-elapsed", "value": "%DYNAMIC_METADATA(frontdoor.test:elapsed)%"}},
-				m{"header": m{"key": "x-test-md-batch", "value": "%DYNAMIC_METADATA(frontdoor.test:batch-a)%,%DYNAMIC_METADATA(frontdoor.test:batch-empty)%,%DYNAMIC_METADATA(frontdoor.test:batch-b)%"}},
+				m{"header": m{"key": "x-test-fs", "value": "%FILTER_STATE(frontdoor.test.fs-a:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-empty:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-none:PLAIN)%"}},
 			},
 			"routes": []any{
 				m{"match": m{"prefix": "/", "headers": []any{m{"name": "x-test-rule", "string_match": m{"exact": "second"}}}},

@@ -106,7 +106,7 @@ func TestDeadStreamsDoNothing(t *testing.T) {
 		s.ClearRouteCache()
 		s.ContinueDecoding()
 		s.SendLocalResponse(500, nil, nil, "")
-		s.SetDynamicMetadataString("n", "k", "v")
+		s.SetFilterState("k", "v")
 		if (s.NewScheduler() != Scheduler{}) {
 			t.Error("NewScheduler on a dead stream")
 		}

@@ -8,7 +8,8 @@
 // replay.go), the worker remembers, in C, the request's key (the bytes of
 // every header the decision read, in order; a secret's value, such as a bearer
 // token, only as a 128-bit keyed hash) and what the filter did to the
-// stream (the plan: header and metadata writes, recorded by Stream). A later
+// stream (the plan: header, metadata and filter-state writes, recorded by
+// Stream). A later
 // request on the same worker with a byte-identical key, within the time Go
 // allowed and under the same generation, gets the same plan applied here,
 // and Go is never entered.
@@ -33,8 +34,6 @@
 #define FD_REPLAY_MAX_KEY (32 << 10)
 // Requests with more header fields than this go to Go.
 #define FD_REPLAY_MAX_HEADERS 96
-// Largest batch of metadata strings a plan may hold (accessLogStrings in Go).
-#define FD_REPLAY_MAX_BATCH 32
 
 typedef struct {
   uint64_t hash;
@@ -236,10 +235,10 @@ static int fd_replay_build_key(fd_replay_tls* t, void* envoy) {
 enum {
   fd_op_set_header = 1,   // name, value (empty: remove)
   fd_op_add_header = 2,   // name, value
-  fd_op_meta_strings = 3, // namespace, uint32 count, count × (key, value)
   fd_op_meta_number = 4,  // namespace, key, double
   fd_op_clear_route = 5,  // -
   fd_op_meta_elapsed = 6, // namespace, key: microseconds since the hook began
+  fd_op_filter_state = 7, // key, value
 };
 
 typedef struct {
@@ -286,24 +285,6 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
         envoy_dynamic_module_callback_http_add_header(envoy, 0, a, b);
       }
       break;
-    case fd_op_meta_strings: {
-      uint32_t count;
-      fd_http_header kv[FD_REPLAY_MAX_BATCH];
-      if (!fd_read_buf(&r, &a) || !fd_read_u32(&r, &count) || count > FD_REPLAY_MAX_BATCH) {
-        return 0;
-      }
-      for (uint32_t i = 0; i < count; i++) {
-        fd_buffer k, v;
-        if (!fd_read_buf(&r, &k) || !fd_read_buf(&r, &v)) {
-          return 0;
-        }
-        kv[i] = (fd_http_header){k.ptr, k.length, v.ptr, v.length};
-      }
-      if (apply && count > 0) {
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(envoy, a, kv, count);
-      }
-      break;
-    }
     case fd_op_meta_number: {
       double v;
       if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b) || (size_t)(r.end - r.p) < sizeof v) {
@@ -319,6 +300,17 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
     case fd_op_clear_route:
       if (apply) {
         envoy_dynamic_module_callback_http_clear_route_cache(envoy);
+      }
+      break;
+    case fd_op_filter_state:
+      if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b)) {
+        return 0;
+      }
+      if (apply) {
+        if (b.ptr == NULL) {
+          b.ptr = ""; // Envoy builds a string from it
+        }
+        envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, a, b);
       }
       break;
     case fd_op_meta_elapsed:

@@ -133,10 +133,10 @@ func ReplayHits(class uint32) uint64 { return uint64(C.fd_replay_hits(C.uint32_t
 const (
 	opSetHeader   = 1
 	opAddHeader   = 2
-	opMetaStrings = 3
 	opMetaNumber  = 4
 	opClearRoute  = 5
 	opMetaElapsed = 6
+	opFilterState = 7
 )
 
 // recording is the plan of writes a filter made in one OnRequestHeaders.
@@ -218,16 +218,4 @@ func (s Stream) Replayable(ttl time.Duration, class uint32) bool {
 func recordNumber(r *recording, namespace, key string, v float64) {
 	r.op(opMetaNumber, namespace, key)
 	r.plan = binary.NativeEndian.AppendUint64(r.plan, math.Float64bits(v))
-}
-
-func recordStrings(r *recording, namespace string, kv [][2]string) {
-	r.op(opMetaStrings, namespace)
-	r.plan = binary.NativeEndian.AppendUint32(r.plan, uint32(len(kv)))
-	for _, p := range kv {
-		r.str(p[0])
-		r.str(p[1])
-	}
-	if len(kv) > 32 { // FD_REPLAY_MAX_BATCH
-		r.spoiled = true
-	}
 }

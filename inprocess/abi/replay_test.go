@@ -38,13 +38,13 @@ func TestReplay(t *testing.T) {
 	}
 	// The replay made every write of the plan: headers set, added (two
 	// fields), removed (x-drop-me is outside the key yet removed again);
-	// metadata strings, batch (the empty value keeps its place), number,
-	// and a fresh elapsed time.
+	// filter state (an empty value too), a metadata number and a fresh
+	// elapsed time.
 	want(t, again.r, "x-test-group", "system:masters", "devs")
 	want(t, again.r, "x-drop-me")
-	want(t, again.r, "x-test-md", "replay")
-	want(t, again.r, "x-test-md-batch", "ra,,rb")
+	want(t, again.r, "x-test-tag", "replay")
 	want(t, again.r, "x-test-md-num", "7.5")
+	want(t, again.r, "x-test-fs", "replay-fs,,")
 	if us, err := strconv.ParseFloat(strings.Join(again.r.Headers["X-Test-Md-Elapsed"], ""), 64); err != nil || us < 0 || us > 1e6 {
 		t.Errorf("replayed elapsed metadata %q; want microseconds", again.r.Headers["X-Test-Md-Elapsed"])
 	}

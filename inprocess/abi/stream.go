@@ -20,11 +20,10 @@ package abi
 #cgo noescape envoy_dynamic_module_callback_http_set_header
 #cgo nocallback envoy_dynamic_module_callback_http_set_header
 #cgo nocallback envoy_dynamic_module_callback_http_clear_route_cache
-#cgo noescape envoy_dynamic_module_callback_http_set_dynamic_metadata_string
-#cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_string
 #cgo noescape envoy_dynamic_module_callback_http_set_dynamic_metadata_number
 #cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_number
-#cgo nocallback envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch
+#cgo noescape envoy_dynamic_module_callback_http_set_filter_state_bytes
+#cgo nocallback envoy_dynamic_module_callback_http_set_filter_state_bytes
 #cgo noescape envoy_dynamic_module_callback_http_filter_get_attribute_string
 #cgo nocallback envoy_dynamic_module_callback_http_filter_get_attribute_string
 #cgo noescape envoy_dynamic_module_callback_http_filter_get_attribute_int
@@ -72,6 +71,18 @@ func (s Stream) envoy() unsafe.Pointer {
 func goBuf(s string) C.fd_buffer {
 	return C.fd_buffer{ptr: (*C.char)(unsafe.Pointer(unsafe.StringData(s))), length: C.size_t(len(s))}
 }
+
+// goBufNonNil is goBuf with a valid address for an empty s, for calls that
+// build a C++ string from the range.
+func goBufNonNil(s string) C.fd_buffer {
+	if s == "" {
+		return C.fd_buffer{ptr: &emptyCString[0], length: 0}
+	}
+	return goBuf(s)
+}
+
+// emptyCString is C memory (static, never freed) for goBufNonNil.
+var emptyCString = (*[1]C.char)(C.calloc(1, 1))
 
 // envoyBytes aliases Envoy-owned bytes without copying.
 func envoyBytes(p *C.char, n C.size_t) []byte {
@@ -270,36 +281,23 @@ func (c *cPairs) first() *C.fd_http_header {
 
 func (c *cPairs) free() { C.free(c.mem) }
 
-// SetDynamicMetadataString sets filter_metadata[namespace][key] to a string
-// for later filters, the router and access logs.
-func (s Stream) SetDynamicMetadataString(namespace, key, value string) {
+// SetFilterState sets the stream's filter state key to value, a string
+// object that access logs read with %FILTER_STATE(key:PLAIN)%: Envoy's
+// formatter hands it over as it is, where a %DYNAMIC_METADATA% field is
+// looked up and converted through protobuf on every log line (the JSON
+// access log's whole cost per request in the bench's ablation). A second
+// write of a key replaces the first.
+func (s Stream) SetFilterState(key, value string) bool {
+	ok := false
 	if p := s.envoy(); p != nil {
-		C.envoy_dynamic_module_callback_http_set_dynamic_metadata_string(p, goBuf(namespace), goBuf(key), goBuf(value))
-		runtime.KeepAlive(namespace)
+		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBufNonNil(value)))
 		runtime.KeepAlive(key)
 		runtime.KeepAlive(value)
 	}
 	if r := s.record(); r != nil {
-		recordStrings(r, namespace, [][2]string{{key, value}})
+		r.op(opFilterState, key, value)
 	}
-}
-
-// SetDynamicMetadataStrings sets filter_metadata[namespace][k] = v for each
-// pair, in one call: Envoy merges each metadata write into the namespace
-// (a protobuf Struct merge), so several keys cost one merge here against one
-// per key with SetDynamicMetadataString. An empty value is an empty string.
-func (s Stream) SetDynamicMetadataStrings(namespace string, kv [][2]string) {
-	p := s.envoy()
-	if p == nil || len(kv) == 0 {
-		return
-	}
-	c := newCPairs(kv, 0)
-	defer c.free()
-	C.envoy_dynamic_module_callback_http_set_dynamic_metadata_string_batch(p, goBuf(namespace), c.first(), C.size_t(len(kv)))
-	runtime.KeepAlive(namespace)
-	if r := s.record(); r != nil {
-		recordStrings(r, namespace, kv)
-	}
+	return ok
 }
 
 // SetDynamicMetadataNumber sets filter_metadata[namespace][key] to a number.

@@ -39,6 +39,7 @@ import "C"
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"strings"
@@ -206,7 +207,7 @@ func is(s abi.Stream, name string) bool {
 	return v == "1"
 }
 
-// mutate exercises every header and metadata call and records what it saw.
+// mutate exercises every header, metadata and filter-state call and records what it saw.
 func (f *filter) mutate(s abi.Stream) {
 	// Iterate all fields; report the repeated x-test-in field in order and
 	// the total number of fields.
@@ -243,12 +244,11 @@ func (f *filter) mutate(s abi.Stream) {
 		}
 	}
 
-	s.SetDynamicMetadataString("frontdoor.test", "tag", f.cfg.Tag)
-	// The batch lands beside the single writes (one namespace); the empty
-	// value in the middle proves the entries' stride.
-	s.SetDynamicMetadataStrings("frontdoor.test", [][2]string{
-		{"batch-a", f.cfg.Tag + "-a"}, {"batch-empty", ""}, {"batch-b", "b"},
-	})
+	s.SetFilterState("frontdoor.test.tag", f.cfg.Tag)
+	// Filter state: a key written twice (the second write replaces the
+	// first) and an empty value.
+	s.SetRequestHeader("x-test-fs-set", fmt.Sprint(s.SetFilterState("frontdoor.test.fs-a", "first"),
+		s.SetFilterState("frontdoor.test.fs-empty", ""), s.SetFilterState("frontdoor.test.fs-a", f.cfg.Tag+"-fs")))
 	s.SetDynamicMetadataNumber("frontdoor.test", "n", 42.5)
 
 	for _, a := range []struct {
@@ -284,7 +284,7 @@ func (f *filter) mutate(s abi.Stream) {
 // measureAllocs counts Go heap allocations (process-wide, so only meaningful
 // while no other request runs) of 100 rounds of the calls that should not
 // allocate: header iteration and setters, int/bool attributes, metadata
-// (the batch copies into C memory, not the Go heap).
+// numbers and filter state.
 func measureAllocs(s abi.Stream) uint64 {
 	fields := 0
 	count := func(name, value []byte) { fields++ }
@@ -298,13 +298,11 @@ func measureAllocs(s abi.Stream) uint64 {
 		s.AttributeInt(abi.AttrConnectionID)
 		s.AttributeBool(abi.AttrConnectionMTLS)
 		s.SetDynamicMetadataNumber("frontdoor.test", "scratch", 1)
-		s.SetDynamicMetadataStrings("frontdoor.test", scratchPairs)
+		s.SetFilterState("frontdoor.test.scratch", "v")
 	}
 	runtime.ReadMemStats(&after)
 	return after.Mallocs - before.Mallocs
 }
-
-var scratchPairs = [][2]string{{"scratch-a", "1"}, {"scratch-b", "2"}}
 
 func orAbsent(v string, ok bool) string {
 	switch {
@@ -335,7 +333,7 @@ func replayTTL(s abi.Stream) time.Duration {
 }
 
 // replayFilter answers with every write a plan can hold (header set, add,
-// remove; metadata strings, batch, number, elapsed; a reroute), numbering
+// remove; filter state, a metadata number, elapsed; a reroute), numbering
 // each answer Go makes (x-test-decision), and offers it for replay. Other
 // x-test-* fields act on the way: x-test-forget retires every replay,
 // x-test-hits reports abi.ReplayHits, x-test-route reroutes.
@@ -362,9 +360,10 @@ func replayFilter(s abi.Stream) abi.HeadersStatus {
 	s.AddRequestHeader("x-test-group", "system:masters")
 	s.AddRequestHeader("x-test-group", "devs")
 	s.RemoveRequestHeader("x-drop-me")
-	s.SetDynamicMetadataString("frontdoor.test", "tag", "replay")
-	s.SetDynamicMetadataStrings("frontdoor.test", [][2]string{{"batch-a", "ra"}, {"batch-empty", ""}, {"batch-b", "rb"}})
+	s.SetFilterState("frontdoor.test.tag", "replay")
 	s.SetDynamicMetadataNumber("frontdoor.test", "n", 7.5)
+	s.SetFilterState("frontdoor.test.fs-a", "replay-fs")
+	s.SetFilterState("frontdoor.test.fs-empty", "")
 	s.SetDynamicMetadataElapsed("frontdoor.test", "elapsed", time.Now())
 	if route {
 		s.SetRequestHeader("x-test-rule", "second")
