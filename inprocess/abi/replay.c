@@ -9,10 +9,9 @@
 // every header the decision read, in order; a secret's value, such as a bearer
 // token, only as a 128-bit keyed hash) and what the filter did to the
 // stream (the plan: header, metadata and filter-state writes, recorded by
-// Stream). A later
-// request on the same worker with a byte-identical key, within the time Go
-// allowed and under the same generation, gets the same plan applied here,
-// and Go is never entered.
+// Stream). A later request on the same worker with a byte-identical key,
+// within the time Go allowed and under the same generation, gets the same
+// plan applied here, and Go is never entered.
 //
 // The table is per worker thread (Envoy runs each stream on one worker),
 // so lookups and inserts take no lock; only the generation (bumped by Go
