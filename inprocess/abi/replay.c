@@ -306,9 +306,6 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
         return 0;
       }
       if (apply) {
-        if (b.ptr == NULL) {
-          b.ptr = ""; // Envoy builds a string from it
-        }
         envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, a, b);
       }
       break;

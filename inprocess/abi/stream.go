@@ -72,18 +72,6 @@ func goBuf(s string) C.fd_buffer {
 	return C.fd_buffer{ptr: (*C.char)(unsafe.Pointer(unsafe.StringData(s))), length: C.size_t(len(s))}
 }
 
-// goBufNonNil is goBuf with a valid address for an empty s, for calls that
-// build a C++ string from the range.
-func goBufNonNil(s string) C.fd_buffer {
-	if s == "" {
-		return C.fd_buffer{ptr: &emptyCString[0], length: 0}
-	}
-	return goBuf(s)
-}
-
-// emptyCString is C memory (static, never freed) for goBufNonNil.
-var emptyCString = (*[1]C.char)(C.calloc(1, 1))
-
 // envoyBytes aliases Envoy-owned bytes without copying.
 func envoyBytes(p *C.char, n C.size_t) []byte {
 	if p == nil || n == 0 {
@@ -290,7 +278,7 @@ func (c *cPairs) free() { C.free(c.mem) }
 func (s Stream) SetFilterState(key, value string) bool {
 	ok := false
 	if p := s.envoy(); p != nil {
-		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBufNonNil(value)))
+		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBuf(value)))
 		runtime.KeepAlive(key)
 		runtime.KeepAlive(value)
 	}
