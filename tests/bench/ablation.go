@@ -60,14 +60,8 @@ var ablations = []ablation{
 		a.dropFilter(named("envoy.filters.http.header_mutation"))
 	}},
 	{"no-local-reply", "the local reply mappers (Status bodies for 429/503)", func(a *ablated) { delete(a.hcm, "local_reply_config") }},
-	{"no-upstream-verdict", "the upstream header_mutation that stamps x-frontdoor-upstream-verdict on every response, and the retry on it", func(a *ablated) {
-		a.dropUpstreamVerdict()
-	}},
-	{"no-outlier-detection", "the clusters' outlier detection", func(a *ablated) {
-		for _, c := range a.clusters {
-			delete(c, "outlier_detection")
-		}
-	}},
+	{"no-upstream-verdict", "the upstream header_mutation that stamps x-frontdoor-upstream-verdict on every response, and the retry on it", func(a *ablated) { a.dropUpstreamVerdict() }},
+	{"no-outlier-detection", "the clusters' outlier detection", func(a *ablated) { a.dropOutlierDetection() }},
 	{"bare", "all of the above and x-forwarded-client-cert: Envoy's TLS, routing and connection pool only", func(a *ablated) {
 		a.dropFilter(isModuleFilter)
 		a.dropFilter(named("envoy.filters.http.local_ratelimit"))
@@ -77,9 +71,7 @@ var ablations = []ablation{
 		}
 		a.hcm["forward_client_cert_details"] = "SANITIZE"
 		a.dropUpstreamVerdict()
-		for _, c := range a.clusters {
-			delete(c, "outlier_detection")
-		}
+		a.dropOutlierDetection()
 	}},
 }
 
@@ -122,6 +114,12 @@ func (a *ablated) dropUpstreamVerdict() {
 		}
 		rp["retry_on"] = strings.Join(on, ",")
 	})
+}
+
+func (a *ablated) dropOutlierDetection() {
+	for _, c := range a.clusters {
+		delete(c, "outlier_detection")
+	}
 }
 
 func asMap(v any) map[string]any { m, _ := v.(map[string]any); return m }
