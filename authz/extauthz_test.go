@@ -106,7 +106,7 @@ func TestExtAuthzCheck(t *testing.T) {
 			want: &authv3.CheckResponse{
 				Status: &rpcstatus.Status{Code: int32(codes.OK)},
 				HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-					Headers:         []*corev3.HeaderValueOption{hvo("x-frontdoor-rule", "default", overwrite), hvo("x-frontdoor-user", userKey("jane"), overwrite)},
+					Headers:         []*corev3.HeaderValueOption{hvo("x-frontdoor-rule", "default", overwrite)},
 					HeadersToRemove: []string{"authorization", "x-remote-extra-foo", "x-remote-user"},
 				}},
 				// Identity fields travel as metadata for the identity Lua

@@ -44,7 +44,6 @@ func TestRequestHeaderForwarding(t *testing.T) {
 		{Name: "X-Remote-Group", Value: "system:authenticated"},
 		{Name: "X-Remote-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 		{Name: envoy.HeaderRule, Value: "default"},
-		{Name: envoy.HeaderUser, Value: userKey("jane")},
 	}
 	if diff := cmp.Diff(want, d.SetHeaders); diff != "" {
 		t.Errorf("set (-want +got):\n%s", diff)

@@ -63,7 +63,6 @@ func TestFrontProxyClients(t *testing.T) {
 			{Name: names.extraPrefix + "scopes", Value: "read"},
 			{Name: names.extraPrefix + "scopes", Value: "write"},
 			{Name: envoy.HeaderRule, Value: "default"},
-			{Name: envoy.HeaderUser, Value: userKey("alice")},
 		}
 		if diff := cmp.Diff(want, d.SetHeaders); diff != "" {
 			t.Errorf("mode %q: front proxy's user (-want +got):\n%s", mode, diff)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"k8s.io/apiserver/pkg/authentication/user"
 
+	"github.com/kubefrontdoor/frontdoor/envoy"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
@@ -160,14 +162,28 @@ func TestPipelineDispatch(t *testing.T) {
 		_, cert := ca.issue(t, clientCert{cn: cn})
 		return tp.Check(context.Background(), &Request{Cluster: "a", Method: "GET", Path: path, PeerCertificate: cert})
 	}
+	// A policy's requests carry the user key its route's per-user buckets
+	// read; the default route has none, so its requests carry no key.
+	userKeys := func(d Decision) (keys []string) {
+		for _, h := range d.SetHeaders {
+			if h.Name == envoy.HeaderUser {
+				keys = append(keys, h.Value)
+			}
+		}
+		return keys
+	}
 	if d := check("jane", "/api/v1/pods"); !d.Allowed() || d.Rule != "jane" {
 		t.Errorf("jane list pods: %s rule %q, want allowed by jane", d.Outcome, d.Rule)
+	} else if got := userKeys(d); !slices.Equal(got, []string{userKey("jane")}) {
+		t.Errorf("jane list pods: %s = %q, want jane's key", envoy.HeaderUser, got)
 	}
 	if d := check("bob", "/api/v1/pods"); d.Outcome != Rejected || d.Code != 503 || d.User != "bob" {
 		t.Errorf("bob list pods: %s %d user %q, want rejected 503", d.Outcome, d.Code, d.User)
 	}
 	if d := check("bob", "/api/v1/namespaces/x/pods/p"); !d.Allowed() || d.Rule != "default" {
 		t.Errorf("bob get pod: %s rule %q, want default", d.Outcome, d.Rule)
+	} else if got := userKeys(d); got != nil {
+		t.Errorf("bob get pod (default rule): %s = %q, want none", envoy.HeaderUser, got)
 	}
 	for _, c := range []struct{ rule, verb, resource, decision string }{
 		{"jane", "list", "pods", "allowed"}, {"shed", "list", "pods", "rejected"}, {"default", "get", "pods", "allowed"},

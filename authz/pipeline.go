@@ -515,7 +515,12 @@ func (p *Pipeline) decide(ctx context.Context, req *Request, cc *compiledCluster
 		rule = dp.rule(info)
 	}
 	set, remove := planHeaders(id, cc.forwarding, rule, req.Headers)
-	set = append(set, Header{Name: envoy.HeaderUser, Value: userKey(id.user.GetName())})
+	// Only a dispatch policy's route reads the user key (its per-user token
+	// bucket or global descriptor); the default route has no limit, so its
+	// requests carry none: one header (and one digest) less per request.
+	if rule != cc.defaultRule {
+		set = append(set, Header{Name: envoy.HeaderUser, Value: userKey(id.user.GetName())})
+	}
 	return Decision{
 		Outcome:       Allowed,
 		SetHeaders:    set,

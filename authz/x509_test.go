@@ -136,7 +136,6 @@ func TestX509ValidIdentity(t *testing.T) {
 			{Name: "Impersonate-Group", Value: "system:authenticated"},
 			{Name: "Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 			{Name: "x-frontdoor-rule", Value: "default"},
-			{Name: "x-frontdoor-user", Value: userKey("jane")},
 		},
 		RemoveHeaders: []string{"authorization"},
 		Rule:          "default",

@@ -17,7 +17,8 @@ const (
 	// routes match it exactly.
 	HeaderRule = "x-frontdoor-rule"
 	// HeaderUser carries a digest of the (final) user name, set by the
-	// request service; per-user token buckets key on it.
+	// request service on requests of a dispatch policy (not of the default
+	// rule); per-user token buckets and global descriptors key on it.
 	HeaderUser = "x-frontdoor-user"
 
 	// ContextKeyCluster is the ext_authz context extension (set per virtual

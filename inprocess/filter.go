@@ -161,8 +161,9 @@ func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 		s.SendLocalResponse(d.Code, headers, d.Body, "frontdoor_"+string(d.Outcome))
 		return abi.StopIteration
 	}
-	d.Apply(mutator{s})
-	if needsReroute(d) {
+	reroute := needsReroute(d)
+	d.Apply(mutator{s: s, ruleHeader: reroute})
+	if reroute {
 		s.ClearRouteCache()
 	}
 	f.offerReplay(s, d)
@@ -232,9 +233,23 @@ func readRequest(s stream, cluster string) *authz.Request {
 	return b.Request()
 }
 
-// mutator applies a decision's header plan to the stream.
-type mutator struct{ s stream }
+// mutator applies a decision's header plan to the stream. The rule header
+// is written only when it picks another route (ruleHeader, needsReroute):
+// in process nothing else reads it (the access log takes the rule from
+// filter state, and the routes of the default rule match without it), and
+// the edge header mutation would only remove it again.
+type mutator struct {
+	s          stream
+	ruleHeader bool
+}
 
-func (m mutator) RemoveHeader(name string)        { m.s.RemoveRequestHeader(name) }
-func (m mutator) SetHeader(name, value string)    { m.s.SetRequestHeader(name, value) }
+func (m mutator) RemoveHeader(name string) { m.s.RemoveRequestHeader(name) }
+
+func (m mutator) SetHeader(name, value string) {
+	if name == envoy.HeaderRule && !m.ruleHeader {
+		return
+	}
+	m.s.SetRequestHeader(name, value)
+}
+
 func (m mutator) AppendHeader(name, value string) { m.s.AddRequestHeader(name, value) }

@@ -166,8 +166,9 @@ var allowed = authz.Decision{
 }
 
 // The filter copies only the headers the pipeline reads, applies an
-// allowed decision as one field per value, clears the route cache and
-// records the access-log fields.
+// allowed decision as one field per value (the default rule's without the
+// rule header, and without choosing the route again) and records the
+// access-log fields.
 func TestInlineAllow(t *testing.T) {
 	c := &fakeChecker{inline: true, d: allowed, gotReq: make(chan *authz.Request, 1)}
 	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
@@ -197,6 +198,9 @@ func TestInlineAllow(t *testing.T) {
 	}
 	if slices.Contains(s.ops, "clear route cache") {
 		t.Errorf("the default rule's request had its route chosen again: %v", s.ops)
+	}
+	if v := s.header(envoy.HeaderRule); v != nil {
+		t.Errorf("the default rule's request carries %s %q: its route was chosen without it", envoy.HeaderRule, v)
 	}
 	if s.attrReads != 0 {
 		t.Errorf("an inline decision read %d stream attributes, want 0 (the client address is for reviews only)", s.attrReads)
