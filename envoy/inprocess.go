@@ -18,13 +18,17 @@ const (
 	// service took for the request (inline, the pipeline's own time;
 	// paused, until the decision was applied).
 	MetadataNamespaceInProcess = "frontdoor.inprocess"
-	// FilterStatePrefixInProcess starts the filter state key of each string
-	// access-log field (AccessLogFields but AccessLogGroups), which the
-	// module writes as a string object: the access log formats it as it is
-	// (%FILTER_STATE(key:PLAIN)%), where a dynamic metadata field costs a
-	// lookup and a protobuf conversion per field and line.
-	FilterStatePrefixInProcess = "frontdoor.inprocess."
+	// filterStatePrefixInProcess starts InProcessFilterStateKey.
+	filterStatePrefixInProcess = "frontdoor.inprocess."
 )
+
+// InProcessFilterStateKey is the filter state key of a string access-log
+// field (AccessLogFields but AccessLogGroups), which the module writes as a
+// string object and the access log formats as it is
+// (%FILTER_STATE(key:PLAIN)%), where a dynamic metadata field costs a
+// lookup and a protobuf conversion per field and line. The module and the
+// translator both name the key through it.
+func InProcessFilterStateKey(field string) string { return filterStatePrefixInProcess + field }
 
 // InProcessConfig is the module filter's config (filter_config, JSON in a
 // google.protobuf.StringValue). It changes only with the cluster or the

@@ -132,7 +132,7 @@ func (f *filter) onScheduled(s stream, eventID uint64) {
 var filterStateKeys = func() map[string]string {
 	m := make(map[string]string, len(envoy.AccessLogFields))
 	for _, k := range envoy.AccessLogFields {
-		m[k] = envoy.FilterStatePrefixInProcess + k
+		m[k] = envoy.InProcessFilterStateKey(k)
 	}
 	return m
 }()

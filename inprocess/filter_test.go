@@ -205,7 +205,7 @@ func TestInlineAllow(t *testing.T) {
 	if s.attrReads != 0 {
 		t.Errorf("an inline decision read %d stream attributes, want 0 (the client address is for reviews only)", s.attrReads)
 	}
-	if s.filterState[envoy.FilterStatePrefixInProcess+"user"] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
+	if s.filterState[envoy.InProcessFilterStateKey("user")] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
 		t.Errorf("filter state = %v, metadata = %v", s.filterState, s.metadata)
 	}
 	if _, ok := s.metadata[envoy.MetadataNamespaceInProcess+":"+envoy.AccessLogRequestServiceUs]; !ok {
@@ -228,7 +228,7 @@ func TestAccessLogFieldsReachEnvoy(t *testing.T) {
 	}
 	wantStrings, wantNumbers := map[string]string{}, map[string]any{}
 	d.EachAccessLogField(
-		func(k, v string) { wantStrings[envoy.FilterStatePrefixInProcess+k] = v },
+		func(k, v string) { wantStrings[envoy.InProcessFilterStateKey(k)] = v },
 		func(k string, v float64) { wantNumbers[envoy.MetadataNamespaceInProcess+":"+k] = v })
 	if len(wantStrings)+len(wantNumbers) < len(envoy.AccessLogFields) {
 		t.Fatalf("the decision has only %d access-log fields; the test needs them all", len(wantStrings)+len(wantNumbers))

@@ -75,7 +75,7 @@ func (inProcess) perRoute(*ClusterIR) (string, proto.Message) { return "", nil }
 func (inProcess) accessLogFields() map[string]string {
 	f := make(map[string]string, len(envoy.AccessLogFields))
 	for _, k := range envoy.AccessLogFields {
-		f[k] = "%FILTER_STATE(" + envoy.FilterStatePrefixInProcess + k + ":PLAIN)%"
+		f[k] = "%FILTER_STATE(" + envoy.InProcessFilterStateKey(k) + ":PLAIN)%"
 	}
 	f[envoy.AccessLogGroups] = "%DYNAMIC_METADATA(" + envoy.MetadataNamespaceInProcess + ":" + envoy.AccessLogGroups + ")%"
 	return f
