@@ -115,7 +115,6 @@ func TestExtAuthzCheck(t *testing.T) {
 					"Impersonate-User", "jane",
 					"Impersonate-Group", "dev",
 					"Impersonate-Group", "ops",
-					"Impersonate-Group", "system:authenticated",
 					"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", credentialID(der)),
 					// What the access log prints: never the certificate.
 					map[string]any{

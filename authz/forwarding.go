@@ -87,7 +87,7 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 // forwardedFields are the header fields naming u under names, in order:
-// user, uid, groups, then extras by sorted key (each value its own field,
+// user, uid, groups (forwardedGroups), then extras by sorted key (each value its own field,
 // the key escaped as both the impersonation filter and the requestheader
 // authenticator unescape it: lowercased, then url.PathUnescape). It refuses
 // a value headers cannot carry faithfully.
@@ -108,7 +108,7 @@ func forwardedFields(u user.Info, names identityHeaderNames) ([]Header, error) {
 			return nil, err
 		}
 	}
-	for _, g := range u.GetGroups() {
+	for _, g := range forwardedGroups(u) {
 		if err := add(names.group, g); err != nil {
 			return nil, err
 		}
@@ -128,4 +128,29 @@ func forwardedFields(u user.Info, names identityHeaderNames) ([]Header, error) {
 		}
 	}
 	return out, nil
+}
+
+// forwardedGroups are the groups of u to forward: all of them, but for a
+// trailing system:authenticated the apiserver would add back itself. Both
+// the impersonation filter (k8s.io/apiserver's impersonation mode check)
+// and the authenticated-group adder around the requestheader authenticator
+// append system:authenticated to a user other than system:anonymous that
+// has neither it nor system:unauthenticated, so leaving it out names the
+// same user, groups in the same order, for one header field and (with
+// impersonation) one authorization of the gateway fewer per request. It is
+// kept when it is the only group left, or the others are empty (a value a
+// hop may drop): an impersonated service-account name without any group
+// gets the service-account groups, which the user does not have.
+func forwardedGroups(u user.Info) []string {
+	gs := u.GetGroups()
+	n := len(gs) - 1
+	if n < 1 || gs[n] != user.AllAuthenticated || u.GetName() == user.Anonymous {
+		return gs
+	}
+	others := gs[:n]
+	if slices.Contains(others, user.AllAuthenticated) || slices.Contains(others, user.AllUnauthenticated) ||
+		!slices.ContainsFunc(others, func(g string) bool { return g != "" }) {
+		return gs
+	}
+	return others
 }

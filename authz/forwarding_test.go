@@ -41,7 +41,6 @@ func TestRequestHeaderForwarding(t *testing.T) {
 		{Name: "X-Remote-User", Value: "jane"},
 		{Name: "X-Remote-Group", Value: "dev"},
 		{Name: "X-Remote-Group", Value: "ops"},
-		{Name: "X-Remote-Group", Value: "system:authenticated"},
 		{Name: "X-Remote-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 		{Name: envoy.HeaderRule, Value: "default"},
 	}
@@ -61,7 +60,7 @@ func TestRequestHeaderForwarding(t *testing.T) {
 			t.Errorf("identity header %s is an ext_authz mutation", h.GetHeader().GetKey())
 		}
 	}
-	if got := identityFields(t, resp); len(got) != 2*5 || got[0] != "X-Remote-User" || got[1] != "jane" {
+	if got := identityFields(t, resp); len(got) != 2*4 || got[0] != "X-Remote-User" || got[1] != "jane" {
 		t.Errorf("identity metadata = %v", got)
 	}
 }

@@ -58,7 +58,6 @@ func TestFrontProxyClients(t *testing.T) {
 			{Name: names.uid, Value: "u-1"},
 			{Name: names.group, Value: "dev"},
 			{Name: names.group, Value: "ops"},
-			{Name: names.group, Value: "system:authenticated"},
 			{Name: names.extraPrefix + "example.org%2fteam", Value: "blue"},
 			{Name: names.extraPrefix + "scopes", Value: "read"},
 			{Name: names.extraPrefix + "scopes", Value: "write"},

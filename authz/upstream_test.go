@@ -177,7 +177,6 @@ func TestTokenReviewForwardsUserAndCaches(t *testing.T) {
 			{"Impersonate-Uid", "5a1c"},
 			{"Impersonate-Group", "system:serviceaccounts"},
 			{"Impersonate-Group", "system:serviceaccounts:default"},
-			{"Impersonate-Group", "system:authenticated"},
 			{"Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", "JTI=abc"},
 			{"Impersonate-Extra-authentication.kubernetes.io%2fpod-name", "web-0"},
 		}
@@ -414,7 +413,6 @@ func TestImpersonation(t *testing.T) {
 		{"Impersonate-Uid", "42"},
 		{"Impersonate-Group", "dev"},
 		{"Impersonate-Group", "qa"},
-		{"Impersonate-Group", "system:authenticated"},
 		{"Impersonate-Extra-example.com%2fteam", "blue"},
 		{"Impersonate-Extra-scopes", "view"},
 	}
@@ -428,7 +426,6 @@ func TestImpersonation(t *testing.T) {
 		{"Impersonate-User", "system:serviceaccount:kube-system:default"},
 		{"Impersonate-Group", "system:serviceaccounts"},
 		{"Impersonate-Group", "system:serviceaccounts:kube-system"},
-		{"Impersonate-Group", "system:authenticated"},
 	}
 	if diff := cmp.Diff(want, identityHeaders(d)); diff != "" {
 		t.Errorf("impersonated service account (-want +got):\n%s", diff)

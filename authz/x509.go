@@ -68,9 +68,10 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*
 	return &x509Authenticator{
 		gen: p.gen.Add(1),
 		// The group adder also decides what the apiserver does with the
-		// forwarded identity: system:authenticated is an explicit
-		// Impersonate-Group, so an impersonated user named like a service
-		// account never gains service-account groups it did not have.
+		// forwarded identity: a user whose only group is
+		// system:authenticated forwards it as an explicit group, so an
+		// impersonated user named like a service account never gains
+		// service-account groups it did not have (forwardedGroups).
 		auth:          group.NewAuthenticatedGroupAdder(x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion)),
 		cache:         p.cache,
 		now:           p.now,

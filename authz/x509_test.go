@@ -133,7 +133,6 @@ func TestX509ValidIdentity(t *testing.T) {
 			{Name: "Impersonate-Group", Value: "dev"},
 			{Name: "Impersonate-Group", Value: "team a"},
 			{Name: "Impersonate-Group", Value: "system:masters"},
-			{Name: "Impersonate-Group", Value: "system:authenticated"},
 			{Name: "Impersonate-Extra-authentication.kubernetes.io%2fcredential-id", Value: credentialID(der)},
 			{Name: "x-frontdoor-rule", Value: "default"},
 		},
