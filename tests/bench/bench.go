@@ -481,6 +481,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	addRatios(rep)
 	rep.Baseline = opts.Baseline
 	addPaired(rep)
+	addBars(rep)
 
 	if opts.ProfileAPIServers {
 		rep.APIProfiles = profileAllAPIServers(ctx, sb, live, opts, rep, say)

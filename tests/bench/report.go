@@ -38,6 +38,8 @@ type Report struct {
 	// figures of one run), when a baseline was named.
 	Baseline string         `json:"baseline,omitempty"`
 	Paired   []PairedResult `json:"paired,omitempty"`
+	// Bars are the fast-path bars judged on this run (bars.go).
+	Bars []BarResult `json:"fast_path_bars,omitempty"`
 	// Split is the where-the-time-goes table (get, open loop at SplitQPS).
 	Split    []TimeSplit `json:"time_split,omitempty"`
 	SplitQPS float64     `json:"time_split_qps,omitempty"`
@@ -369,6 +371,7 @@ func (rep *Report) Markdown() string {
 		}
 	}
 	rep.pairedMarkdown(&b)
+	rep.barsMarkdown(&b)
 	rep.apiProfileMarkdown(&b)
 	rep.splitMarkdown(&b)
 	b.WriteString("\n**Balance** (get, open loop 200 req/s dealt evenly over 8 long-lived HTTP/2 clients, each on its own connection; counted from each replica's apiserver_request_total)\n\n")

@@ -113,3 +113,55 @@ func TestAddPaired(t *testing.T) {
 		t.Errorf("markdown:\n%s", md)
 	}
 }
+
+// The fast-path bars are judged on each round's comparison with the
+// reference path of the same round: a difference in ms for latency, a
+// ratio for CPU and rate, the median against the limit.
+func TestAddBars(t *testing.T) {
+	rounds := func(fs ...RoundFigures) []RoundFigures { return fs }
+	rep := &Report{Results: []Result{
+		{Workload: WorkloadGet, Mode: Open, Path: PathEnvoyPlain, PerRound: rounds(
+			RoundFigures{P50Ms: 2.0, P99Ms: 5}, RoundFigures{P50Ms: 3.0, P99Ms: 6}, RoundFigures{P50Ms: 2.5, P99Ms: 5})},
+		{Workload: WorkloadGet, Mode: Open, Path: PathFrontdoorInProc, PerRound: rounds(
+			RoundFigures{P50Ms: 2.1, P99Ms: 7}, RoundFigures{P50Ms: 3.5, P99Ms: 6.5}, RoundFigures{P50Ms: 2.7, P99Ms: 5.5})},
+		{Workload: WorkloadGet, Mode: Closed, Path: PathEnvoyPlain, PerRound: rounds(
+			RoundFigures{QPS: 2000, GatewayCPU1k: 0.10}, RoundFigures{QPS: 2000, GatewayCPU1k: 0.20}, RoundFigures{QPS: 2000, GatewayCPU1k: 0.10})},
+		{Workload: WorkloadGet, Mode: Closed, Path: PathEnvoyImpersonating, PerRound: rounds(
+			RoundFigures{QPS: 1000}, RoundFigures{QPS: 1000}, RoundFigures{QPS: 2000})},
+		{Workload: WorkloadGet, Mode: Closed, Path: PathFrontdoorInProc, PerRound: rounds(
+			RoundFigures{QPS: 900, GatewayCPU1k: 0.13}, RoundFigures{QPS: 800, GatewayCPU1k: 0.30}, RoundFigures{QPS: 1000, GatewayCPU1k: 0.16})},
+		// A path the run did not measure in the reference's rounds is not judged.
+		{Workload: WorkloadGet, Mode: Closed, Path: PathFrontdoorInProcTok, PerRound: rounds(RoundFigures{QPS: 900, GatewayCPU1k: 0.13})},
+	}}
+	addBars(rep)
+	near := func(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+	want := []struct {
+		bar   string
+		value [3]float64
+		met   bool
+	}{
+		{"p50 at the fixed rate, over envoy-plain", [3]float64{0.2, 0.1, 0.5}, true},
+		{"p99 at the fixed rate, over envoy-plain", [3]float64{0.5, 0.5, 2}, true},
+		{"gateway CPU per GET closed loop, to envoy-plain", [3]float64{1.5, 1.3, 1.6}, false},
+		{"closed-loop GETs/s, to envoy-impersonating", [3]float64{0.8, 0.5, 0.9}, false},
+	}
+	if len(rep.Bars) != len(want) {
+		t.Fatalf("bars = %+v, want %d for %s only", rep.Bars, len(want), PathFrontdoorInProc)
+	}
+	for i, w := range want {
+		g := rep.Bars[i]
+		if g.Path != PathFrontdoorInProc || g.Bar != w.bar || g.Met != w.met || g.Rounds != 3 ||
+			!near(g.Value[0], w.value[0]) || !near(g.Value[1], w.value[1]) || !near(g.Value[2], w.value[2]) {
+			t.Errorf("bar %d = %+v, want %s %v met=%v", i, g, w.bar, w.value, w.met)
+		}
+	}
+	md := rep.Markdown()
+	for _, line := range []string{
+		"| frontdoor-inprocess | p50 at the fixed rate, over envoy-plain | +0.20 ms [+0.10…+0.50] | ≤ +0.25 ms | yes |",
+		"| frontdoor-inprocess | closed-loop GETs/s, to envoy-impersonating | ×0.80 [0.50–0.90] | ≥ ×0.85 | no |",
+	} {
+		if !strings.Contains(md, line) {
+			t.Errorf("markdown lacks %q:\n%s", line, md)
+		}
+	}
+}
