@@ -2,13 +2,18 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
+	"time"
 
 	k8sauthn "k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/group"
@@ -31,10 +36,24 @@ import (
 // As in kube-apiserver it runs first, and a request without X-Remote-User
 // is not its kind (the next authenticator tries): a proxy's own
 // certificate then authenticates only if the cluster's client CA also
-// signed it. Nothing is cached: the identity is in the headers, which
-// change per request; only the certificate's verification is repeated.
+// signed it.
+//
+// Outcomes are cached per (generation, certificate chain and every
+// X-Remote-* field), as x509Authenticator caches certificates: verifying
+// the proxy's chain is most of the work (tens of µs per request, on an
+// Envoy worker in process), and a front proxy sends the same few users
+// again and again. A positive entry lives until the chain (or a CA root)
+// expires, at most the identity cache's TTL, which also makes its
+// decisions replayable in process (identity.until).
 type frontProxyAuthenticator struct {
 	auth k8sauthn.Request
+	// gen is unique per built authenticator: a new CA or allowed-name
+	// list never sees old cache entries.
+	gen   uint64
+	cache *authnCache
+	now   func() time.Time
+	// rootsNotAfter is the earliest expiry among the CA bundle.
+	rootsNotAfter time.Time
 }
 
 // Header names a front proxy sends (lowercase, as Envoy hands them over).
@@ -64,15 +83,26 @@ func (p *Pipeline) newFrontProxyAuthenticator(fp *policy.FrontProxy) (*frontProx
 	list := func(v ...string) headerrequest.StringSliceProvider { return headerrequest.StaticStringSlice(v) }
 	auth := headerrequest.NewDynamicVerifyOptionsSecure(verifyOpts, headerrequest.StaticStringSlice(fp.AllowedNames),
 		list(headerRemoteUser), list(headerRemoteUID), list(headerRemoteGroup), list(headerRemoteExtraPrefix))
-	return &frontProxyAuthenticator{auth: group.NewAuthenticatedGroupAdder(auth)}, nil
+	return &frontProxyAuthenticator{
+		auth:          group.NewAuthenticatedGroupAdder(auth),
+		gen:           p.gen.Add(1),
+		cache:         p.cache,
+		now:           p.now,
+		rootsNotAfter: earliestNotAfter(roots),
+	}, nil
 }
 
 func (a *frontProxyAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
 	if req.PeerCertificate == "" || header(req.Headers, frontProxyUser) == "" {
 		return nil, false, nil
 	}
+	key := authnCacheKey{gen: a.gen, sum: frontProxyKey(req)}
+	if r, ok := a.cache.get(key); ok {
+		return r.id, r.id != nil, r.err
+	}
 	chain, err := parseCertificateChain(req.PeerCertificate)
 	if err != nil {
+		a.cache.addNegative(key, err)
 		return nil, false, err
 	}
 	hr := (&http.Request{
@@ -80,14 +110,50 @@ func (a *frontProxyAuthenticator) authenticate(ctx context.Context, req *Request
 		Header: frontProxyHeaders(req.Headers),
 	}).WithContext(ctx)
 	resp, ok, err := a.auth.AuthenticateRequest(hr)
-	if err != nil || !ok {
-		return nil, false, err
+	if err == nil && ok {
+		var id *identity
+		if id, err = newIdentity(resp.User); err == nil {
+			notAfter := earliestNotAfter(chain)
+			if a.rootsNotAfter.Before(notAfter) {
+				notAfter = a.rootsNotAfter
+			}
+			id.until = notAfter // id is new: not shared yet
+			a.cache.add(key, id, notAfter.Sub(a.now()))
+			return id, true, nil
+		}
 	}
-	id, err := newIdentity(resp.User)
 	if err != nil {
-		return nil, false, err
+		a.cache.addNegative(key, err)
 	}
-	return id, true, nil
+	return nil, false, err
+}
+
+// frontProxyKey is the cache key of a front-proxy request: sha256 of its
+// certificate chain and of every X-Remote-* field in name order, each
+// length-prefixed, which is all the requestheader authenticator reads.
+func frontProxyKey(req *Request) [sha256.Size]byte {
+	var names []string
+	for k := range req.Headers {
+		if hasPrefixFold(k, remotePrefix) {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	h := sha256.New()
+	var n [8]byte
+	field := func(s string) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		_, _ = h.Write(n[:]) // hash.Hash.Write never fails
+		_, _ = io.WriteString(h, s)
+	}
+	field(req.PeerCertificate)
+	for _, k := range names {
+		field(k)
+		field(req.Headers[k])
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // frontProxyHeaders returns the client's X-Remote-* headers as the

@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -119,4 +120,49 @@ func TestNoFrontProxyIgnoresRemoteHeaders(t *testing.T) {
 	if !d.Allowed() || d.User != "outer-proxy" {
 		t.Fatalf("decision %s as %q, want allowed as outer-proxy", d.Outcome, d.User)
 	}
+}
+
+// A front proxy's outcome is cached per certificate and X-Remote-* fields:
+// the second identical request verifies nothing, another asserted user is
+// another entry, and nothing outlives the proxy's certificate, which also
+// bounds how long the in-process module may replay its decisions.
+func TestFrontProxyCachedUntilCertificateExpires(t *testing.T) {
+	clientCA := newTestCA(t, "client-ca")
+	proxyCA := newTestCA(t, "front-proxy-ca")
+	_, proxyCert := proxyCA.issue(t, clientCert{cn: "outer-proxy", notAfter: testNow.Add(time.Minute)})
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(forwardingTable(clientCA.CertPEM, "", &policy.FrontProxy{ClientCAPEM: proxyCA.CertPEM, AllowedNames: []string{"outer-proxy"}}))
+	req := func(user string) *Request {
+		return &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/default/pods/x", PeerCertificate: proxyCert,
+			Headers: map[string]string{"x-remote-user": user, "x-remote-group": "dev"}}
+	}
+	for _, user := range []string{"alice", "alice", "bob"} {
+		d, inline := tp.TryCheck(viaExtAuthz(req(user)))
+		if !inline || !d.Allowed() || d.User != user {
+			t.Fatalf("%s: %s (inline %v) as %q", user, d.Outcome, inline, d.User)
+		}
+		if !d.ReplayUntil.Equal(testNow.Add(time.Minute)) {
+			t.Errorf("%s: replay until %v, want the proxy certificate's NotAfter %v", user, d.ReplayUntil, testNow.Add(time.Minute))
+		}
+	}
+	if hits, misses := tp.cacheCount("hit"), tp.cacheCount("miss"); hits != 1 || misses != 2 {
+		t.Errorf("authn cache: %v hits, %v misses; want 1 (alice again) and 2 (alice, bob)", hits, misses)
+	}
+	tp.clock.Step(time.Minute + time.Second)
+	if d := tryCheck(t, tp, req("alice")); d.Allowed() {
+		t.Errorf("after the proxy certificate expired: %s as %q, want refused", d.Outcome, d.User)
+	}
+}
+
+// BenchmarkPipelineFrontProxyCached measures a front proxy's repeated
+// request: its certificate verified once, then answered from the cache.
+func BenchmarkPipelineFrontProxyCached(b *testing.B) {
+	clientCA := newTestCA(b, "client-ca")
+	proxyCA := newTestCA(b, "front-proxy-ca")
+	_, proxyCert := proxyCA.issue(b, clientCert{cn: "outer-proxy"})
+	tp := newTestPipeline(b, nil)
+	tp.SetPolicy(forwardingTable(clientCA.CertPEM, "", &policy.FrontProxy{ClientCAPEM: proxyCA.CertPEM, AllowedNames: []string{"outer-proxy"}}))
+	path := "/api/v1/namespaces/default/pods/web-0"
+	benchAllowed(b, tp.Pipeline, &Request{Cluster: "a", Method: "GET", Path: path, PeerCertificate: proxyCert,
+		Headers: map[string]string{":method": "GET", ":path": path, "x-remote-user": "alice", "x-remote-group": "dev"}})
 }

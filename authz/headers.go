@@ -21,10 +21,11 @@ type identity struct {
 	headers [forwardingModes][]Header
 	// until is how long a decision for this identity may be replayed
 	// (Decision.ReplayUntil): the end of the credential's validity as the
-	// authenticator checked it (a certificate chain; a TokenReview's
-	// freshness in the token cache). Zero (identities derived per request,
-	// JWTs, WebSocket tokens) never replays. Set before the identity is
-	// shared.
+	// authenticator checked it (a client's or a front proxy's certificate
+	// chain; a TokenReview's freshness in the token cache; a JWT's time in
+	// the identity cache). Zero (the anonymous user, impersonated users,
+	// WebSocket tokens' identities) never replays. Set before the identity
+	// is shared.
 	until time.Time
 }
 

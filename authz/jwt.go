@@ -228,6 +228,10 @@ func (a *jwtAuthenticator) authenticate(ctx context.Context, token string) (*jwt
 	if err != nil {
 		return nil, false, err
 	}
+	// Decisions for it may be replayed (in process) as long as it is
+	// cached: until then the pipeline would not verify the token again
+	// either. The cache runs on the wall clock, and so does this.
+	id.until = time.Now().Add(jwtCacheTTL) // id is new: not shared yet
 	c := &jwtCached{resp: resp, id: id}
 	a.ids.Add(key, c, jwtCacheTTL)
 	return c, true, nil

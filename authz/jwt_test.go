@@ -274,3 +274,24 @@ func TestJWTTryCheckOnlyFromCache(t *testing.T) {
 		t.Fatalf("TryCheck of a verified JWT = %v %s %q", ok, d.Outcome, d.User)
 	}
 }
+
+// A JWT's decision made inline may be replayed while its identity is
+// cached (jwtCacheTTL from its verification, on the wall clock as the
+// cache), when the pipeline would verify the token again; never the
+// decision that verified it.
+func TestJWTReplayUntilCacheEnd(t *testing.T) {
+	is := newTestIssuer(t)
+	tp := newTestPipeline(t, nil)
+	tp.SetPolicy(jwtTable(is.jwtConfig(t, "oidc:")))
+	token := is.Sign(t, is.claims("frontdoor"))
+	before := time.Now()
+	if d := waitJWT(t, tp, token); !d.Allowed() || !d.ReplayUntil.IsZero() {
+		t.Fatalf("verifying decision: %s, replay until %v; want allowed, never replayed", d.Outcome, d.ReplayUntil)
+	}
+	after := time.Now()
+	d, ok := tp.TryCheck(jwtRequest(token))
+	if !ok || !d.Allowed() || d.ReplayUntil.Before(before.Add(jwtCacheTTL)) || d.ReplayUntil.After(after.Add(jwtCacheTTL)) {
+		t.Errorf("cached JWT: %s (inline %v), replay until %v; want allowed until its cache entry ends, in [%v, %v]",
+			d.Outcome, ok, d.ReplayUntil, before.Add(jwtCacheTTL), after.Add(jwtCacheTTL))
+	}
+}

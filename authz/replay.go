@@ -26,13 +26,15 @@ const MaxReplay = defaultAuthnCacheTTL
 // until a known time:
 //   - decided without waiting (TryCheck): a decision that needed the
 //     apiserver is not a pure function of the request;
-//   - authenticated by a client certificate or by a bearer token the
-//     TokenReview cache answered (id.until is set only by those two): the
-//     token's replays end when its review stops being fresh (the cluster's
-//     tokenReview.cacheTTL after it was sent), when the pipeline would
-//     review it again; an adapter keys the token by a keyed hash only
-//     (ReplayHashedHeaders). JWTs, front-proxy headers and anonymous
-//     requests never qualify;
+//   - authenticated by a client certificate (a front proxy's too, with
+//     the X-Remote-* fields it asserted, all of them key fields), by a
+//     bearer token the TokenReview cache answered or by a JWT the identity
+//     cache holds (id.until is set only by those): a token's replays end
+//     when the pipeline would check it again, when its review stops being
+//     fresh (the cluster's tokenReview.cacheTTL after it was sent) or its
+//     JWT identity leaves the cache (jwtCacheTTL after it was verified);
+//     an adapter keys the token by a keyed hash only
+//     (ReplayHashedHeaders). Anonymous requests never qualify;
 //   - none of ReplayBypassHeaders (a WebSocket token, any Impersonate-*):
 //     an adapter does not even keep such a request as a key, and this keeps
 //     the two lists one.

@@ -57,12 +57,8 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*
 	}
 	opts := x509request.DefaultVerifyOptions()
 	opts.Roots = x509.NewCertPool()
-	var rootsNotAfter time.Time
 	for _, r := range roots {
 		opts.Roots.AddCert(r)
-		if rootsNotAfter.IsZero() || r.NotAfter.Before(rootsNotAfter) {
-			rootsNotAfter = r.NotAfter
-		}
 	}
 	verifyOpts := p.verifyOptions(opts)
 	return &x509Authenticator{
@@ -75,7 +71,7 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*
 		auth:          group.NewAuthenticatedGroupAdder(x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion)),
 		cache:         p.cache,
 		now:           p.now,
-		rootsNotAfter: rootsNotAfter,
+		rootsNotAfter: earliestNotAfter(roots),
 		revoked:       revoked,
 	}, nil
 }
@@ -128,16 +124,23 @@ func (a *x509Authenticator) verify(ctx context.Context, encoded string) (*identi
 	if err != nil {
 		return nil, time.Time{}, err
 	}
-	notAfter := chain[0].NotAfter
-	for _, c := range chain[1:] {
-		if c.NotAfter.Before(notAfter) {
-			notAfter = c.NotAfter
-		}
-	}
+	notAfter := earliestNotAfter(chain)
 	if !crlUntil.IsZero() && crlUntil.Before(notAfter) {
 		notAfter = crlUntil // re-checked once the CRL expires
 	}
 	return id, notAfter, nil
+}
+
+// earliestNotAfter is when the first of certs expires (certs is not
+// empty: a parsed chain or CA bundle).
+func earliestNotAfter(certs []*x509.Certificate) time.Time {
+	notAfter := certs[0].NotAfter
+	for _, c := range certs[1:] {
+		if c.NotAfter.Before(notAfter) {
+			notAfter = c.NotAfter
+		}
+	}
+	return notAfter
 }
 
 // parseCertificateChain decodes Envoy's attributes.source.certificate: the

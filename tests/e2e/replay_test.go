@@ -85,27 +85,34 @@ func TestRepeatedTokenRequestsReplayed(t *testing.T) {
 	if code := doGet(t, ctx, c, path, other); code != http.StatusForbidden {
 		t.Fatalf("GET with a second token: %d, want 403", code)
 	}
-	if rep, _ := replayedSeries().read(t, ctx); rep != repAfter {
+	if rep, _ := replayedSeries(sandbox.ClusterName).read(t, ctx); rep != repAfter {
 		t.Errorf("the first request of another token was replayed (%v → %v): a replay keyed by anything but the token", repAfter, rep)
 	}
 }
 
 // repeatAndCountReplays sends n identical GETs of path (with token, if
-// any) on c, each answered code by the apiserver, and checks that each is
-// counted once in frontdoor_requests_total and that, in InProcess mode, all
-// but inGo decisions per Envoy worker reached (one or both of its 2) were
-// replayed; none in the other modes. It returns
-// frontdoor_replayed_decisions_total after the requests.
+// any) on c to the sandbox's cluster: countReplays.
 func repeatAndCountReplays(t *testing.T, ctx context.Context, c *http.Client, path, token string, code, n, inGo int) float64 {
 	t.Helper()
+	return countReplays(t, ctx, sandbox.ClusterName, func() int { return doGet(t, ctx, c, path, token) }, code, n, inGo)
+}
+
+// countReplays sends n identical requests of cluster (send, a GET answered
+// code by the apiserver) and checks that each is counted once in
+// frontdoor_requests_total and that, in InProcess mode, all but inGo
+// decisions per Envoy worker reached (one or both of its 2) were replayed;
+// none in the other modes. It returns cluster's
+// frontdoor_replayed_decisions_total after the requests.
+func countReplays(t *testing.T, ctx context.Context, cluster string, send func() int, code, n, inGo int) float64 {
+	t.Helper()
 	requests := series{"frontdoor allowed", sb.FrontdoorMetrics, "frontdoor_requests_total",
-		map[string]string{"cluster": sandbox.ClusterName, "rule": "default", "verb": "get", "resource": "configmaps", "decision": "allowed"}}
-	replayed := replayedSeries()
+		map[string]string{"cluster": cluster, "rule": "default", "verb": "get", "resource": "configmaps", "decision": "allowed"}}
+	replayed := replayedSeries(cluster)
 	reqBefore, _ := requests.read(t, ctx)
 	repBefore, _ := replayed.read(t, ctx)
 	for i := range n {
-		if got := doGet(t, ctx, c, path, token); got != code {
-			t.Fatalf("GET %d of %s: %d, want %d from the apiserver (forwarded as the client)", i, path, got, code)
+		if got := send(); got != code {
+			t.Fatalf("request %d: %d, want %d from the apiserver (forwarded as the client)", i, got, code)
 		}
 	}
 	if delta, _ := requests.growth(t, ctx, reqBefore, float64(n)); delta != float64(n) {
@@ -123,10 +130,36 @@ func repeatAndCountReplays(t *testing.T, ctx context.Context, c *http.Client, pa
 	return repAfter
 }
 
-// replayedSeries is the sandbox cluster's frontdoor_replayed_decisions_total.
-func replayedSeries() series {
+// A front proxy's requests are replayed too, once its certificate has been
+// verified: the key holds the certificate and every X-Remote-* field, so
+// each asserted user is a key of its own (README "Identity").
+func TestRepeatedFrontProxyRequestsReplayed(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	ensureForwardingClusters(t, ctx)
+	fc := forwardingClusters[0]
+	proxyCert, proxyKey := sb.ClientCert(sandbox.FrontProxyUser)
+	c := httpClient(t, fc.sni(), proxyCert, proxyKey) // one HTTP/2 connection: one Envoy worker
+	path := "/api/v1/namespaces/default/configmaps/replay-proxy-" + randomHex(t, 6)
+	as := func(user string) func() int {
+		return func() int {
+			code, _, _ := do(t, ctx, c, http.MethodGet, sb.GatewayURL+path, http.Header{"X-Remote-User": {user}, "X-Remote-Group": {"proxied"}}, nil)
+			return code
+		}
+	}
+	// Forwarded as the asserted user, who may not read ConfigMaps: 403.
+	repAfter := countReplays(t, ctx, fc.name, as("proxied-"+uniq()), http.StatusForbidden, 12, 1)
+	if code := as("proxied-other-" + uniq())(); code != http.StatusForbidden {
+		t.Fatalf("GET as another asserted user: %d, want 403", code)
+	}
+	if rep, _ := replayedSeries(fc.name).read(t, ctx); rep != repAfter {
+		t.Errorf("the first request of another asserted user was replayed (%v → %v): a replay keyed by less than every X-Remote-* field", repAfter, rep)
+	}
+}
+
+// replayedSeries is cluster's frontdoor_replayed_decisions_total.
+func replayedSeries(cluster string) series {
 	return series{"frontdoor replayed", sb.FrontdoorMetrics, "frontdoor_replayed_decisions_total",
-		map[string]string{"cluster": sandbox.ClusterName}}
+		map[string]string{"cluster": cluster}}
 }
 
 // logLines returns every decoded access-log line whose path is path.
@@ -148,4 +181,31 @@ func logLines(t *testing.T, log []byte, path string) []map[string]any {
 		}
 	}
 	return out
+}
+
+// A JWT's requests are replayed while its identity is cached (10 s from
+// its verification, as kube-apiserver caches token authentications): the
+// first request verifies it (in Go, not kept), the next is decided in Go
+// from the cache and kept, the rest are replayed.
+func TestRepeatedJWTRequestsReplayed(t *testing.T) {
+	ctx := setup(t, 2*time.Minute)
+	allowIssuerDiscovery(t, ctx)
+	name := "jwt-replay-" + uniq()
+	sni := name + "." + sandbox.TestDomain
+	sa := serviceAccount(t, ctx, name)
+	writeJWTCluster(t, name, saJWTAuthenticator("sa-oidc:"))
+	user := "sa-oidc:system:serviceaccount:default:" + name
+	key := sandboxSAKey(t)
+	hour := time.Now().Add(time.Hour)
+	waitWhoami(t, ctx, sni, signES256(t, key, saClaims(name, string(sa.UID), jwtAudience, hour)), user)
+
+	// A token of its own, never seen: its first request is verified.
+	token := signES256(t, key, saClaims(name, string(sa.UID), jwtAudience, hour))
+	c := httpClient(t, sni, nil, nil) // one HTTP/2 connection: one Envoy worker
+	path := "/api/v1/namespaces/default/configmaps/replay-jwt-" + randomHex(t, 6)
+	// Forwarded as the mapped user, who may not read ConfigMaps: 403.
+	countReplays(t, ctx, name, func() int {
+		code, _, _ := do(t, ctx, c, http.MethodGet, sb.GatewayURL+path, http.Header{"Authorization": {"Bearer " + token}}, nil)
+		return code
+	}, http.StatusForbidden, 12, 2)
 }
