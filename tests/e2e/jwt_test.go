@@ -107,6 +107,19 @@ func writeJWTCluster(t *testing.T, name string, jwt ...map[string]any) {
 	t.Cleanup(func() { _ = os.Remove(path) })
 }
 
+// saJWTCluster writes a cluster of its own (writeJWTCluster) whose JWT
+// authenticator is the sandbox's service-account issuer with users
+// prefixed "sa-oidc:", and a ServiceAccount of the same name whose tokens
+// it accepts: the cluster's name, its SNI and the ServiceAccount.
+func saJWTCluster(t *testing.T, ctx context.Context, prefix string) (name, sni string, sa *corev1.ServiceAccount) {
+	t.Helper()
+	allowIssuerDiscovery(t, ctx)
+	name = prefix + uniq()
+	sa = serviceAccount(t, ctx, name)
+	writeJWTCluster(t, name, saJWTAuthenticator("sa-oidc:"))
+	return name, name + "." + sandbox.TestDomain, sa
+}
+
 // whoamiToken is whoami through the gateway's cluster sni with token: the
 // user, or the HTTP status of the refusal.
 func whoamiToken(ctx context.Context, t *testing.T, sni, token string) (authenticationv1.UserInfo, int) {
@@ -212,11 +225,7 @@ func saClaims(sa, uid, aud string, exp time.Time) map[string]any {
 // takes effect live; an invalid edit leaves the last good config serving.
 func TestJWTServiceAccountIssuer(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
-	allowIssuerDiscovery(t, ctx)
-	name := "jwt-" + uniq()
-	sni := name + "." + sandbox.TestDomain
-	sa := serviceAccount(t, ctx, name)
-	writeJWTCluster(t, name, saJWTAuthenticator("sa-oidc:"))
+	name, sni, sa := saJWTCluster(t, ctx, "jwt-")
 
 	admin := sandbox.Clientset(t, adminUser().direct())
 	tr, err := admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, name, &authenticationv1.TokenRequest{

@@ -189,11 +189,7 @@ func logLines(t *testing.T, log []byte, path string) []map[string]any {
 // from the cache and kept, the rest are replayed.
 func TestRepeatedJWTRequestsReplayed(t *testing.T) {
 	ctx := setup(t, 2*time.Minute)
-	allowIssuerDiscovery(t, ctx)
-	name := "jwt-replay-" + uniq()
-	sni := name + "." + sandbox.TestDomain
-	sa := serviceAccount(t, ctx, name)
-	writeJWTCluster(t, name, saJWTAuthenticator("sa-oidc:"))
+	name, sni, sa := saJWTCluster(t, ctx, "jwt-replay-")
 	user := "sa-oidc:system:serviceaccount:default:" + name
 	key := sandboxSAKey(t)
 	hour := time.Now().Add(time.Hour)
