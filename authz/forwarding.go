@@ -87,10 +87,10 @@ func hasPrefixFold(s, prefix string) bool {
 }
 
 // forwardedFields are the header fields naming u under names, in order:
-// user, uid, groups (forwardedGroups), then extras by sorted key (each value its own field,
-// the key escaped as both the impersonation filter and the requestheader
-// authenticator unescape it: lowercased, then url.PathUnescape). It refuses
-// a value headers cannot carry faithfully.
+// user, uid, groups (forwardedGroups), then extras by sorted key (each
+// value its own field, the key escaped as both the impersonation filter and
+// the requestheader authenticator unescape it: lowercased, then
+// url.PathUnescape). It refuses a value headers cannot carry faithfully.
 func forwardedFields(u user.Info, names identityHeaderNames) ([]Header, error) {
 	var out []Header
 	add := func(name, value string) error {
