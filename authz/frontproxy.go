@@ -3,12 +3,10 @@ package authz
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/textproto"
 	"slices"
@@ -46,14 +44,8 @@ import (
 // expires, at most the identity cache's TTL, which also makes its
 // decisions replayable in process (identity.until).
 type frontProxyAuthenticator struct {
+	certOutcomes
 	auth k8sauthn.Request
-	// gen is unique per built authenticator: a new CA or allowed-name
-	// list never sees old cache entries.
-	gen   uint64
-	cache *authnCache
-	now   func() time.Time
-	// rootsNotAfter is the earliest expiry among the CA bundle.
-	rootsNotAfter time.Time
 }
 
 // Header names a front proxy sends (lowercase, as Envoy hands them over).
@@ -83,54 +75,26 @@ func (p *Pipeline) newFrontProxyAuthenticator(fp *policy.FrontProxy) (*frontProx
 	list := func(v ...string) headerrequest.StringSliceProvider { return headerrequest.StaticStringSlice(v) }
 	auth := headerrequest.NewDynamicVerifyOptionsSecure(verifyOpts, headerrequest.StaticStringSlice(fp.AllowedNames),
 		list(headerRemoteUser), list(headerRemoteUID), list(headerRemoteGroup), list(headerRemoteExtraPrefix))
-	return &frontProxyAuthenticator{
-		auth:          group.NewAuthenticatedGroupAdder(auth),
-		gen:           p.gen.Add(1),
-		cache:         p.cache,
-		now:           p.now,
-		rootsNotAfter: earliestNotAfter(roots),
-	}, nil
+	return &frontProxyAuthenticator{certOutcomes: p.newCertOutcomes(roots), auth: group.NewAuthenticatedGroupAdder(auth)}, nil
 }
 
 func (a *frontProxyAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {
 	if req.PeerCertificate == "" || header(req.Headers, frontProxyUser) == "" {
 		return nil, false, nil
 	}
-	key := authnCacheKey{gen: a.gen, sum: frontProxyKey(req)}
-	if r, ok := a.cache.get(key); ok {
-		return r.id, r.id != nil, r.err
-	}
-	chain, err := parseCertificateChain(req.PeerCertificate)
-	if err != nil {
-		a.cache.addNegative(key, err)
-		return nil, false, err
-	}
-	hr := (&http.Request{
-		TLS:    &tls.ConnectionState{PeerCertificates: chain},
-		Header: frontProxyHeaders(req.Headers),
-	}).WithContext(ctx)
-	resp, ok, err := a.auth.AuthenticateRequest(hr)
-	if err == nil && ok {
-		var id *identity
-		if id, err = newIdentity(resp.User); err == nil {
-			notAfter := earliestNotAfter(chain)
-			if a.rootsNotAfter.Before(notAfter) {
-				notAfter = a.rootsNotAfter
-			}
-			id.until = notAfter // id is new: not shared yet
-			a.cache.add(key, id, notAfter.Sub(a.now()))
-			return id, true, nil
+	return a.remember(frontProxyKey(req), func() (*identity, time.Time, error) {
+		id, chain, err := verifyChain(ctx, a.auth, req.PeerCertificate, frontProxyHeaders(req.Headers))
+		if id == nil {
+			return nil, time.Time{}, err
 		}
-	}
-	if err != nil {
-		a.cache.addNegative(key, err)
-	}
-	return nil, false, err
+		return id, earliestNotAfter(chain), nil
+	})
 }
 
 // frontProxyKey is the cache key of a front-proxy request: sha256 of its
-// certificate chain and of every X-Remote-* field in name order, each
-// length-prefixed, which is all the requestheader authenticator reads.
+// certificate chain's hash (hashString) and of every X-Remote-* field in
+// name order, each length-prefixed, which is all the requestheader
+// authenticator reads.
 func frontProxyKey(req *Request) [sha256.Size]byte {
 	var names []string
 	for k := range req.Headers {
@@ -139,14 +103,15 @@ func frontProxyKey(req *Request) [sha256.Size]byte {
 		}
 	}
 	slices.Sort(names)
+	cert := hashString(req.PeerCertificate)
 	h := sha256.New()
+	_, _ = h.Write(cert[:]) // hash.Hash.Write never fails
 	var n [8]byte
 	field := func(s string) {
 		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
-		_, _ = h.Write(n[:]) // hash.Hash.Write never fails
-		_, _ = io.WriteString(h, s)
+		_, _ = h.Write(n[:])
+		_, _ = h.Write([]byte(s))
 	}
-	field(req.PeerCertificate)
 	for _, k := range names {
 		field(k)
 		field(req.Headers[k])

@@ -33,14 +33,8 @@ const maxCertificateLen = 64 << 10
 // would derive, for rule matching as for forwarding). Results are cached per
 // (CA generation, certificate).
 type x509Authenticator struct {
-	// gen is unique per compiled CA: a new CA never sees old cache entries.
-	gen   uint64
-	auth  k8sauthn.Request
-	cache *authnCache
-	now   func() time.Time
-	// rootsNotAfter is the earliest expiry among the CA bundle: no cached
-	// identity outlives the roots it was verified against.
-	rootsNotAfter time.Time
+	certOutcomes
+	auth k8sauthn.Request
 	// revoked are the revoked certificates (revocation.go); nil: none. Part
 	// of the generation: a new list is a new authenticator.
 	revoked *revocation
@@ -62,17 +56,14 @@ func (p *Pipeline) newX509Authenticator(caPEM []byte, rev *policy.Revocation) (*
 	}
 	verifyOpts := p.verifyOptions(opts)
 	return &x509Authenticator{
-		gen: p.gen.Add(1),
+		certOutcomes: p.newCertOutcomes(roots),
 		// The group adder also decides what the apiserver does with the
 		// forwarded identity: a user whose only group is
 		// system:authenticated forwards it as an explicit group, so an
 		// impersonated user named like a service account never gains
 		// service-account groups it did not have (forwardedGroups).
-		auth:          group.NewAuthenticatedGroupAdder(x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion)),
-		cache:         p.cache,
-		now:           p.now,
-		rootsNotAfter: earliestNotAfter(roots),
-		revoked:       revoked,
+		auth:    group.NewAuthenticatedGroupAdder(x509request.NewDynamic(verifyOpts, x509request.CommonNameUserConversion)),
+		revoked: revoked,
 	}, nil
 }
 
@@ -80,24 +71,55 @@ func (a *x509Authenticator) authenticate(ctx context.Context, req *Request) (*id
 	if req.PeerCertificate == "" {
 		return nil, false, nil
 	}
-	key := authnCacheKey{gen: a.gen, sum: hashString(req.PeerCertificate)}
-	if r, ok := a.cache.get(key); ok {
-		return r.id, r.id != nil, r.err
-	}
-	id, notAfter, err := a.verify(ctx, req.PeerCertificate)
-	if id == nil {
-		if err == nil {
+	return a.remember(hashString(req.PeerCertificate), func() (*identity, time.Time, error) {
+		id, notAfter, err := a.verify(ctx, req.PeerCertificate)
+		if id == nil && err == nil {
 			// What the apiserver's authenticator says for, e.g., no CN.
 			err = errors.New("x509: certificate did not authenticate a user")
 		}
-		a.cache.addNegative(key, err)
+		return id, notAfter, err
+	})
+}
+
+// certOutcomes caches the outcomes of a certificate authenticator (client
+// certificates, front proxies) in the pipeline's verified-identity cache.
+type certOutcomes struct {
+	// gen is unique per built authenticator: a new CA (or revocation or
+	// allowed-name list) never sees old cache entries.
+	gen   uint64
+	cache *authnCache
+	now   func() time.Time
+	// rootsNotAfter is the earliest expiry among the CA bundle: no cached
+	// identity outlives the roots it was verified against.
+	rootsNotAfter time.Time
+}
+
+func (p *Pipeline) newCertOutcomes(roots []*x509.Certificate) certOutcomes {
+	return certOutcomes{gen: p.gen.Add(1), cache: p.cache, now: p.now, rootsNotAfter: earliestNotAfter(roots)}
+}
+
+// remember answers the credential hashed to sum from the cache, or runs
+// verify and remembers what it says: a new identity until notAfter, capped
+// at the roots' expiry, which also bounds its replays (identity.until); an
+// error as a negative entry. An outcome that is neither (not this
+// authenticator's kind of request) is not remembered.
+func (o *certOutcomes) remember(sum [sha256.Size]byte, verify func() (*identity, time.Time, error)) (*identity, bool, error) {
+	key := authnCacheKey{gen: o.gen, sum: sum}
+	if r, ok := o.cache.get(key); ok {
+		return r.id, r.id != nil, r.err
+	}
+	id, notAfter, err := verify()
+	if id == nil {
+		if err != nil {
+			o.cache.addNegative(key, err)
+		}
 		return nil, false, err
 	}
-	if a.rootsNotAfter.Before(notAfter) {
-		notAfter = a.rootsNotAfter
+	if o.rootsNotAfter.Before(notAfter) {
+		notAfter = o.rootsNotAfter
 	}
 	id.until = notAfter // id is new (verify): not shared yet
-	a.cache.add(key, id, notAfter.Sub(a.now()))
+	o.cache.add(key, id, notAfter.Sub(o.now()))
 	return id, true, nil
 }
 
@@ -105,17 +127,8 @@ func (a *x509Authenticator) authenticate(ctx context.Context, req *Request) (*id
 // authenticator on it. It returns the identity and the earliest NotAfter of
 // the presented chain.
 func (a *x509Authenticator) verify(ctx context.Context, encoded string) (*identity, time.Time, error) {
-	chain, err := parseCertificateChain(encoded)
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	hr := (&http.Request{TLS: &tls.ConnectionState{PeerCertificates: chain}}).WithContext(ctx)
-	resp, ok, err := a.auth.AuthenticateRequest(hr)
-	if err != nil || !ok {
-		return nil, time.Time{}, err
-	}
-	id, err := newIdentity(resp.User)
-	if err != nil {
+	id, chain, err := verifyChain(ctx, a.auth, encoded, nil)
+	if id == nil {
 		return nil, time.Time{}, err
 	}
 	// Only a chain that verified is checked for revocation: an unverified
@@ -129,6 +142,27 @@ func (a *x509Authenticator) verify(ctx context.Context, encoded string) (*identi
 		notAfter = crlUntil // re-checked once the CRL expires
 	}
 	return id, notAfter, nil
+}
+
+// verifyChain parses Envoy's URL-encoded PEM chain (parseCertificateChain)
+// and runs a kube-apiserver request authenticator on it, with header (a
+// front proxy's X-Remote-* fields; nil for a client certificate): the
+// identity it derives, if any, and the chain.
+func verifyChain(ctx context.Context, auth k8sauthn.Request, encoded string, header http.Header) (*identity, []*x509.Certificate, error) {
+	chain, err := parseCertificateChain(encoded)
+	if err != nil {
+		return nil, nil, err
+	}
+	hr := (&http.Request{TLS: &tls.ConnectionState{PeerCertificates: chain}, Header: header}).WithContext(ctx)
+	resp, ok, err := auth.AuthenticateRequest(hr)
+	if err != nil || !ok {
+		return nil, nil, err
+	}
+	id, err := newIdentity(resp.User)
+	if err != nil {
+		return nil, nil, err
+	}
+	return id, chain, nil
 }
 
 // earliestNotAfter is when the first of certs expires (certs is not
