@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 )
 
@@ -84,13 +83,13 @@ func addBars(rep *Report) {
 			if len(vs) == 0 {
 				continue
 			}
-			m := median(vs)
-			met := m <= s.limit
+			v := spread(vs)
+			met := v[0] <= s.limit
 			if s.atLeast {
-				met = m >= s.limit
+				met = v[0] >= s.limit
 			}
 			rep.Bars = append(rep.Bars, BarResult{Bar: s.name, Path: p, Reference: s.reference,
-				Value: [3]float64{m, slices.Min(vs), slices.Max(vs)}, Unit: s.unit, Limit: s.limit, AtLeast: s.atLeast, Met: met, Rounds: len(vs)})
+				Value: v, Unit: s.unit, Limit: s.limit, AtLeast: s.atLeast, Met: met, Rounds: len(vs)})
 		}
 	}
 }

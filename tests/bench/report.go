@@ -132,12 +132,6 @@ func addPaired(rep *Report) {
 			base[string(r.Workload)+"/"+string(r.Mode)] = r
 		}
 	}
-	stats := func(xs []float64) [3]float64 {
-		if len(xs) == 0 {
-			return [3]float64{}
-		}
-		return [3]float64{median(xs), slices.Min(xs), slices.Max(xs)}
-	}
 	for _, r := range rep.Results {
 		b := base[string(r.Workload)+"/"+string(r.Mode)]
 		if b == nil || r.NA != "" || r.Path == rep.Baseline || r.Path == PathDirect || len(r.PerRound) != len(b.PerRound) {
@@ -157,8 +151,17 @@ func addPaired(rep *Report) {
 			}
 		}
 		rep.Paired = append(rep.Paired, PairedResult{Workload: r.Workload, Mode: r.Mode, Path: r.Path,
-			QPS: stats(qps), P50: stats(p50), P99: stats(p99), CPU: stats(cpu), APIServers: stats(api)})
+			QPS: spread(qps), P50: spread(p50), P99: spread(p99), CPU: spread(cpu), APIServers: spread(api)})
 	}
+}
+
+// spread is the median, lowest and highest of per-round figures; zeros
+// when there are none.
+func spread(xs []float64) [3]float64 {
+	if len(xs) == 0 {
+		return [3]float64{}
+	}
+	return [3]float64{median(xs), slices.Min(xs), slices.Max(xs)}
 }
 
 // pairedMarkdown renders the paired comparison.
