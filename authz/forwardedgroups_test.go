@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"testing"
@@ -87,7 +88,7 @@ func TestForwardedIdentityIsWhatTheApiserverDerives(t *testing.T) {
 			derived = nil
 			if forwarding(f) == forwardImpersonation {
 				ctx := request.WithRequestInfo(request.WithUser(context.Background(), gateway), info)
-				filter.ServeHTTP(&discardWriter{header: http.Header{}}, r.WithContext(ctx))
+				filter.ServeHTTP(httptest.NewRecorder(), r.WithContext(ctx))
 			} else {
 				resp, ok, err := frontProxy.AuthenticateRequest(r)
 				if err != nil || !ok {
@@ -113,13 +114,6 @@ func TestForwardedIdentityIsWhatTheApiserverDerives(t *testing.T) {
 		t.Errorf("system:authenticated left out for %d users, want 4 (alice, the service account, team cert-robot, the node)", dropped)
 	}
 }
-
-// discardWriter is an http.ResponseWriter that keeps nothing.
-type discardWriter struct{ header http.Header }
-
-func (w *discardWriter) Header() http.Header         { return w.header }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(int)             {}
 
 // The anonymous user never gains system:authenticated at the apiserver (it
 // gains system:unauthenticated), so a group list that names it is sent as
