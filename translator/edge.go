@@ -5,7 +5,7 @@ import (
 
 	mutationrulesv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	headermutationfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 
@@ -28,8 +28,8 @@ const (
 )
 
 const (
-	// headerMutationFilterName is the HTTP filter that rewrites the
-	// forwarding headers just before the router (edgeHeadersFilter).
+	// headerMutationFilterName is the HTTP filter that stamps the upstream
+	// verdict on responses (retry.go).
 	headerMutationFilterName = "envoy.filters.http.header_mutation"
 
 	// headerAuditID is kube-apiserver's audit ID header: when a request
@@ -45,7 +45,7 @@ const (
 // any filter sees it: the apiserver reads X-Real-Ip into sourceIPs and an
 // Audit-ID into the audit event, and Forwarded may be read by a workload
 // behind a proxy subresource. Envoy itself reads none of them; the gateway
-// sets Audit-ID and X-Forwarded-For itself (edgeHeadersFilter).
+// sets Audit-ID and X-Forwarded-For itself (edgeHeaders).
 var untrustedForwardingHeaders = []string{headerAuditID, "forwarded", "x-real-ip"}
 
 // EdgeOptions tune the public listener. Zero fields take the defaults.
@@ -116,43 +116,39 @@ func applyEdge(e EdgeOptions, hcm *hcmv3.HttpConnectionManager) {
 	applyConnectionAge(e, hcm.CommonHttpProtocolOptions)
 }
 
-// edgeHeadersFilter runs last before the router, in every request-service
-// mode, and makes the request the upstream sees:
+// The edge headers (edgeHeaders) make the request the upstream sees, in
+// every request-service mode. They are the route configuration's own
+// request_headers_to_remove and request_headers_to_add, which the router
+// applies as it forwards (removals first), after every filter ran and the
+// route was chosen: Envoy's own place for a request's last edits, so the
+// filter chain holds no filter of its own for them.
 //
 //   - x-frontdoor-rule and x-frontdoor-user are removed. The route has
-//     already been chosen on the rule and the local rate limit has already
-//     read the user key (both happen before this filter; the header
-//     mutation filter does not clear the route cache), and kube-apiserver's
-//     proxy subresources would otherwise copy them to workloads (the user
-//     key is a digest of the user name).
+//     already been chosen on the rule and the rate limits have already
+//     read the user key, and kube-apiserver's proxy subresources would
+//     otherwise copy them to workloads (the user key is a digest of the
+//     user name).
 //   - Audit-ID is the gateway's request ID (x-request-id, which Envoy
 //     generated), so the access log line and every apiserver's audit
-//     event of one request share one ID.
+//     event of one request share one ID. It is removed first: an empty
+//     request ID (never expected) leaves no Audit-ID at all, since Envoy
+//     adds no header whose value formats empty.
 //   - X-Forwarded-For is exactly the client's address as Envoy determined
 //     it (the TCP peer, or the trusted hops' entry), so the apiserver's
 //     audit sourceIPs start with the real client and never with a value
 //     the client wrote.
-func edgeHeadersFilter() *hcmv3.HttpFilter {
-	remove := func(name string) *mutationrulesv3.HeaderMutation {
-		return &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Remove{Remove: name}}
-	}
-	set := func(name, value string) *mutationrulesv3.HeaderMutation {
-		return &mutationrulesv3.HeaderMutation{Action: &mutationrulesv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
+func edgeHeaders(rc *routev3.RouteConfiguration) {
+	rc.RequestHeadersToRemove = []string{envoy.HeaderRule, envoy.HeaderUser, headerAuditID, headerXFF}
+	set := func(name, value string) *corev3.HeaderValueOption {
+		return &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: name, Value: value},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}}}
+		}
 	}
-	cfg := &headermutationfilterv3.HeaderMutation{Mutations: &headermutationfilterv3.Mutations{RequestMutations: []*mutationrulesv3.HeaderMutation{
-		remove(envoy.HeaderRule),
-		remove(envoy.HeaderUser),
-		// Removed first: an empty request ID (never expected) must leave
-		// no Audit-ID at all rather than one from elsewhere.
-		remove(headerAuditID),
+	rc.RequestHeadersToAdd = []*corev3.HeaderValueOption{
 		set(headerAuditID, "%REQ(X-REQUEST-ID)%"),
-		remove(headerXFF),
 		set(headerXFF, "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"),
-	}}}
-	return &hcmv3.HttpFilter{Name: headerMutationFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
+	}
 }
 
 // earlyRemovals are the early header mutations of every client request of

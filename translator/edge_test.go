@@ -1,10 +1,12 @@
 package translator_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
@@ -58,9 +60,25 @@ func TestEdgeOptions(t *testing.T) {
 				if a := hcm.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction().String(); a != "REJECT_REQUEST" {
 					t.Errorf("%s: headers_with_underscores_action %s", fc.GetName(), a)
 				}
-				filters := hcm.GetHttpFilters()
-				if n := len(filters); n < 2 || filters[n-2].GetName() != "envoy.filters.http.header_mutation" {
-					t.Errorf("%s: the filter before the router is not the edge header mutation: %v", fc.GetName(), filters)
+			}
+			// The edge headers are every route configuration's own, applied
+			// by the router after the filters and the route choice.
+			routes := out.Resources[resourcev3.RouteType]
+			if len(routes) < 2 {
+				t.Fatalf("%d route configurations, want one per cluster", len(routes))
+			}
+			for _, r := range routes {
+				rc := r.(*routev3.RouteConfiguration)
+				if got, want := rc.GetRequestHeadersToRemove(), []string{"x-frontdoor-rule", "x-frontdoor-user", "audit-id", "x-forwarded-for"}; !slices.Equal(got, want) {
+					t.Errorf("%s: request_headers_to_remove %v, want %v", rc.GetName(), got, want)
+				}
+				var adds []string
+				for _, h := range rc.GetRequestHeadersToAdd() {
+					adds = append(adds, h.GetHeader().GetKey()+"="+h.GetHeader().GetValue()+" "+h.GetAppendAction().String())
+				}
+				if want := []string{"audit-id=%REQ(X-REQUEST-ID)% OVERWRITE_IF_EXISTS_OR_ADD",
+					"x-forwarded-for=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% OVERWRITE_IF_EXISTS_OR_ADD"}; !slices.Equal(adds, want) {
+					t.Errorf("%s: request_headers_to_add %v, want %v", rc.GetName(), adds, want)
 				}
 			}
 		})

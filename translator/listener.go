@@ -180,7 +180,6 @@ func httpConnectionManager(e EdgeOptions, c *ClusterIR) *hcmv3.HttpConnectionMan
 		HttpFilters: append(append(rs.httpFilters(c),
 			localRateLimitFilter()),
 			append(globalRateLimitFilters(c),
-				edgeHeadersFilter(),
 				&hcmv3.HttpFilter{Name: routerName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 			)...,
 		),

@@ -39,7 +39,9 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 	if filter, cfg := requestServiceOf(c).perRoute(c); filter != "" {
 		vh.TypedPerFilterConfig = map[string]*anypb.Any{filter: mustAny(cfg)}
 	}
-	return &routev3.RouteConfiguration{Name: envoy.RouteName(c.Name), VirtualHosts: []*routev3.VirtualHost{vh}}
+	rc := &routev3.RouteConfiguration{Name: envoy.RouteName(c.Name), VirtualHosts: []*routev3.VirtualHost{vh}}
+	edgeHeaders(rc)
+	return rc
 }
 
 // upgradeRoute sends every request carrying an Upgrade header (kubectl

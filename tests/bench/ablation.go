@@ -56,16 +56,14 @@ var ablations = []ablation{
 		delete(a.hcm, "early_header_mutation_extensions")
 	}},
 	{"no-ratelimit", "the local_ratelimit filter", func(a *ablated) { a.dropFilter(named("envoy.filters.http.local_ratelimit")) }},
-	{"no-header-mutation", "the header_mutation filter (internal headers, audit-id, x-forwarded-for)", func(a *ablated) {
-		a.dropFilter(named("envoy.filters.http.header_mutation"))
-	}},
+	{"no-edge-headers", "the route configuration's header edits (internal headers removed, audit-id, x-forwarded-for)", func(a *ablated) { a.dropEdgeHeaders() }},
 	{"no-local-reply", "the local reply mappers (Status bodies for 429/503)", func(a *ablated) { delete(a.hcm, "local_reply_config") }},
 	{"no-upstream-verdict", "the upstream header_mutation that stamps x-frontdoor-upstream-verdict on every response, and the retry on it", func(a *ablated) { a.dropUpstreamVerdict() }},
 	{"no-outlier-detection", "the clusters' outlier detection", func(a *ablated) { a.dropOutlierDetection() }},
 	{"bare", "all of the above and x-forwarded-client-cert: Envoy's TLS, routing and connection pool only", func(a *ablated) {
 		a.dropFilter(isModuleFilter)
 		a.dropFilter(named("envoy.filters.http.local_ratelimit"))
-		a.dropFilter(named("envoy.filters.http.header_mutation"))
+		a.dropEdgeHeaders()
 		for _, k := range []string{"access_log", "early_header_mutation_extensions", "local_reply_config", "set_current_client_cert_details"} {
 			delete(a.hcm, k)
 		}
@@ -86,6 +84,16 @@ func isModuleFilter(f map[string]any) bool {
 	tc, _ := f["typed_config"].(map[string]any)
 	t, _ := tc["@type"].(string)
 	return strings.HasSuffix(t, ".DynamicModuleFilter")
+}
+
+// dropEdgeHeaders removes the route configuration's own request header
+// edits (translator/edge.go: the internal headers, Audit-ID,
+// X-Forwarded-For).
+func (a *ablated) dropEdgeHeaders() {
+	if rc, ok := a.hcm["route_config"].(map[string]any); ok {
+		delete(rc, "request_headers_to_add")
+		delete(rc, "request_headers_to_remove")
+	}
 }
 
 // dropUpstreamVerdict removes the clusters' upstream header_mutation

@@ -29,10 +29,10 @@ const testDump = `{"configs":[
       {"name":"frontdoor.inprocess","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
        "filter_config":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"{\"cluster\":\"in\",\"policyAddress\":\"127.0.0.1:1\",\"metricsAddress\":\"127.0.0.1:2\"}"}}},
       {"name":"envoy.filters.http.local_ratelimit"},
-      {"name":"envoy.filters.http.header_mutation"},
       {"name":"envoy.filters.http.router"}]}}]}]}}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump","dynamic_route_configs":[
-  {"route_config":{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"in","virtual_hosts":[{"name":"in","routes":[
+  {"route_config":{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"in",
+   "request_headers_to_remove":["x-frontdoor-rule"],"request_headers_to_add":[{"header":{"key":"audit-id","value":"%REQ(X-REQUEST-ID)%"}}],"virtual_hosts":[{"name":"in","routes":[
    {"match":{"prefix":"/"},"route":{"cluster":"in/default","retry_policy":{"retry_on":"connect-failure,retriable-headers","retriable_headers":[{"name":"x-frontdoor-upstream-verdict"}]}}}]}]}},
   {"route_config":{"name":"other","virtual_hosts":[{"routes":[{"route":{"cluster":"other/default"}}]}]}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump","dynamic_active_clusters":[
@@ -95,13 +95,16 @@ func TestAblationsRemoveOneFeatureEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	features := map[string]func(a *ablated) bool{
-		"module":          func(a *ablated) bool { return a.hasFilter(isModuleFilter) },
-		"accesslog":       func(a *ablated) bool { return a.hcm["access_log"] != nil },
-		"early-mutation":  func(a *ablated) bool { return a.hcm["early_header_mutation_extensions"] != nil },
-		"ratelimit":       func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.local_ratelimit")) },
-		"header-mutation": func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.header_mutation")) },
-		"local-reply":     func(a *ablated) bool { return a.hcm["local_reply_config"] != nil },
-		"xfcc":            func(a *ablated) bool { return a.hcm["forward_client_cert_details"] == "SANITIZE_SET" },
+		"module":         func(a *ablated) bool { return a.hasFilter(isModuleFilter) },
+		"accesslog":      func(a *ablated) bool { return a.hcm["access_log"] != nil },
+		"early-mutation": func(a *ablated) bool { return a.hcm["early_header_mutation_extensions"] != nil },
+		"ratelimit":      func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.local_ratelimit")) },
+		"edge-headers": func(a *ablated) bool {
+			rc, _ := a.hcm["route_config"].(map[string]any)
+			return rc["request_headers_to_add"] != nil && rc["request_headers_to_remove"] != nil
+		},
+		"local-reply": func(a *ablated) bool { return a.hcm["local_reply_config"] != nil },
+		"xfcc":        func(a *ablated) bool { return a.hcm["forward_client_cert_details"] == "SANITIZE_SET" },
 		"upstream-verdict": func(a *ablated) bool {
 			s := mustJSON(t, a.clusters) + mustJSON(t, a.hcm["route_config"])
 			if !strings.Contains(s, "upstream_codec") {
