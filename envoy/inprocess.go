@@ -13,10 +13,12 @@ const (
 	InProcessModuleFilter = "request_service"
 
 	// MetadataNamespaceInProcess is the dynamic metadata namespace the
-	// module writes the numeric access-log fields (AccessLogGroups) into,
-	// one key each, and AccessLogRequestServiceUs: how long the request
-	// service took for the request (inline, the pipeline's own time;
-	// paused, until the decision was applied).
+	// module writes the numeric access-log field AccessLogGroups into (a
+	// number in the JSON line). AccessLogRequestServiceUs, how long the
+	// request service took for the request (inline, the pipeline's own
+	// time; paused, until the decision was applied), is filter state
+	// (InProcessFilterStateKey), whole microseconds as digits like the
+	// other modes' latencies.
 	MetadataNamespaceInProcess = "frontdoor.inprocess"
 	// filterStatePrefixInProcess starts InProcessFilterStateKey.
 	filterStatePrefixInProcess = "frontdoor.inprocess."

@@ -54,7 +54,7 @@ type stream interface {
 	ContinueDecoding()
 	SetFilterState(key, value string) bool
 	SetDynamicMetadataNumber(namespace, key string, value float64)
-	SetDynamicMetadataElapsed(namespace, key string, start time.Time)
+	SetFilterStateElapsed(key string, start time.Time) bool
 	AttributeString(id abi.Attribute) (string, bool)
 	Replayable(ttl time.Duration, class uint32) bool
 }
@@ -137,19 +137,23 @@ var filterStateKeys = func() map[string]string {
 	return m
 }()
 
+// requestServiceUsKey is the filter state key of the module's time for a
+// request (AccessLogRequestServiceUs), whole microseconds as digits as
+// ext_authz's and ext_proc's latencies are.
+var requestServiceUsKey = envoy.InProcessFilterStateKey(envoy.AccessLogRequestServiceUs)
+
 // apply records the access-log fields, then forwards the request with its
 // identity headers (Continue) or answers the denial (StopIteration).
 //
-// The string fields go to Envoy as filter state, which the access log
-// formats as it is; the numbers as dynamic metadata, which keeps them
-// numbers in the JSON line.
+// The string fields and the module's time go to Envoy as filter state,
+// which the access log formats as it is; the group count as dynamic
+// metadata, which keeps it a number in the JSON line.
 func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
 	d.EachAccessLogField(
 		func(k, v string) { s.SetFilterState(filterStateKeys[k], v) },
 		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
 	)
-	// Fractional microseconds: an inline decision can take under 1 µs.
-	s.SetDynamicMetadataElapsed(envoy.MetadataNamespaceInProcess, envoy.AccessLogRequestServiceUs, f.start)
+	s.SetFilterStateElapsed(requestServiceUsKey, f.start)
 	if d.Allowed() && !carriable(d) {
 		d = &emptyValueDenial
 	}

@@ -184,14 +184,14 @@ func (s *nopStream) RequestHeaders(fn func(name, value []byte)) {
 		fn(h[0], h[1])
 	}
 }
-func (*nopStream) SetRequestHeader(string, string) bool                { return true }
-func (*nopStream) AddRequestHeader(string, string) bool                { return true }
-func (*nopStream) RemoveRequestHeader(string) bool                     { return true }
-func (*nopStream) ClearRouteCache()                                    {}
-func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string)  {}
-func (*nopStream) ContinueDecoding()                                   {}
-func (*nopStream) SetFilterState(string, string) bool                  { return true }
-func (*nopStream) SetDynamicMetadataNumber(string, string, float64)    {}
-func (*nopStream) AttributeString(abi.Attribute) (string, bool)        { return "", false }
-func (*nopStream) SetDynamicMetadataElapsed(string, string, time.Time) {}
-func (*nopStream) Replayable(time.Duration, uint32) bool               { return false }
+func (*nopStream) SetRequestHeader(string, string) bool               { return true }
+func (*nopStream) AddRequestHeader(string, string) bool               { return true }
+func (*nopStream) RemoveRequestHeader(string) bool                    { return true }
+func (*nopStream) ClearRouteCache()                                   {}
+func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string) {}
+func (*nopStream) ContinueDecoding()                                  {}
+func (*nopStream) SetFilterState(string, string) bool                 { return true }
+func (*nopStream) SetDynamicMetadataNumber(string, string, float64)   {}
+func (*nopStream) AttributeString(abi.Attribute) (string, bool)       { return "", false }
+func (*nopStream) SetFilterStateElapsed(string, time.Time) bool       { return true }
+func (*nopStream) Replayable(time.Duration, uint32) bool              { return false }

@@ -85,7 +85,7 @@ func (inProcess) accessLogFields() map[string]string {
 // until a paused request's decision was applied) as metadata.
 func (inProcess) accessLogTiming() map[string]string {
 	return map[string]string{
-		envoy.AccessLogRequestServiceUs: "%DYNAMIC_METADATA(" + envoy.MetadataNamespaceInProcess + ":" + envoy.AccessLogRequestServiceUs + ")%",
+		envoy.AccessLogRequestServiceUs: "%FILTER_STATE(" + envoy.InProcessFilterStateKey(envoy.AccessLogRequestServiceUs) + ":PLAIN)%",
 	}
 }
 

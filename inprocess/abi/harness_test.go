@@ -250,7 +250,7 @@ func (o bootOpts) listener(name string, port int, withModule bool) m {
 			"request_headers_to_add": []any{
 				m{"header": m{"key": "x-test-tag", "value": "%FILTER_STATE(frontdoor.test.tag:PLAIN)%"}},
 				m{"header": m{"key": "x-test-md-num", "value": "%DYNAMIC_METADATA(frontdoor.test:n)%"}},
-				m{"header": m{"key": "x-test-md-elapsed", "value": "%DYNAMIC_METADATA(frontdoor.test:elapsed)%"}},
+				m{"header": m{"key": "x-test-fs-elapsed", "value": "%FILTER_STATE(frontdoor.test.elapsed:PLAIN)%"}},
 				m{"header": m{"key": "x-test-fs", "value": "%FILTER_STATE(frontdoor.test.fs-a:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-empty:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-none:PLAIN)%"}},
 			},
 			"routes": []any{

@@ -236,7 +236,7 @@ enum {
   fd_op_add_header = 2,   // name, value
   fd_op_meta_number = 4,  // namespace, key, double
   fd_op_clear_route = 5,  // -
-  fd_op_meta_elapsed = 6, // namespace, key: microseconds since the hook began
+  fd_op_fs_elapsed = 6,   // key: microseconds since the hook began (rounded up), as digits
   fd_op_filter_state = 7, // key, value
 };
 
@@ -263,6 +263,21 @@ static int fd_read_buf(fd_reader* r, fd_buffer* b) {
   b->length = n;
   r->p += n;
   return 1;
+}
+
+// fd_format_uint writes v in decimal into out (room for 20 digits) and
+// returns how many digits it wrote.
+static size_t fd_format_uint(char* out, uint64_t v) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (size_t i = 0; i < n; i++) {
+    out[i] = tmp[n - 1 - i];
+  }
+  return n;
 }
 
 // fd_replay_apply runs a plan on the stream (apply != 0) or only checks that
@@ -309,13 +324,14 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
         envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, a, b);
       }
       break;
-    case fd_op_meta_elapsed:
-      if (!fd_read_buf(&r, &a) || !fd_read_buf(&r, &b)) {
+    case fd_op_fs_elapsed:
+      if (!fd_read_buf(&r, &a)) {
         return 0;
       }
       if (apply) {
-        double us = (double)(fd_now_ns() - start_ns) / 1e3;
-        envoy_dynamic_module_callback_http_set_dynamic_metadata_number(envoy, a, b, us);
+        char digits[24];
+        fd_buffer v = {digits, fd_format_uint(digits, ((uint64_t)(fd_now_ns() - start_ns) + 999) / 1000)};
+        envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, a, v);
       }
       break;
     default:

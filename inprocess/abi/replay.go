@@ -18,7 +18,9 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"math"
+	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -131,12 +133,12 @@ func ReplayHits(class uint32) uint64 { return uint64(C.fd_replay_hits(C.uint32_t
 
 // The plan's operation codes (replay.c).
 const (
-	opSetHeader   = 1
-	opAddHeader   = 2
-	opMetaNumber  = 4
-	opClearRoute  = 5
-	opMetaElapsed = 6
-	opFilterState = 7
+	opSetHeader          = 1
+	opAddHeader          = 2
+	opMetaNumber         = 4
+	opClearRoute         = 5
+	opFilterStateElapsed = 6
+	opFilterState        = 7
 )
 
 // recording is the plan of writes a filter made in one OnRequestHeaders.
@@ -186,14 +188,34 @@ func (s Stream) spoil() {
 	}
 }
 
-// SetDynamicMetadataElapsed sets filter_metadata[namespace][key] to the
-// microseconds since start (fractional); a replay sets the time its own
-// answer took.
-func (s Stream) SetDynamicMetadataElapsed(namespace, key string, start time.Time) {
-	s.setDynamicMetadataNumber(namespace, key, float64(time.Since(start).Nanoseconds())/1e3)
-	if r := s.record(); r != nil {
-		r.op(opMetaElapsed, namespace, key)
+// SetFilterStateElapsed sets the filter state key (SetFilterState) to the
+// microseconds since start, rounded up (a handled request never reads 0),
+// as a string of digits: the form Envoy's
+// own ext_authz and ext_proc latencies take in an access log, and one
+// filter-state lookup per log line where a metadata number is converted
+// through protobuf. A replay sets the time its own answer took.
+func (s Stream) SetFilterStateElapsed(key string, start time.Time) bool {
+	var buf [20]byte
+	digits := strconv.AppendInt(buf[:0], ceilMicros(time.Since(start)), 10)
+	ok := false
+	if p := s.envoy(); p != nil {
+		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBuf(unsafe.String(unsafe.SliceData(digits), len(digits)))))
+		runtime.KeepAlive(key)
+		runtime.KeepAlive(&buf)
 	}
+	if r := s.record(); r != nil {
+		r.op(opFilterStateElapsed, key)
+	}
+	return ok
+}
+
+// ceilMicros is d in whole microseconds, rounded up (replay.c's
+// fd_op_fs_elapsed rounds the same way).
+func ceilMicros(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Microsecond - 1) / time.Microsecond)
 }
 
 // Replayable lets the worker answer later requests identical in the

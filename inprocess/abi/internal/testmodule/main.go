@@ -364,7 +364,7 @@ func replayFilter(s abi.Stream) abi.HeadersStatus {
 	s.SetDynamicMetadataNumber("frontdoor.test", "n", 7.5)
 	s.SetFilterState("frontdoor.test.fs-a", "replay-fs")
 	s.SetFilterState("frontdoor.test.fs-empty", "")
-	s.SetDynamicMetadataElapsed("frontdoor.test", "elapsed", time.Now())
+	s.SetFilterStateElapsed("frontdoor.test.elapsed", time.Now())
 	if route {
 		s.SetRequestHeader("x-test-rule", "second")
 		s.ClearRouteCache()
