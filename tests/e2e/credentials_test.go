@@ -260,9 +260,14 @@ func (e auditEvent) effectiveUser() authenticationv1.UserInfo {
 // every replica whose request URI contains marker.
 func auditEvents(t *testing.T, marker string) []auditEvent {
 	t.Helper()
+	return auditEventsOf(sb, marker)
+}
+
+// auditEventsOf is auditEvents for the replicas of sandbox s.
+func auditEventsOf(s *sandbox.Sandbox, marker string) []auditEvent {
 	var out []auditEvent
-	for i := range sb.ReplicaURLs {
-		f, err := os.Open(filepath.Join(sb.Dir, "logs", fmt.Sprintf("audit-%d.log", i+1)))
+	for i := range s.ReplicaURLs {
+		f, err := os.Open(filepath.Join(s.Dir, "logs", fmt.Sprintf("audit-%d.log", i+1)))
 		if err != nil {
 			continue
 		}
