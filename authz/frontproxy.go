@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -76,6 +77,12 @@ func (p *Pipeline) newFrontProxyAuthenticator(fp *policy.FrontProxy) (*frontProx
 	auth := headerrequest.NewDynamicVerifyOptionsSecure(verifyOpts, headerrequest.StaticStringSlice(fp.AllowedNames),
 		list(headerRemoteUser), list(headerRemoteUID), list(headerRemoteGroup), list(headerRemoteExtraPrefix))
 	return &frontProxyAuthenticator{certOutcomes: p.newCertOutcomes(roots), auth: group.NewAuthenticatedGroupAdder(auth)}, nil
+}
+
+// sameFrontProxy reports whether two front-proxy policies verify alike:
+// the same CA bundle and the same allowed names, in order.
+func sameFrontProxy(a, b *policy.FrontProxy) bool {
+	return a != nil && b != nil && bytes.Equal(a.ClientCAPEM, b.ClientCAPEM) && slices.Equal(a.AllowedNames, b.AllowedNames)
 }
 
 func (a *frontProxyAuthenticator) authenticate(ctx context.Context, req *Request) (*identity, bool, error) {

@@ -154,6 +154,40 @@ func TestFrontProxyCachedUntilCertificateExpires(t *testing.T) {
 	}
 }
 
+// A policy edit that leaves the front proxy's CA and names alone keeps its
+// verified requests (as x509 keeps its certificates); a new CA bundle or
+// name list verifies them again.
+func TestFrontProxyKeptAcrossPolicyEdits(t *testing.T) {
+	clientCA := newTestCA(t, "client-ca")
+	proxyCA := newTestCA(t, "front-proxy-ca")
+	_, proxyCert := proxyCA.issue(t, clientCert{cn: "outer-proxy"})
+	tp := newTestPipeline(t, nil)
+	fp := func(names ...string) *policy.FrontProxy {
+		return &policy.FrontProxy{ClientCAPEM: proxyCA.CertPEM, AllowedNames: names}
+	}
+	req := &Request{Cluster: "a", Method: "GET", Path: "/api/v1/namespaces/default/pods/x", PeerCertificate: proxyCert,
+		Headers: map[string]string{"x-remote-user": "alice", "x-remote-group": "dev"}}
+	for _, step := range []struct {
+		name  string
+		table *policy.Table
+		hit   bool
+	}{
+		{"first request", forwardingTable(clientCA.CertPEM, "", fp("outer-proxy")), false},
+		{"forwarding mode edited", forwardingTable(clientCA.CertPEM, policy.ForwardingRequestHeader, fp("outer-proxy")), true},
+		{"allowed names edited", forwardingTable(clientCA.CertPEM, policy.ForwardingRequestHeader, fp("outer-proxy", "other-proxy")), false},
+		{"the same again", forwardingTable(clientCA.CertPEM, policy.ForwardingRequestHeader, fp("outer-proxy", "other-proxy")), true},
+	} {
+		tp.SetPolicy(step.table)
+		hits, misses := tp.cacheCount("hit"), tp.cacheCount("miss")
+		if d := tryCheck(t, tp, viaExtAuthz(req)); !d.Allowed() || d.User != "alice" {
+			t.Fatalf("%s: %s as %q", step.name, d.Outcome, d.User)
+		}
+		if gotHit := tp.cacheCount("hit") == hits+1 && tp.cacheCount("miss") == misses; gotHit != step.hit {
+			t.Errorf("%s: answered from the cache %v, want %v", step.name, gotHit, step.hit)
+		}
+	}
+}
+
 // BenchmarkPipelineFrontProxyCached measures a front proxy's repeated
 // request: its certificate verified once, then answered from the cache.
 func BenchmarkPipelineFrontProxyCached(b *testing.B) {

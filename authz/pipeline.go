@@ -222,6 +222,11 @@ type compiledCluster struct {
 	// authenticators slot in here.
 	authenticators []authenticator
 
+	// Kept to decide whether a new policy may reuse the front-proxy
+	// authenticator (and its cache): the policy it was built from.
+	frontProxyPolicy *policy.FrontProxy
+	frontProxy       *frontProxyAuthenticator
+
 	// Kept to decide whether a new policy may reuse x509 (and its cache).
 	x509Enabled bool
 	clientCA    []byte
@@ -356,13 +361,22 @@ func (p *Pipeline) compileCluster(name string, c *policy.Cluster, old *compiledC
 	defer p.compileUpstream(name, c, old, cc)
 	defer p.compileJWT(name, c, old, cc)
 	// First, as kube-apiserver runs its requestheader authenticator first.
+	// Like x509 below, an unchanged front-proxy CA and name list keeps its
+	// authenticator, and so its verified requests: an edit elsewhere in the
+	// cluster (a dispatch rule, say) must not make every front proxy's
+	// users verify their chain again.
 	if fp := c.FrontProxy; fp != nil {
-		a, err := p.newFrontProxyAuthenticator(fp)
-		if err != nil {
+		cc.frontProxyPolicy = fp
+		if old != nil && old.frontProxy != nil && sameFrontProxy(old.frontProxyPolicy, fp) {
+			cc.frontProxy = old.frontProxy
+		} else if a, err := p.newFrontProxyAuthenticator(fp); err != nil {
 			// Fail closed: nobody may assert X-Remote-* (they are still stripped).
 			p.log.Error("cluster front-proxy CA unusable, front-proxy clients disabled", "cluster", name, "error", err)
 		} else {
-			cc.authenticators = append(cc.authenticators, a)
+			cc.frontProxy = a
+		}
+		if cc.frontProxy != nil {
+			cc.authenticators = append(cc.authenticators, cc.frontProxy)
 		}
 	}
 	if !c.X509 {
