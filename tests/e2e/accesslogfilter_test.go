@@ -15,19 +15,7 @@ import (
 // request sent before them.
 func TestAccessLogFailuresOnly(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "a sandbox with --access-log-failures-only", 3*time.Minute)
-	s, err := sandbox.Start(ctx, sandbox.Options{
-		Dir: t.TempDir(), Replicas: 1, Progress: os.Stderr,
-		RequestService: sandbox.RequestServiceFromEnv(),
-		FrontdoorArgs:  []string{"--access-log-failures-only", "--access-log-slower-than", "1s"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	admin, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, admin := startGatewaySandbox(t, ctx, "--access-log-failures-only", "--access-log-slower-than", "1s")
 	anonymous, err := s.HTTPClient(nil, nil)
 	if err != nil {
 		t.Fatal(err)

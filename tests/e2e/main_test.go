@@ -130,6 +130,28 @@ func whoami(t *testing.T, ctx context.Context, cs *kubernetes.Clientset) authent
 	return review.Status.UserInfo
 }
 
+// startGatewaySandbox starts a sandbox of its own for a test that needs
+// frontdoor serve started with serveArgs (one replica, the request service
+// of the run), stopped when the test ends, and returns it with a client
+// holding its admin certificate.
+func startGatewaySandbox(t *testing.T, ctx context.Context, serveArgs ...string) (*sandbox.Sandbox, *http.Client) {
+	t.Helper()
+	s, err := sandbox.Start(ctx, sandbox.Options{
+		Dir: t.TempDir(), Replicas: 1, Progress: os.Stderr,
+		RequestService: sandbox.RequestServiceFromEnv(),
+		FrontdoorArgs:  serveArgs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	admin, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, admin
+}
+
 // poll calls f every interval until it returns true or ctx ends.
 func poll(ctx context.Context, interval time.Duration, f func() (bool, error)) error {
 	for {

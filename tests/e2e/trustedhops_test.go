@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net/http"
-	"os"
 	"slices"
 	"testing"
 	"time"
@@ -18,19 +17,7 @@ import (
 // address (the shared sandbox trusts no hop: TestUpstreamSeesOnlyGatewayHeaders).
 func TestTrustedHopForwardsItsClient(t *testing.T) {
 	ctx := sandbox.SlowTest(t, "a sandbox with --trusted-forwarding-hops 1", 3*time.Minute)
-	s, err := sandbox.Start(ctx, sandbox.Options{
-		Dir: t.TempDir(), Replicas: 1, Progress: os.Stderr,
-		RequestService: sandbox.RequestServiceFromEnv(),
-		FrontdoorArgs:  []string{"--trusted-forwarding-hops", "1"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Stop)
-	admin, err := s.HTTPClient(s.AdminCertPEM, s.AdminKeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, admin := startGatewaySandbox(t, ctx, "--trusted-forwarding-hops", "1")
 	const spoofed, client = "198.51.100.9", "203.0.113.44" // RFC 5737 documentation addresses
 	marker := randomHex(t, 6)
 	path := "/api/v1/namespaces/default/configmaps?labelSelector=hop-" + marker
