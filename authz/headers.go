@@ -23,9 +23,10 @@ type identity struct {
 	// (Decision.ReplayUntil): the end of the credential's validity as the
 	// authenticator checked it (a client's or a front proxy's certificate
 	// chain; a TokenReview's freshness in the token cache; a JWT's time in
-	// the identity cache). Zero (the anonymous user, impersonated users,
-	// WebSocket tokens' identities) never replays. Set before the identity
-	// is shared.
+	// the identity cache). Zero never replays (impersonated users,
+	// WebSocket tokens' identities), except the anonymous user's, which has
+	// no credential to expire (replayUntil). Set before the identity is
+	// shared.
 	until time.Time
 }
 

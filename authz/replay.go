@@ -34,7 +34,10 @@ const MaxReplay = defaultAuthnCacheTTL
 //     fresh (the cluster's tokenReview.cacheTTL after it was sent) or its
 //     JWT identity leaves the cache (jwtCacheTTL after it was verified);
 //     an adapter keys the token by a keyed hash only
-//     (ReplayHashedHeaders). Anonymous requests never qualify;
+//     (ReplayHashedHeaders); or the anonymous user, a request with no
+//     credential at all on a cluster that allows it (its key holds no
+//     credential field, so a request with any credential is another key,
+//     and nothing expires);
 //   - none of ReplayBypassHeaders (a WebSocket token, any Impersonate-*):
 //     an adapter does not even keep such a request as a key, and this keeps
 //     the two lists one.
@@ -42,8 +45,13 @@ const MaxReplay = defaultAuthnCacheTTL
 // It ends at the credential's validity (certificate chain, CA, CRL; the
 // token's review) or the identity cache's TTL (at most MaxReplay) from now,
 // whichever comes first.
+//
+// Anonymous requests replay for the same reason certificates do: a
+// load balancer's or a monitor's probes (/healthz, /readyz, /version)
+// arrive steadily, and each one decided in Go keeps the Go scheduler's
+// monitor polling on the Envoy process (see MaxReplay).
 func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Time {
-	if !noWait || id.until.IsZero() {
+	if !noWait || (id.until.IsZero() && id != anonymousIdentity) {
 		return time.Time{}
 	}
 	for name := range req.Headers {
@@ -54,7 +62,7 @@ func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Tim
 		}
 	}
 	until := p.now().Add(min(MaxReplay, p.cache.maxTTL))
-	if id.until.Before(until) {
+	if !id.until.IsZero() && id.until.Before(until) {
 		until = id.until
 	}
 	return until

@@ -60,6 +60,33 @@ func TestReplayUntil(t *testing.T) {
 	}
 }
 
+// TestReplayUntilAnonymous: on a cluster that allows anonymous requests, a
+// request with no credential at all is replayed like a certificate's (the
+// key carries no credential field, and nothing expires); one that asks to
+// impersonate someone is not, and a cluster that refuses anonymous
+// requests replays no refusal.
+func TestReplayUntilAnonymous(t *testing.T) {
+	ca := newTestCA(t, "client-ca")
+	tp := newTestPipeline(t, ca)
+	table := testTable(ca.CertPEM)
+	table.Clusters["a"].Anonymous = true
+	tp.SetPolicy(table)
+	req := &Request{Cluster: "a", Method: "GET", Path: "/version"}
+	d, ok := tp.TryCheck(req)
+	if !ok || !d.Allowed() || d.User != "system:anonymous" || !d.ReplayUntil.Equal(testNow.Add(MaxReplay)) {
+		t.Errorf("anonymous: %s as %q (inline %v), replay until %v; want allowed as system:anonymous until now+MaxReplay",
+			d.Outcome, d.User, ok, d.ReplayUntil)
+	}
+	asSomeone := &Request{Cluster: "a", Method: "GET", Path: "/version", Headers: map[string]string{"impersonate-user": "jane"}}
+	if d := tryCheck(t, tp, asSomeone); !d.ReplayUntil.IsZero() {
+		t.Errorf("anonymous impersonating: %s, replay until %v; want never", d.Outcome, d.ReplayUntil)
+	}
+	tp.SetPolicy(testTable(ca.CertPEM))
+	if d := tryCheck(t, tp, req); d.Allowed() || !d.ReplayUntil.IsZero() {
+		t.Errorf("anonymous refused: %s, replay until %v; want denied, never replayed", d.Outcome, d.ReplayUntil)
+	}
+}
+
 // TestReplayUntilTokens: a bearer token's decision made inline (from the
 // TokenReview cache) may be replayed until the review stops being fresh,
 // when the pipeline would review the token again; never a decision that

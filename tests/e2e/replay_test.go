@@ -156,6 +156,27 @@ func TestRepeatedFrontProxyRequestsReplayed(t *testing.T) {
 	}
 }
 
+// Anonymous requests are replayed too, on a cluster that allows them (a
+// load balancer's probes are the steady case): the key holds no credential,
+// so the same path with a client certificate is a key of its own, decided
+// in Go and forwarded as the certificate's user.
+func TestRepeatedAnonymousRequestsReplayed(t *testing.T) {
+	ctx := setup(t, time.Minute)
+	ensureAltCluster(t, ctx)
+	path := "/api/v1/namespaces/default/configmaps/replay-anonymous-" + randomHex(t, 6)
+	anonymous := httpClient(t, altSNI, nil, nil) // one HTTP/2 connection: one Envoy worker
+	// Forwarded as system:anonymous, who may not read ConfigMaps: 403.
+	repAfter := countReplays(t, ctx, altCluster, func() int { return doGet(t, ctx, anonymous, path, "") }, http.StatusForbidden, 12, 1)
+	admin := adminUser()
+	withCert := httpClient(t, altSNI, admin.certPEM, admin.keyPEM)
+	if code := doGet(t, ctx, withCert, path, ""); code != http.StatusNotFound {
+		t.Fatalf("GET with the admin's certificate: %d, want 404 (forwarded as the admin, not replayed as anonymous)", code)
+	}
+	if rep, _ := replayedSeries(altCluster).read(t, ctx); rep != repAfter {
+		t.Errorf("the first request with a certificate was replayed (%v → %v): an anonymous replay keyed without the credential fields", repAfter, rep)
+	}
+}
+
 // replayedSeries is cluster's frontdoor_replayed_decisions_total.
 func replayedSeries(cluster string) series {
 	return series{"frontdoor replayed", sb.FrontdoorMetrics, "frontdoor_replayed_decisions_total",
