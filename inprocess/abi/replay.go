@@ -190,10 +190,9 @@ func (s Stream) spoil() {
 
 // SetFilterStateElapsed sets the filter state key (SetFilterState) to the
 // microseconds since start, rounded up (a handled request never reads 0),
-// as a string of digits: the form Envoy's
-// own ext_authz and ext_proc latencies take in an access log, and one
-// filter-state lookup per log line where a metadata number is converted
-// through protobuf. A replay sets the time its own answer took.
+// as a string of digits: the form Envoy's own ext_authz and ext_proc
+// latencies take in an access log. A replay sets the time its own answer
+// took.
 func (s Stream) SetFilterStateElapsed(key string, start time.Time) bool {
 	var buf [20]byte
 	digits := strconv.AppendInt(buf[:0], ceilMicros(time.Since(start)), 10)
