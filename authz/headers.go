@@ -23,10 +23,9 @@ type identity struct {
 	// (Decision.ReplayUntil): the end of the credential's validity as the
 	// authenticator checked it (a client's or a front proxy's certificate
 	// chain; a TokenReview's freshness in the token cache; a JWT's time in
-	// the identity cache). Zero never replays (impersonated users,
-	// WebSocket tokens' identities), except the anonymous user's, which has
-	// no credential to expire (replayUntil). Set before the identity is
-	// shared.
+	// the identity cache; never, for the anonymous user, who has no
+	// credential to expire). Zero (impersonated users, WebSocket tokens'
+	// identities) never replays. Set before the identity is shared.
 	until time.Time
 }
 
@@ -57,12 +56,15 @@ func newIdentity(u user.Info) (*identity, error) {
 }
 
 // anonymousIdentity is who a request without credentials is, when the
-// cluster allows it: kube-apiserver's anonymous authenticator's user.
+// cluster allows it: kube-apiserver's anonymous authenticator's user. No
+// credential stands behind it, so nothing of it expires (until is the far
+// future): its decisions replay for as long as any (replayUntil).
 var anonymousIdentity = func() *identity {
 	id, err := newIdentity(&user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}})
 	if err != nil {
 		panic(err)
 	}
+	id.until = time.Date(9999, time.December, 31, 0, 0, 0, 0, time.UTC)
 	return id
 }()
 

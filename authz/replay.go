@@ -36,8 +36,8 @@ const MaxReplay = defaultAuthnCacheTTL
 //     an adapter keys the token by a keyed hash only
 //     (ReplayHashedHeaders); or the anonymous user, a request with no
 //     credential at all on a cluster that allows it (its key holds no
-//     credential field, so a request with any credential is another key,
-//     and nothing expires);
+//     credential field, so a request with any credential is another key;
+//     anonymousIdentity never expires);
 //   - none of ReplayBypassHeaders (a WebSocket token, any Impersonate-*):
 //     an adapter does not even keep such a request as a key, and this keeps
 //     the two lists one.
@@ -51,7 +51,7 @@ const MaxReplay = defaultAuthnCacheTTL
 // arrive steadily, and each one decided in Go keeps the Go scheduler's
 // monitor polling on the Envoy process (see MaxReplay).
 func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Time {
-	if !noWait || (id.until.IsZero() && id != anonymousIdentity) {
+	if !noWait || id.until.IsZero() {
 		return time.Time{}
 	}
 	for name := range req.Headers {
@@ -62,7 +62,7 @@ func (p *Pipeline) replayUntil(req *Request, id *identity, noWait bool) time.Tim
 		}
 	}
 	until := p.now().Add(min(MaxReplay, p.cache.maxTTL))
-	if !id.until.IsZero() && id.until.Before(until) {
+	if id.until.Before(until) {
 		until = id.until
 	}
 	return until
