@@ -18,7 +18,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"math"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -196,12 +195,7 @@ func (s Stream) spoil() {
 func (s Stream) SetFilterStateElapsed(key string, start time.Time) bool {
 	var buf [20]byte
 	digits := strconv.AppendInt(buf[:0], ceilMicros(time.Since(start)), 10)
-	ok := false
-	if p := s.envoy(); p != nil {
-		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBuf(unsafe.String(unsafe.SliceData(digits), len(digits)))))
-		runtime.KeepAlive(key)
-		runtime.KeepAlive(&buf)
-	}
+	ok := s.setFilterState(key, unsafe.String(unsafe.SliceData(digits), len(digits)))
 	if r := s.record(); r != nil {
 		r.op(opFilterStateElapsed, key)
 	}

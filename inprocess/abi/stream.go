@@ -276,31 +276,34 @@ func (c *cPairs) free() { C.free(c.mem) }
 // access log's whole cost per request in the bench's ablation). A second
 // write of a key replaces the first.
 func (s Stream) SetFilterState(key, value string) bool {
-	ok := false
-	if p := s.envoy(); p != nil {
-		ok = bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBuf(value)))
-		runtime.KeepAlive(key)
-		runtime.KeepAlive(value)
-	}
+	ok := s.setFilterState(key, value)
 	if r := s.record(); r != nil {
 		r.op(opFilterState, key, value)
 	}
 	return ok
 }
 
-// SetDynamicMetadataNumber sets filter_metadata[namespace][key] to a number.
-func (s Stream) SetDynamicMetadataNumber(namespace, key string, value float64) {
-	s.setDynamicMetadataNumber(namespace, key, value)
-	if r := s.record(); r != nil {
-		recordNumber(r, namespace, key, value)
+// setFilterState is SetFilterState without recording it.
+func (s Stream) setFilterState(key, value string) bool {
+	p := s.envoy()
+	if p == nil {
+		return false
 	}
+	ok := bool(C.envoy_dynamic_module_callback_http_set_filter_state_bytes(p, goBuf(key), goBuf(value)))
+	runtime.KeepAlive(key)
+	runtime.KeepAlive(value)
+	return ok
 }
 
-func (s Stream) setDynamicMetadataNumber(namespace, key string, value float64) {
+// SetDynamicMetadataNumber sets filter_metadata[namespace][key] to a number.
+func (s Stream) SetDynamicMetadataNumber(namespace, key string, value float64) {
 	if p := s.envoy(); p != nil {
 		C.envoy_dynamic_module_callback_http_set_dynamic_metadata_number(p, goBuf(namespace), goBuf(key), C.double(value))
 		runtime.KeepAlive(namespace)
 		runtime.KeepAlive(key)
+	}
+	if r := s.record(); r != nil {
+		recordNumber(r, namespace, key, value)
 	}
 }
 
