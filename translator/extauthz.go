@@ -21,7 +21,7 @@ import (
 // configuration lives here, in one place.
 
 // extAuthz asks the request service over ext_authz.
-type extAuthz struct{}
+type extAuthz struct{ formattedVerdict }
 
 var _ requestService = extAuthz{}
 
