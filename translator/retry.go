@@ -43,7 +43,10 @@ import (
 // removes the header from every response, so no client ever sees it; a
 // server cannot forge a verdict either, as the filter overwrites the
 // header on every response. The cost is one formatted header per response,
-// no script and no body inspection.
+// no script and no body inspection. Clusters served in process use the
+// module's C writer instead (inProcess.upstreamVerdict): the same verdict,
+// written on a first attempt's 429 only, the attempt number read from the
+// router's attempt-count header.
 //
 // A retry needs the request body, which Envoy buffers up to its
 // per-request buffer limit (1 MiB by default); a larger body is sent once
