@@ -11,12 +11,6 @@ const (
 	// InProcessModuleFilter is the filter_name the module registers its
 	// request filter under.
 	InProcessModuleFilter = "request_service"
-	// InProcessVerdictFilter is the filter_name of the module's upstream
-	// retry verdict writer (C only, no Go; the translator's retry.go): an
-	// upstream HTTP filter of every cluster served in process, which reads
-	// the attempt number from AttemptCountHeader and writes
-	// UpstreamVerdictHeader on a first attempt's 429.
-	InProcessVerdictFilter = "retry_verdict"
 
 	// MetadataNamespaceInProcess is the dynamic metadata namespace the
 	// module writes the numeric access-log field AccessLogGroups into (a

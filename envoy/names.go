@@ -13,14 +13,6 @@ const (
 	// incoming header with this prefix before any filter sees it (an early
 	// header mutation), so only the request service can set one.
 	HeaderPrefix = "x-frontdoor-"
-	// UpstreamVerdictHeader is the internal response header the clusters'
-	// upstream filter writes for the route's retry policy ("<attempt>
-	// <status> <content-type>"); it never leaves Envoy.
-	UpstreamVerdictHeader = HeaderPrefix + "upstream-verdict"
-	// AttemptCountHeader is the request header Envoy's router sets to the
-	// attempt number when the virtual host asks for it
-	// (include_request_attempt_count).
-	AttemptCountHeader = "x-envoy-attempt-count"
 	// HeaderRule carries the dispatch rule chosen by the request service;
 	// routes match it exactly.
 	HeaderRule = "x-frontdoor-rule"

@@ -35,7 +35,6 @@ func Register() {
 	abi.RegisterFilter(envoy.InProcessModuleFilter, func(config []byte) (abi.FilterConfig, error) {
 		return theModule.newConfig(config)
 	})
-	abi.RegisterRetryVerdict(envoy.InProcessVerdictFilter, envoy.UpstreamVerdictHeader, envoy.AttemptCountHeader)
 }
 
 // theModule is the module's one pipeline: every cluster's filter config

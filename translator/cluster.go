@@ -6,7 +6,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -57,7 +56,7 @@ func cluster(c *ClusterIR) *clusterv3.Cluster {
 		ConnectTimeout: duration(upstreamConnectTimeout),
 		LbPolicy:       lbPolicies[c.LoadBalancing],
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			httpProtocolOptionsKey: mustAny(upstreamHTTP2Options(verdictWriter(c))),
+			httpProtocolOptionsKey: mustAny(upstreamHTTP2Options()),
 		},
 		TransportSocket: &corev3.TransportSocket{
 			Name:       tlsTransportSocket,
@@ -112,7 +111,7 @@ func upgradeCluster(c *ClusterIR) *clusterv3.Cluster {
 // by ALPN), health checks too.
 func speakHTTP1(c *ClusterIR, out *clusterv3.Cluster) {
 	out.TypedExtensionProtocolOptions = map[string]*anypb.Any{
-		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options(verdictWriter(c))),
+		httpProtocolOptionsKey: mustAny(upstreamHTTP1Options()),
 	}
 	tls := upstreamTLS(c)
 	tls.CommonTlsContext.AlpnProtocols = []string{"http/1.1"}
@@ -127,20 +126,14 @@ func speakHTTP1(c *ClusterIR, out *clusterv3.Cluster) {
 	}
 }
 
-// verdictWriter is the upstream filter that writes c's retry verdict.
-func verdictWriter(c *ClusterIR) *hcmv3.HttpFilter {
-	f, _ := requestServiceOf(c).upstreamVerdict(c)
-	return f
-}
-
 // upstreamHTTP1Options makes every upstream connection HTTP/1.1: an
 // upgraded connection carries exactly one session.
-func upstreamHTTP1Options(verdict *hcmv3.HttpFilter) *httpv3.HttpProtocolOptions {
+func upstreamHTTP1Options() *httpv3.HttpProtocolOptions {
 	return &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_HttpProtocolOptions{HttpProtocolOptions: &corev3.Http1ProtocolOptions{}},
 		}},
-		HttpFilters: upstreamFilters(verdict),
+		HttpFilters: upstreamFilters(),
 	}
 }
 
@@ -151,7 +144,7 @@ func upstreamHTTP1Options(verdict *hcmv3.HttpFilter) *httpv3.HttpProtocolOptions
 // ejected host keeps its connections otherwise; Envoy closes them on
 // health failure only for tcp_proxy). Go's HTTP/2 server answers PINGs from
 // its read loop, so a busy apiserver still answers in time.
-func upstreamHTTP2Options(verdict *hcmv3.HttpFilter) *httpv3.HttpProtocolOptions {
+func upstreamHTTP2Options() *httpv3.HttpProtocolOptions {
 	return &httpv3.HttpProtocolOptions{
 		UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
 			ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{
@@ -162,7 +155,7 @@ func upstreamHTTP2Options(verdict *hcmv3.HttpFilter) *httpv3.HttpProtocolOptions
 				},
 			}},
 		}},
-		HttpFilters: upstreamFilters(verdict),
+		HttpFilters: upstreamFilters(),
 	}
 }
 

@@ -21,7 +21,7 @@ import (
 // configuration lives here, in one place.
 
 // extAuthz asks the request service over ext_authz.
-type extAuthz struct{ formattedVerdict }
+type extAuthz struct{}
 
 var _ requestService = extAuthz{}
 

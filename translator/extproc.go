@@ -36,7 +36,7 @@ const (
 )
 
 // extProc asks the request service over ext_proc.
-type extProc struct{ formattedVerdict }
+type extProc struct{}
 
 var _ requestService = extProc{}
 

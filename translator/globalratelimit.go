@@ -186,7 +186,7 @@ func rateLimitServiceCluster(addr string) *clusterv3.Cluster {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
 		ConnectTimeout:       duration(time.Second),
 		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			httpProtocolOptionsKey: mustAny(upstreamHTTP2Options(headerMutationVerdict())),
+			httpProtocolOptionsKey: mustAny(upstreamHTTP2Options()),
 		},
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: envoy.RateLimitCluster,

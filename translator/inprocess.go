@@ -50,37 +50,17 @@ func (inProcess) httpFilters(c *ClusterIR) []*hcmv3.HttpFilter {
 		panic(fmt.Sprintf("encoding the in-process filter config: %v", err)) // plain strings always encode
 	}
 	filter := &dynmodfilterv3.DynamicModuleFilter{
-		DynamicModuleConfig: moduleConfig(c),
-		FilterName:          envoy.InProcessModuleFilter,
-		FilterConfig:        mustAny(wrapperspb.String(string(cfg))),
+		DynamicModuleConfig: &dynmodv3.DynamicModuleConfig{
+			Module: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
+				Specifier: &corev3.DataSource_Filename{Filename: c.Module.Path},
+			}}},
+			// A Go c-shared library cannot be unloaded (golang/go#11100).
+			DoNotClose: true,
+		},
+		FilterName:   envoy.InProcessModuleFilter,
+		FilterConfig: mustAny(wrapperspb.String(string(cfg))),
 	}
 	return []*hcmv3.HttpFilter{{Name: envoy.InProcessFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(filter)}}}
-}
-
-// moduleConfig loads the module from its local file (see above).
-func moduleConfig(c *ClusterIR) *dynmodv3.DynamicModuleConfig {
-	return &dynmodv3.DynamicModuleConfig{
-		Module: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
-			Specifier: &corev3.DataSource_Filename{Filename: c.Module.Path},
-		}}},
-		// A Go c-shared library cannot be unloaded (golang/go#11100).
-		DoNotClose: true,
-	}
-}
-
-// upstreamVerdict: the module's C verdict writer
-// (envoy.InProcessVerdictFilter), which looks at the status only and writes
-// a verdict on a first attempt's 429 alone, where the header_mutation of
-// the other modes formats one on every response (paired bench: ×0.98
-// gateway CPU per GET). It learns the attempt number from the router's
-// attempt-count header, which it removes before the request goes out.
-func (inProcess) upstreamVerdict(c *ClusterIR) (*hcmv3.HttpFilter, bool) {
-	filter := &dynmodfilterv3.DynamicModuleFilter{
-		DynamicModuleConfig: moduleConfig(c),
-		FilterName:          envoy.InProcessVerdictFilter,
-		FilterConfig:        mustAny(wrapperspb.String("")),
-	}
-	return &hcmv3.HttpFilter{Name: upstreamVerdictFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(filter)}}, true
 }
 
 // perRoute: the filter config already names the cluster (each cluster has

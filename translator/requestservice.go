@@ -43,11 +43,6 @@ type requestService interface {
 	// localReplyMappers come after the shared mappers (localReplyConfig):
 	// Status bodies for the mode's own failure replies.
 	localReplyMappers() []*hcmv3.ResponseMapper
-	// upstreamVerdict is the upstream HTTP filter that writes the retry
-	// verdict (retry.go) on each attempt to the cluster's servers, and
-	// whether it reads the attempt number from the router's
-	// envoy.AttemptCountHeader (the virtual host then asks for it).
-	upstreamVerdict(c *ClusterIR) (filter *hcmv3.HttpFilter, readsAttemptCount bool)
 }
 
 // requestServices are the modes, by the spec.requestService value that

@@ -43,10 +43,7 @@ import (
 // removes the header from every response, so no client ever sees it; a
 // server cannot forge a verdict either, as the filter overwrites the
 // header on every response. The cost is one formatted header per response,
-// no script and no body inspection. Clusters served in process use the
-// module's C writer instead (inProcess.upstreamVerdict): the same verdict,
-// written on a first attempt's 429 only, the attempt number read from the
-// router's attempt-count header.
+// no script and no body inspection.
 //
 // A retry needs the request body, which Envoy buffers up to its
 // per-request buffer limit (1 MiB by default); a larger body is sent once
@@ -64,7 +61,7 @@ const (
 
 	// upstreamVerdictHeader is the internal response header the upstream
 	// filter writes for the retry policy; it never leaves Envoy.
-	upstreamVerdictHeader = envoy.UpstreamVerdictHeader
+	upstreamVerdictHeader = envoy.HeaderPrefix + "upstream-verdict"
 	// upstreamVerdict is its value: the attempt number (1 for the first),
 	// the status code and the Content-Type of the server's answer.
 	upstreamVerdict = "%UPSTREAM_REQUEST_ATTEMPT_COUNT% %RESP(:STATUS)% %RESP(CONTENT-TYPE)%"
@@ -73,9 +70,6 @@ const (
 	refusedBeforeExecution = "1 429 text/plain"
 
 	upstreamCodecFilterName = "envoy.filters.http.upstream_codec"
-	// upstreamVerdictFilterName names the module's verdict writer among a
-	// cluster's upstream filters.
-	upstreamVerdictFilterName = "frontdoor.upstream_verdict"
 )
 
 // retryPolicy retries requests that were certainly not executed (see
@@ -99,30 +93,17 @@ func retryPolicy() *routev3.RetryPolicy {
 	}
 }
 
-// upstreamFilters are a cluster's upstream HTTP filters: the verdict
-// writer of its request service (requestService.upstreamVerdict), then the
-// codec (which must come last).
-func upstreamFilters(verdict *hcmv3.HttpFilter) []*hcmv3.HttpFilter {
-	return []*hcmv3.HttpFilter{
-		verdict,
-		{Name: upstreamCodecFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&upstreamcodecv3.UpstreamCodec{})}},
-	}
-}
-
-// formattedVerdict is the verdict writer of the modes without the module: a
-// header_mutation that formats upstreamVerdict on every response.
-type formattedVerdict struct{}
-
-func (formattedVerdict) upstreamVerdict(*ClusterIR) (*hcmv3.HttpFilter, bool) {
-	return headerMutationVerdict(), false
-}
-
-func headerMutationVerdict() *hcmv3.HttpFilter {
+// upstreamFilters are every cluster's upstream HTTP filters: the verdict
+// writer, then the codec (which must come last).
+func upstreamFilters() []*hcmv3.HttpFilter {
 	verdict := &headermutationfilterv3.HeaderMutation{Mutations: &headermutationfilterv3.Mutations{
 		ResponseMutations: []*mutationrulesv3.HeaderMutation{{Action: &mutationrulesv3.HeaderMutation_Append{Append: &corev3.HeaderValueOption{
 			Header:       &corev3.HeaderValue{Key: upstreamVerdictHeader, Value: upstreamVerdict},
 			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}}}},
 	}}
-	return &hcmv3.HttpFilter{Name: headerMutationFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(verdict)}}
+	return []*hcmv3.HttpFilter{
+		{Name: headerMutationFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(verdict)}},
+		{Name: upstreamCodecFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&upstreamcodecv3.UpstreamCodec{})}},
+	}
 }

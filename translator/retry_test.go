@@ -34,17 +34,8 @@ import (
 // tooManyRequests does (http.Error, Retry-After).
 // Only those are retried, once, on another server, with the request body;
 // a 429 Status (JSON or protobuf), a plain-text 200 and a server's forged
-// verdict are not; no client ever sees the internal header. It runs with
-// each verdict writer: the header_mutation (ExtAuthz, ExtProc) and the
-// module's C writer (InProcess, from bin/libfrontdoor.so), which reads the
-// router's attempt-count header that no server may see.
+// verdict are not; no client ever sees the internal header.
 func TestRetriesOnlyRefusalsBeforeExecution(t *testing.T) {
-	for _, mode := range []v1alpha1.RequestService{v1alpha1.RequestServiceExtAuthz, v1alpha1.RequestServiceInProcess} {
-		t.Run(string(mode), func(t *testing.T) { testRetriesOnlyRefusals(t, mode) })
-	}
-}
-
-func testRetriesOnlyRefusals(t *testing.T, mode v1alpha1.RequestService) {
 	up := &fakeReplicas{attempts: map[string][]attempt{}}
 	var ports []int
 	for i := range 3 {
@@ -52,7 +43,7 @@ func testRetriesOnlyRefusals(t *testing.T, mode v1alpha1.RequestService) {
 		t.Cleanup(s.Close)
 		ports = append(ports, s.Listener.Addr().(*net.TCPAddr).Port)
 	}
-	listen, admin := runRetryEnvoy(t, ports, mode)
+	listen, admin := runRetryEnvoy(t, ports)
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	cases := []struct {
@@ -102,9 +93,6 @@ func testRetriesOnlyRefusals(t *testing.T, mode v1alpha1.RequestService) {
 			if a.body != tc.body {
 				t.Errorf("%s %s: server %d got body %q; want %q", tc.method, tc.path, a.server, a.body, tc.body)
 			}
-			if a.attemptCount != "" {
-				t.Errorf("%s %s: server %d saw %s: %q", tc.method, tc.path, a.server, envoy.AttemptCountHeader, a.attemptCount)
-			}
 		}
 	}
 
@@ -128,8 +116,6 @@ func testRetriesOnlyRefusals(t *testing.T, mode v1alpha1.RequestService) {
 type attempt struct {
 	server int
 	body   string
-	// attemptCount is the Envoy attempt-count header the server received.
-	attemptCount string
 }
 
 // fakeReplicas answer by path, and record every attempt.
@@ -175,7 +161,7 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		f.mu.Lock()
-		f.attempts[r.URL.Path] = append(f.attempts[r.URL.Path], attempt{server: server, body: string(body), attemptCount: r.Header.Get(envoy.AttemptCountHeader)})
+		f.attempts[r.URL.Path] = append(f.attempts[r.URL.Path], attempt{server: server, body: string(body)})
 		first := len(f.attempts[r.URL.Path]) == 1
 		f.mu.Unlock()
 		switch r.URL.Path {
@@ -212,19 +198,12 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 // runRetryEnvoy runs bin/envoy with one listener whose routes are the
 // translator's (routeConfiguration) over two clusters (default and
 // upgrade) of plain HTTP/1.1 to ports, with the translator's upstream
-// filters for a cluster in request-service mode (no request filter runs);
-// it returns the listener's and the admin's URLs once Envoy is ready.
-func runRetryEnvoy(t *testing.T, ports []int, mode v1alpha1.RequestService) (listen, admin string) {
+// filters; it returns the listener's and the admin's URLs once Envoy is
+// ready.
+func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	t.Helper()
 	listenPort, adminPort := mustFreePort(t), mustFreePort(t)
-	c := &ClusterIR{Name: "retry", RequestService: RequestServiceIR(mode)}
-	if mode == v1alpha1.RequestServiceInProcess {
-		module, err := testenv.Binary("libfrontdoor.so")
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.Module.Path = module
-	}
+	c := &ClusterIR{Name: "retry", RequestService: RequestServiceIR(v1alpha1.RequestServiceExtAuthz)}
 	rc := routeConfiguration(c)
 	rc.GetVirtualHosts()[0].TypedPerFilterConfig = nil // no request service here
 	hcm := &hcmv3.HttpConnectionManager{
@@ -243,7 +222,7 @@ func runRetryEnvoy(t *testing.T, ports []int, mode v1alpha1.RequestService) (lis
 			ConnectTimeout:                duration(time.Second),
 			ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 			LoadAssignment:                &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: eps}}},
-			TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(upstreamHTTP1Options(verdictWriter(c)))},
+			TypedExtensionProtocolOptions: map[string]*anypb.Any{httpProtocolOptionsKey: mustAny(upstreamHTTP1Options())},
 		}
 	}
 	bs := &bootstrapv3.Bootstrap{

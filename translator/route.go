@@ -36,7 +36,6 @@ func routeConfiguration(c *ClusterIR) *routev3.RouteConfiguration {
 		// The retry policy's internal verdict (retry.go) never reaches a client.
 		ResponseHeadersToRemove: []string{upstreamVerdictHeader},
 	}
-	_, vh.IncludeRequestAttemptCount = requestServiceOf(c).upstreamVerdict(c)
 	if filter, cfg := requestServiceOf(c).perRoute(c); filter != "" {
 		vh.TypedPerFilterConfig = map[string]*anypb.Any{filter: mustAny(cfg)}
 	}

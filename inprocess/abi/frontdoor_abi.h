@@ -109,15 +109,6 @@ typedef struct {
 #define FD_STREAM_FAILED 2u
 // The Go filter wants OnStreamComplete.
 #define FD_STREAM_WANTS_COMPLETE 4u
-// A verdict stream (verdict.c) is its request's first upstream attempt.
-#define FD_STREAM_FIRST_ATTEMPT 8u
-
-// ---- the upstream retry verdict (verdict.c) --------------------------------
-
-uintptr_t fd_verdict_configure(const char* verdict, size_t verdict_len, const char* attempt, size_t attempt_len);
-int fd_is_verdict(uintptr_t config);
-void fd_verdict_request_headers(fd_stream* s, void* envoy);
-void fd_verdict_response_headers(fd_stream* s, void* envoy);
 
 // ---- replaying decisions without Go (replay.c) ---------------------------
 

@@ -163,9 +163,6 @@ func newConfigHandle(name string, config []byte) (h uintptr) {
 			h = 0
 		}
 	}()
-	if h, ok := verdictConfig(name); ok {
-		return h
-	}
 	factoriesMu.RLock()
 	factory := factories[name]
 	factoriesMu.RUnlock()
@@ -194,9 +191,6 @@ func configFromHandle(h uintptr) *configState {
 }
 
 func destroyConfigHandle(h uintptr) {
-	if isVerdictConfig(h) {
-		return
-	}
 	cs := configFromHandle(h)
 	if cs == nil {
 		return

@@ -44,10 +44,6 @@ void envoy_dynamic_module_on_http_filter_destroy(uintptr_t filter) {
 // stream is then open and has no Go state), else decided by Go.
 int32_t envoy_dynamic_module_on_http_filter_request_headers(void* envoy, uintptr_t filter, bool end_of_stream) {
   fd_stream* s = (fd_stream*)filter;
-  if (s != NULL && fd_is_verdict(s->config)) {
-    fd_verdict_request_headers(s, envoy);
-    return fd_continue;
-  }
   if (s != NULL && fd_replay_try(s, envoy)) {
     return fd_continue;
   }
@@ -58,12 +54,8 @@ int32_t envoy_dynamic_module_on_http_filter_request_headers(void* envoy, uintptr
 
 // A paused, failed or not yet decided request never lets its body or trailers
 // through: Envoy would otherwise forward them (and the headers before them).
-// A verdict stream (an upstream attempt) only looks at headers.
 int32_t envoy_dynamic_module_on_http_filter_request_body(void* envoy, uintptr_t filter, bool end_of_stream) {
   const fd_stream* s = (const fd_stream*)filter;
-  if (s != NULL && fd_is_verdict(s->config)) {
-    return fd_continue;
-  }
   if (s == NULL || (s->flags & (FD_STREAM_OPEN | FD_STREAM_FAILED)) != FD_STREAM_OPEN) {
     return fd_stop_iteration_and_buffer;
   }
@@ -72,9 +64,6 @@ int32_t envoy_dynamic_module_on_http_filter_request_body(void* envoy, uintptr_t 
 
 int32_t envoy_dynamic_module_on_http_filter_request_trailers(void* envoy, uintptr_t filter) {
   const fd_stream* s = (const fd_stream*)filter;
-  if (s != NULL && fd_is_verdict(s->config)) {
-    return fd_continue;
-  }
   if (s == NULL || (s->flags & (FD_STREAM_OPEN | FD_STREAM_FAILED)) != FD_STREAM_OPEN) {
     return fd_stop_iteration;
   }
@@ -88,14 +77,9 @@ void envoy_dynamic_module_on_http_filter_stream_complete(void* envoy, uintptr_t 
   }
 }
 
-// The request filter never changes responses; the verdict writer (an
-// upstream attempt's filter) stamps a 429's.
+// The module never changes responses.
 
 int32_t envoy_dynamic_module_on_http_filter_response_headers(void* envoy, uintptr_t filter, bool end_of_stream) {
-  fd_stream* s = (fd_stream*)filter;
-  if (s != NULL && fd_is_verdict(s->config)) {
-    fd_verdict_response_headers(s, envoy);
-  }
   return fd_continue;
 }
 

@@ -58,7 +58,7 @@ var ablations = []ablation{
 	{"no-ratelimit", "the local_ratelimit filter", func(a *ablated) { a.dropFilter(named("envoy.filters.http.local_ratelimit")) }},
 	{"no-edge-headers", "the route configuration's header edits (internal headers removed, audit-id, x-forwarded-for)", func(a *ablated) { a.dropEdgeHeaders() }},
 	{"no-local-reply", "the local reply mappers (Status bodies for 429/503)", func(a *ablated) { delete(a.hcm, "local_reply_config") }},
-	{"no-upstream-verdict", "the upstream filter that stamps x-frontdoor-upstream-verdict on a first attempt's 429 (the module's C writer), the attempt count it reads, and the retry on it", func(a *ablated) { a.dropUpstreamVerdict() }},
+	{"no-upstream-verdict", "the upstream header_mutation that stamps x-frontdoor-upstream-verdict on every response, and the retry on it", func(a *ablated) { a.dropUpstreamVerdict() }},
 	{"no-outlier-detection", "the clusters' outlier detection", func(a *ablated) { a.dropOutlierDetection() }},
 	{"bare", "all of the above and x-forwarded-client-cert: Envoy's TLS, routing and connection pool only", func(a *ablated) {
 		a.dropFilter(isModuleFilter)
@@ -96,21 +96,17 @@ func (a *ablated) dropEdgeHeaders() {
 	}
 }
 
-// dropUpstreamVerdict removes the clusters' upstream verdict writer (every
-// upstream filter but the codec), the virtual hosts' attempt-count header
-// it reads and the routes' retry on the verdict.
+// dropUpstreamVerdict removes the clusters' upstream header_mutation
+// filter (the verdict header) and the routes' retry on that header.
 func (a *ablated) dropUpstreamVerdict() {
 	for _, c := range a.clusters {
 		walk(c, func(k string, v any) {
 			if m, ok := v.(map[string]any); ok && k == "envoy.extensions.upstreams.http.v3.HttpProtocolOptions" {
 				m["http_filters"] = slices.DeleteFunc(slices.Clone(asList(m["http_filters"])), func(f any) bool {
-					return !named("envoy.filters.http.upstream_codec")(asMap(f))
+					return named("envoy.filters.http.header_mutation")(asMap(f))
 				})
 			}
 		})
-	}
-	for _, vh := range asList(asMap(a.hcm["route_config"])["virtual_hosts"]) {
-		delete(asMap(vh), "include_request_attempt_count")
 	}
 	walk(a.hcm["route_config"], func(k string, v any) {
 		rp, ok := v.(map[string]any)

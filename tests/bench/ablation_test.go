@@ -32,13 +32,13 @@ const testDump = `{"configs":[
       {"name":"envoy.filters.http.router"}]}}]}]}}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump","dynamic_route_configs":[
   {"route_config":{"@type":"type.googleapis.com/envoy.config.route.v3.RouteConfiguration","name":"in",
-   "request_headers_to_remove":["x-frontdoor-rule"],"request_headers_to_add":[{"header":{"key":"audit-id","value":"%REQ(X-REQUEST-ID)%"}}],"virtual_hosts":[{"name":"in","include_request_attempt_count":true,"routes":[
+   "request_headers_to_remove":["x-frontdoor-rule"],"request_headers_to_add":[{"header":{"key":"audit-id","value":"%REQ(X-REQUEST-ID)%"}}],"virtual_hosts":[{"name":"in","routes":[
    {"match":{"prefix":"/"},"route":{"cluster":"in/default","retry_policy":{"retry_on":"connect-failure,retriable-headers","retriable_headers":[{"name":"x-frontdoor-upstream-verdict"}]}}}]}]}},
   {"route_config":{"name":"other","virtual_hosts":[{"routes":[{"route":{"cluster":"other/default"}}]}]}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.ClustersConfigDump","dynamic_active_clusters":[
   {"cluster":{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"in/default","type":"EDS","eds_cluster_config":{"service_name":"in/default@abc","eds_config":{"ads":{}}},
    "outlier_detection":{"consecutive_5xx":5},
-   "typed_extension_protocol_options":{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":{"http_filters":[{"name":"frontdoor.upstream_verdict","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter","filter_name":"retry_verdict"}},{"name":"envoy.filters.http.upstream_codec"}]}},
+   "typed_extension_protocol_options":{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions":{"http_filters":[{"name":"envoy.filters.http.header_mutation"},{"name":"envoy.filters.http.upstream_codec"}]}},
    "transport_socket":{"name":"envoy.transport_sockets.tls","typed_config":{"@type":"type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
     "common_tls_context":{"tls_certificate_sds_secret_configs":[{"name":"client"}],
      "combined_validation_context":{"default_validation_context":{"match_typed_subject_alt_names":[{"san_type":"DNS","matcher":{"exact":"replica"}}]},"validation_context_sds_secret_config":{"name":"apiserver-ca"}}}}}}},
@@ -110,7 +110,7 @@ func TestAblationsRemoveOneFeatureEach(t *testing.T) {
 			if !strings.Contains(s, "upstream_codec") {
 				t.Errorf("the upstream codec is gone: %s", s)
 			}
-			return strings.Contains(s, "retry_verdict") || strings.Contains(s, "retriable") || strings.Contains(s, "include_request_attempt_count")
+			return strings.Contains(s, "header_mutation") || strings.Contains(s, "retriable")
 		},
 		"outlier-detection": func(a *ablated) bool { return a.clusters[0]["outlier_detection"] != nil },
 	}
