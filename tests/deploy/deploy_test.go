@@ -127,7 +127,7 @@ func playManifestPod(t *testing.T, ctx context.Context) *played {
 		if t.Failed() {
 			t.Logf("played Pod:\n%s", podYAML)
 			for _, c := range r.Pod.Spec.Containers {
-				logs, err := p.Run(cctx, "logs", "--tail", "40", ContainerName(r.Pod.Name, c.Name))
+				logs, err := p.RunCombined(cctx, "logs", "--tail", "40", ContainerName(r.Pod.Name, c.Name)) // stderr too: Envoy and serve log there
 				t.Logf("--- podman logs %s (%v):\n%s", ContainerName(r.Pod.Name, c.Name), err, logs)
 			}
 		}
