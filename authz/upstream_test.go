@@ -5,10 +5,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +21,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	certutil "k8s.io/client-go/util/cert"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/policy"
 )
 
@@ -110,15 +111,14 @@ func (f *fakeUpstream) upstream(t testing.TB, before ...string) policy.Upstream 
 	}
 }
 
-// deadURL is an https URL nothing listens on.
+// deadURL is an https URL nothing listens on: a port reserved for this
+// process (below the ephemeral range, so no other socket takes it either).
 func deadURL(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
-	return "https://" + addr
+	return "https://127.0.0.1:" + strconv.Itoa(port)
 }
 
 func tokenTable(up policy.Upstream, mutate func(*policy.Cluster)) *policy.Table {

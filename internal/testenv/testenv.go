@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -63,18 +62,6 @@ func Binary(name string) (string, error) {
 		return "", fmt.Errorf("%s not found: run %s", path, how)
 	}
 	return path, nil
-}
-
-// FreePort returns a loopback TCP port nobody listened on a moment ago,
-// for a real server (Envoy's listeners, its admin) a test configures by
-// port rather than by a listener it could hand over.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // RunEnvoy starts bin/envoy on the bootstrap file with --use-dynamic-base-id,

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // child is a process the benchmark starts itself (static Envoys, HAProxy,
@@ -98,14 +100,9 @@ func hostPorts(urls []string) ([]string, error) {
 	return out, nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort is a port reserved for one of the bench's servers (see
+// testenv.FreePort).
+func freePort() (int, error) { return testenv.FreePort() }
 
 // staticEnvoyConfig is the cost floor of an Envoy design: the same TLS
 // termination (the gateway's serving cert), the same HTTP/2 upstream with the

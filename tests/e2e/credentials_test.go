@@ -12,10 +12,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -149,12 +149,7 @@ var deadSNI = deadCluster + "." + sandbox.TestDomain
 
 func ensureDeadCluster(t *testing.T, ctx context.Context) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t)) // reserved, so nothing listens there
 	admin := adminUser()
 	ensureCluster(t, ctx, &deadOnce.Once, &deadOnce.err, deadCluster, sandbox.ServersYAML([]string{"https://" + addr}),
 		&admin, http.StatusServiceUnavailable)

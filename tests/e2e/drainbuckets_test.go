@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -306,38 +305,26 @@ func startFileLDSEnvoy(t *testing.T, ctx context.Context, dir, ldsPath string, l
 	return gateway
 }
 
-// freePort is a loopback TCP port nobody listens on now.
+// freePort is a loopback TCP port reserved for this test process.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
-// nextBucketPort walks source ports below Linux's ephemeral range, so the
-// test's chosen ports do not collide with the kernel's choices.
-var nextBucketPort = 20000 + os.Getpid()%5000
-
 // portInBucket is a free local port whose connections the listener puts
-// in bucket k.
+// in bucket k: reserved like a server's port, so neither the kernel (it is
+// below the ephemeral range) nor another test process picks it.
 func portInBucket(t *testing.T, k int) int {
 	t.Helper()
-	for range 10000 {
-		p := nextBucketPort
-		nextBucketPort++
-		if translator.PortBucket(uint16(p)) != k { //nolint:gosec // below 32768
-			continue
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		return p
+	p, err := testenv.FreePortWhere(func(p int) bool {
+		return p < 65536 && translator.PortBucket(uint16(p)) == k //nolint:gosec // checked above
+	})
+	if err != nil {
+		t.Fatalf("no free port in bucket %d: %v", k, err)
 	}
-	t.Fatalf("no free port in bucket %d", k)
-	return 0
+	return p
 }

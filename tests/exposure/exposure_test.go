@@ -12,9 +12,9 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/kubefrontdoor/frontdoor/envoy"
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -36,13 +37,12 @@ var sb *sandbox.Sandbox
 var probeURL string
 
 func TestMain(m *testing.M) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.FreePort()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	probeAddr := l.Addr().String()
-	_ = l.Close()
+	probeAddr := "127.0.0.1:" + strconv.Itoa(port)
 	probeURL = "http://" + probeAddr
 	os.Exit(sandbox.RunTests(m, "exposure", sandbox.Options{
 		Progress: os.Stderr, GRPCMutualTLS: true, FrontdoorArgs: []string{"--probe-address", probeAddr},

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -168,27 +167,9 @@ func tail(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePorts reserves n distinct loopback ports by listening on port 0 and
-// closing the listeners together (holding them all open until the end makes
-// the kernel hand out distinct ports).
-func freePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var listeners []net.Listener
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts reserves n distinct loopback ports for this process's servers
+// (see testenv.FreePort for why not port 0).
+func freePorts(n int) ([]int, error) { return testenv.FreePorts(n) }
 
 // RepoRoot finds the Frontdoor (product) module root by walking up from the
 // working directory, past tests/go.mod, so `go test` (run in the package
