@@ -65,7 +65,7 @@ copy_libs() {
 		cp -L "$lib" "$ev$lib"
 		echo "   $lib"
 	done
-	if ldd "$@" | grep -q 'not found'; then
+	if ldd "$@" | grep 'not found' >/dev/null; then # not -q: see the smoke test below
 		ldd "$@" >&2
 		fail "a library Envoy or the module needs is missing on this host"
 	fi
@@ -91,10 +91,15 @@ build frontdoor "$fdimage" "$stage/frontdoor"
 build envoy "$evimage" "$stage/envoy"
 
 # Smoke: each image starts its entrypoint as the user it declares.
-podman run --rm --runtime runc --network none "$fdimage" version | grep -qx "frontdoor $VERSION" ||
-	fail "$fdimage does not run 'frontdoor version'"
-podman run --rm --runtime runc --network none "$evimage" --version | grep -q "/$ENVOY_VERSION/" ||
-	fail "$evimage does not run 'envoy --version'"
+# The output is read whole before it is matched: grep -q stops reading at
+# its first match, and podman fails the run when its next write finds the
+# pipe closed ("attaching to container: write /dev/stdout: broken pipe").
+smoke=$(podman run --rm --runtime runc --network none "$fdimage" version) || smoke=""
+grep -qx "frontdoor $VERSION" <<<"$smoke" ||
+	fail "$fdimage does not run 'frontdoor version' (it printed: $smoke)"
+smoke=$(podman run --rm --runtime runc --network none "$evimage" --version) || smoke=""
+grep -q "/$ENVOY_VERSION/" <<<"$smoke" ||
+	fail "$evimage does not run 'envoy --version' (it printed: $smoke)"
 
 save "$fdimage" "$out/frontdoor-$VERSION.oci.tar"
 save "$evimage" "$out/envoy-$ENVOY_VERSION.oci.tar"
