@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // TestIdentityFilterFailsClosed runs the identity filter's Lua in the real
@@ -45,7 +47,7 @@ func TestIdentityFilterFailsClosed(t *testing.T) {
 		{name: "string-not-list", fields: "impersonate-user", want: http.StatusServiceUnavailable},
 	}
 
-	adminPort := freePort(t)
+	adminPort := testenv.MustFreePort(t)
 	var listeners []any
 	ports := map[string]int{}
 	for _, tc := range cases {
@@ -53,7 +55,7 @@ func TestIdentityFilterFailsClosed(t *testing.T) {
 		if tc.fields != nil {
 			md[MetadataKeyIdentityHeaders] = tc.fields
 		}
-		ports[tc.name] = freePort(t)
+		ports[tc.name] = testenv.MustFreePort(t)
 		listeners = append(listeners, httpListener(tc.name, ports[tc.name], map[string]any{"route": map[string]any{"cluster": "upstream"}},
 			map[string]any{
 				"name": "envoy.filters.http.set_metadata",

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // The bootstrap pins the generic-upgrade pause guard on, with no admin
@@ -98,7 +100,7 @@ func TestBootstrapOverloadManager(t *testing.T) {
 // served, a third is closed at accept, the admin interface still answers,
 // and once a connection closes a new one is served again.
 func TestOverloadConnectionLimitRealEnvoy(t *testing.T) {
-	adminPort, port := freePort(t), freePort(t)
+	adminPort, port := testenv.MustFreePort(t), testenv.MustFreePort(t)
 	b, err := Bootstrap(BootstrapOptions{
 		NodeID: "n", XDSAddress: "127.0.0.1:1", AdminAddress: "127.0.0.1:" + strconv.Itoa(adminPort),
 		Overload: OverloadOptions{MaxDownstreamConnections: 2},

@@ -10,16 +10,6 @@ import (
 // Helpers of the tests that run the real Envoy (bin/envoy) on a config of
 // their own: free ports, starting it, waiting until it serves.
 
-// freePort returns a loopback TCP port nobody listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // runEnvoy writes config (a bootstrap as a JSON-able value) and runs
 // bin/envoy on it until the test ends; it returns once Envoy's admin
 // /ready answers 200. Only the process started here is killed.

@@ -202,7 +202,7 @@ func (f *fakeReplicas) handler(server int) http.Handler {
 // ready.
 func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	t.Helper()
-	listenPort, adminPort := mustFreePort(t), mustFreePort(t)
+	listenPort, adminPort := testenv.MustFreePort(t), testenv.MustFreePort(t)
 	c := &ClusterIR{Name: "retry", RequestService: RequestServiceIR(v1alpha1.RequestServiceExtAuthz)}
 	rc := routeConfiguration(c)
 	rc.GetVirtualHosts()[0].TypedPerFilterConfig = nil // no request service here
@@ -242,13 +242,4 @@ func runRetryEnvoy(t *testing.T, ports []int) (listen, admin string) {
 	}
 	testenv.RunEnvoyConfig(t, b, adminPort)
 	return "http://127.0.0.1:" + strconv.Itoa(listenPort), "http://127.0.0.1:" + strconv.Itoa(adminPort)
-}
-
-func mustFreePort(t *testing.T) int {
-	t.Helper()
-	p, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // newFixtureParts returns upstreams and PKI for a dedicated Envoy.
@@ -82,7 +84,7 @@ func TestStartupFailuresNeverForward(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			first, second, p := newFixtureParts(t)
-			port := freePort(t)
+			port := testenv.MustFreePort(t)
 			e := newEnvoy(t, bootOpts{module: c.module, filterName: c.filterName, filterConfig: c.config,
 				pki: p, first: first, second: second, port: port}, "")
 			err, exited := e.waitExit(30 * time.Second)
@@ -118,7 +120,7 @@ func TestLDSRejectsBrokenModule(t *testing.T) {
 	ldsDir := t.TempDir()
 	lds := filepath.Join(ldsDir, "lds.yaml")
 	o := bootOpts{module: filepath.Join(ldsDir, "libmissing.so"), filterName: "frontdoor-test", filterConfig: `{"tag":"lds"}`,
-		pki: p, first: first, second: second, port: freePort(t)}
+		pki: p, first: first, second: second, port: testenv.MustFreePort(t)}
 	if err := os.WriteFile(lds, o.ldsFile("1"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +201,7 @@ func TestLDSRejectsBrokenModule(t *testing.T) {
 func TestCrashReachesEnvoyCrashHandler(t *testing.T) {
 	first, second, p := newFixtureParts(t)
 	o := bootOpts{module: testModule(t), filterName: "frontdoor-test", filterConfig: `{"tag":"crash"}`,
-		pki: p, first: first, second: second, port: freePort(t)}
+		pki: p, first: first, second: second, port: testenv.MustFreePort(t)}
 	e := newEnvoy(t, o, "")
 	if err := e.waitReady(30 * time.Second); err != nil {
 		t.Fatal(err)
@@ -240,7 +242,7 @@ func TestCrashReachesEnvoyCrashHandler(t *testing.T) {
 func TestSIGTERMStillHandled(t *testing.T) {
 	first, second, p := newFixtureParts(t)
 	o := bootOpts{module: testModule(t), filterName: "frontdoor-test", filterConfig: `{"tag":"term"}`,
-		pki: p, first: first, second: second, port: freePort(t)}
+		pki: p, first: first, second: second, port: testenv.MustFreePort(t)}
 	e := newEnvoy(t, o, "")
 	if err := e.waitReady(30 * time.Second); err != nil {
 		t.Fatal(err)

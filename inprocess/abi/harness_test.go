@@ -519,16 +519,6 @@ func (e *envoyProc) stat(name string) (string, error) {
 	return "", fmt.Errorf("stat %s not found in %q", name, body)
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	port, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // httpGet builds a GET with header pairs.
 func httpGet(url string, kv ...string) (*http.Request, error) {
 	req, err := http.NewRequest(http.MethodGet, url, nil)

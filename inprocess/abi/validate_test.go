@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // InValidationMode is what `envoy --mode validate` says it is: the test
@@ -16,7 +18,7 @@ import (
 func TestInValidationMode(t *testing.T) {
 	first, second, p := newFixtureParts(t)
 	o := bootOpts{module: testModule(t), filterName: "frontdoor-test", filterConfig: `{"failUnlessValidating":true}`,
-		pki: p, first: first, second: second, port: freePort(t)}
+		pki: p, first: first, second: second, port: testenv.MustFreePort(t)}
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "bootstrap.yaml")
 	if err := os.WriteFile(cfg, o.bootstrap(""), 0o600); err != nil {

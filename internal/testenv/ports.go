@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 )
 
 // Test servers (etcd, the apiservers, Envoy, frontdoor serve) are told a
@@ -44,6 +45,16 @@ var reserved struct {
 // server a test configures by port rather than by a listener it could hand
 // over.
 func FreePort() (int, error) { return FreePortWhere(nil) }
+
+// MustFreePort is FreePort for a test: it fails tb when no port is left.
+func MustFreePort(tb testing.TB) int {
+	tb.Helper()
+	p, err := FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
 
 // FreePorts returns n distinct ports as FreePort does.
 func FreePorts(n int) ([]int, error) {

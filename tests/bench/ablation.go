@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -491,11 +492,9 @@ func startAblation(ctx context.Context, d *dumped, ab ablation, name string, sb 
 		return nil, "", err
 	}
 	ab.edit(a)
-	ports := make([]int, 2) // admin, measured
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, "", err
-		}
+	ports, err := testenv.FreePorts(2) // admin, measured
+	if err != nil {
+		return nil, "", err
 	}
 	b, err := json.MarshalIndent(a.bootstrap(ports[0], ports[1], lf), "", "  ")
 	if err != nil {

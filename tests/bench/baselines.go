@@ -100,10 +100,6 @@ func hostPorts(urls []string) ([]string, error) {
 	return out, nil
 }
 
-// freePort is a port reserved for one of the bench's servers (see
-// testenv.FreePort).
-func freePort() (int, error) { return testenv.FreePort() }
-
 // staticEnvoyConfig is the cost floor of an Envoy design: the same TLS
 // termination (the gateway's serving cert), the same HTTP/2 upstream with the
 // gateway's client certificate (by default), round robin over the same replicas and the
@@ -263,7 +259,7 @@ func startStaticEnvoy(ctx context.Context, name, envoyBin, sbDir, outDir string,
 	var ports [3]int // admin, measured, timed
 	for i := range ports {
 		var err error
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = testenv.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -357,7 +353,7 @@ func startHAProxy(ctx context.Context, bin, outDir string, replicas []string) (*
 	for i, hp := range hps {
 		fmt.Fprintf(&servers, "  server apiserver-%d %s\n", i+1, hp)
 	}
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return nil, "", err
 	}

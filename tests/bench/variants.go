@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
 
@@ -172,12 +173,9 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	if bin == "" {
 		bin = filepath.Join(sb.BinDir, "frontdoor")
 	}
-	ports := make([]int, 5) // listener, Envoy admin, gRPC, HTTP, module metrics
-	for i := range ports {
-		var err error
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := testenv.FreePorts(5) // listener, Envoy admin, gRPC, HTTP, module metrics
+	if err != nil {
+		return nil, err
 	}
 	grpcAddr := "127.0.0.1:" + strconv.Itoa(ports[2])
 	if v.Unix {
@@ -199,7 +197,6 @@ func startVariant(ctx context.Context, sb *sandbox.Sandbox, v Variant, outDir st
 	if accessLogOff(v.Args) {
 		g.accessLog = ""
 	}
-	var err error
 	if g.frontdoor, err = startChild(v.Name+"-frontdoor", filepath.Join(dir, "frontdoor.log"), v.Env, bin, args...); err != nil {
 		return nil, err
 	}

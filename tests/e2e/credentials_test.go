@@ -26,6 +26,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/internal/testhttp"
 	"github.com/kubefrontdoor/frontdoor/tests/sandbox"
 )
@@ -149,7 +150,7 @@ var deadSNI = deadCluster + "." + sandbox.TestDomain
 
 func ensureDeadCluster(t *testing.T, ctx context.Context) {
 	t.Helper()
-	addr := "127.0.0.1:" + strconv.Itoa(freePort(t)) // reserved, so nothing listens there
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.MustFreePort(t)) // reserved, so nothing listens there
 	admin := adminUser()
 	ensureCluster(t, ctx, &deadOnce.Once, &deadOnce.err, deadCluster, sandbox.ServersYAML([]string{"https://" + addr}),
 		&admin, http.StatusServiceUnavailable)

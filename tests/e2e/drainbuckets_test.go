@@ -47,7 +47,7 @@ const bucketDrainTime = 3 * time.Second
 func TestRemovingABucketDrainsOnlyItsConnections(t *testing.T) {
 	ctx := setup(t, 4*time.Minute)
 
-	split, err := translator.SplitBuckets(bucketTestListener(t, ctx, freePort(t)))
+	split, err := translator.SplitBuckets(bucketTestListener(t, ctx, testenv.MustFreePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func startFileLDSEnvoy(t *testing.T, ctx context.Context, dir, ldsPath string, l
 	if err := yaml.Unmarshal(raw, &boot); err != nil {
 		t.Fatal(err)
 	}
-	adminPort := freePort(t)
+	adminPort := testenv.MustFreePort(t)
 	boot["admin"] = map[string]any{"address": map[string]any{"socket_address": map[string]any{"address": "127.0.0.1", "port_value": adminPort}}}
 	dyn := boot["dynamic_resources"].(map[string]any)
 	dyn["lds_config"] = map[string]any{
@@ -303,16 +303,6 @@ func startFileLDSEnvoy(t *testing.T, ctx context.Context, dir, ldsPath string, l
 		t.Fatalf("the second Envoy never served %s/readyz: %v", gateway, err)
 	}
 	return gateway
-}
-
-// freePort is a loopback TCP port reserved for this test process.
-func freePort(t *testing.T) int {
-	t.Helper()
-	p, err := testenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // portInBucket is a free local port whose connections the listener puts

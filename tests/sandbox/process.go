@@ -167,10 +167,6 @@ func tail(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePorts reserves n distinct loopback ports for this process's servers
-// (see testenv.FreePort for why not port 0).
-func freePorts(n int) ([]int, error) { return testenv.FreePorts(n) }
-
 // RepoRoot finds the Frontdoor (product) module root by walking up from the
 // working directory, past tests/go.mod, so `go test` (run in the package
 // dir), `go -C tests run` and bin/bench (run in the repo root) agree on

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // AddReplica starts one more kube-apiserver on the sandbox's etcd, waits
@@ -20,7 +22,7 @@ func (s *Sandbox) AddReplica(ctx context.Context) (int, string, error) {
 // address (EndpointSlices may not hold loopback addresses). Its URL still
 // names 127.0.0.1.
 func (s *Sandbox) AddReplicaBound(ctx context.Context, bindAddress string) (int, string, error) {
-	ports, err := freePorts(1)
+	ports, err := testenv.FreePorts(1)
 	if err != nil {
 		return 0, "", err
 	}

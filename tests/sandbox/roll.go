@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // RollOptions configure RollGateway.
@@ -38,7 +40,7 @@ func (s *Sandbox) RollGateway(ctx context.Context, opts RollOptions) error {
 	if s.envoy == nil || s.frontdoor == nil {
 		return fmt.Errorf("no gateway to roll")
 	}
-	ports, err := freePorts(4)
+	ports, err := testenv.FreePorts(4)
 	if err != nil {
 		return err
 	}

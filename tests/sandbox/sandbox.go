@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 	"github.com/kubefrontdoor/frontdoor/internal/testpki"
 )
 
@@ -203,7 +204,7 @@ func Start(ctx context.Context, opts Options) (s *Sandbox, err error) {
 	// protocol port; Redis and the ratelimit service's gRPC, HTTP and debug
 	// ports; then listener, PROXY protocol and admin ports of each further
 	// gateway.
-	ports, err := freePorts(2 + opts.Replicas + 6 + 4 + portsPerExtraGateway*(opts.Gateways-1))
+	ports, err := testenv.FreePorts(2 + opts.Replicas + 6 + 4 + portsPerExtraGateway*(opts.Gateways-1))
 	if err != nil {
 		return s, err
 	}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/kubefrontdoor/frontdoor/internal/testenv"
 )
 
 // SecondCluster is another Kubernetes cluster beside the sandbox's: one
@@ -26,7 +28,7 @@ type SecondCluster struct {
 // StartSecondCluster starts a second cluster named name and waits until it
 // is ready. The caller stops it (Stop); the sandbox does not know it.
 func (s *Sandbox) StartSecondCluster(ctx context.Context, name string) (*SecondCluster, error) {
-	ports, err := freePorts(1)
+	ports, err := testenv.FreePorts(1)
 	if err != nil {
 		return nil, err
 	}
