@@ -47,6 +47,16 @@
 //     and TestReplay, which read the values back with Envoy's
 //     %FILTER_STATE(key:PLAIN)% formatter (an empty value included); a
 //     second write of a key replaces the first in 1.40.0.
+//   - The access log's reads (accesslog.c): get_timing_info fills 176 bytes,
+//     19 int64 slots and a presence byte per slot from 0x98 (layout read off
+//     the binary's code with objdump; the slot map matched against Envoy's
+//     %COMMON_DURATION% values on real requests); get_cluster_name and the
+//     attribute ids 10, 13, 15, 17, 21, 24 and 41 (protocol, request size,
+//     code, response flags as Envoy's legacy bit set, response size, source
+//     and upstream address). TestModuleAccessLogMatchesEnvoy compares every
+//     field of the module's line with Envoy's own JSON line for the same
+//     requests (allowed, denied, 404, upstream reset, client reset,
+//     rate-limited, failed closed, replayed), which pins all of them.
 //   - Header semantics (from abi_impl.cc, checked by tests): add_header
 //     appends a new field and refuses an empty value; set_header replaces all
 //     fields of the name, and an empty value removes them.

@@ -86,20 +86,46 @@ extern void envoy_dynamic_module_callback_http_filter_scheduler_commit(void* sch
     __attribute__((weak));
 extern void envoy_dynamic_module_callback_http_filter_scheduler_delete(void* scheduler) __attribute__((weak));
 
+// Fills out (176 bytes: 19 int64 slots, then a presence byte per slot at
+// 0x98) with the stream's timing. Slot map and checks: accesslog.c.
+extern void envoy_dynamic_module_callback_http_get_timing_info(void* filter, void* out) __attribute__((weak));
+// The upstream cluster the router picked, false before it picked one.
+extern bool envoy_dynamic_module_callback_http_get_cluster_name(void* filter, fd_buffer* out) __attribute__((weak));
+
 // Main thread only (config hooks): whether Envoy runs with --mode validate.
 extern bool envoy_dynamic_module_callback_is_validation_mode(void) __attribute__((weak));
 
-// ---- the module's per-stream shell (shell.c) ------------------------------
+// ---- the module's per-config and per-stream shell (shell.c) --------------
+
+// fd_log is a filter config's access log, written by the module (accesslog.c).
+typedef struct fd_log fd_log;
+
+// fd_config is what the module hands Envoy as a filter config pointer: the Go
+// config's handle and the parts the C hooks need without entering Go.
+typedef struct {
+  uintptr_t handle; // the Go filter config (runtime/cgo.Handle); never 0
+  fd_log* log;      // the config's access log; NULL: the module writes none
+} fd_config;
+
+// How many bytes of a stream's access-log members live inside fd_stream;
+// longer ones are malloc'ed.
+#define FD_LOG_INLINE 320
 
 // fd_stream is what the module hands Envoy as its per-stream filter pointer.
 // It is C memory, created and freed by the C hooks in shell.c, so the hooks
 // that only need a flag (body, trailers, every response hook) never enter the
 // Go runtime; Go state exists only for streams that need it (state != 0).
 typedef struct {
-  void* envoy;       // Envoy's DynamicModuleHttpFilter, valid until destroy
-  uintptr_t config;  // the filter config's handle (runtime/cgo.Handle)
-  uintptr_t state;   // the stream's Go state handle; 0 while it has none
-  uint32_t flags;    // FD_STREAM_*
+  void* envoy;              // Envoy's DynamicModuleHttpFilter, valid until destroy
+  const fd_config* config;  // the filter config (outlives its streams)
+  uintptr_t state;          // the stream's Go state handle; 0 while it has none
+  uint32_t flags;           // FD_STREAM_*
+  // The access log's request-service members (fd_log_set_fields): JSON
+  // object members without braces, in log_inline or malloc'ed; NULL: none.
+  uint32_t log_len;
+  const char* log_fields;
+  int64_t log_rs_us;        // the request service's time in µs; <0: none
+  char log_inline[FD_LOG_INLINE];
 } fd_stream;
 
 // Request body and trailers pass only while FD_STREAM_OPEN is set (the
@@ -109,6 +135,35 @@ typedef struct {
 #define FD_STREAM_FAILED 2u
 // The Go filter wants OnStreamComplete.
 #define FD_STREAM_WANTS_COMPLETE 4u
+// The stream reached request headers and its config writes an access log:
+// the module writes its line (and marked it, so Envoy's logger skips it).
+#define FD_STREAM_LOGGED 8u
+
+// ---- the module-written access log (accesslog.c) --------------------------
+
+// What a filter config's access log writes and where (fd_log_new copies it).
+typedef struct {
+  const char* path;          // file appended to; NULL: standard output
+  const char* members;       // static JSON members (the cluster), no braces
+  size_t members_len;
+  const char* absent;        // request-service members when a stream set none
+  size_t absent_len;
+  int failures_only;         // only code >= 400, no code, or a response flag...
+  int64_t slow_ms;           // ... or at least this long (0: no such rule)
+  fd_buffer mark_namespace;  // dynamic metadata number set on logged streams,
+  fd_buffer mark_key;        // which Envoy's own logger filters out
+} fd_log_spec;
+
+fd_log* fd_log_new(const fd_log_spec* spec, char* err, size_t err_len);
+void fd_log_free(fd_log* l);
+void fd_log_flush_all(void);
+uint64_t fd_log_count(int dropped);
+void fd_log_mark(fd_stream* s, void* envoy);
+int fd_log_set_fields(fd_stream* s, const char* p, size_t n);
+void fd_log_write(fd_stream* s, void* envoy);
+void fd_log_stream_free(fd_stream* s);
+size_t fd_format_uint(char* out, uint64_t v);
+int64_t fd_now_ns(void);
 
 // ---- replaying decisions without Go (replay.c) ---------------------------
 

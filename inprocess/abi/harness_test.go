@@ -218,6 +218,12 @@ type bootOpts struct {
 	accessLog    string
 	port         int  // the filtered listener's port; 0 lets Envoy pick
 	plain        bool // add listeners "plain" (same routes, no module), "minimal" (a filter without Go state) and "nilfilter" (NewFilter returns nil)
+	// Extra parts of the filtered listener: access logs (in place of the
+	// text log at accessLog), HTTP filters after the module, routes before
+	// the catch-alls.
+	accessLogs   []any
+	extraFilters []any
+	extraRoutes  []any
 }
 
 func sockaddr(port int) m {
@@ -237,6 +243,7 @@ func (o bootOpts) listener(name string, port int, withModule bool) m {
 			"filter_config": m{"@type": "type.googleapis.com/google.protobuf.StringValue", "value": o.filterConfig},
 		}})
 	}
+	filters = append(filters, o.extraFilters...)
 	filters = append(filters, m{"name": "envoy.filters.http.router",
 		"typed_config": m{"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
 	hcm := m{
@@ -253,15 +260,17 @@ func (o bootOpts) listener(name string, port int, withModule bool) m {
 				m{"header": m{"key": "x-test-fs-elapsed", "value": "%FILTER_STATE(frontdoor.test.elapsed:PLAIN)%"}},
 				m{"header": m{"key": "x-test-fs", "value": "%FILTER_STATE(frontdoor.test.fs-a:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-empty:PLAIN)%,%FILTER_STATE(frontdoor.test.fs-none:PLAIN)%"}},
 			},
-			"routes": []any{
+			"routes": append(append([]any{}, o.extraRoutes...),
 				m{"match": m{"prefix": "/", "headers": []any{m{"name": "x-test-rule", "string_match": m{"exact": "second"}}}},
 					"route": m{"cluster": "second"}},
 				m{"match": m{"prefix": "/"}, "route": m{"cluster": "first"}},
-			},
+			),
 		}}},
 		"http_filters": filters,
 	}
-	if o.accessLog != "" {
+	if o.accessLogs != nil {
+		hcm["access_log"] = o.accessLogs
+	} else if o.accessLog != "" {
 		hcm["access_log"] = []any{m{"name": "envoy.access_loggers.file", "typed_config": m{
 			"@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
 			"path":  o.accessLog,

@@ -76,23 +76,39 @@ func envoy_dynamic_module_on_program_init() *C.char {
 	return abiVersionC
 }
 
-//export envoy_dynamic_module_on_http_filter_config_new
-func envoy_dynamic_module_on_http_filter_config_new(envoyConfig unsafe.Pointer, name, config C.fd_buffer) (h C.uintptr_t) {
+// fdGoConfigNew is the config half of on_http_filter_config_new (shell.c
+// owns the C fd_config): it runs the registered factory into c.handle and,
+// for a config with an access log (AccessLogger), opens it into c.log. false
+// makes Envoy reject the config.
+//
+//export fdGoConfigNew
+func fdGoConfigNew(envoyConfig unsafe.Pointer, name, config C.fd_buffer, c *C.fd_config) (ok C.bool) {
 	defer func() {
 		if r := recover(); r != nil {
 			logPanic("on_http_filter_config_new", r)
-			h = 0
+			ok = false
 		}
 	}()
 	// Both buffers are Envoy's and only valid during this call: copy.
-	return C.uintptr_t(newConfigHandle(C.GoStringN(name.ptr, C.int(name.length)),
-		C.GoBytes(unsafe.Pointer(config.ptr), C.int(config.length))))
+	n := C.GoStringN(name.ptr, C.int(name.length))
+	h := newConfigHandle(n, C.GoBytes(unsafe.Pointer(config.ptr), C.int(config.length)))
+	if h == 0 {
+		return false
+	}
+	log, err := openAccessLog(configFromHandle(h).config)
+	if err != nil {
+		Log(LogError, "frontdoor abi: filter config "+quote(n)+" rejected: "+err.Error())
+		destroyConfigHandle(h)
+		return false
+	}
+	c.handle, c.log = C.uintptr_t(h), log
+	return true
 }
 
-//export envoy_dynamic_module_on_http_filter_config_destroy
-func envoy_dynamic_module_on_http_filter_config_destroy(config C.uintptr_t) {
+//export fdGoConfigDestroy
+func fdGoConfigDestroy(h C.uintptr_t) {
 	defer recoverAndLog("on_http_filter_config_destroy")
-	destroyConfigHandle(uintptr(config))
+	destroyConfigHandle(uintptr(h))
 }
 
 // fdGoRequestHeaders is the request-headers hook when shell.c did not

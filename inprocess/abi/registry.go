@@ -69,7 +69,11 @@ type filterState struct {
 // and registers the state at once if the Filter asks for the later hooks.
 func newStreamState(c *C.fd_stream) *filterState {
 	st := &filterState{c: c, envoy: c.envoy}
-	if cs := configFromHandle(uintptr(c.config)); cs != nil {
+	var h uintptr
+	if c.config != nil {
+		h = uintptr(c.config.handle)
+	}
+	if cs := configFromHandle(h); cs != nil {
 		func() {
 			defer recoverAndLog("creating filter " + cs.name)
 			st.filter = cs.config.NewFilter()

@@ -72,7 +72,7 @@ uint64_t fd_replay_hits(uint32_t cls) {
   return cls < FD_REPLAY_CLASSES ? __atomic_load_n(&fd_hits[cls], __ATOMIC_RELAXED) : 0;
 }
 
-static int64_t fd_now_ns(void) {
+int64_t fd_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
@@ -238,6 +238,8 @@ enum {
   fd_op_clear_route = 5,  // -
   fd_op_fs_elapsed = 6,   // key: microseconds since the hook began (rounded up), as digits
   fd_op_filter_state = 7, // key, value
+  fd_op_log_fields = 8,   // the access log's request-service members (fd_log_set_fields)
+  fd_op_log_elapsed = 9,  // -: the access log's request-service time, since the hook began
 };
 
 typedef struct {
@@ -267,7 +269,7 @@ static int fd_read_buf(fd_reader* r, fd_buffer* b) {
 
 // fd_format_uint writes v in decimal into out (room for 20 digits) and
 // returns how many digits it wrote.
-static size_t fd_format_uint(char* out, uint64_t v) {
+size_t fd_format_uint(char* out, uint64_t v) {
   char tmp[20];
   size_t n = 0;
   do {
@@ -282,7 +284,7 @@ static size_t fd_format_uint(char* out, uint64_t v) {
 
 // fd_replay_apply runs a plan on the stream (apply != 0) or only checks that
 // it parses (apply == 0, at insertion, so a hit never meets a bad plan).
-static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t start_ns, int apply) {
+static int fd_replay_apply(fd_stream* s, void* envoy, const char* plan, size_t len, int64_t start_ns, int apply) {
   fd_reader r = {plan, plan + len};
   while (r.p < r.end) {
     unsigned char op = (unsigned char)*r.p++;
@@ -334,12 +336,29 @@ static int fd_replay_apply(void* envoy, const char* plan, size_t len, int64_t st
         envoy_dynamic_module_callback_http_set_filter_state_bytes(envoy, a, v);
       }
       break;
+    case fd_op_log_fields:
+      if (!fd_read_buf(&r, &a)) {
+        return 0;
+      }
+      if (apply) {
+        fd_log_set_fields(s, a.ptr, a.length);
+      }
+      break;
+    case fd_op_log_elapsed:
+      if (apply) {
+        s->log_rs_us = (fd_now_ns() - start_ns + 999) / 1000;
+      }
+      break;
     default:
       return 0;
     }
   }
   return 1;
 }
+
+// fd_config_id names the stream's filter config in an entry: the Go handle,
+// which is never reused (a freed fd_config's address may be).
+static uintptr_t fd_config_id(const fd_stream* s) { return s->config != NULL ? s->config->handle : 0; }
 
 // fd_slot is the key's i-th candidate slot (i = 0, 1).
 static size_t fd_slot(uint64_t hash, int i) { return (size_t)(i == 0 ? hash : hash >> 32) & (FD_REPLAY_SLOTS - 1); }
@@ -366,9 +385,9 @@ int fd_replay_try(fd_stream* s, void* envoy) {
   uint64_t hash = fd_hash(t->key, t->key_len);
   for (int i = 0; i < 2; i++) {
     const fd_replay_entry* e = t->slots[fd_slot(hash, i)];
-    if (e != NULL && e->hash == hash && e->gen == gen && e->config == s->config && start < e->until_ns &&
+    if (e != NULL && e->hash == hash && e->gen == gen && e->config == fd_config_id(s) && start < e->until_ns &&
         e->key_len == t->key_len && memcmp(e->bytes, t->key, t->key_len) == 0 &&
-        fd_replay_apply(envoy, e->bytes + e->key_len, e->plan_len, start, 1)) {
+        fd_replay_apply(s, envoy, e->bytes + e->key_len, e->plan_len, start, 1)) {
       __atomic_add_fetch(&fd_hits[e->cls], 1, __ATOMIC_RELAXED);
       s->flags |= FD_STREAM_OPEN;
       return 1;
@@ -391,7 +410,7 @@ int fd_replay_pending(const fd_stream* s) { return fd_tls != NULL && fd_tls->pen
 int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char* plan, size_t plan_len) {
   fd_replay_tls* t = fd_tls;
   if (t == NULL || t->pending != s || s == NULL || ttl_ns <= 0 || cls >= FD_REPLAY_CLASSES ||
-      !fd_replay_apply(NULL, plan, plan_len, 0, 0)) {
+      !fd_replay_apply(NULL, NULL, plan, plan_len, 0, 0)) {
     return 0;
   }
   fd_replay_entry* e = malloc(sizeof *e + t->key_len + plan_len);
@@ -402,7 +421,7 @@ int fd_replay_keep(const fd_stream* s, int64_t ttl_ns, uint32_t cls, const char*
   e->gen = t->pending_gen;
   int64_t now = fd_now_ns();
   e->until_ns = now + ttl_ns;
-  e->config = s->config;
+  e->config = fd_config_id(s);
   e->cls = cls;
   e->key_len = t->key_len;
   e->plan_len = plan_len;

@@ -138,6 +138,8 @@ const (
 	opClearRoute         = 5
 	opFilterStateElapsed = 6
 	opFilterState        = 7
+	opLogFields          = 8
+	opLogElapsed         = 9
 )
 
 // recording is the plan of writes a filter made in one OnRequestHeaders.

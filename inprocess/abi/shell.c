@@ -19,13 +19,38 @@
 // Envoy's FilterDataStatus / FilterTrailersStatus / FilterHeadersStatus.
 enum { fd_continue = 0, fd_stop_iteration = 1 /* trailers */, fd_stop_iteration_and_buffer = 1 /* body */ };
 
+// The filter config is C memory (fd_config) around the Go config's handle,
+// so stream hooks reach the config's access log without entering Go.
+uintptr_t envoy_dynamic_module_on_http_filter_config_new(void* envoy_config, fd_buffer name, fd_buffer config) {
+  fd_config* c = calloc(1, sizeof(fd_config));
+  if (c == NULL) {
+    return 0; // Envoy rejects the config
+  }
+  if (!fdGoConfigNew(envoy_config, name, config, c) || c->handle == 0) {
+    fd_log_free(c->log);
+    free(c);
+    return 0;
+  }
+  return (uintptr_t)c;
+}
+
+void envoy_dynamic_module_on_http_filter_config_destroy(uintptr_t config) {
+  fd_config* c = (fd_config*)config;
+  if (c == NULL) {
+    return;
+  }
+  fdGoConfigDestroy(c->handle);
+  fd_log_free(c->log);
+  free(c);
+}
+
 uintptr_t envoy_dynamic_module_on_http_filter_new(uintptr_t config, void* envoy) {
   fd_stream* s = calloc(1, sizeof(fd_stream));
   if (s == NULL) {
     return 0; // Envoy cannot create the filter; the stream never starts
   }
   s->envoy = envoy;
-  s->config = config;
+  s->config = (const fd_config*)config;
   return (uintptr_t)s;
 }
 
@@ -37,13 +62,19 @@ void envoy_dynamic_module_on_http_filter_destroy(uintptr_t filter) {
   if (s->state != 0) {
     fdGoStreamDestroy(s);
   }
+  fd_log_stream_free(s);
   free(s);
 }
 
 // Request headers: replayed here when the worker remembers the answer (the
-// stream is then open and has no Go state), else decided by Go.
+// stream is then open and has no Go state), else decided by Go. A stream that
+// gets here gets the module's access log line (accesslog.c), if its config
+// has one.
 int32_t envoy_dynamic_module_on_http_filter_request_headers(void* envoy, uintptr_t filter, bool end_of_stream) {
   fd_stream* s = (fd_stream*)filter;
+  if (s != NULL && s->config != NULL && s->config->log != NULL && (s->flags & FD_STREAM_LOGGED) == 0) {
+    fd_log_mark(s, envoy);
+  }
   if (s != NULL && fd_replay_try(s, envoy)) {
     return fd_continue;
   }
@@ -74,6 +105,9 @@ void envoy_dynamic_module_on_http_filter_stream_complete(void* envoy, uintptr_t 
   fd_stream* s = (fd_stream*)filter;
   if (s != NULL && s->state != 0 && (s->flags & FD_STREAM_WANTS_COMPLETE) != 0) {
     fdGoStreamComplete(s);
+  }
+  if (s != NULL && (s->flags & FD_STREAM_LOGGED) != 0) {
+    fd_log_write(s, envoy);
   }
 }
 

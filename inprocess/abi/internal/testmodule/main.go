@@ -71,6 +71,30 @@ type config struct {
 	// FailUnlessValidating makes the config fail when Envoy serves and
 	// succeed when it only validates (abi.InValidationMode).
 	FailUnlessValidating bool `json:"failUnlessValidating"`
+	// AccessLog, when set, is the file the module writes its access log to
+	// (abi.AccessLog), marking logged streams frontdoor.test/logged.
+	AccessLogPath string `json:"accessLog"`
+	FailuresOnly  bool   `json:"failuresOnly"`
+	// LogFlushEvery is the module log's FlushEvery (a Go duration).
+	LogFlushEvery string `json:"logFlushEvery"`
+}
+
+// AccessLog: the module's log, whose lines carry "cluster" (the tag) and
+// the filter's "decision" (null when the filter set none).
+func (c *config) AccessLog() *abi.AccessLog {
+	if c.AccessLogPath == "" {
+		return nil
+	}
+	every, _ := time.ParseDuration(c.LogFlushEvery)
+	return &abi.AccessLog{
+		FlushEvery:    every,
+		Path:          c.AccessLogPath,
+		Members:       `"cluster":` + strconv.Quote(c.Tag),
+		Absent:        `"decision":null`,
+		FailuresOnly:  c.FailuresOnly,
+		MarkNamespace: "frontdoor.test",
+		MarkKey:       "logged",
+	}
 }
 
 func newConfig(raw []byte) (abi.FilterConfig, error) {
@@ -166,11 +190,15 @@ func (f *filter) OnRequestHeaders(s abi.Stream, endOfStream bool) abi.HeadersSta
 		C.frontdoor_test_crash()
 	}
 	if is(s, "x-test-deny") {
+		s.SetLogFields(`"decision":"denied"`)
+		s.SetLogElapsed(time.Now())
 		s.SendLocalResponse(403,
 			[][2]string{{"content-type", "application/json"}, {"x-test-denied", "yes"}},
 			[]byte(`{"denied":true}`), "frontdoor_test_denied")
 		return abi.StopIteration
 	}
+	s.SetLogFields(`"decision":"allowed"`)
+	s.SetLogElapsed(time.Now())
 	f.mutate(s)
 	if is(s, "x-test-async") || is(s, "x-test-async-panic") || is(s, "x-test-async-stop") {
 		sched := s.NewScheduler()
@@ -365,6 +393,8 @@ func replayFilter(s abi.Stream) abi.HeadersStatus {
 	s.SetFilterState("frontdoor.test.fs-a", "replay-fs")
 	s.SetFilterState("frontdoor.test.fs-empty", "")
 	s.SetFilterStateElapsed("frontdoor.test.elapsed", time.Now())
+	s.SetLogFields(`"decision":"replayed"`)
+	s.SetLogElapsed(time.Now())
 	if route {
 		s.SetRequestHeader("x-test-rule", "second")
 		s.ClearRouteCache()
