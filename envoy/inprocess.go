@@ -12,25 +12,15 @@ const (
 	// request filter under.
 	InProcessModuleFilter = "request_service"
 
-	// MetadataNamespaceInProcess is the dynamic metadata namespace the
-	// module writes the numeric access-log field AccessLogGroups into (a
-	// number in the JSON line). AccessLogRequestServiceUs, how long the
-	// request service took for the request (inline, the pipeline's own
-	// time; paused, until the decision was applied), is filter state
-	// (InProcessFilterStateKey), whole microseconds as digits like the
-	// other modes' latencies.
+	// MetadataNamespaceInProcess is the dynamic metadata namespace of the
+	// module: it sets InProcessLoggedKey there (a number) on every stream
+	// whose access log line it writes itself (InProcessAccessLog), and
+	// Envoy's own access log, kept for the requests the filter never sees,
+	// passes only streams without it.
 	MetadataNamespaceInProcess = "frontdoor.inprocess"
-	// filterStatePrefixInProcess starts InProcessFilterStateKey.
-	filterStatePrefixInProcess = "frontdoor.inprocess."
+	// InProcessLoggedKey marks a stream the module logged.
+	InProcessLoggedKey = "logged"
 )
-
-// InProcessFilterStateKey is the filter state key of a string access-log
-// field (AccessLogFields but AccessLogGroups), which the module writes as a
-// string object and the access log formats as it is
-// (%FILTER_STATE(key:PLAIN)%), where a dynamic metadata field costs a
-// lookup and a protobuf conversion per field and line. The module and the
-// translator both name the key through it.
-func InProcessFilterStateKey(field string) string { return filterStatePrefixInProcess + field }
 
 // InProcessConfig is the module filter's config (filter_config, JSON in a
 // google.protobuf.StringValue). It changes only with the cluster or the
@@ -47,4 +37,19 @@ type InProcessConfig struct {
 	// MetricsAddress, when set, is where the module serves the pipeline's
 	// Prometheus metrics (/metrics), host:port.
 	MetricsAddress string `json:"metricsAddress,omitempty"`
+	// AccessLog, when set, makes the module write the cluster's access log
+	// line for every request its filter sees; nil: no access log.
+	AccessLog *InProcessAccessLog `json:"accessLog,omitempty"`
+}
+
+// InProcessAccessLog is where and what the module logs: the gateway's
+// access log settings (the same line, file and filters as Envoy's own
+// access log in the other modes).
+type InProcessAccessLog struct {
+	// Path is the file appended to; empty: Envoy's standard output.
+	Path string `json:"path,omitempty"`
+	// FailuresOnly keeps only failed requests (an answer of 400 or more, no
+	// answer, a response flag) and, with SlowerThanMs, slow ones.
+	FailuresOnly bool  `json:"failuresOnly,omitempty"`
+	SlowerThanMs int64 `json:"slowerThanMs,omitempty"`
 }

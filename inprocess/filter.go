@@ -52,9 +52,8 @@ type stream interface {
 	ClearRouteCache()
 	SendLocalResponse(code int, headers [][2]string, body []byte, details string)
 	ContinueDecoding()
-	SetFilterState(key, value string) bool
-	SetDynamicMetadataNumber(namespace, key string, value float64)
-	SetFilterStateElapsed(key string, start time.Time) bool
+	SetLogFields(members string)
+	SetLogElapsed(start time.Time)
 	AttributeString(id abi.Attribute) (string, bool)
 	Replayable(ttl time.Duration, class uint32) bool
 }
@@ -67,7 +66,10 @@ type scheduler interface {
 // filterConfig is one UpstreamCluster's filter config.
 type filterConfig struct {
 	cluster string
-	checker authz.Checker
+	// accessLog is the log the module writes for the cluster (logfields.go);
+	// nil: none.
+	accessLog *envoy.InProcessAccessLog
+	checker   authz.Checker
 	// pipeline and replays let the worker replay decisions (replay.go);
 	// nil: never.
 	pipeline *authz.Pipeline
@@ -127,33 +129,14 @@ func (f *filter) onScheduled(s stream, eventID uint64) {
 	}
 }
 
-// filterStateKeys maps each access-log field (envoy.AccessLogFields) to its
-// filter state key, built once so that a decision allocates no key.
-var filterStateKeys = func() map[string]string {
-	m := make(map[string]string, len(envoy.AccessLogFields))
-	for _, k := range envoy.AccessLogFields {
-		m[k] = envoy.InProcessFilterStateKey(k)
-	}
-	return m
-}()
-
-// requestServiceUsKey is the filter state key of the module's time for a
-// request (AccessLogRequestServiceUs), whole microseconds as digits as
-// ext_authz's and ext_proc's latencies are.
-var requestServiceUsKey = envoy.InProcessFilterStateKey(envoy.AccessLogRequestServiceUs)
-
 // apply records the access-log fields, then forwards the request with its
 // identity headers (Continue) or answers the denial (StopIteration).
 //
-// The string fields and the module's time go to Envoy as filter state,
-// which the access log formats as it is; the group count as dynamic
-// metadata, which keeps it a number in the JSON line.
+// The fields and the module's time go into the stream's access log line,
+// which the module writes itself when the stream completes (logfields.go).
 func (f *filter) apply(s stream, d *authz.Decision) abi.HeadersStatus {
-	d.EachAccessLogField(
-		func(k, v string) { s.SetFilterState(filterStateKeys[k], v) },
-		func(k string, v float64) { s.SetDynamicMetadataNumber(envoy.MetadataNamespaceInProcess, k, v) },
-	)
-	s.SetFilterStateElapsed(requestServiceUsKey, f.start)
+	setLogFields(s, d)
+	s.SetLogElapsed(f.start)
 	if d.Allowed() && !carriable(d) {
 		d = &emptyValueDenial
 	}
@@ -240,7 +223,7 @@ func readRequest(s stream, cluster string) *authz.Request {
 // mutator applies a decision's header plan to the stream. The rule header
 // is written only when it picks another route (ruleHeader, needsReroute):
 // in process nothing else reads it (the access log takes the rule from
-// filter state, and the routes of the default rule match without it), and
+// the decision, and the routes of the default rule match without it), and
 // the edge header mutation would only remove it again.
 type mutator struct {
 	s          stream

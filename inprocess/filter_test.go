@@ -2,9 +2,8 @@ package inprocess
 
 import (
 	"context"
-	"maps"
+	"encoding/json"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,13 +18,14 @@ import (
 
 // fakeStream is an Envoy stream's request headers and what the filter did.
 type fakeStream struct {
-	headers  [][2]string
-	ops      []string
-	metadata map[string]any
-	// filterState is what the filter set as filter state, by key.
-	filterState map[string]string
-	reply       *localReply
-	continued   bool
+	headers [][2]string
+	ops     []string
+	// logFields are the access-log members the filter set last (JSON
+	// members, no braces); logElapsed whether it set its time.
+	logFields  *string
+	logElapsed bool
+	reply      *localReply
+	continued  bool
 	// attrs are the stream's attributes; attrReads counts their reads.
 	attrs     map[abi.Attribute]string
 	attrReads int
@@ -46,7 +46,7 @@ type localReply struct {
 }
 
 func newFakeStream(headers ...string) *fakeStream {
-	s := &fakeStream{metadata: map[string]any{}, filterState: map[string]string{}}
+	s := &fakeStream{}
 	for i := 0; i+1 < len(headers); i += 2 {
 		s.headers = append(s.headers, [2]string{headers[i], headers[i+1]})
 	}
@@ -91,17 +91,21 @@ func (s *fakeStream) SendLocalResponse(code int, headers [][2]string, body []byt
 
 func (s *fakeStream) ContinueDecoding() { s.continued = true }
 
-func (s *fakeStream) SetFilterState(key, value string) bool {
-	s.filterState[key] = value
-	return true
-}
+func (s *fakeStream) SetLogFields(members string) { s.logFields = &members }
 
-func (s *fakeStream) SetDynamicMetadataNumber(ns, key string, value float64) {
-	s.metadata[ns+":"+key] = value
-}
+func (s *fakeStream) SetLogElapsed(time.Time) { s.logElapsed = true }
 
-func (s *fakeStream) SetFilterStateElapsed(key string, start time.Time) bool {
-	return s.SetFilterState(key, strconv.FormatInt(time.Since(start).Microseconds(), 10))
+// logLine is the object of the filter's access-log members.
+func (s *fakeStream) logLine(t *testing.T) map[string]any {
+	t.Helper()
+	if s.logFields == nil {
+		t.Fatal("the filter set no access-log fields")
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte("{"+*s.logFields+"}"), &m); err != nil {
+		t.Fatalf("access-log members %q: %v", *s.logFields, err)
+	}
+	return m
 }
 
 // Replayable records the offer; the worker's side is replay.c's
@@ -206,20 +210,20 @@ func TestInlineAllow(t *testing.T) {
 	if s.attrReads != 0 {
 		t.Errorf("an inline decision read %d stream attributes, want 0 (the client address is for reviews only)", s.attrReads)
 	}
-	if s.filterState[envoy.InProcessFilterStateKey("user")] != "jane" || s.metadata[envoy.MetadataNamespaceInProcess+":groups"] != 2.0 {
-		t.Errorf("filter state = %v, metadata = %v", s.filterState, s.metadata)
+	if l := s.logLine(t); l["user"] != "jane" || l["groups"] != 2.0 {
+		t.Errorf("access-log fields = %v, want user jane and 2 groups", l)
 	}
-	if us, ok := s.filterState[envoy.InProcessFilterStateKey(envoy.AccessLogRequestServiceUs)]; !ok || strings.Trim(us, "0123456789") != "" || us == "" {
-		t.Errorf("request-service time in filter state %q (present: %v), want whole microseconds as digits", us, ok)
+	if !s.logElapsed {
+		t.Error("the filter did not set its time for the access log")
 	}
 }
 
-// Every access-log field reaches Envoy: the strings (and the module's time)
-// as filter state under the keys the translator's access log reads, the
-// group count as metadata (it stays a number in the JSON line).
-func TestAccessLogFieldsReachEnvoy(t *testing.T) {
+// Every access-log field reaches the module's line, strings as strings and
+// the group count as a number, with the keys of Envoy's line in the other
+// modes; a field the decision has not is null.
+func TestAccessLogFieldsReachTheLine(t *testing.T) {
 	d := allowed
-	d.Requestor = "jane"
+	d.Requestor = "jane \"the\" admin\n"
 	d.Info = &request.RequestInfo{Verb: "get", APIGroup: "apps", Resource: "deployments", Subresource: "scale", Namespace: "ns", Name: "web"}
 	c := &fakeChecker{inline: true, d: d, gotReq: make(chan *authz.Request, 1)}
 	f := (&filterConfig{cluster: "sandbox", checker: c}).NewFilter().(*filter)
@@ -227,20 +231,45 @@ func TestAccessLogFieldsReachEnvoy(t *testing.T) {
 	if st := f.onRequestHeaders(s, nil); st != abi.Continue {
 		t.Fatalf("status = %v, want Continue", st)
 	}
-	wantStrings, wantNumbers := map[string]string{}, map[string]any{}
+	want := map[string]any{}
 	d.EachAccessLogField(
-		func(k, v string) { wantStrings[envoy.InProcessFilterStateKey(k)] = v },
-		func(k string, v float64) { wantNumbers[envoy.MetadataNamespaceInProcess+":"+k] = v })
-	if len(wantStrings)+len(wantNumbers) < len(envoy.AccessLogFields) {
-		t.Fatalf("the decision has only %d access-log fields; the test needs them all", len(wantStrings)+len(wantNumbers))
+		func(k, v string) { want[k] = v },
+		func(k string, v float64) { want[k] = v })
+	if len(want) < len(envoy.AccessLogFields) {
+		t.Fatalf("the decision has only %d access-log fields; the test needs them all", len(want))
 	}
-	got := maps.Clone(s.filterState)
-	delete(got, envoy.InProcessFilterStateKey(envoy.AccessLogRequestServiceUs))
-	if diff := cmp.Diff(wantStrings, got); diff != "" {
-		t.Errorf("filter state (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, s.logLine(t)); diff != "" {
+		t.Errorf("access-log fields (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(wantNumbers, s.metadata); diff != "" {
-		t.Errorf("metadata (-want +got):\n%s", diff)
+
+	// A denial has no user, groups or rule: null, as Envoy writes them.
+	denied := newFakeStream(":method", "GET", ":path", "/api")
+	dd := authz.Decision{Outcome: authz.Unauthenticated, Code: 401}
+	(&filter{cfg: &filterConfig{cluster: "sandbox", checker: &fakeChecker{inline: true, d: dd, gotReq: make(chan *authz.Request, 1)}}}).onRequestHeaders(denied, nil)
+	l := denied.logLine(t)
+	for _, k := range envoy.AccessLogFields {
+		if _, ok := l[k]; !ok {
+			t.Errorf("denied line lacks %q: %v", k, l)
+		}
+	}
+	if l["user"] != nil || l["groups"] != nil || l["decision"] != string(authz.Unauthenticated) {
+		t.Errorf("denied line = %v, want user and groups null, decision %q", l, authz.Unauthenticated)
+	}
+}
+
+// A line the filter never decided (absentLogFields) has every field, null.
+func TestAbsentLogFields(t *testing.T) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte("{"+absentLogFields+"}"), &m); err != nil {
+		t.Fatal(err)
+	}
+	if len(m) != len(envoy.AccessLogFields) {
+		t.Fatalf("absent fields = %v, want every one of %v", m, envoy.AccessLogFields)
+	}
+	for k, v := range m {
+		if v != nil {
+			t.Errorf("%s = %v, want null", k, v)
+		}
 	}
 }
 

@@ -190,8 +190,7 @@ func (*nopStream) RemoveRequestHeader(string) bool                    { return t
 func (*nopStream) ClearRouteCache()                                   {}
 func (*nopStream) SendLocalResponse(int, [][2]string, []byte, string) {}
 func (*nopStream) ContinueDecoding()                                  {}
-func (*nopStream) SetFilterState(string, string) bool                 { return true }
-func (*nopStream) SetDynamicMetadataNumber(string, string, float64)   {}
+func (*nopStream) SetLogFields(string)                                {}
+func (*nopStream) SetLogElapsed(time.Time)                            {}
 func (*nopStream) AttributeString(abi.Attribute) (string, bool)       { return "", false }
-func (*nopStream) SetFilterStateElapsed(string, time.Time) bool       { return true }
 func (*nopStream) Replayable(time.Duration, uint32) bool              { return false }

@@ -74,7 +74,7 @@ func (m *module) newConfig(raw []byte) (abi.FilterConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &filterConfig{cluster: cfg.Cluster, checker: p, pipeline: p, replays: &m.replays}, nil
+	return &filterConfig{cluster: cfg.Cluster, accessLog: cfg.AccessLog, checker: p, pipeline: p, replays: &m.replays}, nil
 }
 
 // start returns the pipeline, creating it, subscribing to the policy feed
@@ -93,6 +93,7 @@ func (m *module) start(cfg envoy.InProcessConfig) (*authz.Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
+		registerAccessLogMetrics(reg)
 		if cfg.MetricsAddress != "" {
 			go serveMetrics(cfg.MetricsAddress, reg, m.replays.flush, log)
 			m.metrics = cfg.MetricsAddress

@@ -16,9 +16,11 @@ import (
 
 // Envoy writes one JSON line per request (the HCM access log, after the
 // response), with the Kubernetes coordinates the request service put in
-// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest), or
-// the in-process filter in filter state, beside Envoy's own
-// view: code, duration, bytes and the replica that served it.
+// ext_authz (or ext_proc) dynamic metadata (envoy.MetadataKeyRequest),
+// beside Envoy's own view: code, duration, bytes and the replica that
+// served it. In process, the module writes the same line itself for every
+// request its filter sees (inprocess/abi/accesslog.c) and Envoy only for
+// the rest (requestService.accessLogSkip).
 //
 // Timing fields (microseconds, as Envoy measured them) split each request's
 // time: durationUs is the whole exchange (first byte from the client to the
@@ -55,8 +57,20 @@ func accessLogs(a AccessLogIR, uc string, rs requestService) []*accesslogv3.Acce
 			TypedConfig: mustAny(&filev3.FileAccessLog{Path: a.Path, AccessLogFormat: &filev3.FileAccessLog_LogFormat{LogFormat: format}}),
 		}}
 	}
+	var filters []*accesslogv3.AccessLogFilter
+	if skip := rs.accessLogSkip(); skip != nil {
+		filters = append(filters, skip)
+	}
 	if a.FailuresOnly {
-		log.Filter = accessLogFailureFilter(a.SlowerThan)
+		filters = append(filters, accessLogFailureFilter(a.SlowerThan))
+	}
+	switch len(filters) {
+	case 1:
+		log.Filter = filters[0]
+	case 2:
+		log.Filter = &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_AndFilter{
+			AndFilter: &accesslogv3.AndFilter{Filters: filters},
+		}}
 	}
 	return []*accesslogv3.AccessLog{log}
 }

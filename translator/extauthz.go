@@ -1,6 +1,7 @@
 package translator
 
 import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -127,3 +128,6 @@ func identityFilter() *hcmv3.HttpFilter {
 	}}
 	return &hcmv3.HttpFilter{Name: envoy.IdentityFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(cfg)}}
 }
+
+// accessLogSkip: Envoy logs every request.
+func (extAuthz) accessLogSkip() *accesslogv3.AccessLogFilter { return nil }

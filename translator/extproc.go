@@ -1,6 +1,7 @@
 package translator
 
 import (
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -157,3 +158,6 @@ func extProcMode(responses extprocv3.ProcessingMode_HeaderSendMode) *extprocv3.P
 		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 	}
 }
+
+// accessLogSkip: Envoy logs every request.
+func (extProc) accessLogSkip() *accesslogv3.AccessLogFilter { return nil }

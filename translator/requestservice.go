@@ -3,6 +3,7 @@ package translator
 import (
 	"time"
 
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	"google.golang.org/protobuf/proto"
@@ -36,6 +37,10 @@ type requestService interface {
 	// (envoy.AccessLogRequestServiceUs, ...) to the command operators that
 	// read how long Envoy waited on the request service for this request.
 	accessLogTiming() map[string]string
+	// accessLogSkip, when not nil, passes only the requests Envoy's access
+	// log must write: a mode whose filter writes the lines of the requests
+	// it sees leaves Envoy the others.
+	accessLogSkip() *accesslogv3.AccessLogFilter
 	// forwardClientCert is how the HCM treats x-forwarded-client-cert,
 	// which carries the client certificate to modes that read it from the
 	// request headers.

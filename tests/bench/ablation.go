@@ -52,7 +52,10 @@ type ablated struct {
 var ablations = []ablation{
 	{"full", "nothing: the InProcess chain as the sandbox's Envoy serves it", func(*ablated) {}},
 	{"no-module", "the dynamic module filter (requests go out as the gateway identity)", func(a *ablated) { a.dropFilter(isModuleFilter) }},
-	{"no-accesslog", "the JSON access log", func(a *ablated) { delete(a.hcm, "access_log") }},
+	{"no-accesslog", "the JSON access log (Envoy's and the module's)", func(a *ablated) {
+		delete(a.hcm, "access_log")
+		a.editModuleConfig(func(cfg map[string]any) { delete(cfg, "accessLog") })
+	}},
 	{"no-early-mutation", "the early header mutation (client x-frontdoor-*, x-remote-*, ... stripped before routing)", func(a *ablated) {
 		delete(a.hcm, "early_header_mutation_extensions")
 	}},
@@ -314,12 +317,16 @@ func (d *dumped) derive(serverName string, files tlsFiles, accessLog string) (*a
 		}
 		a.clusters = append(a.clusters, c)
 	}
-	for _, f := range hcm["http_filters"].([]any) {
-		if m, _ := f.(map[string]any); isModuleFilter(m) {
-			if err := dropModuleMetrics(m); err != nil {
-				return nil, nil, err
-			}
+	// The sandbox's Envoy already serves the module's metrics; the copy
+	// logs to its own file, as its Envoy loggers do.
+	err = a.editModuleConfig(func(cfg map[string]any) {
+		delete(cfg, "metricsAddress")
+		if l, _ := cfg["accessLog"].(map[string]any); l != nil && str(l["path"]) != "" {
+			l["path"] = accessLog
 		}
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, l := range asList(hcm["access_log"]) {
 		if tc, _ := l.(map[string]any)["typed_config"].(map[string]any); tc != nil {
@@ -347,21 +354,27 @@ func mapsKeys(m map[string]bool) func(func(string) bool) {
 	}
 }
 
-// dropModuleMetrics removes metricsAddress from the module's JSON config:
-// the sandbox's Envoy already serves the module's metrics there.
-func dropModuleMetrics(f map[string]any) error {
-	tc, _ := f["typed_config"].(map[string]any)
-	fc, _ := tc["filter_config"].(map[string]any)
-	var cfg map[string]any
-	if err := json.Unmarshal([]byte(str(fc["value"])), &cfg); err != nil {
-		return fmt.Errorf("the module's filter config: %w", err)
+// editModuleConfig edits the module filter's JSON config (the
+// translator's envoy.InProcessConfig) in place.
+func (a *ablated) editModuleConfig(edit func(cfg map[string]any)) error {
+	for _, f := range asList(a.hcm["http_filters"]) {
+		m, _ := f.(map[string]any)
+		if !isModuleFilter(m) {
+			continue
+		}
+		tc, _ := m["typed_config"].(map[string]any)
+		fc, _ := tc["filter_config"].(map[string]any)
+		var cfg map[string]any
+		if err := json.Unmarshal([]byte(str(fc["value"])), &cfg); err != nil {
+			return fmt.Errorf("the module's filter config: %w", err)
+		}
+		edit(cfg)
+		b, err := json.Marshal(cfg)
+		if err != nil {
+			return err
+		}
+		fc["value"] = string(b)
 	}
-	delete(cfg, "metricsAddress")
-	b, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	fc["value"] = string(b)
 	return nil
 }
 

@@ -27,7 +27,7 @@ const testDump = `{"configs":[
      "forward_client_cert_details":"SANITIZE_SET","set_current_client_cert_details":{"cert":true},
      "http_filters":[
       {"name":"frontdoor.inprocess","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter",
-       "filter_config":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"{\"cluster\":\"in\",\"policyAddress\":\"127.0.0.1:1\",\"metricsAddress\":\"127.0.0.1:2\"}"}}},
+       "filter_config":{"@type":"type.googleapis.com/google.protobuf.StringValue","value":"{\"cluster\":\"in\",\"policyAddress\":\"127.0.0.1:1\",\"metricsAddress\":\"127.0.0.1:2\",\"accessLog\":{\"path\":\"/sandbox/access.log\"}}"}}},
       {"name":"envoy.filters.http.local_ratelimit"},
       {"name":"envoy.filters.http.router"}]}}]}]}}}]},
  {"@type":"type.googleapis.com/envoy.admin.v3.RoutesConfigDump","dynamic_route_configs":[
@@ -76,7 +76,7 @@ func TestAblationDerive(t *testing.T) {
 		`"trust_chain_verification":"ACCEPT_UNTRUSTED","trusted_ca":{"filename":"/pki/clients.crt"}`,
 		`"certificate_chain":{"filename":"/pki/serving.crt"}`, `"certificate_chain":{"filename":"/pki/client.crt"}`,
 		`"match_typed_subject_alt_names":[{"matcher":{"exact":"replica"},"san_type":"DNS"}],"trusted_ca":{"filename":"/pki/ca.crt"}`,
-		`"path":"/out/ablate.log"`, `{\"cluster\":\"in\",\"policyAddress\":\"127.0.0.1:1\"}`,
+		`"path":"/out/ablate.log"`, `{\"accessLog\":{\"path\":\"/out/ablate.log\"},\"cluster\":\"in\",\"policyAddress\":\"127.0.0.1:1\"}`,
 		`"listener_filters":[{"name":"envoy.filters.listener.tls_inspector"}]`, `"port_value":8443`,
 	} {
 		if !strings.Contains(got, want) {
@@ -95,8 +95,14 @@ func TestAblationsRemoveOneFeatureEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	features := map[string]func(a *ablated) bool{
-		"module":         func(a *ablated) bool { return a.hasFilter(isModuleFilter) },
-		"accesslog":      func(a *ablated) bool { return a.hcm["access_log"] != nil },
+		"module": func(a *ablated) bool { return a.hasFilter(isModuleFilter) },
+		"accesslog": func(a *ablated) bool {
+			envoyLog, moduleLog := a.hcm["access_log"] != nil, strings.Contains(mustJSON(t, a.hcm["http_filters"]), `accessLog`)
+			if a.hasFilter(isModuleFilter) && envoyLog != moduleLog {
+				t.Errorf("Envoy's access log present = %v, the module's = %v: the ablation keeps one of two", envoyLog, moduleLog)
+			}
+			return envoyLog
+		},
 		"early-mutation": func(a *ablated) bool { return a.hcm["early_header_mutation_extensions"] != nil },
 		"ratelimit":      func(a *ablated) bool { return a.hasFilter(named("envoy.filters.http.local_ratelimit")) },
 		"edge-headers": func(a *ablated) bool {

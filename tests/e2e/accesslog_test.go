@@ -88,6 +88,20 @@ func TestAccessLogCarriesKubernetesFieldsAndNoSecrets(t *testing.T) {
 	if micros(denied["requestServiceUs"]) <= 0 || denied["upstreamUs"] != nil {
 		t.Errorf("denied request's requestServiceUs = %v, upstreamUs = %v; want microseconds, null", denied["requestServiceUs"], denied["upstreamUs"])
 	}
+	if sandbox.RequestServiceFromEnv() == "InProcess" {
+		// In process the module writes the lines of the requests its filter
+		// sees, not Envoy (which would have written them too, unmarked).
+		lines := series{what: "frontdoor's and the module's /metrics", scrape: sb.FrontdoorMetrics,
+			name: "frontdoor_inprocess_access_log_lines_total", labels: map[string]string{"outcome": "queued"}}
+		if v, text := lines.read(t, ctx); v < 2 {
+			t.Errorf("the module queued %v access log lines, want at least these two:\n%s", v, text)
+		}
+		dropped := lines
+		dropped.labels = map[string]string{"outcome": "dropped"}
+		if v, _ := dropped.read(t, ctx); v != 0 {
+			t.Errorf("the module dropped %v access log lines, want 0", v)
+		}
+	}
 	if sandbox.RequestServiceFromEnv() == "ExtProc" { // the response headers are a second exchange
 		if us := micros(allowed["requestServiceResponseUs"]); us <= 0 {
 			t.Errorf("allowed request's requestServiceResponseUs = %v, want microseconds > 0", allowed["requestServiceResponseUs"])
