@@ -117,14 +117,7 @@ func TestModuleAccessLogMatchesEnvoy(t *testing.T) {
 				"filter_enforced": m{"default_value": m{"numerator": 100, "denominator": "HUNDRED"}},
 			}}}},
 	}
-	e := newEnvoy(t, o, "")
-	if err := e.waitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	port, err := e.listenerPort("filtered")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, port := startFiltered(t, o)
 	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	h1, h2 := p.httpClient(true, false), p.httpClient(true, true)
 
@@ -285,6 +278,21 @@ func TestModuleAccessLogMatchesEnvoy(t *testing.T) {
 	}
 }
 
+// startFiltered starts an Envoy on o and returns it and the port of its
+// filtered listener.
+func startFiltered(t *testing.T, o bootOpts) (*envoyProc, int) {
+	t.Helper()
+	e := newEnvoy(t, o, "")
+	if err := e.waitReady(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	port, err := e.listenerPort("filtered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, port
+}
+
 // rejectedByCodec sends a request line Envoy's HTTP/1 codec refuses (400).
 func rejectedByCodec(t *testing.T, port int) {
 	t.Helper()
@@ -362,14 +370,7 @@ func TestModuleAccessLogFailuresOnlyAndFlushedAtExit(t *testing.T) {
 	o := bootOpts{module: module, filterName: "frontdoor-test",
 		filterConfig: `{"tag":"exit","accessLog":` + strconv.Quote(moduleLog) + `,"failuresOnly":true,"logFlushEvery":"1h"}`,
 		pki:          p, first: first, second: second}
-	e := newEnvoy(t, o, "")
-	if err := e.waitReady(30 * time.Second); err != nil {
-		t.Fatal(err)
-	}
-	port, err := e.listenerPort("filtered")
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, port := startFiltered(t, o)
 	base := "https://127.0.0.1:" + strconv.Itoa(port)
 	c := p.httpClient(true, true)
 	for path, h := range map[string]http.Header{"/ok-1": nil, "/denied-1": hdr("x-test-deny", "1")} {
