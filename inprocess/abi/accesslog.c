@@ -121,8 +121,9 @@ static void fd_sink_write(fd_sink* k) {
       while (n > 0 && k->buf[off + n - 1] != '\n') {
         n--;
       }
-      if (n == 0) {
-        n = k->chunk; // a single line longer than a chunk
+      if (n == 0) { // a single line longer than a chunk: all of it at once
+        const char* nl = memchr(k->buf + off, '\n', k->len - off);
+        n = nl != NULL ? (size_t)(nl - (k->buf + off)) + 1 : k->len - off;
       }
     }
     ssize_t w = write(k->fd, k->buf + off, n);

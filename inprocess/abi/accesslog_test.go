@@ -151,6 +151,9 @@ func TestModuleAccessLogMatchesEnvoy(t *testing.T) {
 	paths["/ok-h1"] = "allowed"
 	send(h2, http.MethodPost, "/ok-post", hdr("content-type", "application/json"), `{"spec":"`+strings.Repeat("y", 1000)+`"}`, 200)
 	paths["/ok-post"] = "allowed"
+	long := "/ok-long?q=" + strings.Repeat("%E2%9C%93x", 700) // the line outgrows its first buffer
+	send(h2, http.MethodGet, long, nil, "", 200)
+	paths[long] = "allowed"
 	send(h2, http.MethodGet, "/denied", hdr("x-test-deny", "1"), "", 403)
 	paths["/denied"] = "denied"
 	send(h2, http.MethodGet, "/notfound-1", nil, "", 404)
