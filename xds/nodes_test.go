@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	filev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	dynmodfilterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/dynamic_modules/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -19,6 +21,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/kubefrontdoor/frontdoor/api/v1alpha1"
 	"github.com/kubefrontdoor/frontdoor/envoy"
@@ -433,5 +436,57 @@ func TestNodeGetsItsOwnAccessLog(t *testing.T) {
 	}
 	if _, _, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta("envoy.log")}, out.Resources); err == nil {
 		t.Fatal("a relative access log path was accepted")
+	}
+}
+
+// TestNodeGetsItsOwnModuleAccessLog: in process the module writes the
+// lines of the requests it filters, so its config's access log file moves
+// with Envoy's; a module logging to stdout stays there.
+func TestNodeGetsItsOwnModuleAccessLog(t *testing.T) {
+	in := goldenInputs(t, "inprocess")
+	in.Options.AccessLogPath = "/var/log/frontdoor/shared.log"
+	out := translator.Translate(in)
+	meta := &structpb.Struct{Fields: map[string]*structpb.Value{envoy.NodeMetaAccessLogPath: structpb.NewStringValue("/var/log/frontdoor/envoy-2.log")}}
+	moduleLogs := func(res map[string][]types.Resource) []string {
+		var ps []string
+		for _, r := range res[resourcev3.ListenerType] {
+			for _, fc := range r.(*listenerv3.Listener).GetFilterChains() { //nolint:forcetypeassert // LDS holds listeners
+				for _, f := range fc.GetFilters() {
+					hcm := &hcmv3.HttpConnectionManager{}
+					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+						t.Fatal(err)
+					}
+					for _, hf := range hcm.GetHttpFilters() {
+						dm := &dynmodfilterv3.DynamicModuleFilter{}
+						if hf.GetName() != envoy.InProcessFilterName || hf.GetTypedConfig().UnmarshalTo(dm) != nil {
+							continue
+						}
+						raw := &wrapperspb.StringValue{}
+						var cfg envoy.InProcessConfig
+						if err := dm.GetFilterConfig().UnmarshalTo(raw); err != nil || json.Unmarshal([]byte(raw.GetValue()), &cfg) != nil || cfg.AccessLog == nil {
+							t.Fatalf("the module's config %q: %v", raw.GetValue(), err)
+						}
+						ps = append(ps, cfg.AccessLog.Path)
+					}
+				}
+			}
+		}
+		return ps
+	}
+	res, _, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta}, out.Resources)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := moduleLogs(res); len(got) == 0 || slices.ContainsFunc(got, func(p string) bool { return p != "/var/log/frontdoor/envoy-2.log" }) {
+		t.Fatalf("the node's module access logs %v, want every one at /var/log/frontdoor/envoy-2.log", got)
+	}
+	if got := moduleLogs(out.Resources); len(got) == 0 || got[0] != "/var/log/frontdoor/shared.log" {
+		t.Fatalf("the shared output's module access logs changed: %v", got)
+	}
+
+	in.Options.AccessLogPath = "" // stdout: each Envoy's own already
+	out = translator.Translate(in)
+	if res, tag, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta}, out.Resources); err != nil || tag != "" || !slices.Equal(moduleLogs(res), []string{""}) {
+		t.Fatalf("stdout module log: tag %q, err %v, paths %q; want it untouched", tag, err, moduleLogs(res))
 	}
 }
