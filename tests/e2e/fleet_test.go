@@ -222,8 +222,12 @@ func TestFleet(t *testing.T) {
 			if err != nil || strings.TrimSpace(out) != "namespace/default" {
 				t.Fatalf("gateway %d (%s): kubectl get namespace default = %q, %v", i, g.URL, out, err)
 			}
-			// The request is in this Envoy's own access log.
-			if err := poll(ctx, 100*time.Millisecond, func() (bool, error) { return countLines(t, g.AccessLogPath) > before, nil }); err != nil {
+			// The request is in this Envoy's own access log, within a few
+			// flushes (Envoy's and the in-process module's).
+			lctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			err = poll(lctx, 100*time.Millisecond, func() (bool, error) { return countLines(t, g.AccessLogPath) > before, nil })
+			cancel()
+			if err != nil {
 				t.Fatalf("gateway %d: no line in its access log %s", i, g.AccessLogPath)
 			}
 			listeners, err := sandbox.Get(ctx, &http.Client{Timeout: 5 * time.Second}, g.AdminURL+"/listeners")
