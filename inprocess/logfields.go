@@ -64,8 +64,8 @@ var logFieldBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return
 func setLogFields(s stream, d *authz.Decision) {
 	bp := logFieldBufs.Get().(*[]byte)
 	b := appendLogFields((*bp)[:0], d)
-	// The stream copies the bytes before SetLogFields returns.
-	s.SetLogFields(unsafe.String(unsafe.SliceData(b), len(b)))
+	s.SetLogFields(unsafe.String(unsafe.SliceData(b), len(b))) //nolint:gosec // the stream copies the bytes before SetLogFields returns; b is reused after
+
 	*bp = b
 	logFieldBufs.Put(bp)
 }
