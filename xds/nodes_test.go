@@ -409,23 +409,15 @@ func TestNodeGetsItsOwnAccessLog(t *testing.T) {
 	}
 	paths := func(res map[string][]types.Resource) []string {
 		var ps []string
-		for _, r := range res[resourcev3.ListenerType] {
-			for _, fc := range r.(*listenerv3.Listener).GetFilterChains() { //nolint:forcetypeassert // LDS holds listeners
-				for _, f := range fc.GetFilters() {
-					hcm := &hcmv3.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-						t.Fatal(err)
-					}
-					for _, al := range hcm.GetAccessLog() {
-						file := &filev3.FileAccessLog{}
-						if err := al.GetTypedConfig().UnmarshalTo(file); err != nil {
-							t.Fatal(err)
-						}
-						ps = append(ps, file.GetPath())
-					}
+		eachHCM(t, res, func(hcm *hcmv3.HttpConnectionManager) {
+			for _, al := range hcm.GetAccessLog() {
+				file := &filev3.FileAccessLog{}
+				if err := al.GetTypedConfig().UnmarshalTo(file); err != nil {
+					t.Fatal(err)
 				}
+				ps = append(ps, file.GetPath())
 			}
-		}
+		})
 		return ps
 	}
 	if got := paths(res); len(got) == 0 || slices.ContainsFunc(got, func(p string) bool { return p != "/var/log/frontdoor/envoy-2.log" }) {
@@ -449,28 +441,20 @@ func TestNodeGetsItsOwnModuleAccessLog(t *testing.T) {
 	meta := &structpb.Struct{Fields: map[string]*structpb.Value{envoy.NodeMetaAccessLogPath: structpb.NewStringValue("/var/log/frontdoor/envoy-2.log")}}
 	moduleLogs := func(res map[string][]types.Resource) []string {
 		var ps []string
-		for _, r := range res[resourcev3.ListenerType] {
-			for _, fc := range r.(*listenerv3.Listener).GetFilterChains() { //nolint:forcetypeassert // LDS holds listeners
-				for _, f := range fc.GetFilters() {
-					hcm := &hcmv3.HttpConnectionManager{}
-					if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
-						t.Fatal(err)
-					}
-					for _, hf := range hcm.GetHttpFilters() {
-						dm := &dynmodfilterv3.DynamicModuleFilter{}
-						if hf.GetName() != envoy.InProcessFilterName || hf.GetTypedConfig().UnmarshalTo(dm) != nil {
-							continue
-						}
-						raw := &wrapperspb.StringValue{}
-						var cfg envoy.InProcessConfig
-						if err := dm.GetFilterConfig().UnmarshalTo(raw); err != nil || json.Unmarshal([]byte(raw.GetValue()), &cfg) != nil || cfg.AccessLog == nil {
-							t.Fatalf("the module's config %q: %v", raw.GetValue(), err)
-						}
-						ps = append(ps, cfg.AccessLog.Path)
-					}
+		eachHCM(t, res, func(hcm *hcmv3.HttpConnectionManager) {
+			for _, hf := range hcm.GetHttpFilters() {
+				dm := &dynmodfilterv3.DynamicModuleFilter{}
+				if hf.GetName() != envoy.InProcessFilterName || hf.GetTypedConfig().UnmarshalTo(dm) != nil {
+					continue
 				}
+				raw := &wrapperspb.StringValue{}
+				var cfg envoy.InProcessConfig
+				if err := dm.GetFilterConfig().UnmarshalTo(raw); err != nil || json.Unmarshal([]byte(raw.GetValue()), &cfg) != nil || cfg.AccessLog == nil {
+					t.Fatalf("the module's config %q: %v", raw.GetValue(), err)
+				}
+				ps = append(ps, cfg.AccessLog.Path)
 			}
-		}
+		})
 		return ps
 	}
 	res, _, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta}, out.Resources)
@@ -488,5 +472,21 @@ func TestNodeGetsItsOwnModuleAccessLog(t *testing.T) {
 	out = translator.Translate(in)
 	if res, tag, err := AccessLogView(&corev3.Node{Id: "n", Metadata: meta}, out.Resources); err != nil || tag != "" || !slices.Equal(moduleLogs(res), []string{""}) {
 		t.Fatalf("stdout module log: tag %q, err %v, paths %q; want it untouched", tag, err, moduleLogs(res))
+	}
+}
+
+// eachHCM calls fn with every HTTP connection manager of res's listeners.
+func eachHCM(t *testing.T, res map[string][]types.Resource, fn func(*hcmv3.HttpConnectionManager)) {
+	t.Helper()
+	for _, r := range res[resourcev3.ListenerType] {
+		for _, fc := range r.(*listenerv3.Listener).GetFilterChains() { //nolint:forcetypeassert // LDS holds listeners
+			for _, f := range fc.GetFilters() {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if err := f.GetTypedConfig().UnmarshalTo(hcm); err != nil {
+					t.Fatal(err)
+				}
+				fn(hcm)
+			}
+		}
 	}
 }
