@@ -103,7 +103,8 @@ func (inProcess) accessLogSkip() *accesslogv3.AccessLogFilter {
 	}}
 }
 
-// moduleAccessLog is the access log the module writes for cluster c.
+// moduleAccessLog is the access log the module writes: the gateway's
+// settings a (nil when the log is off).
 func moduleAccessLog(a AccessLogIR) *envoy.InProcessAccessLog {
 	if a.Disabled {
 		return nil

@@ -58,7 +58,6 @@ enum {
   fd_t_us_rx_beg = 11,
   fd_t_ds_tx_end = 15,
   fd_t_complete = 17,
-  fd_t_slots = 19,
   fd_t_present = 0x98,
   fd_t_size = 176,
 };
@@ -326,7 +325,7 @@ static uint64_t fd_attr_int(void* envoy, int id) {
   return v;
 }
 
-// fd_slot reads timing slot i; 0 when Envoy did not record it.
+// fd_slot_at reads timing slot i into v; 0 when Envoy did not record it.
 static int fd_slot_at(const unsigned char* t, int i, int64_t* v) {
   if (t[fd_t_present + i] == 0) {
     return 0;
@@ -394,14 +393,6 @@ void fd_log_write(fd_stream* s, void* envoy) {
     }
   }
   fd_line* b = fd_tl_line;
-  if (b->p == NULL) {
-    b->p = malloc(1024);
-    if (b->p == NULL) {
-      fd_log_counted(1, 1);
-      return;
-    }
-    b->cap = 1024;
-  }
   b->len = 0;
   b->failed = 0;
   fd_buffer h[fd_h_count] = {{NULL, 0}, {NULL, 0}, {NULL, 0}, {NULL, 0}};

@@ -14,7 +14,7 @@ void fd_put(fd_line* b, const char* p, size_t n) {
     return;
   }
   if (b->len + n > b->cap) {
-    size_t c = b->cap * 2;
+    size_t c = b->cap > 0 ? b->cap * 2 : 1024; // a line of ~600 bytes fits the first
     while (c < b->len + n) {
       c *= 2;
     }
